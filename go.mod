@@ -1,0 +1,3 @@
+module lookalike
+
+go 1.26
