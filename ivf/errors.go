@@ -16,6 +16,7 @@ var (
 	ErrBadOptions    = errors.New("ivf: invalid options")
 	ErrCorrupt       = errors.New("ivf: corrupt index file")
 	ErrNoSource      = errors.New("ivf: refine needs a vector source")
+	ErrZeroVector    = errors.New("ivf: zero vector")
 )
 
 // MaxK is the largest k a search accepts.
