@@ -1,0 +1,75 @@
+# lookalike — the targets people expect. `make run` and `make test` install
+# what they need (scripts/setup.sh); everything else assumes they ran once.
+GO       ?= go
+BIN      := bin
+CACHE    ?= $(or $(LOOKALIKE_CACHE),$(HOME)/.cache/lookalike)
+FUZZTIME ?= 10s
+# Under make, tests whose component (data set, FAISS, ...) is missing fail
+# instead of skipping.
+export LOOKALIKE_REQUIRE_COMPONENTS := 1
+
+.PHONY: all build build-faiss setup run test test-go test-race test-faiss fuzz bench bench-kernels lint generate faiss-avx2 clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/lookalike ./cmd/lookalike
+
+# The binary with FAISS linked in, for `bench ivf --compare faiss`.
+build-faiss: setup
+	$(GO) build -tags faiss -o $(BIN)/lookalike-faiss ./cmd/lookalike
+
+setup:
+	scripts/setup.sh
+
+# For now lookalike's runnable part is its index: benchmark it on
+# Fashion-MNIST beside FAISS, and draw the curves.
+run: build-faiss
+	$(BIN)/lookalike-faiss bench ivf --data fmnist --nprobe 1,2,4,8,16,32,64 --compare faiss --plot fmnist.png
+
+test: setup test-go test-race test-faiss fuzz
+
+test-go:
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+# The concurrency contracts of the index, under the race detector.
+test-race:
+	$(GO) test -race -count=1 ./ivf/...
+
+test-faiss:
+	$(GO) vet -tags faiss ./bench/... ./cmd/...
+	$(GO) test -tags faiss -count=1 ./bench/faiss/
+
+# Each decoder's fuzz target, briefly (go test runs one target at a time).
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./ivf
+	$(GO) test -run '^$$' -fuzz '^FuzzReadFvecs$$' -fuzztime $(FUZZTIME) ./bench
+	$(GO) test -run '^$$' -fuzz '^FuzzReadIvecs$$' -fuzztime $(FUZZTIME) ./bench
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeIDX$$' -fuzztime $(FUZZTIME) ./bench
+
+# Kernel throughput at every level, for benchstat.
+bench-kernels:
+	$(GO) test -run '^$$' -bench 'SQ8|L2F32|Gemm' -count 6 ./ivf | tee $(BIN)/kernels.txt
+
+bench: build-faiss
+	$(BIN)/lookalike-faiss bench ivf --data fmnist --compare faiss --plot $(BIN)/fmnist.png
+	$(BIN)/lookalike-faiss bench ivf --data fmnist-rot --refine 4 --compare faiss --plot $(BIN)/fmnist-rot.png
+
+# The AVX2 build of FAISS, the fair stand-in for Milvus's knowhere (slow:
+# builds FAISS from Debian's source package; not part of CI).
+faiss-avx2:
+	scripts/build-faiss-avx2.sh
+
+generate:
+	$(GO) generate ./ivf
+
+lint:
+	$(GO) vet ./...
+	$(GO) vet -tags faiss ./bench/... ./cmd/...
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+
+clean:
+	rm -rf $(BIN)
+
+-include scripts/cuda.mk

@@ -1,0 +1,100 @@
+package bench
+
+import (
+	"fmt"
+	"time"
+
+	"lookalike/ivf"
+)
+
+// BuildTimer is implemented by engines that time training and adding
+// separately; the harness reports both when it can.
+type BuildTimer interface {
+	BuildTimes() (train, add time.Duration)
+}
+
+func init() { RegisterEngine("ivf", newIVFEngine) }
+
+// ivfEngine is lookalike's own index.
+type ivfEngine struct {
+	cfg        EngineConfig
+	ix         *ivf.Index
+	src        ivf.VectorSource
+	floatBytes int64
+	train, add time.Duration
+}
+
+func newIVFEngine(cfg EngineConfig) (Engine, error) {
+	ix, err := ivf.New(ivf.Options{
+		Dim: cfg.Dim, Metric: cfg.Metric, NList: cfg.NList, Seed: cfg.Seed,
+		// The harness hands every engine the same, already sampled, rows.
+		MaxPointsPerCentroid: 1 << 30,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &ivfEngine{cfg: cfg, ix: ix}, nil
+}
+
+func (e *ivfEngine) Name() string { return "ivf" }
+
+func (e *ivfEngine) Build(train, base []float32) error {
+	t0 := time.Now()
+	if _, err := e.ix.Train(train); err != nil {
+		return err
+	}
+	t1 := time.Now()
+	if err := e.ix.Add(seqIDs(len(base)/e.cfg.Dim), base); err != nil {
+		return err
+	}
+	e.train, e.add = t1.Sub(t0), time.Since(t1)
+	if e.cfg.Refine > 1 {
+		// Refine reads exact floats: they count against this engine's memory.
+		e.src = rowSource{dim: e.cfg.Dim, data: base}
+		e.floatBytes = int64(len(base)) * 4
+	}
+	return nil
+}
+
+func (e *ivfEngine) BuildTimes() (train, add time.Duration) { return e.train, e.add }
+
+func (e *ivfEngine) Search(q []float32, k, nprobe int) ([]int64, error) {
+	hits, err := e.ix.Search(q, ivf.SearchOptions{K: k, NProbe: nprobe, Refine: e.cfg.Refine, Source: e.src})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int64, len(hits))
+	for i, h := range hits {
+		out[i] = int64(h.ID)
+	}
+	return out, nil
+}
+
+func (e *ivfEngine) MemoryBytes() int64 { return e.ix.Stats().MemoryBytes + e.floatBytes }
+
+func (e *ivfEngine) Close() error { return nil }
+
+func seqIDs(n int) []uint64 {
+	ids := make([]uint64, n)
+	for i := range ids {
+		ids[i] = uint64(i)
+	}
+	return ids
+}
+
+// rowSource serves the rows of a data set by id = row number, for refine.
+type rowSource struct {
+	dim  int
+	data []float32
+}
+
+func (s rowSource) Vectors(ids []uint64, dst []float32) error {
+	n := uint64(len(s.data) / s.dim)
+	for i, id := range ids {
+		if id >= n {
+			return fmt.Errorf("bench: no row %d", id)
+		}
+		copy(dst[i*s.dim:(i+1)*s.dim], s.data[id*uint64(s.dim):(id+1)*uint64(s.dim)])
+	}
+	return nil
+}
