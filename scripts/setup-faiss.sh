@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# setup-faiss.sh — install what `go build -tags faiss` links (Debian's
+# libfaiss-dev 1.7.3, a static libfaiss.a) and make OpenBLAS the BLAS and
+# LAPACK behind libblas.so.3 / liblapack.so.3. FAISS's k-means runs on BLAS;
+# with Debian's reference BLAS it is about 60× slower (docs/faiss.md).
+#
+# Idempotent: installs only what is missing (apt-get update only when an
+# install needs it) and says what it did. Run as root or with sudo.
+set -euo pipefail
+
+log() { printf 'setup-faiss: %s\n' "$*"; }
+
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+missing=()
+for p in libfaiss-dev libopenblas0-pthread; do
+	installed "$p" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	log "already installed: libfaiss-dev libopenblas0-pthread"
+else
+	log "installing: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	if ! $SUDO apt-get install -y --no-install-recommends "${missing[@]}"; then
+		log "apt-get update (package lists are stale or missing)"
+		$SUDO apt-get update
+		$SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+	fi
+fi
+
+# select NAME: point the alternative NAME at OpenBLAS's library.
+select_openblas() {
+	local name=$1-$arch lib=$1
+	local want=/usr/lib/$arch/openblas-pthread/$lib
+	[ -e "$want" ] || { log "error: $want missing (libopenblas0-pthread broken?)"; exit 1; }
+	local now
+	now=$(update-alternatives --query "$name" 2>/dev/null | sed -n 's/^Value: //p')
+	if [ "$now" = "$want" ]; then
+		log "$lib already uses OpenBLAS ($want)"
+	else
+		log "selecting OpenBLAS for $lib (was: ${now:-none})"
+		$SUDO update-alternatives --set "$name" "$want"
+	fi
+}
+select_openblas libblas.so.3
+select_openblas liblapack.so.3
+
+[ -f "/usr/lib/$arch/libfaiss.a" ] || { log "error: /usr/lib/$arch/libfaiss.a missing after install"; exit 1; }
+log "ready: go build -tags faiss ./... links /usr/lib/$arch/libfaiss.a"
