@@ -255,7 +255,7 @@ func assign(data []float32, d int, cents []float32, metric Metric, threads int, 
 	if metric == L2 {
 		cnorm = rowNorms(cents, d)
 	}
-	const tile = 64
+	const tile = 256 // rows of data per gemmNT call: large enough for the kernel's packing to pay
 	var wg sync.WaitGroup
 	tiles := (n + tile - 1) / tile
 	var mu sync.Mutex
