@@ -3,10 +3,10 @@ module lookalike
 go 1.26.0
 
 require (
-	github.com/schollz/progressbar/v3 v3.19.1
+	github.com/schollz/progressbar/v3 v3.19.1 // progress bars for the minutes-long ground-truth and data generation runs
 	github.com/spf13/cobra v1.10.2
 	golang.org/x/sys v0.50.0
-	gonum.org/v1/plot v0.17.0
+	gonum.org/v1/plot v0.17.0 // bench recall–QPS charts: pure Go (no cgo), PNG/SVG/PDF, log axes and legends; a hand-written renderer would cost more than this dependency
 )
 
 require (
