@@ -1,0 +1,1 @@
+../kernels/sq8.h
