@@ -2,6 +2,7 @@ package ivf
 
 import (
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,12 @@ type model struct {
 	centroids []float32 // nlist × dim
 	cnorm     []float32 // squared norms of the centroids (L2 only)
 	sq        SQ8
+	// The centroids quantized to SQ8 (not residuals), with each one's
+	// quantization error ‖c − ĉ‖: the coarse step scans these 4× smaller
+	// codes and then checks candidates exactly (see coarse).
+	csq    SQ8
+	ccodes []byte
+	cerr   []float32
 }
 
 // New returns an empty, untrained index. It copies opts.
@@ -153,8 +160,25 @@ func (m Metric) coarse() Metric {
 
 // publish makes a trained model visible, with empty lists.
 func (ix *Index) publish(m *model) {
+	d := ix.opts.Dim
 	if ix.opts.Metric == L2 {
-		m.cnorm = rowNorms(m.centroids, ix.opts.Dim)
+		m.cnorm = rowNorms(m.centroids, d)
+	}
+	m.csq = trainSQ8(m.centroids, d)
+	m.ccodes = make([]byte, len(m.centroids))
+	m.cerr = make([]float32, m.nlist)
+	rec := make([]float32, d)
+	for j := 0; j < m.nlist; j++ {
+		c := m.centroids[j*d : (j+1)*d]
+		m.csq.encode(c, m.ccodes[j*d:(j+1)*d])
+		m.csq.decode(m.ccodes[j*d:(j+1)*d], rec)
+		var e float64
+		for i, x := range c {
+			t := float64(x) - float64(rec[i])
+			e += t * t
+		}
+		// Rounded up, so float error in the kernels cannot undercut it.
+		m.cerr[j] = float32(math.Sqrt(e)*(1+1e-4) + 1e-6)
 	}
 	if ix.lists == nil {
 		ix.lists = make([]*List, m.nlist)
@@ -347,7 +371,7 @@ func (ix *Index) Stats() Stats {
 		s.CodeBytes += int64(v.N) * int64(ix.opts.Dim)
 		s.MemoryBytes += v.memory()
 	}
-	s.MemoryBytes += 4 * int64(len(m.centroids)+len(m.cnorm)+len(m.sq.Min)+len(m.sq.Step))
+	s.MemoryBytes += 4*int64(len(m.centroids)+len(m.cnorm)+len(m.cerr)+2*len(m.sq.Min)+2*len(m.csq.Min)) + int64(len(m.ccodes))
 	return s
 }
 

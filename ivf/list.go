@@ -75,7 +75,10 @@ func (l *List) append(ids []uint64, codes []byte) {
 	v := l.view.Load()
 	n, m, d := v.N, len(ids), l.dim
 	if n+m > len(v.ids) {
-		c := n + m + (n+m)/8 + 8
+		c := n + m // a first fill (bulk add, load) is sized exactly
+		if n > 0 {
+			c += (n+m)/8 + 8 // a list that grows keeps growing: amortise
+		}
 		codes2 := make([]byte, c*d)
 		copy(codes2, v.codes[:n*d])
 		ids2 := make([]uint64, c)

@@ -188,13 +188,16 @@ func (e *Engine) Search(q []float32, k, nprobe int) ([]int64, error) {
 	return append([]int64(nil), labels[:n]...), nil
 }
 
-// MemoryBytes is ntotal × (code size + 8): one SQ8 code and one int64 id
-// per vector, as FAISS's inverted lists store them.
+// MemoryBytes is ntotal × (code size + 8) — one SQ8 code and one int64 id
+// per vector, as FAISS's inverted lists store them — plus the coarse
+// quantizer's nlist × dim float centroids and the SQ8 ranges, so that it
+// counts what ivf's MemoryBytes counts.
 func (e *Engine) MemoryBytes() int64 {
 	if e.ix == nil {
 		return 0
 	}
-	return int64(C.lk_faiss_ntotal(e.ix)) * (int64(C.lk_faiss_code_size(e.ix)) + 8)
+	lists := int64(C.lk_faiss_ntotal(e.ix)) * (int64(C.lk_faiss_code_size(e.ix)) + 8)
+	return lists + 4*int64(e.cfg.NList*e.cfg.Dim+2*e.cfg.Dim)
 }
 
 // Close frees the index. It is safe to call more than once.
