@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"lookalike/cuda/cudatest"
+	"lookalike/cuda/hostmath"
 	"lookalike/ivf"
 	"lookalike/ivf/ivftest"
 )
@@ -520,5 +521,22 @@ func TestOptions(t *testing.T) {
 	}
 	if got := budgetFor(Options{}, deviceInfo{FreeMem: 10 << 30}); got != 10<<30*8/10-256<<20 {
 		t.Errorf("default budget %d", got)
+	}
+}
+
+// layout.go mirrors facts of sq8.h; the header as compiled by the C
+// compiler must agree.
+func TestLayoutMatchesHeader(t *testing.T) {
+	if hostmath.ProbeDescBytes != probeDescBytes || hostmath.BlockDescBytes != blockDescBytes || hostmath.MergeDescBytes != mergeDescBytes {
+		t.Errorf("descriptor sizes: C %d/%d/%d, Go %d/%d/%d", hostmath.ProbeDescBytes, hostmath.BlockDescBytes, hostmath.MergeDescBytes,
+			probeDescBytes, blockDescBytes, mergeDescBytes)
+	}
+	if hostmath.Chunk != chunk || hostmath.MaxLanes != maxLanes {
+		t.Errorf("chunk %d/%d, lanes %d/%d", hostmath.Chunk, chunk, hostmath.MaxLanes, maxLanes)
+	}
+	for d := 1; d <= 2000; d++ {
+		if padDim(d) != hostmath.Pad(d) || lanesFor(padDim(d)) != hostmath.Lanes(padDim(d)) {
+			t.Fatalf("dim %d: Go pad %d lanes %d, C pad %d lanes %d", d, padDim(d), lanesFor(padDim(d)), hostmath.Pad(d), hostmath.Lanes(hostmath.Pad(d)))
+		}
 	}
 }
