@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
+	"slices"
 )
 
 // The index file format; docs/format/ivf.md draws it.
@@ -192,7 +193,7 @@ func (e *encoder) end() {
 // is an error. Corrupt or truncated input gives an error wrapping
 // ErrCorrupt, never a panic.
 func Load(r io.Reader, opts Options) (*Index, error) {
-	br := bufio.NewReaderSize(r, 1<<20)
+	br := bufio.NewReaderSize(r, 64<<10)
 	var hdr [12]byte
 	if _, err := io.ReadFull(br, hdr[:]); err != nil {
 		return nil, fmt.Errorf("%w: header: %v", ErrCorrupt, err)
@@ -335,7 +336,7 @@ const maxSection = 1 << 40
 
 // readSection reads one section and checks its CRC. The payload buffer
 // grows as bytes arrive, so a corrupt length cannot make it allocate more
-// than the input holds (plus one chunk).
+// than about twice what the input holds.
 func readSection(r io.Reader) (uint8, []byte, error) {
 	var h [9]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
@@ -345,11 +346,12 @@ func readSection(r io.Reader) (uint8, []byte, error) {
 	if length > maxSection {
 		return 0, nil, fmt.Errorf("%w: section of %d bytes", ErrCorrupt, length)
 	}
-	const chunk = 16 << 20
-	p := make([]byte, 0, min(length, chunk))
-	for uint64(len(p)) < length {
+	// Read in chunks that double from 64 KiB, so a lying length costs at
+	// most about twice the bytes actually there.
+	var p []byte
+	for chunk := uint64(64 << 10); uint64(len(p)) < length; chunk = min(2*chunk, 16<<20) {
 		n := int(min(length-uint64(len(p)), chunk))
-		p = append(p, make([]byte, n)...)
+		p = slices.Grow(p, n)[:len(p)+n]
 		if _, err := io.ReadFull(r, p[len(p)-n:]); err != nil {
 			return 0, nil, fmt.Errorf("%w: section %d payload: %v", ErrCorrupt, kind, noEOF(err))
 		}

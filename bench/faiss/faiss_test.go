@@ -110,7 +110,7 @@ func TestRecall(t *testing.T) {
 	for _, m := range []ivf.Metric{ivf.L2, ivf.IP, ivf.Cosine} {
 		t.Run(m.String(), func(t *testing.T) {
 			e := build(t, m, d)
-			if got, want := e.MemoryBytes(), int64(testN*(testDim+8)); got != want {
+			if got, want := e.MemoryBytes(), int64(testN*(testDim+8)+4*(testNList*testDim+2*testDim)); got != want {
 				t.Errorf("MemoryBytes = %d, want %d", got, want)
 			}
 			var r1 float64
