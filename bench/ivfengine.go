@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"lookalike/ivf"
@@ -17,6 +18,8 @@ func init() { RegisterEngine("ivf", newIVFEngine) }
 
 // ivfEngine is lookalike's own index.
 type ivfEngine struct {
+	name       string
+	closer     io.Closer
 	cfg        EngineConfig
 	ix         *ivf.Index
 	src        ivf.VectorSource
@@ -24,19 +27,25 @@ type ivfEngine struct {
 	train, add time.Duration
 }
 
-func newIVFEngine(cfg EngineConfig) (Engine, error) {
+func newIVFEngine(cfg EngineConfig) (Engine, error) { return NewIVFEngine("ivf", cfg, nil, nil) }
+
+// NewIVFEngine returns lookalike's index as an engine named name, scanning
+// lists with scanner (nil: the CPU kernels). closer, when not nil, is closed
+// with the engine (a GPU scanner).
+func NewIVFEngine(name string, cfg EngineConfig, scanner ivf.Scanner, closer io.Closer) (Engine, error) {
 	ix, err := ivf.New(ivf.Options{
 		Dim: cfg.Dim, Metric: cfg.Metric, NList: cfg.NList, Seed: cfg.Seed,
 		// The harness hands every engine the same, already sampled, rows.
 		MaxPointsPerCentroid: 1 << 30,
+		Scanner:              scanner,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &ivfEngine{cfg: cfg, ix: ix}, nil
+	return &ivfEngine{name: name, closer: closer, cfg: cfg, ix: ix}, nil
 }
 
-func (e *ivfEngine) Name() string { return "ivf" }
+func (e *ivfEngine) Name() string { return e.name }
 
 func (e *ivfEngine) Build(train, base []float32) error {
 	t0 := time.Now()
@@ -72,7 +81,12 @@ func (e *ivfEngine) Search(q []float32, k, nprobe int) ([]int64, error) {
 
 func (e *ivfEngine) MemoryBytes() int64 { return e.ix.Stats().MemoryBytes + e.floatBytes }
 
-func (e *ivfEngine) Close() error { return nil }
+func (e *ivfEngine) Close() error {
+	if e.closer != nil {
+		return e.closer.Close()
+	}
+	return nil
+}
 
 func seqIDs(n int) []uint64 {
 	ids := make([]uint64, n)

@@ -91,7 +91,7 @@ SQ8 quantization shows), or --base/--query[/--gt] files (.fvecs, .bvecs,
 	f.IntVar(&o.K, "k", 10, "hits per query (recall@k)")
 	f.IntVar(&o.Refine, "refine", 0, "re-rank k×refine candidates with exact distances (0: off)")
 	f.IntVar(&o.Queries, "queries", 0, "use only the first N queries (0: all)")
-	f.StringVar(&compare, "compare", "", "other engines to run beside ivf: faiss, faiss-avx2 (need a -tags faiss build)")
+	f.StringVar(&compare, "compare", "", "other engines to run beside ivf: faiss, faiss-avx2 (need a -tags faiss build), ivf-gpu (needs a -tags cuda build and a GPU)")
 	f.Int64Var(&o.Seed, "seed", 1, "seed of the training sample and k-means")
 	f.Float64Var(&o.TargetRecall, "target-recall", 0.95, "recall at which QPS is read off each curve")
 	f.BoolVar(&o.JSON, "json", false, "print one JSON object per row")
