@@ -359,6 +359,9 @@ func writeFileAtomic(path string, write func(w io.Writer) error) (err error) {
 	if err = f.Sync(); err != nil {
 		return fmt.Errorf("bench: write %s: %w", path, err)
 	}
+	if err = f.Chmod(0o644); err != nil { // CreateTemp makes 0600; results are for sharing
+		return fmt.Errorf("bench: write %s: %w", path, err)
+	}
 	if err = f.Close(); err != nil {
 		return fmt.Errorf("bench: write %s: %w", path, err)
 	}
