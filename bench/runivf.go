@@ -126,7 +126,10 @@ type Row struct {
 	TrainS   float64 `json:"train_s,omitempty"`
 	AddS     float64 `json:"add_s,omitempty"`
 	MemBytes int64   `json:"memory_bytes"`
-	Kernel   string  `json:"kernel,omitempty"`
+	// CodeBytes is n × dim: every engine here stores one SQ8 byte per
+	// dimension; MemBytes adds ids, centroids and whatever else it holds.
+	CodeBytes int64  `json:"code_bytes"`
+	Kernel    string `json:"kernel,omitempty"`
 }
 
 // Summary is an engine's QPS read off its curve at the target recall.
@@ -245,7 +248,7 @@ func RunIVF(ctx context.Context, o IVFOptions, out, log io.Writer) ([]Row, []Sum
 				NList: nlist, NProbe: np, K: o.K, Refine: o.Refine,
 				Recall: Recall(ids, gt, o.K), QPS: float64(nq) / total.Seconds(),
 				P50ms: ms(ls.P50), P95ms: ms(ls.P95), P99ms: ms(ls.P99),
-				BuildS: b.build, TrainS: b.trainS, AddS: b.addS, MemBytes: b.e.MemoryBytes(),
+				BuildS: b.build, TrainS: b.trainS, AddS: b.addS, MemBytes: b.e.MemoryBytes(), CodeBytes: int64(n) * int64(d),
 			}
 			if row.Engine == "ivf" {
 				row.Kernel = ivf.KernelLevel().String()
