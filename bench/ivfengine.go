@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"fmt"
 	"io"
 	"time"
 
@@ -59,7 +58,7 @@ func (e *ivfEngine) Build(train, base []float32) error {
 	e.train, e.add = t1.Sub(t0), time.Since(t1)
 	if e.cfg.Refine > 1 {
 		// Refine reads exact floats: they count against this engine's memory.
-		e.src = rowSource{dim: e.cfg.Dim, data: base}
+		e.src = ivf.Rows{Dim: e.cfg.Dim, Data: base}
 		e.floatBytes = int64(len(base)) * 4
 	}
 	return nil
@@ -94,21 +93,4 @@ func seqIDs(n int) []uint64 {
 		ids[i] = uint64(i)
 	}
 	return ids
-}
-
-// rowSource serves the rows of a data set by id = row number, for refine.
-type rowSource struct {
-	dim  int
-	data []float32
-}
-
-func (s rowSource) Vectors(ids []uint64, dst []float32) error {
-	n := uint64(len(s.data) / s.dim)
-	for i, id := range ids {
-		if id >= n {
-			return fmt.Errorf("bench: no row %d", id)
-		}
-		copy(dst[i*s.dim:(i+1)*s.dim], s.data[id*uint64(s.dim):(id+1)*uint64(s.dim)])
-	}
-	return nil
 }

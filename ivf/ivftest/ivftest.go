@@ -3,8 +3,9 @@
 package ivftest
 
 import (
-	"fmt"
 	"math/rand/v2"
+
+	"lookalike/ivf"
 )
 
 // Clustered returns n rows of dim floats drawn around `clusters` random
@@ -26,22 +27,7 @@ func Clustered(n, dim, clusters int, seed uint64) []float32 {
 }
 
 // Source serves rows of a row-major matrix by id = row number.
-type Source struct {
-	Dim  int
-	Data []float32
-}
-
-// Vectors implements ivf.VectorSource.
-func (s Source) Vectors(ids []uint64, dst []float32) error {
-	n := uint64(len(s.Data) / s.Dim)
-	for i, id := range ids {
-		if id >= n {
-			return fmt.Errorf("ivftest: no vector %d", id)
-		}
-		copy(dst[i*s.Dim:(i+1)*s.Dim], s.Data[id*uint64(s.Dim):(id+1)*uint64(s.Dim)])
-	}
-	return nil
-}
+type Source = ivf.Rows
 
 // Seq returns the ids 0..n-1.
 func Seq(n int) []uint64 {
