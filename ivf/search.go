@@ -121,10 +121,11 @@ func (ix *Index) searchRange(m *model, q []float32, o SearchOptions, out [][]Hit
 	d := ix.opts.Dim
 	nq := len(q) / d
 	ps := make([][]Probe, nq)
-	var cs coarseScratch
+	cs := coarsePool.Get().(*coarseScratch)
 	for i := 0; i < nq; i++ {
-		ps[i] = ix.coarse(m, q[i*d:(i+1)*d], o.NProbe, &cs)
+		ps[i] = ix.coarse(m, q[i*d:(i+1)*d], o.NProbe, cs)
 	}
+	coarsePool.Put(cs)
 	kk := o.K
 	if o.Refine > 1 {
 		kk = min(o.K*o.Refine, MaxK*64)
@@ -248,6 +249,8 @@ type coarseScratch struct {
 	order    []Hit
 	hits     []Hit
 }
+
+var coarsePool = sync.Pool{New: func() any { return new(coarseScratch) }}
 
 func (s *coarseScratch) buf(n int) []float32 {
 	if cap(s.f) < n {
