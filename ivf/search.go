@@ -43,7 +43,8 @@ type Probe struct {
 // SQ8 distance of the index's metric (see Hit). queries holds len(probes)
 // rows of ix.Dim() floats, already normalised for Cosine. Scan must be safe
 // for concurrent use, must not retain queries or out after it returns, and
-// must honour tombstones set before it was called.
+// must honour tombstones set before it was called. k may exceed MaxK: with
+// refine, the search asks for K×Refine candidates.
 type Scanner interface {
 	Scan(ix *Index, queries []float32, probes [][]Probe, k int, out [][]Hit) error
 }
