@@ -1,0 +1,412 @@
+package proto
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+)
+
+// DecodeCreateCollection reads and validates the body of POST
+// /v1/collections. Replicas defaults to 1, NList to NListAuto.
+func DecodeCreateCollection(r io.Reader, limits Limits) (CreateCollection, error) {
+	var c CreateCollection
+	lim, err := limits.resolve()
+	if err != nil {
+		return c, err
+	}
+	body, err := readBody(r, lim, false)
+	if err != nil {
+		return c, err
+	}
+	ms, err := members(body, nil)
+	if err != nil {
+		return c, Errorf(BadRequest, "body: %s", err.Error())
+	}
+	var p problems
+	seen := map[string]bool{}
+	var hasName, hasMetric bool
+	for _, m := range ms {
+		if !once(&p, seen, "", m.key) {
+			continue
+		}
+		if isNull(m.value) {
+			continue // null is absent
+		}
+		switch m.key {
+		case "name":
+			c.Name, err = unquote(m.value)
+			hasName = err == nil
+		case "metric":
+			var s string
+			s, err = unquote(m.value)
+			c.Metric, hasMetric = Metric(s), err == nil
+		case "dim":
+			var v int64
+			v, err = parseInt(m.value, 1, MaxDim)
+			c.Dim = int(v)
+		case "nlist":
+			err = c.NList.UnmarshalJSON(m.value)
+		case "replicas":
+			var v int64
+			v, err = parseInt(m.value, 1, MaxReplicas)
+			c.Replicas = int(v)
+		case "model":
+			c.Model, err = unquote(m.value)
+			if err == nil && c.Model == "" {
+				err = fmt.Errorf("empty; leave it out for a vector collection")
+			}
+		default:
+			p.add(BadRequest, m.key, "unknown field")
+			continue
+		}
+		if err != nil {
+			p.add(BadRequest, m.key, "%s", err.Error())
+		}
+	}
+	if !hasName && !seen["name"] {
+		p.add(BadRequest, "name", "missing")
+	}
+	if !hasMetric && !seen["metric"] {
+		p.add(BadRequest, "metric", "missing (want l2, ip or cosine)")
+	}
+	if c.Replicas == 0 && !seen["replicas"] {
+		c.Replicas = 1
+	}
+	if p.n > 0 {
+		return CreateCollection{}, p.err()
+	}
+	if err := c.Validate(); err != nil {
+		return CreateCollection{}, err
+	}
+	return c, nil
+}
+
+// Validate reports every problem of c at once.
+func (c *CreateCollection) Validate() error {
+	var p problems
+	if err := ValidName(c.Name); err != nil {
+		p.add(BadRequest, "name", "%s", err.Error())
+	}
+	if !c.Metric.Valid() {
+		p.add(BadRequest, "metric", "%q, want l2, ip or cosine", clip(string(c.Metric), 40))
+	}
+	switch {
+	case c.Model == "" && c.Dim == 0:
+		p.add(BadRequest, "dim", "missing (required without a model)")
+	case c.Dim < 0 || c.Dim > MaxDim:
+		p.add(BadRequest, "dim", "%d, want 1..%d", c.Dim, MaxDim)
+	}
+	if c.NList < 0 || c.NList > MaxNList {
+		p.add(BadRequest, "nlist", "%d, want 1..%d or \"auto\"", c.NList, MaxNList)
+	}
+	if c.Replicas < 1 || c.Replicas > MaxReplicas {
+		p.add(BadRequest, "replicas", "%d, want 1..%d", c.Replicas, MaxReplicas)
+	}
+	if c.Model != "" {
+		if err := validModel(c.Model); err != nil {
+			p.add(BadRequest, "model", "%s", err.Error())
+		}
+	}
+	return p.err()
+}
+
+// DecodeInsert reads and validates the JSON body of POST
+// /v1/collections/{c}/vectors. What needs the collection (dim, metric) is
+// checked by Insert.ValidateVectors. For the bulk format, see DecodeBulk.
+func DecodeInsert(r io.Reader, limits Limits) (Insert, error) {
+	lim, err := limits.resolve()
+	if err != nil {
+		return Insert{}, err
+	}
+	body, err := readBody(r, lim, false)
+	if err != nil {
+		return Insert{}, err
+	}
+	ms, err := members(body, nil)
+	if err != nil {
+		return Insert{}, Errorf(BadRequest, "body: %s", err.Error())
+	}
+	var p problems
+	var elems [][]byte
+	seen := map[string]bool{}
+	for _, m := range ms {
+		if !once(&p, seen, "", m.key) {
+			continue
+		}
+		switch m.key {
+		case "items":
+			if elems, err = elements(m.value); err != nil {
+				p.add(BadRequest, "items", "%s", err.Error())
+			}
+		default:
+			p.add(BadRequest, m.key, "unknown field")
+		}
+	}
+	switch {
+	case p.n > 0:
+		return Insert{}, p.err()
+	case len(elems) == 0:
+		return Insert{}, Errorf(BadRequest, "items: empty batch")
+	case len(elems) > lim.MaxItems:
+		return Insert{}, Errorf(TooLarge, "items: %d items, limit is %d", len(elems), lim.MaxItems)
+	}
+	req := Insert{Items: make([]InsertItem, len(elems))}
+	var scratch []member
+	for i, e := range elems {
+		it := &req.Items[i]
+		path := "items[" + strconv.Itoa(i) + "]"
+		scratch, err = members(e, scratch)
+		if err != nil {
+			p.add(BadRequest, path, "%s", err.Error())
+			continue
+		}
+		clear(seen)
+		for _, m := range scratch {
+			if !once(&p, seen, path+".", m.key) || isNull(m.value) {
+				continue
+			}
+			switch m.key {
+			case "id":
+				it.ID, err = unquote(m.value)
+				if err == nil && it.ID == "" {
+					err = fmt.Errorf("empty; leave it out to have one generated")
+				}
+			case "vector":
+				it.Vector, err = parseVector(m.value)
+			case "meta":
+				it.Meta = m.value
+			default:
+				p.add(BadRequest, path+"."+m.key, "unknown field")
+				continue
+			}
+			if err != nil {
+				p.add(BadRequest, path+"."+m.key, "%s", err.Error())
+			}
+		}
+		if it.Vector == nil && !seen["vector"] {
+			p.add(BadRequest, path+".vector", "missing")
+		}
+	}
+	if p.n > 0 {
+		return Insert{}, p.err()
+	}
+	if err := req.validate(lim, true); err != nil {
+		return Insert{}, err
+	}
+	return req, nil
+}
+
+// Validate reports every problem of r at once, by item, except those that
+// need the collection (see ValidateVectors): a non-empty batch within
+// limits.MaxItems; ids valid (ValidID) or empty, none repeated; vectors
+// non-empty, at most MaxDim long and finite; meta absent or a JSON object
+// within limits.MaxMetaBytes.
+func (r *Insert) Validate(limits Limits) error {
+	lim, err := limits.resolve()
+	if err != nil {
+		return err
+	}
+	return r.validate(lim, false)
+}
+
+func (r *Insert) validate(lim Limits, metaChecked bool) error {
+	if len(r.Items) == 0 {
+		return Errorf(BadRequest, "items: empty batch")
+	}
+	if len(r.Items) > lim.MaxItems {
+		return Errorf(TooLarge, "items: %d items, limit is %d", len(r.Items), lim.MaxItems)
+	}
+	var p problems
+	first := make(map[string]int)
+	for i := range r.Items {
+		it := &r.Items[i]
+		path := "items[" + strconv.Itoa(i) + "]"
+		if it.ID != "" {
+			if err := ValidID(it.ID); err != nil {
+				p.add(BadRequest, path+".id", "%s", err.Error())
+			} else if j, ok := first[it.ID]; ok {
+				p.add(BadRequest, path+".id", "%q repeats items[%d]", clip(it.ID, 40), j)
+			} else {
+				first[it.ID] = i
+			}
+		}
+		checkVector(&p, path+".vector", it.Vector)
+		if it.Meta != nil {
+			if code, msg := metaProblem(it.Meta, lim.MaxMetaBytes, metaChecked); code != "" {
+				p.add(code, path+".meta", "%s", msg)
+			}
+		}
+	}
+	return p.err()
+}
+
+// ValidateVectors checks every vector of r against the collection: dim
+// components each, and none zero under Cosine. It reports every bad item.
+func (r *Insert) ValidateVectors(dim int, metric Metric) error {
+	var p problems
+	for i := range r.Items {
+		checkVectorDim(&p, "items["+strconv.Itoa(i)+"].vector", r.Items[i].Vector, dim, metric)
+	}
+	return p.err()
+}
+
+// DecodeSearch reads and validates the JSON body of POST
+// /v1/collections/{c}/search. K defaults to DefaultK; NProbe 0 means the
+// server's default (which it checks against nlist). The vector's length is
+// checked by Search.ValidateVector.
+func DecodeSearch(r io.Reader, limits Limits) (Search, error) {
+	var s Search
+	lim, err := limits.resolve()
+	if err != nil {
+		return s, err
+	}
+	body, err := readBody(r, lim, false)
+	if err != nil {
+		return s, err
+	}
+	ms, err := members(body, nil)
+	if err != nil {
+		return s, Errorf(BadRequest, "body: %s", err.Error())
+	}
+	var p problems
+	seen := map[string]bool{}
+	for _, m := range ms {
+		if !once(&p, seen, "", m.key) || isNull(m.value) {
+			continue
+		}
+		var v int64
+		switch m.key {
+		case "vector":
+			s.Vector, err = parseVector(m.value)
+		case "id":
+			s.ID, err = unquote(m.value)
+			if err == nil && s.ID == "" {
+				err = fmt.Errorf("empty")
+			}
+		case "k":
+			v, err = parseInt(m.value, 1, MaxK)
+			s.K = int(v)
+		case "nprobe":
+			v, err = parseInt(m.value, 1, MaxNList)
+			s.NProbe = int(v)
+		case "refine":
+			v, err = parseInt(m.value, 0, MaxRefine)
+			s.Refine = int(v)
+		default:
+			p.add(BadRequest, m.key, "unknown field")
+			continue
+		}
+		if err != nil {
+			p.add(BadRequest, m.key, "%s", err.Error())
+		}
+	}
+	if p.n > 0 {
+		return Search{}, p.err()
+	}
+	if s.K == 0 {
+		s.K = DefaultK
+	}
+	if err := s.Validate(); err != nil {
+		return Search{}, err
+	}
+	return s, nil
+}
+
+// Validate reports every problem of s at once, except the vector's length
+// (see ValidateVector) and nprobe's upper bound (nlist).
+func (s *Search) Validate() error {
+	var p problems
+	switch {
+	case s.Vector != nil && s.ID != "":
+		p.add(BadRequest, "body", "give vector or id, not both")
+	case s.Vector == nil && s.ID == "":
+		p.add(BadRequest, "body", "give vector or id")
+	case s.Vector != nil:
+		checkVector(&p, "vector", s.Vector)
+	default:
+		if err := ValidID(s.ID); err != nil {
+			p.add(BadRequest, "id", "%s", err.Error())
+		}
+	}
+	if s.K < 1 || s.K > MaxK {
+		p.add(BadRequest, "k", "%d, want 1..%d", s.K, MaxK)
+	}
+	if s.NProbe < 0 || s.NProbe > MaxNList {
+		p.add(BadRequest, "nprobe", "%d, want 1..nlist", s.NProbe)
+	}
+	if s.Refine < 0 || s.Refine > MaxRefine {
+		p.add(BadRequest, "refine", "%d, want 0..%d", s.Refine, MaxRefine)
+	}
+	return p.err()
+}
+
+// ValidateVector checks a search by vector against the collection: dim
+// components, not zero under Cosine. A search by id passes.
+func (s *Search) ValidateVector(dim int, metric Metric) error {
+	if s.Vector == nil {
+		return nil
+	}
+	var p problems
+	checkVectorDim(&p, "vector", s.Vector, dim, metric)
+	return p.err()
+}
+
+// DecodeTrain reads the optional body of POST /v1/collections/{c}/train:
+// empty, {} or {"nlist": N|"auto"}.
+func DecodeTrain(r io.Reader, limits Limits) (Train, error) {
+	var t Train
+	lim, err := limits.resolve()
+	if err != nil {
+		return t, err
+	}
+	body, err := readBody(r, lim, true)
+	if err != nil || body == nil {
+		return t, err
+	}
+	ms, err := members(body, nil)
+	if err != nil {
+		return t, Errorf(BadRequest, "body: %s", err.Error())
+	}
+	var p problems
+	seen := map[string]bool{}
+	for _, m := range ms {
+		if !once(&p, seen, "", m.key) || isNull(m.value) {
+			continue
+		}
+		switch m.key {
+		case "nlist":
+			if err := t.NList.UnmarshalJSON(m.value); err != nil {
+				p.add(BadRequest, "nlist", "%s", err.Error())
+			}
+		default:
+			p.add(BadRequest, m.key, "unknown field")
+		}
+	}
+	if p.n > 0 {
+		return Train{}, p.err()
+	}
+	return t, t.Validate()
+}
+
+// Validate checks t's nlist.
+func (t *Train) Validate() error {
+	if t.NList < 0 || t.NList > MaxNList {
+		return Errorf(BadRequest, "nlist: %d, want 1..%d or \"auto\"", t.NList, MaxNList)
+	}
+	return nil
+}
+
+// once records key in seen and reports a repeated key as a problem.
+func once(p *problems, seen map[string]bool, prefix, key string) bool {
+	if seen[key] {
+		p.add(BadRequest, prefix+key, "given twice")
+		return false
+	}
+	seen[key] = true
+	return true
+}
+
+// fieldError is a problem found while unmarshalling one field.
+type fieldError struct{ msg string }
+
+func (e *fieldError) Error() string { return e.msg }
