@@ -1,0 +1,136 @@
+package node
+
+import (
+	"context"
+
+	"lookalike/ivf"
+)
+
+// State is a collection's lifecycle state (decision 5).
+type State uint8
+
+// Collection states; the numbers match coordinator/meta's.
+const (
+	Untrained State = 1 // vectors in the flat buffer, scanned exactly
+	Training  State = 2 // k-means running or buffered vectors moving to lists
+	Ready     State = 3 // centroids committed, vectors in their lists
+)
+
+func (s State) String() string {
+	switch s {
+	case Untrained:
+		return "untrained"
+	case Training:
+		return "training"
+	case Ready:
+		return "ready"
+	}
+	return "unknown"
+}
+
+// CollectionMeta is the coordinator's record of a collection, as the node
+// reads it.
+type CollectionMeta struct {
+	Name     string
+	Dim      int
+	Metric   ivf.Metric
+	NList    int // requested; 0 = auto, chosen at training time
+	Replicas int
+	Model    string
+
+	State        State
+	Epoch        uint64 // bumped by each training commit
+	TrainedNList int
+}
+
+// ClusterInfo is the coordinator's view of the cluster.
+type ClusterInfo struct {
+	Leader    string
+	RaftState string // leader, follower, candidate, shutdown
+	Nodes     []ClusterNode
+}
+
+// ClusterNode is one member.
+type ClusterNode struct {
+	ID, RaftAddr, HTTPAddr, State string
+	Voter                         bool
+}
+
+// Metadata is what a node needs of the coordinator (the Raft FSM of the
+// cluster metadata). Writes are proposals: they return once committed and
+// applied, with the domain error of the command if it failed. Reads see
+// the latest applied table.
+type Metadata interface {
+	Collections() []CollectionMeta
+	Collection(name string) (CollectionMeta, bool)
+	CreateCollection(ctx context.Context, c CollectionMeta) error
+	DropCollection(ctx context.Context, name string) error
+	// BeginTraining moves an untrained collection at epoch to Training.
+	BeginTraining(ctx context.Context, name string, epoch uint64) error
+	// AbortTraining moves a Training collection back to Untrained.
+	AbortTraining(ctx context.Context, name string, epoch uint64) error
+	// CommitTraining stores the centroids (an ivf file of the trained,
+	// empty index: centroids and SQ8 parameters) and makes the collection
+	// Ready at epoch+1 with nlist lists.
+	CommitTraining(ctx context.Context, name string, epoch uint64, nlist int, centroids []byte) error
+	// Centroids returns the blob committed by CommitTraining.
+	Centroids(name string) ([]byte, error)
+	// AllocateIDs reserves n internal ids, unique in the cluster, and
+	// returns the first; they are first..first+n-1.
+	AllocateIDs(ctx context.Context, n uint64) (uint64, error)
+	Cluster() ClusterInfo
+}
+
+// BufferList is the list number of an item in an untrained collection's
+// flat buffer.
+const BufferList int32 = -1
+
+// Item is a stored item.
+type Item struct {
+	ID     uint64 // internal id
+	UserID string
+	List   int32 // ivf list, or BufferList
+	Vector []float32
+	Meta   []byte // JSON object or nil
+}
+
+// Batch is one atomic write to a collection. Deletes name internal ids
+// (the old copies of upserted items and deleted items); Puts are new items
+// whose user ids the directory then maps to them; Moves change the list
+// of stored items (training's move step).
+type Batch struct {
+	Collection string
+	Puts       []Item
+	Deletes    []uint64
+	Moves      []Move
+}
+
+// Move re-lists a stored item.
+type Move struct {
+	ID   uint64
+	List int32
+}
+
+// Storage is the node's durable layer (Pebble). Apply commits a whole
+// batch in one synced write: when it returns nil the batch survives a
+// crash, and no crash leaves part of it visible. It must be safe for
+// concurrent use.
+type Storage interface {
+	Apply(b *Batch) error
+	// Lookup maps a user id to its live item's internal id and list.
+	Lookup(coll, userID string) (id uint64, list int32, ok bool, err error)
+	// Item returns the live item with that internal id.
+	Item(coll string, id uint64) (Item, error)
+	// Vectors writes the floats of ids, in order, into dst.
+	Vectors(coll string, ids []uint64, dst []float32) error
+	// Scan calls fn for every live item of coll, in internal id order.
+	Scan(coll string, fn func(Item) error) error
+	// Drop deletes everything of coll.
+	Drop(coll string) error
+	// SaveIndex persists ix as coll's index file; LoadIndex returns the
+	// last one saved, or (nil, nil) when there is none or it is stale
+	// (writes were applied after it was saved).
+	SaveIndex(coll string, ix *ivf.Index) error
+	LoadIndex(coll string, opts ivf.Options) (*ivf.Index, error)
+	Close() error
+}

@@ -1,0 +1,131 @@
+package node
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"lookalike/ivf"
+)
+
+// flatBuffer holds the float vectors of an untrained collection and is
+// scanned in full, exactly (decision 5). Like ivf.List it is append-only:
+// writers (append, delete) are serialised by mu and publish a new view;
+// searches load a view and scan it without a lock. Deletes set a
+// tombstone bit, visible at once.
+type flatBuffer struct {
+	dim    int
+	metric ivf.Metric
+	mu     sync.Mutex
+	view   atomic.Pointer[bufView]
+	pos    map[uint64]int // internal id → row; guarded by mu
+}
+
+type bufView struct {
+	n    int
+	vecs []float32 // len ≥ n·dim; rows normalised for Cosine
+	ids  []uint64
+	tomb []uint32 // shared by views of one generation; bits set atomically
+	live int64
+}
+
+func newFlatBuffer(dim int, metric ivf.Metric) *flatBuffer {
+	b := &flatBuffer{dim: dim, metric: metric, pos: map[uint64]int{}}
+	b.view.Store(&bufView{})
+	return b
+}
+
+func (v *bufView) deleted(i int) bool {
+	return atomic.LoadUint32(&v.tomb[i>>5])&(1<<(uint(i)&31)) != 0
+}
+
+// append adds rows (already validated) under ids.
+func (b *flatBuffer) append(ids []uint64, vecs []float32) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	d := b.dim
+	v := b.view.Load()
+	n, m := v.n, len(ids)
+	if n+m > len(v.ids) {
+		c := n + m + (n+m)/4 + 64
+		nv := &bufView{n: n, vecs: make([]float32, c*d), ids: make([]uint64, c), tomb: make([]uint32, (c+31)/32), live: v.live}
+		copy(nv.vecs, v.vecs[:n*d])
+		copy(nv.ids, v.ids[:n])
+		for i := range v.tomb {
+			nv.tomb[i] = atomic.LoadUint32(&v.tomb[i])
+		}
+		v = nv
+	}
+	copy(v.vecs[n*d:], vecs)
+	if b.metric == ivf.Cosine {
+		for i := n; i < n+m; i++ {
+			ivf.Normalize(v.vecs[i*d : (i+1)*d])
+		}
+	}
+	copy(v.ids[n:], ids)
+	for i, id := range ids {
+		b.pos[id] = n + i
+	}
+	b.view.Store(&bufView{n: n + m, vecs: v.vecs, ids: v.ids, tomb: v.tomb, live: v.live + int64(m)})
+}
+
+// delete tombstones id and reports whether it was there.
+func (b *flatBuffer) delete(id uint64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	i, ok := b.pos[id]
+	if !ok {
+		return false
+	}
+	delete(b.pos, id)
+	v := b.view.Load()
+	atomic.OrUint32(&v.tomb[i>>5], 1<<(uint(i)&31))
+	b.view.Store(&bufView{n: v.n, vecs: v.vecs, ids: v.ids, tomb: v.tomb, live: v.live - 1})
+	return true
+}
+
+// len is the number of live rows.
+func (b *flatBuffer) len() int { return int(b.view.Load().live) }
+
+// search scans every live row exactly and returns the k best, best first
+// (internal distances, see ivf.Hit). q must be normalised for Cosine.
+func (b *flatBuffer) search(q []float32, k int) []ivf.Hit {
+	v := b.view.Load()
+	d := b.dim
+	top := ivf.NewTopK(k)
+	for i := 0; i < v.n; i++ {
+		x := b.metric.Distance(q, v.vecs[i*d:(i+1)*d])
+		if x <= top.Worst() && !v.deleted(i) {
+			top.Push(v.ids[i], x)
+		}
+	}
+	return top.Sorted(nil)
+}
+
+// vector copies the stored (normalised for Cosine) row of id into dst.
+func (b *flatBuffer) vector(id uint64, dst []float32) bool {
+	b.mu.Lock()
+	i, ok := b.pos[id]
+	b.mu.Unlock()
+	if !ok {
+		return false
+	}
+	v := b.view.Load()
+	copy(dst, v.vecs[i*b.dim:(i+1)*b.dim])
+	return true
+}
+
+// liveRows returns copies of the live ids and rows of the current view,
+// for training and the move.
+func (b *flatBuffer) liveRows() ([]uint64, []float32) {
+	v := b.view.Load()
+	d := b.dim
+	ids := make([]uint64, 0, v.live)
+	vecs := make([]float32, 0, int(v.live)*d)
+	for i := 0; i < v.n; i++ {
+		if !v.deleted(i) {
+			ids = append(ids, v.ids[i])
+			vecs = append(vecs, v.vecs[i*d:(i+1)*d]...)
+		}
+	}
+	return ids, vecs
+}

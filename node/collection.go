@@ -1,0 +1,570 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+
+	"lookalike/ivf"
+)
+
+// collection is the runtime of one collection on this node: its flat
+// buffer while untrained, its ivf index once trained, and both while
+// training moves buffered vectors into lists. On one node it is the
+// collection's only shard.
+type collection struct {
+	n      *Node
+	meta   CollectionMeta // as opened; Epoch and State live below
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// mu serialises writes and the state transitions of training, so a
+	// write sees either the buffer or the index as its destination, and
+	// the move never races an upsert of the id it moves.
+	mu    sync.Mutex
+	epoch atomic.Uint64
+	state atomic.Uint32
+	buf   atomic.Pointer[flatBuffer] // nil once trained and moved
+	ix    atomic.Pointer[ivf.Index]  // nil until trained
+	count atomic.Int64               // live items
+	wg    sync.WaitGroup             // training goroutine
+}
+
+// WriteItem is one item of an upsert, validated by the caller's decoder.
+type WriteItem struct {
+	UserID string // non-empty
+	Vector []float32
+	Meta   []byte
+}
+
+func (c *collection) State() State { return State(c.state.Load()) }
+
+func (c *collection) indexOptions(nlist int) ivf.Options {
+	return ivf.Options{Dim: c.meta.Dim, Metric: c.meta.Metric, NList: nlist, Seed: c.n.opts.Seed, Threads: c.n.opts.Threads}
+}
+
+// open builds the runtime from the table and the store, finishing a move
+// that a crash interrupted.
+func (n *Node) openCollection(m CollectionMeta) (*collection, error) {
+	ctx, cancel := context.WithCancel(n.ctx)
+	c := &collection{n: n, meta: m, ctx: ctx, cancel: cancel}
+	c.epoch.Store(m.Epoch)
+	if err := c.load(m); err != nil {
+		cancel()
+		return nil, fmt.Errorf("node: open collection %q: %w", m.Name, err)
+	}
+	if m.State == Training {
+		// A crash (or a lost leader) interrupted k-means: train again.
+		c.state.Store(uint32(Training))
+		c.wg.Add(1)
+		go c.train(m.Epoch, m.NList)
+	}
+	return c, nil
+}
+
+func (c *collection) load(m CollectionMeta) error {
+	st := c.n.store
+	if m.State != Ready {
+		buf := newFlatBuffer(m.Dim, m.Metric)
+		var ids []uint64
+		var vecs []float32
+		flush := func() {
+			buf.append(ids, vecs)
+			ids, vecs = ids[:0], vecs[:0]
+		}
+		err := st.Scan(m.Name, func(it Item) error {
+			ids = append(ids, it.ID)
+			vecs = append(vecs, it.Vector...)
+			if len(ids) == 4096 {
+				flush()
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		flush()
+		c.buf.Store(buf)
+		c.count.Store(int64(buf.len()))
+		c.state.Store(uint32(Untrained))
+		return nil
+	}
+	ix, err := st.LoadIndex(m.Name, c.indexOptions(0))
+	if err != nil {
+		c.n.log.Warn("persisted index unusable, rebuilding from items", "collection", m.Name, "err", err)
+		ix = nil
+	}
+	if ix != nil {
+		c.ix.Store(ix)
+		c.count.Store(int64(ix.Len()))
+		c.state.Store(uint32(Ready))
+		return nil
+	}
+	blob, err := c.n.meta.Centroids(m.Name)
+	if err != nil {
+		return err
+	}
+	ix, err = ivf.Load(bytes.NewReader(blob), c.indexOptions(0))
+	if err != nil {
+		return fmt.Errorf("centroids: %w", err)
+	}
+	var (
+		ids, mids []uint64
+		vecs      []float32
+		mvecs     []float32
+		count     int64
+	)
+	err = st.Scan(m.Name, func(it Item) error {
+		count++
+		if it.List == BufferList {
+			mids = append(mids, it.ID)
+			mvecs = append(mvecs, it.Vector...)
+			return nil
+		}
+		ids = append(ids, it.ID)
+		vecs = append(vecs, it.Vector...)
+		if len(ids) == 1<<16 {
+			if err := ix.Add(ids, vecs); err != nil {
+				return err
+			}
+			ids, vecs = ids[:0], vecs[:0]
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := ix.Add(ids, vecs); err != nil {
+		return err
+	}
+	c.ix.Store(ix)
+	c.count.Store(count)
+	// Finish the move a crash interrupted: re-list what is still buffered.
+	if len(mids) > 0 {
+		c.n.log.Info("finishing an interrupted move", "collection", m.Name, "vectors", len(mids))
+		if err := c.moveRows(ix, mids, mvecs, nil); err != nil {
+			return err
+		}
+	}
+	c.state.Store(uint32(Ready))
+	if len(mids) > 0 {
+		return st.SaveIndex(m.Name, ix)
+	}
+	return nil
+}
+
+// checkEpoch refuses a call routed with another table epoch.
+func (c *collection) checkEpoch(epoch uint64) error {
+	if e := c.epoch.Load(); epoch != e {
+		return fmt.Errorf("%w: collection %q is at epoch %d, call carries %d", ErrStaleEpoch, c.meta.Name, e, epoch)
+	}
+	return nil
+}
+
+// checkVectors validates a batch's vectors whole.
+func (c *collection) checkVector(v []float32) error {
+	if len(v) != c.meta.Dim {
+		return fmt.Errorf("%w: vector has %d components, collection dim is %d", ErrInvalid, len(v), c.meta.Dim)
+	}
+	for i, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return fmt.Errorf("%w: vector component %d is %v", ErrInvalid, i, x)
+		}
+	}
+	if c.meta.Metric == ivf.Cosine {
+		zero := true
+		for _, x := range v {
+			if x != 0 {
+				zero = false
+				break
+			}
+		}
+		if zero {
+			return fmt.Errorf("%w: a zero vector has no direction (metric cosine)", ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// upsert stores items (one synced batch) and then indexes them; an
+// existing user id's old copy is tombstoned. Repeated user ids in a batch:
+// the last wins.
+func (c *collection) upsert(ctx context.Context, items []WriteItem) error {
+	for i, it := range items {
+		if err := c.checkVector(it.Vector); err != nil {
+			return fmt.Errorf("items[%d]: %w", i, err)
+		}
+	}
+	last := make(map[string]int, len(items))
+	for i, it := range items {
+		last[it.UserID] = i
+	}
+	keep := make([]int, 0, len(last))
+	for i, it := range items {
+		if last[it.UserID] == i {
+			keep = append(keep, i)
+		}
+	}
+	d := c.meta.Dim
+	vecs := make([]float32, 0, len(keep)*d)
+	for _, i := range keep {
+		vecs = append(vecs, items[i].Vector...)
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.ctx.Err(); err != nil {
+		return ErrNoCollection
+	}
+	ids, err := c.n.ids.take(ctx, len(keep))
+	if err != nil {
+		return err
+	}
+	ix := c.ix.Load()
+	var labels []int32
+	if ix != nil {
+		if labels, err = ix.Assign(vecs); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+	}
+	b := &Batch{Collection: c.meta.Name, Puts: make([]Item, len(keep))}
+	type old struct {
+		id   uint64
+		list int32
+	}
+	var olds []old
+	for j, i := range keep {
+		it := items[i]
+		oid, ol, ok, err := c.n.store.Lookup(c.meta.Name, it.UserID)
+		if err != nil {
+			return err
+		}
+		if ok {
+			olds = append(olds, old{oid, ol})
+			b.Deletes = append(b.Deletes, oid)
+		}
+		l := BufferList
+		if labels != nil {
+			l = labels[j]
+		}
+		b.Puts[j] = Item{ID: ids[j], UserID: it.UserID, List: l, Vector: it.Vector, Meta: it.Meta}
+	}
+	if err := c.n.store.Apply(b); err != nil {
+		return err
+	}
+	for _, o := range olds {
+		c.dropMem(o.id, o.list)
+	}
+	if ix != nil {
+		if err := ix.Add(ids, vecs); err != nil {
+			return err // validated above: cannot happen
+		}
+	} else {
+		c.buf.Load().append(ids, vecs)
+	}
+	c.count.Add(int64(len(keep) - len(olds)))
+	c.maybeTrain()
+	return nil
+}
+
+// dropMem removes an old copy from memory wherever it is (both places
+// while the move runs).
+func (c *collection) dropMem(id uint64, list int32) {
+	if buf := c.buf.Load(); buf != nil {
+		buf.delete(id)
+	}
+	if ix := c.ix.Load(); ix != nil && list >= 0 {
+		ix.DeleteFromList(int(list), id)
+	}
+}
+
+// remove deletes user ids; it reports how many existed.
+func (c *collection) remove(ctx context.Context, userIDs []string) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := &Batch{Collection: c.meta.Name}
+	var lists []int32
+	for _, u := range userIDs {
+		id, l, ok, err := c.n.store.Lookup(c.meta.Name, u)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			b.Deletes = append(b.Deletes, id)
+			lists = append(lists, l)
+		}
+	}
+	if len(b.Deletes) == 0 {
+		return 0, nil
+	}
+	if err := c.n.store.Apply(b); err != nil {
+		return 0, err
+	}
+	for i, id := range b.Deletes {
+		c.dropMem(id, lists[i])
+	}
+	c.count.Add(-int64(len(b.Deletes)))
+	return len(b.Deletes), nil
+}
+
+// search answers q from the buffer (exactly) and the index, merged
+// without duplicates. The buffer is read before the index so that a
+// vector moving between them is seen at least once.
+func (c *collection) search(q []float32, k, nprobe, refine int) ([]ivf.Hit, error) {
+	if err := c.checkVector(q); err != nil {
+		return nil, err
+	}
+	if k < 1 || k > ivf.MaxK {
+		return nil, fmt.Errorf("%w: k %d outside 1..%d", ErrInvalid, k, ivf.MaxK)
+	}
+	var parts [][]ivf.Hit
+	if buf := c.buf.Load(); buf != nil {
+		qq := q
+		if c.meta.Metric == ivf.Cosine {
+			qq = append([]float32(nil), q...)
+			ivf.Normalize(qq)
+		}
+		parts = append(parts, buf.search(qq, k))
+	}
+	if ix := c.ix.Load(); ix != nil {
+		nl := ix.NList()
+		if nprobe > nl {
+			return nil, fmt.Errorf("%w: nprobe %d exceeds nlist %d", ErrInvalid, nprobe, nl)
+		}
+		if nprobe <= 0 {
+			nprobe = min(c.n.opts.DefaultNProbe, nl)
+		}
+		o := ivf.SearchOptions{K: k, NProbe: nprobe}
+		if refine > 1 {
+			o.Refine, o.Source = refine, storeSource{c.n.store, c.meta.Name}
+		}
+		h, err := ix.Search(q, o)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, h)
+	}
+	return ivf.MergeTopK(k, parts...), nil
+}
+
+// storeSource reads a collection's floats from storage for refine.
+type storeSource struct {
+	s    Storage
+	coll string
+}
+
+func (s storeSource) Vectors(ids []uint64, dst []float32) error { return s.s.Vectors(s.coll, ids, dst) }
+
+// maybeTrain starts training when an untrained collection reaches its
+// threshold. Called with mu held.
+func (c *collection) maybeTrain() {
+	if c.State() != Untrained {
+		return
+	}
+	at := c.n.opts.AutoTrainAt
+	if c.meta.NList > 0 && at >= 0 {
+		at = 39 * c.meta.NList
+	}
+	if at < 0 || c.count.Load() < int64(at) {
+		return
+	}
+	if _, err := c.beginTraining(c.ctx, 0); err != nil {
+		c.n.log.Warn("automatic training not started", "collection", c.meta.Name, "err", err)
+	}
+}
+
+// startTraining is POST .../train: it returns the epoch training will
+// commit.
+func (c *collection) startTraining(ctx context.Context, nlist int) (uint64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.beginTraining(ctx, nlist)
+}
+
+func (c *collection) beginTraining(ctx context.Context, nlist int) (uint64, error) {
+	if s := c.State(); s != Untrained {
+		return 0, fmt.Errorf("%w: collection %q is %v", ErrBadState, c.meta.Name, s)
+	}
+	if c.count.Load() < 1 {
+		return 0, fmt.Errorf("%w: collection %q is empty", ErrTooFewVectors, c.meta.Name)
+	}
+	e := c.epoch.Load()
+	if err := c.n.meta.BeginTraining(ctx, c.meta.Name, e); err != nil {
+		return 0, err
+	}
+	c.state.Store(uint32(Training))
+	c.wg.Add(1)
+	go c.train(e, nlist)
+	return e + 1, nil
+}
+
+// AutoNList is the nlist chosen for n vectors when the collection says
+// "auto": 4·√n, at most n/39 (FAISS's guidance and knowhere's clamp), at
+// least 1.
+func AutoNList(n int) int {
+	nl := int(4 * math.Sqrt(float64(n)))
+	nl = min(nl, n/39, ivf.MaxNList)
+	return max(nl, 1)
+}
+
+// train runs k-means on the buffered vectors, commits the centroids at
+// epoch+1 and moves the buffer into the lists. It runs on its own
+// goroutine, owned by c (c.wg; stopped by c.ctx).
+func (c *collection) train(epoch uint64, nlist int) {
+	defer c.wg.Done()
+	log := c.n.log.With("collection", c.meta.Name, "epoch", epoch+1)
+	abort := func(err error) {
+		if c.ctx.Err() != nil {
+			return // closing or dropped: the next start trains again
+		}
+		log.Error("training failed", "err", err)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if err := c.n.meta.AbortTraining(c.ctx, c.meta.Name, epoch); err != nil {
+			log.Error("abort training", "err", err)
+		}
+		c.state.Store(uint32(Untrained))
+	}
+	_, vecs := c.buf.Load().liveRows()
+	n := len(vecs) / c.meta.Dim
+	if nlist <= 0 {
+		nlist = c.meta.NList
+	}
+	if nlist <= 0 {
+		nlist = AutoNList(n)
+	}
+	ix, err := ivf.New(c.indexOptions(nlist))
+	if err != nil {
+		abort(err)
+		return
+	}
+	rep, err := ix.Train(vecs)
+	if err != nil {
+		abort(err)
+		return
+	}
+	if c.ctx.Err() != nil {
+		return
+	}
+	var blob bytes.Buffer
+	if _, err := ix.WriteTo(&blob); err != nil {
+		abort(err)
+		return
+	}
+	if err := c.n.meta.CommitTraining(c.ctx, c.meta.Name, epoch, rep.NList, blob.Bytes()); err != nil {
+		abort(err)
+		return
+	}
+	// Build the serving index from the committed blob, as every node
+	// holding lists of this collection does.
+	ix, err = ivf.Load(bytes.NewReader(blob.Bytes()), c.indexOptions(0))
+	if err != nil {
+		abort(err)
+		return
+	}
+	log.Info("trained", "nlist", rep.NList, "points", rep.Points, "took", rep.Duration)
+	if err := c.adopt(ix, epoch+1); err != nil && c.ctx.Err() == nil {
+		log.Error("move after training", "err", err)
+	}
+}
+
+// adopt switches the collection to ix at epoch and moves the buffered
+// vectors into their lists: the general "move lists, switch epoch, drop
+// duplicates while both copies exist" step. From the switch on, writes go
+// to the lists; searches read the buffer and the lists and MergeTopK drops
+// the duplicates until the buffer is retired.
+func (c *collection) adopt(ix *ivf.Index, epoch uint64) error {
+	c.mu.Lock()
+	c.ix.Store(ix)
+	c.epoch.Store(epoch)
+	buf := c.buf.Load()
+	var ids []uint64
+	var vecs []float32
+	if buf != nil {
+		ids, vecs = buf.liveRows()
+	}
+	c.mu.Unlock()
+	if err := c.moveRows(ix, ids, vecs, buf); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.buf.Store(nil)
+	c.state.Store(uint32(Ready))
+	c.mu.Unlock()
+	return c.n.store.SaveIndex(c.meta.Name, ix)
+}
+
+// moveRows re-lists buffered rows in chunks, each chunk one synced batch
+// under mu: rows that were deleted or upserted meanwhile (gone from buf)
+// are skipped.
+func (c *collection) moveRows(ix *ivf.Index, ids []uint64, vecs []float32, buf *flatBuffer) error {
+	d := c.meta.Dim
+	chunk := c.n.opts.MoveChunk
+	for i0 := 0; i0 < len(ids); i0 += chunk {
+		if err := c.ctx.Err(); err != nil {
+			return err
+		}
+		i1 := min(i0+chunk, len(ids))
+		if err := c.moveChunk(ix, ids[i0:i1], vecs[i0*d:i1*d], buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *collection) moveChunk(ix *ivf.Index, ids []uint64, vecs []float32, buf *flatBuffer) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if buf != nil {
+		buf.mu.Lock()
+		k := 0
+		d := c.meta.Dim
+		for i, id := range ids {
+			if _, ok := buf.pos[id]; ok {
+				ids[k] = id
+				copy(vecs[k*d:(k+1)*d], vecs[i*d:(i+1)*d])
+				k++
+			}
+		}
+		buf.mu.Unlock()
+		ids, vecs = ids[:k], vecs[:k*d]
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	labels, err := ix.Assign(vecs)
+	if err != nil {
+		return err
+	}
+	b := &Batch{Collection: c.meta.Name, Moves: make([]Move, len(ids))}
+	for i, id := range ids {
+		b.Moves[i] = Move{ID: id, List: labels[i]}
+	}
+	if err := c.n.store.Apply(b); err != nil {
+		return err
+	}
+	return ix.Add(ids, vecs)
+}
+
+// close stops training and waits for it.
+func (c *collection) close() {
+	c.cancel()
+	c.wg.Wait()
+}
+
+// flush persists the index of a ready collection, so the next start loads
+// it instead of rebuilding.
+func (c *collection) flush() error {
+	if c.State() != Ready {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ix := c.ix.Load(); ix != nil {
+		return c.n.store.SaveIndex(c.meta.Name, ix)
+	}
+	return nil
+}

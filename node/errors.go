@@ -1,0 +1,18 @@
+package node
+
+import "errors"
+
+// Sentinel errors. The HTTP layer maps each to its API code in one place
+// (apiError in http.go).
+var (
+	ErrNoCollection  = errors.New("node: no such collection")
+	ErrExists        = errors.New("node: collection already exists")
+	ErrNoItem        = errors.New("node: no such item")
+	ErrStaleEpoch    = errors.New("node: stale table epoch")
+	ErrBadState      = errors.New("node: collection state does not allow this")
+	ErrInvalid       = errors.New("node: invalid request")
+	ErrOverloaded    = errors.New("node: too many requests in flight")
+	ErrUnauthorized  = errors.New("node: missing or wrong key")
+	ErrClosed        = errors.New("node: shutting down")
+	ErrTooFewVectors = errors.New("node: too few vectors to train")
+)

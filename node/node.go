@@ -1,0 +1,421 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"lookalike/ivf"
+)
+
+// Node is one server process's runtime: the collections it serves and the
+// gateway that routes API calls to their shards. The HTTP API (Handler)
+// sits on top.
+type Node struct {
+	opts  Options
+	meta  Metadata
+	store Storage
+	log   *slog.Logger
+	ids   idAllocator
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu     sync.RWMutex
+	colls  map[string]*collection
+	closed bool
+	shard  Shard
+}
+
+// Open starts a node over meta and store and opens every collection of
+// the table (loading persisted indexes, or rebuilding them from the
+// items). The node does not own meta and store: the caller closes them
+// after Close.
+func Open(opts Options, meta Metadata, store Storage) (*Node, error) {
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Node{opts: opts, meta: meta, store: store, log: opts.Logger, ctx: ctx, cancel: cancel, colls: map[string]*collection{}}
+	n.ids = idAllocator{meta: meta, block: opts.IDBlock}
+	n.shard = localShard{n}
+	if err := n.Sync(); err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// Sync brings the local runtime in line with the table: it opens the
+// collections that appeared and closes the ones dropped. Callers run it
+// after the table changes.
+func (n *Node) Sync() error {
+	want := map[string]CollectionMeta{}
+	for _, m := range n.meta.Collections() {
+		want[m.Name] = m
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return ErrClosed
+	}
+	for name, c := range n.colls {
+		if m, ok := want[name]; !ok || m.Dim != c.meta.Dim || m.Metric != c.meta.Metric {
+			c.close()
+			delete(n.colls, name)
+		}
+	}
+	var errs []error
+	for name, m := range want {
+		if _, ok := n.colls[name]; ok {
+			continue
+		}
+		c, err := n.openCollection(m)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n.colls[name] = c
+	}
+	return errors.Join(errs...)
+}
+
+func (n *Node) collection(name string) (*collection, error) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.closed {
+		return nil, ErrClosed
+	}
+	c, ok := n.colls[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrNoCollection, name)
+	}
+	return c, nil
+}
+
+// Close stops training, persists the indexes of ready collections (so the
+// next start loads them) and releases the runtime. It does not close meta
+// or store.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	colls := n.colls
+	n.colls = map[string]*collection{}
+	n.mu.Unlock()
+	n.cancel()
+	var errs []error
+	for _, c := range colls {
+		c.close()
+		if err := c.flush(); err != nil {
+			errs = append(errs, fmt.Errorf("node: flush %q: %w", c.meta.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CollectionStatus is a collection as the API describes it.
+type CollectionStatus struct {
+	CollectionMeta
+	Count        int64
+	State        State
+	Epoch        uint64
+	TrainedNList int
+	Lists        int // ivf lists held here
+}
+
+// CreateCollection proposes a new collection and opens it.
+func (n *Node) CreateCollection(ctx context.Context, m CollectionMeta) (CollectionStatus, error) {
+	if _, ok := n.meta.Collection(m.Name); ok {
+		return CollectionStatus{}, fmt.Errorf("%w: %q", ErrExists, m.Name)
+	}
+	if err := n.store.Drop(m.Name); err != nil { // leftovers of a drop that crashed midway
+		return CollectionStatus{}, err
+	}
+	m.State, m.Epoch = Untrained, 1
+	if m.Replicas == 0 {
+		m.Replicas = 1
+	}
+	if err := n.meta.CreateCollection(ctx, m); err != nil {
+		return CollectionStatus{}, err
+	}
+	if err := n.Sync(); err != nil {
+		return CollectionStatus{}, err
+	}
+	return n.Describe(m.Name)
+}
+
+// DropCollection proposes the drop, closes the collection and deletes its
+// data.
+func (n *Node) DropCollection(ctx context.Context, name string) error {
+	if _, ok := n.meta.Collection(name); !ok {
+		return fmt.Errorf("%w: %q", ErrNoCollection, name)
+	}
+	if err := n.meta.DropCollection(ctx, name); err != nil {
+		return err
+	}
+	if err := n.Sync(); err != nil {
+		return err
+	}
+	return n.store.Drop(name)
+}
+
+// Describe returns a collection's status.
+func (n *Node) Describe(name string) (CollectionStatus, error) {
+	c, err := n.collection(name)
+	if err != nil {
+		return CollectionStatus{}, err
+	}
+	m, ok := n.meta.Collection(name)
+	if !ok {
+		return CollectionStatus{}, fmt.Errorf("%w: %q", ErrNoCollection, name)
+	}
+	s := CollectionStatus{CollectionMeta: m, Count: c.count.Load(), State: c.State(), Epoch: c.epoch.Load(), TrainedNList: m.TrainedNList}
+	if ix := c.ix.Load(); ix != nil {
+		s.Lists = ix.NList()
+		s.TrainedNList = ix.NList()
+	}
+	return s, nil
+}
+
+// Collections describes every collection, sorted by name.
+func (n *Node) Collections() []CollectionStatus {
+	n.mu.RLock()
+	names := make([]string, 0, len(n.colls))
+	for name := range n.colls {
+		names = append(names, name)
+	}
+	n.mu.RUnlock()
+	sort.Strings(names)
+	out := make([]CollectionStatus, 0, len(names))
+	for _, name := range names {
+		if s, err := n.Describe(name); err == nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// route returns the shards of a collection and the epoch to call them
+// with, from the table. On one node that is the local shard.
+func (n *Node) route(name string) ([]Shard, uint64, ivf.Metric, error) {
+	m, ok := n.meta.Collection(name)
+	if !ok {
+		return nil, 0, 0, fmt.Errorf("%w: %q", ErrNoCollection, name)
+	}
+	c, err := n.collection(name)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	// The table's epoch, unless the local runtime has not caught up yet
+	// (the training commit is applied before the node adopts it): then
+	// the stale check below makes the caller wait for it.
+	_ = c
+	return []Shard{n.shard}, m.Epoch, m.Metric, nil
+}
+
+// withEpoch calls f with the current route and retries, for a bounded
+// time, while a shard answers ErrStaleEpoch (the table moved on between
+// routing and the call).
+func (n *Node) withEpoch(ctx context.Context, name string, f func(ctx context.Context, shards []Shard, epoch uint64, metric ivf.Metric) error) error {
+	ctx, cancel := context.WithTimeout(ctx, n.opts.CallTimeout)
+	defer cancel()
+	delay := time.Millisecond
+	for {
+		shards, epoch, metric, err := n.route(name)
+		if err != nil {
+			return err
+		}
+		err = f(ctx, shards, epoch, metric)
+		if !errors.Is(err, ErrStaleEpoch) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 50*time.Millisecond)
+	}
+}
+
+// Insert upserts items, generating ids for those without one, and returns
+// the ids in request order.
+func (n *Node) Insert(ctx context.Context, name string, items []WriteItem) ([]string, error) {
+	if len(items) == 0 {
+		return nil, fmt.Errorf("%w: empty batch", ErrInvalid)
+	}
+	ids := make([]string, len(items))
+	for i := range items {
+		if items[i].UserID == "" {
+			items[i].UserID = newUserID()
+		}
+		ids[i] = items[i].UserID
+	}
+	err := n.withEpoch(ctx, name, func(ctx context.Context, shards []Shard, epoch uint64, _ ivf.Metric) error {
+		// One node: one shard holds every list and the buffer.
+		return shards[0].Upsert(ctx, &UpsertCall{Collection: name, Epoch: epoch, Items: items})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// Delete deletes one item; deleting an absent id is ErrNoItem.
+func (n *Node) Delete(ctx context.Context, name, userID string) error {
+	return n.withEpoch(ctx, name, func(ctx context.Context, shards []Shard, epoch uint64, _ ivf.Metric) error {
+		got, err := shards[0].Delete(ctx, &DeleteCall{Collection: name, Epoch: epoch, UserIDs: []string{userID}})
+		if err == nil && got == 0 {
+			err = fmt.Errorf("%w: %q", ErrNoItem, userID)
+		}
+		return err
+	})
+}
+
+// Get reads one item.
+func (n *Node) Get(ctx context.Context, name, userID string, withVector bool) (*Item, error) {
+	var it *Item
+	err := n.withEpoch(ctx, name, func(ctx context.Context, shards []Shard, epoch uint64, _ ivf.Metric) error {
+		var err error
+		it, err = shards[0].Get(ctx, &GetCall{Collection: name, Epoch: epoch, UserID: userID, WithVector: withVector})
+		return err
+	})
+	return it, err
+}
+
+// SearchRequest is a gateway search: by Vector, or by the stored vector
+// of UserID.
+type SearchRequest struct {
+	Vector []float32
+	UserID string
+	K      int
+	NProbe int
+	Refine int
+}
+
+// Search fans the query out to the collection's shards and merges their
+// top-K. A shard that fails with anything but a bad request is named in
+// MissingShards (partial); the query fails only when none answered.
+func (n *Node) Search(ctx context.Context, name string, req SearchRequest) (*SearchResult, error) {
+	if req.K < 1 || req.K > ivf.MaxK {
+		return nil, fmt.Errorf("%w: k %d outside 1..%d", ErrInvalid, req.K, ivf.MaxK)
+	}
+	if req.Vector == nil {
+		it, err := n.Get(ctx, name, req.UserID, true)
+		if err != nil {
+			return nil, err
+		}
+		req.Vector = it.Vector
+	}
+	var res *SearchResult
+	err := n.withEpoch(ctx, name, func(ctx context.Context, shards []Shard, epoch uint64, metric ivf.Metric) error {
+		res = &SearchResult{}
+		replies := make([]*SearchReply, 0, len(shards))
+		var firstErr error
+		for i, s := range shards {
+			r, err := s.Search(ctx, &SearchCall{Collection: name, Epoch: epoch, Vector: req.Vector, K: req.K, NProbe: req.NProbe, Refine: req.Refine})
+			switch classify(err) {
+			case callOK:
+				replies = append(replies, r)
+			case callFatal:
+				return err
+			case callMissing:
+				res.Partial = true
+				res.MissingShards = append(res.MissingShards, fmt.Sprintf("%s/%d", name, i))
+				if firstErr == nil {
+					firstErr = err
+				}
+			}
+		}
+		if len(replies) == 0 && firstErr != nil {
+			return firstErr
+		}
+		res.Hits = mergeShardHits(metric, req.K, replies)
+		return nil
+	})
+	return res, err
+}
+
+type callClass int
+
+const (
+	callOK      callClass = iota
+	callFatal             // fails the query: the request is wrong, or the table moved (retried)
+	callMissing           // the shard had no live replica: the answer is partial
+)
+
+// classify is the one place that decides what a shard's error does to a
+// fanned-out query.
+func classify(err error) callClass {
+	switch {
+	case err == nil:
+		return callOK
+	case errors.Is(err, ErrInvalid), errors.Is(err, ErrStaleEpoch), errors.Is(err, ErrNoCollection),
+		errors.Is(err, ErrNoItem), errors.Is(err, ErrClosed):
+		return callFatal
+	case errors.Is(err, context.Canceled):
+		return callFatal
+	}
+	return callMissing
+}
+
+// Train starts training now and returns the epoch it will commit.
+func (n *Node) Train(ctx context.Context, name string, nlist int) (uint64, error) {
+	c, err := n.collection(name)
+	if err != nil {
+		return 0, err
+	}
+	return c.startTraining(ctx, nlist)
+}
+
+// Cluster is the coordinator's view.
+func (n *Node) Cluster() ClusterInfo { return n.meta.Cluster() }
+
+// newUserID generates an id for an item that has none: 32 hex digits.
+func newUserID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// idAllocator hands out internal ids from ranges reserved through the
+// coordinator (decision 10).
+type idAllocator struct {
+	meta  Metadata
+	block uint64
+
+	mu        sync.Mutex
+	next, end uint64
+}
+
+func (a *idAllocator) take(ctx context.Context, n int) ([]uint64, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]uint64, 0, n)
+	for len(out) < n {
+		if a.next == a.end {
+			want := max(a.block, uint64(n-len(out)))
+			first, err := a.meta.AllocateIDs(ctx, want)
+			if err != nil {
+				return nil, fmt.Errorf("node: allocate ids: %w", err)
+			}
+			a.next, a.end = first, first+want
+		}
+		for a.next < a.end && len(out) < n {
+			out = append(out, a.next)
+			a.next++
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,260 @@
+// Package nodetest holds in-memory versions of node's Metadata and
+// Storage, for tests of the node runtime that need neither Raft nor
+// Pebble. They keep everything in maps and survive nothing.
+package nodetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"lookalike/ivf"
+	"lookalike/node"
+)
+
+// Meta is an in-memory node.Metadata: one node, always leader.
+type Meta struct {
+	mu     sync.Mutex
+	colls  map[string]node.CollectionMeta
+	blobs  map[string][]byte
+	nextID uint64
+	NodeID string
+}
+
+// NewMeta returns an empty table.
+func NewMeta() *Meta {
+	return &Meta{colls: map[string]node.CollectionMeta{}, blobs: map[string][]byte{}, nextID: 1, NodeID: "test"}
+}
+
+func (m *Meta) Collections() []node.CollectionMeta {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]node.CollectionMeta, 0, len(m.colls))
+	for _, c := range m.colls {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (m *Meta) Collection(name string) (node.CollectionMeta, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.colls[name]
+	return c, ok
+}
+
+func (m *Meta) CreateCollection(_ context.Context, c node.CollectionMeta) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.colls[c.Name]; ok {
+		return node.ErrExists
+	}
+	m.colls[c.Name] = c
+	return nil
+}
+
+func (m *Meta) DropCollection(_ context.Context, name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.colls[name]; !ok {
+		return node.ErrNoCollection
+	}
+	delete(m.colls, name)
+	delete(m.blobs, name)
+	return nil
+}
+
+func (m *Meta) transition(name string, epoch uint64, from node.State, f func(*node.CollectionMeta)) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.colls[name]
+	if !ok {
+		return node.ErrNoCollection
+	}
+	if c.Epoch != epoch {
+		return node.ErrStaleEpoch
+	}
+	if c.State != from {
+		return fmt.Errorf("%w: %v", node.ErrBadState, c.State)
+	}
+	f(&c)
+	m.colls[name] = c
+	return nil
+}
+
+func (m *Meta) BeginTraining(_ context.Context, name string, epoch uint64) error {
+	return m.transition(name, epoch, node.Untrained, func(c *node.CollectionMeta) { c.State = node.Training })
+}
+
+func (m *Meta) AbortTraining(_ context.Context, name string, epoch uint64) error {
+	return m.transition(name, epoch, node.Training, func(c *node.CollectionMeta) { c.State = node.Untrained })
+}
+
+func (m *Meta) CommitTraining(_ context.Context, name string, epoch uint64, nlist int, blob []byte) error {
+	return m.transition(name, epoch, node.Training, func(c *node.CollectionMeta) {
+		c.State, c.Epoch, c.TrainedNList = node.Ready, epoch+1, nlist
+		m.blobs[name] = bytes.Clone(blob)
+	})
+}
+
+func (m *Meta) Centroids(name string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.blobs[name]
+	if !ok {
+		return nil, errors.New("nodetest: no centroids")
+	}
+	return b, nil
+}
+
+func (m *Meta) AllocateIDs(_ context.Context, n uint64) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f := m.nextID
+	m.nextID += n
+	return f, nil
+}
+
+func (m *Meta) Cluster() node.ClusterInfo {
+	return node.ClusterInfo{Leader: m.NodeID, RaftState: "leader", Nodes: []node.ClusterNode{{ID: m.NodeID, State: "alive", Voter: true}}}
+}
+
+// Store is an in-memory node.Storage.
+type Store struct {
+	mu      sync.Mutex
+	items   map[string]map[uint64]node.Item
+	dir     map[string]map[string]uint64
+	index   map[string][]byte
+	stale   map[string]bool
+	Applies int // batches applied
+	// FailApply, when set, fails every Apply with it.
+	FailApply error
+}
+
+// NewStore returns an empty store.
+func NewStore() *Store {
+	return &Store{items: map[string]map[uint64]node.Item{}, dir: map[string]map[string]uint64{}, index: map[string][]byte{}, stale: map[string]bool{}}
+}
+
+func (s *Store) Apply(b *node.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.FailApply != nil {
+		return s.FailApply
+	}
+	if s.items[b.Collection] == nil {
+		s.items[b.Collection] = map[uint64]node.Item{}
+		s.dir[b.Collection] = map[string]uint64{}
+	}
+	items, dir := s.items[b.Collection], s.dir[b.Collection]
+	for _, id := range b.Deletes {
+		if it, ok := items[id]; ok {
+			delete(items, id)
+			if dir[it.UserID] == id {
+				delete(dir, it.UserID)
+			}
+		}
+	}
+	for _, it := range b.Puts {
+		it.Vector = append([]float32(nil), it.Vector...)
+		items[it.ID] = it
+		dir[it.UserID] = it.ID
+	}
+	for _, mv := range b.Moves {
+		if it, ok := items[mv.ID]; ok {
+			it.List = mv.List
+			items[mv.ID] = it
+		}
+	}
+	s.stale[b.Collection] = true
+	s.Applies++
+	return nil
+}
+
+func (s *Store) Lookup(coll, userID string) (uint64, int32, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.dir[coll][userID]
+	if !ok {
+		return 0, 0, false, nil
+	}
+	return id, s.items[coll][id].List, true, nil
+}
+
+func (s *Store) Item(coll string, id uint64) (node.Item, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, ok := s.items[coll][id]
+	if !ok {
+		return node.Item{}, node.ErrNoItem
+	}
+	return it, nil
+}
+
+func (s *Store) Vectors(coll string, ids []uint64, dst []float32) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, id := range ids {
+		it, ok := s.items[coll][id]
+		if !ok {
+			return fmt.Errorf("nodetest: no item %d", id)
+		}
+		copy(dst[i*len(it.Vector):], it.Vector)
+	}
+	return nil
+}
+
+func (s *Store) Scan(coll string, fn func(node.Item) error) error {
+	s.mu.Lock()
+	items := make([]node.Item, 0, len(s.items[coll]))
+	for _, it := range s.items[coll] {
+		items = append(items, it)
+	}
+	s.mu.Unlock()
+	sort.Slice(items, func(i, j int) bool { return items[i].ID < items[j].ID })
+	for _, it := range items {
+		if err := fn(it); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) Drop(coll string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.items, coll)
+	delete(s.dir, coll)
+	delete(s.index, coll)
+	delete(s.stale, coll)
+	return nil
+}
+
+func (s *Store) SaveIndex(coll string, ix *ivf.Index) error {
+	var b bytes.Buffer
+	if _, err := ix.WriteTo(&b); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.index[coll] = b.Bytes()
+	s.stale[coll] = false
+	return nil
+}
+
+func (s *Store) LoadIndex(coll string, opts ivf.Options) (*ivf.Index, error) {
+	s.mu.Lock()
+	b, ok := s.index[coll]
+	stale := s.stale[coll]
+	s.mu.Unlock()
+	if !ok || stale {
+		return nil, nil
+	}
+	return ivf.Load(bytes.NewReader(b), opts)
+}
+
+func (s *Store) Close() error { return nil }
