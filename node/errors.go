@@ -15,4 +15,5 @@ var (
 	ErrUnauthorized  = errors.New("node: missing or wrong key")
 	ErrClosed        = errors.New("node: shutting down")
 	ErrTooFewVectors = errors.New("node: too few vectors to train")
+	ErrNotLeader     = errors.New("node: no raft leader")
 )

@@ -1,0 +1,143 @@
+package node_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"lookalike/node"
+	"lookalike/node/nodetest"
+	"lookalike/proto"
+)
+
+type client struct {
+	t    *testing.T
+	base string
+	key  string
+}
+
+func (c client) do(method, path, ctype string, body []byte) (int, []byte, http.Header) {
+	c.t.Helper()
+	req, _ := http.NewRequest(method, c.base+path, bytes.NewReader(body))
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	if c.key != "" {
+		req.Header.Set("Authorization", "Bearer "+c.key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, resp.Header
+}
+
+func (c client) want(method, path, body string, status int, code proto.Code) []byte {
+	c.t.Helper()
+	got, b, _ := c.do(method, path, proto.JSONContentType, []byte(body))
+	if got != status {
+		c.t.Fatalf("%s %s %.80s: status %d, want %d: %s", method, path, body, got, status, b)
+	}
+	if code != "" {
+		var e proto.ErrorBody
+		if err := json.Unmarshal(b, &e); err != nil || e.Error == nil || e.Error.Code != code || e.Error.Message == "" {
+			c.t.Fatalf("%s %s: body %s, want error code %s", method, path, b, code)
+		}
+	}
+	return b
+}
+
+func newAPI(t *testing.T, o node.APIOptions) (client, *nodetest.Store) {
+	st := nodetest.NewStore()
+	n := open(t, nodetest.NewMeta(), st, node.Options{})
+	srv := httptest.NewServer(n.Handler(o))
+	t.Cleanup(srv.Close)
+	return client{t: t, base: srv.URL}, st
+}
+
+func TestHTTPAPI(t *testing.T) {
+	c, _ := newAPI(t, node.APIOptions{Limits: proto.Limits{MaxBodyBytes: 4096}})
+	c.want("GET", "/healthz", "", 200, "")
+	c.want("POST", "/v1/collections", `{"name":"c","metric":"l2","dim":2}`, 201, "")
+	c.want("POST", "/v1/collections", `{"name":"c","metric":"l2","dim":2}`, 409, proto.Conflict)
+	c.want("POST", "/v1/collections/c/vectors", `{"items":[{"id":"a","vector":[1,2]},{"id":"b","vector":[3,4],"meta":{"x":1}}]}`, 200, "")
+	var bulk bytes.Buffer
+	if err := proto.EncodeBulk(&bulk, []proto.InsertItem{{ID: "d", Vector: []float32{5, 6}}}, true); err != nil {
+		t.Fatal(err)
+	}
+	if st, b, _ := c.do("POST", "/v1/collections/c/vectors", proto.BulkContentType, bulk.Bytes()); st != 200 {
+		t.Fatalf("bulk: %d %s", st, b)
+	}
+	corrupt := bytes.Clone(bulk.Bytes())
+	corrupt[len(corrupt)-1] ^= 0xff
+	if st, b, _ := c.do("POST", "/v1/collections/c/vectors", proto.BulkContentType, corrupt); st != 400 {
+		t.Fatalf("corrupt bulk: %d %s", st, b)
+	}
+	b := c.want("POST", "/v1/collections/c/search", `{"vector":[3,4.1],"k":2}`, 200, "")
+	var res proto.SearchResult
+	json.Unmarshal(b, &res)
+	if len(res.Hits) != 2 || res.Hits[0].ID != "b" || string(res.Hits[0].Meta) != `{"x":1}` {
+		t.Fatalf("search: %s", b)
+	}
+	c.want("POST", "/v1/collections/c/search", `{"id":"d","k":1}`, 200, "")
+	c.want("GET", "/v1/collections/c/items/b?vector=true", "", 200, "")
+	c.want("DELETE", "/v1/collections/c/items/b", "", 204, "")
+	c.want("GET", "/v1/collections/c/items/b", "", 404, proto.NotFound)
+	b = c.want("GET", "/v1/collections/c", "", 200, "")
+	var col proto.Collection
+	json.Unmarshal(b, &col)
+	if col.Count != 2 || col.State != proto.Untrained {
+		t.Fatalf("collection: %s", b)
+	}
+	c.want("POST", "/v1/collections/c/train", "", 202, "")
+	c.want("GET", "/v1/cluster", "", 200, "")
+	c.want("GET", "/v1/collections", "", 200, "")
+	// Bad input: every one a 4xx with the documented code, nothing stored.
+	for _, tc := range []struct {
+		path, body string
+		status     int
+		code       proto.Code
+	}{
+		{"/v1/collections/c/vectors", `{"items":[{"id":"x","vector":[1,2,3]}]}`, 400, proto.BadRequest},
+		{"/v1/collections/c/vectors", `{"items":[{"id":"x","vector":[1,2]},{"id":"y","vector":[1]}]}`, 400, proto.BadRequest},
+		{"/v1/collections/c/vectors", `{"items":[{"id":"x","vector":[1,NaN]}]}`, 400, proto.BadRequest},
+		{"/v1/collections/c/vectors", `{"items":[{"id":"x","vector":[1,2]}`, 400, proto.BadRequest},
+		{"/v1/collections/c/vectors", `{"items":[]}`, 400, proto.BadRequest},
+		{"/v1/collections/c/vectors", `{"items":[{"id":"` + strings.Repeat("x", 257) + `","vector":[1,2]}]}`, 400, proto.BadRequest},
+		{"/v1/collections/c/vectors", `{"items":[{"id":"x","vector":[1,2],"meta":"` + strings.Repeat("x", 5000) + `"}]}`, 413, proto.TooLarge},
+		{"/v1/collections/nope/vectors", `{"items":[{"id":"x","vector":[1,2]}]}`, 404, proto.NotFound},
+		{"/v1/collections/c/search", `{"vector":[1,2],"k":0}`, 400, proto.BadRequest},
+		{"/v1/collections/c/search", `{"vector":[1,2],"k":1025}`, 400, proto.BadRequest},
+		{"/v1/collections/c/search", `{"vector":[1,2,3]}`, 400, proto.BadRequest},
+		{"/v1/collections/BAD/search", `{"vector":[1,2]}`, 400, proto.BadRequest},
+	} {
+		c.want("POST", tc.path, tc.body, tc.status, tc.code)
+	}
+	c.want("GET", "/v1/collections/c/items/x", "", 404, proto.NotFound)
+	c.want("GET", "/nowhere", "", 404, proto.NotFound)
+	c.want("DELETE", "/v1/collections/c", "", 204, "")
+	c.want("GET", "/v1/collections/c", "", 404, proto.NotFound)
+	if st, b, _ := c.do("GET", "/metrics", "", nil); st != 200 || !bytes.Contains(b, []byte("lookalike_http_request_duration_seconds_bucket")) {
+		t.Fatalf("metrics: %d %.300s", st, b)
+	}
+}
+
+func TestHTTPKeys(t *testing.T) {
+	c, _ := newAPI(t, node.APIOptions{APIKey: "admin", ReadKey: "reader"})
+	c.want("POST", "/v1/collections", `{"name":"c","metric":"l2","dim":2}`, 401, proto.Unauthorized)
+	c.key = "reader"
+	c.want("POST", "/v1/collections", `{"name":"c","metric":"l2","dim":2}`, 401, proto.Unauthorized)
+	c.want("GET", "/v1/collections", "", 200, "")
+	c.key = "admin"
+	c.want("POST", "/v1/collections", `{"name":"c","metric":"l2","dim":2}`, 201, "")
+	c.want("GET", "/v1/collections", "", 200, "")
+	c.key = ""
+	c.want("GET", "/v1/collections", "", 401, proto.Unauthorized)
+	c.want("GET", "/healthz", "", 200, "")
+}

@@ -1,0 +1,112 @@
+package node
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// StorageStats is implemented by a Storage that reports engine figures
+// (Pebble's): /metrics exports each as lookalike_storage_<name>.
+type StorageStats interface {
+	Stats() map[string]float64
+}
+
+// metrics are the node's Prometheus metrics, on a registry of its own so
+// that several nodes may live in one process (tests).
+type metrics struct {
+	reg      *prometheus.Registry
+	latency  *prometheus.HistogramVec
+	requests *prometheus.CounterVec
+}
+
+func newMetrics(n *Node) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "lookalike_http_request_duration_seconds",
+		Help:    "HTTP request latency by route.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"route"})
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lookalike_http_requests_total",
+		Help: "HTTP requests by route and status code.",
+	}, []string{"route", "code"})
+	m.reg.MustRegister(m.latency, m.requests, nodeCollector{n},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if ss, ok := n.store.(StorageStats); ok {
+		m.reg.MustRegister(storageCollector{ss})
+	}
+	return m
+}
+
+func (m *metrics) observe(route string, status int, d time.Duration) {
+	if status == 0 {
+		status = http.StatusOK
+	}
+	m.latency.WithLabelValues(route).Observe(d.Seconds())
+	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+var (
+	descVectors = prometheus.NewDesc("lookalike_collection_vectors", "Live vectors per collection.", []string{"collection"}, nil)
+	descLists   = prometheus.NewDesc("lookalike_collection_lists", "IVF lists per collection (0 while untrained).", []string{"collection"}, nil)
+	descState   = prometheus.NewDesc("lookalike_collection_state", "Collection state: 1 untrained, 2 training, 3 ready.", []string{"collection"}, nil)
+	descEpoch   = prometheus.NewDesc("lookalike_collection_epoch", "Collection table epoch.", []string{"collection"}, nil)
+	descRaft    = prometheus.NewDesc("lookalike_raft_state", "1 for this node's current Raft state.", []string{"state"}, nil)
+	descLeader  = prometheus.NewDesc("lookalike_raft_has_leader", "1 when the cluster has a Raft leader.", nil, nil)
+	descNodes   = prometheus.NewDesc("lookalike_cluster_nodes", "Nodes in the cluster table.", nil, nil)
+)
+
+// nodeCollector reads the gauges at scrape time.
+type nodeCollector struct{ n *Node }
+
+func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descVectors, descLists, descState, descEpoch, descRaft, descLeader, descNodes} {
+		ch <- d
+	}
+}
+
+func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.n.Collections() {
+		ch <- prometheus.MustNewConstMetric(descVectors, prometheus.GaugeValue, float64(s.Count), s.Name)
+		ch <- prometheus.MustNewConstMetric(descLists, prometheus.GaugeValue, float64(s.Lists), s.Name)
+		ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, float64(s.State), s.Name)
+		ch <- prometheus.MustNewConstMetric(descEpoch, prometheus.GaugeValue, float64(s.Epoch), s.Name)
+	}
+	ci := c.n.meta.Cluster()
+	for _, st := range []string{"leader", "follower", "candidate", "shutdown"} {
+		v := 0.0
+		if ci.RaftState == st {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descRaft, prometheus.GaugeValue, v, st)
+	}
+	leader := 0.0
+	if ci.Leader != "" {
+		leader = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descLeader, prometheus.GaugeValue, leader)
+	ch <- prometheus.MustNewConstMetric(descNodes, prometheus.GaugeValue, float64(len(ci.Nodes)))
+}
+
+// storageCollector exports StorageStats. It is unchecked (describes
+// nothing) because the set of figures is the engine's.
+type storageCollector struct{ s StorageStats }
+
+func (storageCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c storageCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, v := range c.s.Stats() {
+		ch <- prometheus.MustNewConstMetric(
+			prometheus.NewDesc("lookalike_storage_"+name, "Storage engine figure "+name+".", nil, nil),
+			prometheus.GaugeValue, v)
+	}
+}
