@@ -471,4 +471,3 @@ func (a *api) cluster(w http.ResponseWriter, r *http.Request) error {
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
-
