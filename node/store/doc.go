@@ -1,0 +1,20 @@
+// Package store is a node's durable layer: the items of its shards, the id
+// directory, the per-shard write log and the pointers to persisted ivf
+// index files, all in one Pebble database under a data directory.
+//
+// Every write goes through Apply, which validates a whole Batch first and
+// then commits it as one synced Pebble batch (pebble.Sync): when Apply
+// returns nil the batch is on disk, and no crash can leave part of it
+// visible. The key schema is documented in docs/format/keys.md.
+//
+// The store knows nothing of the cluster: collections and shards are
+// numbers chosen by the caller (the coordinator's table), and the list of an
+// item is the caller's choice too. It must be the list that
+// ivf.(*Index).Assign gives for a trained collection, or a flat-buffer list
+// (BufferList) for an untrained one, so that replaying the log into an ivf
+// index lands each item where the store keeps it.
+//
+// Concurrency: a Store is safe for concurrent use. Applies are serialised
+// (sequence numbers and upserts need a total order); reads run beside them
+// and see every batch whose Apply returned.
+package store

@@ -1,0 +1,487 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Store is a node's Pebble database plus its directory of index files.
+type Store struct {
+	opts     Options
+	dir      string
+	indexDir string
+	db       *pebble.DB
+	cache    *pebble.Cache
+
+	// closeMu guards db against use after Close: readers hold it shared.
+	closeMu sync.RWMutex
+	closed  bool
+
+	// saveMu serialises SaveIndex and DropCollection's removal of index
+	// files; it is taken before writeMu.
+	saveMu sync.Mutex
+
+	// writeMu serialises Apply, TruncateLog, DropCollection and the index
+	// pointer, and guards shards.
+	writeMu sync.Mutex
+	shards  map[shardRef]*shardState
+}
+
+type shardRef struct{ coll, shard uint32 }
+
+type shardState struct{ last, truncated uint64 }
+
+// Open opens (creating if needed) the store in dir: Pebble in dir/pebble,
+// persisted ivf indexes in dir/index. It copies opts. Index files that no
+// pointer names (left by a crash inside SaveIndex) are removed.
+func Open(dir string, opts Options) (*Store, error) {
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Store{opts: opts, dir: dir, indexDir: filepath.Join(dir, "index"), shards: map[shardRef]*shardState{}}
+	if err := os.MkdirAll(s.indexDir, 0o755); err != nil {
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
+	s.cache = pebble.NewCache(opts.CacheBytes)
+	po := &pebble.Options{
+		Cache:        s.cache,
+		MemTableSize: opts.MemTableBytes,
+		Logger:       opts.Logger,
+	}
+	db, err := pebble.Open(filepath.Join(dir, "pebble"), po)
+	if err != nil {
+		s.cache.Unref()
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
+	s.db = db
+	if err := s.removeOrphanIndexes(); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the database. Calls after it fail with ErrClosed.
+func (s *Store) Close() error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	err := s.db.Close()
+	s.cache.Unref()
+	if err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
+
+// read runs f with the database open.
+func (s *Store) read(f func() error) error {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return f()
+}
+
+// get returns a copy of the value at key, or ErrNotFound.
+func (s *Store) get(key []byte) ([]byte, error) {
+	v, c, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := append([]byte(nil), v...)
+	return out, c.Close()
+}
+
+// Result says what Apply did.
+type Result struct {
+	// Seq is the log sequence number of the batch, or the shard's last
+	// sequence unchanged when the batch changed nothing (only deletes of
+	// absent ids).
+	Seq uint64
+	// Ops are the operations applied, as logged: an upsert of an existing
+	// user id appears as the delete of its old copy, then the put. The node
+	// applies these to its in-memory lists.
+	Ops []Op
+	// NotFound lists the indexes of Delete operations whose user id was
+	// absent (they did nothing).
+	NotFound []int
+}
+
+// loc is where a user id's item is (or is not).
+type loc struct {
+	list    uint32
+	id      uint64
+	present bool
+}
+
+// Apply validates b whole, resolves upserts and deletes through the id
+// directory, and commits the items, directory entries and the shard's next
+// log record in one synced Pebble batch. On any error nothing is stored.
+func (s *Store) Apply(ctx context.Context, b *Batch) (Result, error) {
+	if err := b.validate(&s.opts); err != nil {
+		return Result{}, err
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	var res Result
+	err := s.read(func() error {
+		st, err := s.shardState(b.coll, b.shard)
+		if err != nil {
+			return err
+		}
+		dirs := map[string]loc{}    // user id → location, as of the ops so far
+		// Internal ids put (true) or freed (false) earlier in this batch.
+		owners := map[uint64]bool{}
+		lookup := func(userID string) (loc, error) {
+			if l, ok := dirs[userID]; ok {
+				return l, nil
+			}
+			v, err := s.get(dirKey(b.coll, userID))
+			if errors.Is(err, ErrNotFound) {
+				return loc{}, nil
+			}
+			if err != nil {
+				return loc{}, err
+			}
+			list, id, err := decodeLoc(v)
+			if err != nil {
+				return loc{}, fmt.Errorf("store: directory entry %q: %w", userID, err)
+			}
+			return loc{list: list, id: id, present: true}, nil
+		}
+		pb := s.db.NewBatch()
+		defer pb.Close()
+		var ops []Op
+		del := func(userID string, l loc) {
+			ops = append(ops, Op{Kind: OpDelete, Item: Item{UserID: userID, List: l.list, ID: l.id}})
+			_ = pb.Delete(itemKey(b.coll, l.list, l.id), nil)
+			_ = pb.Delete(idKey(b.coll, l.id), nil)
+			_ = pb.Delete(dirKey(b.coll, userID), nil)
+			owners[l.id] = false
+			dirs[userID] = loc{}
+		}
+		for i := range b.ops {
+			op := &b.ops[i]
+			it := &op.Item
+			prev, err := lookup(it.UserID)
+			if err != nil {
+				return err
+			}
+			if op.Kind == OpDelete {
+				if !prev.present {
+					res.NotFound = append(res.NotFound, i)
+					continue
+				}
+				del(it.UserID, prev)
+				continue
+			}
+			if prev.present {
+				del(it.UserID, prev)
+			}
+			// The internal id must be free: not held by another user id.
+			held, seen := owners[it.ID]
+			if held {
+				return fmt.Errorf("%w: op %d: internal id %d is held by another user id", ErrInvalid, i, it.ID)
+			}
+			if !seen {
+				_, err := s.get(idKey(b.coll, it.ID))
+				switch {
+				case err == nil:
+					return fmt.Errorf("%w: op %d: internal id %d is held by another user id", ErrInvalid, i, it.ID)
+				case !errors.Is(err, ErrNotFound):
+					return err
+				}
+			}
+			owners[it.ID] = true
+			dirs[it.UserID] = loc{list: it.List, id: it.ID, present: true}
+			ops = append(ops, *op)
+			_ = pb.Set(itemKey(b.coll, it.List, it.ID), encodeItem(it), nil)
+			_ = pb.Set(idKey(b.coll, it.ID), encodeList(it.List), nil)
+			_ = pb.Set(dirKey(b.coll, it.UserID), encodeLoc(it.List, it.ID), nil)
+		}
+		res.Ops = ops
+		res.Seq = st.last
+		if len(ops) == 0 {
+			return nil
+		}
+		seq := st.last + 1
+		_ = pb.Set(logKey(b.coll, b.shard, seq), encodeRecord(ops), nil)
+		_ = pb.Set(shardKey(b.coll, b.shard), encodeShardState(seq, st.truncated), nil)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := pb.Commit(pebble.Sync); err != nil {
+			return fmt.Errorf("store: commit: %w", err)
+		}
+		st.last = seq
+		res.Seq = seq
+		return nil
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	return res, nil
+}
+
+// shardState returns the cached state of a shard's log, loading it first.
+// The caller holds writeMu and the read side of closeMu.
+func (s *Store) shardState(coll, shard uint32) (*shardState, error) {
+	ref := shardRef{coll, shard}
+	if st, ok := s.shards[ref]; ok {
+		return st, nil
+	}
+	st := &shardState{}
+	v, err := s.get(shardKey(coll, shard))
+	switch {
+	case err == nil:
+		if st.last, st.truncated, err = decodeShardState(v); err != nil {
+			return nil, fmt.Errorf("store: shard %d/%d state: %w", coll, shard, err)
+		}
+	case !errors.Is(err, ErrNotFound):
+		return nil, err
+	}
+	s.shards[ref] = st
+	return st, nil
+}
+
+// GetByUserID returns the live item with this user id, or ErrNotFound.
+func (s *Store) GetByUserID(ctx context.Context, coll uint32, userID string) (Item, error) {
+	var it Item
+	err := s.read(func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		v, err := s.get(dirKey(coll, userID))
+		if err != nil {
+			return err
+		}
+		list, id, err := decodeLoc(v)
+		if err != nil {
+			return fmt.Errorf("store: directory entry %q: %w", userID, err)
+		}
+		if it, err = s.item(coll, list, id); errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("%w: directory names item %d in list %d, which is absent", ErrCorrupt, id, list)
+		}
+		return err
+	})
+	return it, err
+}
+
+func (s *Store) item(coll, list uint32, id uint64) (Item, error) {
+	v, err := s.get(itemKey(coll, list, id))
+	if err != nil {
+		return Item{}, err
+	}
+	it, err := decodeItem(v, list, id)
+	if err != nil {
+		return Item{}, fmt.Errorf("store: item %d in list %d: %w", id, list, err)
+	}
+	return it, nil
+}
+
+// ScanList calls fn for every live item of a list, in internal id order,
+// from one consistent snapshot; for rebuilding a list, or copying it to
+// another node. An error from fn stops the scan and is returned.
+func (s *Store) ScanList(ctx context.Context, coll, list uint32, fn func(Item) error) error {
+	return s.read(func() error {
+		p := listPrefix(coll, list)
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		n := 0
+		for ok := it.First(); ok; ok = it.Next() {
+			if n++; n%1024 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			l, id, ok := parseItemKey(it.Key())
+			if !ok || l != list {
+				return fmt.Errorf("%w: item key %x", ErrCorrupt, it.Key())
+			}
+			v, err := it.ValueAndErr()
+			if err != nil {
+				return err
+			}
+			item, err := decodeItem(v, l, id)
+			if err != nil {
+				return fmt.Errorf("store: item %d in list %d: %w", id, l, err)
+			}
+			if err := fn(item); err != nil {
+				return err
+			}
+		}
+		return it.Error()
+	})
+}
+
+// Lists returns the lists of a collection that hold items, ascending
+// (flat-buffer lists last).
+func (s *Store) Lists(ctx context.Context, coll uint32) ([]uint32, error) {
+	var out []uint32
+	err := s.read(func() error {
+		p := collPrefix(recItem, coll)
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		for ok := it.First(); ok; {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			l, _, good := parseItemKey(it.Key())
+			if !good {
+				return fmt.Errorf("%w: item key %x", ErrCorrupt, it.Key())
+			}
+			out = append(out, l)
+			if l == ^uint32(0) {
+				break
+			}
+			ok = it.SeekGE(listPrefix(coll, l+1))
+		}
+		return it.Error()
+	})
+	return out, err
+}
+
+// Source returns the collection's floats as an ivf.VectorSource, for
+// refine. A vector deleted between a scan and its refine makes Vectors
+// fail with an error wrapping ErrNotFound.
+func (s *Store) Source(coll uint32) *Source { return &Source{s: s, coll: coll} }
+
+// Source reads a collection's vectors by internal id. It implements
+// ivf.VectorSource and is safe for concurrent use.
+type Source struct {
+	s    *Store
+	coll uint32
+}
+
+// Vectors writes the vectors of ids, in order, into dst (len(ids)×dim).
+func (v *Source) Vectors(ids []uint64, dst []float32) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if len(dst)%len(ids) != 0 {
+		return fmt.Errorf("store: vectors: %d floats for %d ids", len(dst), len(ids))
+	}
+	d := len(dst) / len(ids)
+	return v.s.read(func() error {
+		for i, id := range ids {
+			lv, err := v.s.get(idKey(v.coll, id))
+			if err != nil {
+				return fmt.Errorf("store: vector %d: %w", id, err)
+			}
+			list, err := decodeList(lv)
+			if err != nil {
+				return fmt.Errorf("store: vector %d: %w", id, err)
+			}
+			it, err := v.s.item(v.coll, list, id)
+			if err != nil {
+				return fmt.Errorf("store: vector %d: %w", id, err)
+			}
+			if len(it.Vector) != d {
+				return fmt.Errorf("store: vector %d has %d floats, want %d", id, len(it.Vector), d)
+			}
+			copy(dst[i*d:(i+1)*d], it.Vector)
+		}
+		return nil
+	})
+}
+
+// DropCollection removes every record of a collection (items, directory,
+// logs, index pointer) in one synced batch, and its index files. Pebble's
+// range tombstones hide the records at once; compaction reclaims the space.
+func (s *Store) DropCollection(ctx context.Context, coll uint32) error {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	err := s.read(func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		pb := s.db.NewBatch()
+		defer pb.Close()
+		for _, t := range recordTypes {
+			p := collPrefix(t, coll)
+			_ = pb.DeleteRange(p, prefixEnd(p), nil)
+		}
+		if err := pb.Commit(pebble.Sync); err != nil {
+			return fmt.Errorf("store: drop collection %d: %w", coll, err)
+		}
+		for ref := range s.shards {
+			if ref.coll == coll {
+				delete(s.shards, ref)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.removeIndexFiles(coll, "")
+}
+
+// Compact compacts the whole key space, so that deleted items and dropped
+// collections give their space back now rather than when Pebble gets to
+// them.
+func (s *Store) Compact(ctx context.Context) error {
+	return s.read(func() error {
+		return s.db.Compact(ctx, []byte{0}, []byte{0xff}, true)
+	})
+}
+
+// Metrics are the store's figures for /metrics.
+type Metrics struct {
+	DiskBytes     uint64 // everything Pebble holds on disk
+	WALBytes      uint64 // live write-ahead log
+	MemTableBytes uint64
+	Tables        int64 // sstables, all levels
+	L0Tables      int64
+	ReadAmp       int
+	Compactions   int64
+	Flushes       int64
+	CacheHits     int64
+	CacheMisses   int64
+	// Pebble is the full set, for whatever the above leaves out.
+	Pebble *pebble.Metrics
+}
+
+// Metrics reports Pebble's statistics.
+func (s *Store) Metrics() (Metrics, error) {
+	var m Metrics
+	err := s.read(func() error {
+		pm := s.db.Metrics()
+		m = Metrics{
+			DiskBytes: pm.DiskSpaceUsage(), WALBytes: pm.WAL.Size, MemTableBytes: pm.MemTable.Size,
+			L0Tables: pm.Levels[0].TablesCount, ReadAmp: pm.ReadAmp(),
+			Compactions: pm.Compact.Count, Flushes: pm.Flush.Count,
+			CacheHits: pm.BlockCache.Hits, CacheMisses: pm.BlockCache.Misses, Pebble: pm,
+		}
+		for _, l := range pm.Levels {
+			m.Tables += l.TablesCount
+		}
+		return nil
+	})
+	return m, err
+}
