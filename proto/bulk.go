@@ -8,7 +8,6 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
-	"slices"
 	"strconv"
 	"unicode/utf8"
 )
@@ -71,7 +70,7 @@ type BulkDecoder struct {
 
 // bulkBufSize is the read buffer: items up to this size are decoded from
 // it without another copy.
-const bulkBufSize = 256 << 10
+const bulkBufSize = 64 << 10
 
 // NewBulkDecoder returns a decoder of the bulk body in r under limits
 // (zero fields: defaults).
@@ -320,15 +319,29 @@ func (d *BulkDecoder) Err() error {
 // the index of the first NaN or Inf, or -1.
 func decodeFloats(dst []float32, b []byte) int {
 	b = b[:4*len(dst)]
-	var nonFinite uint32
-	for i := range dst {
-		u := binary.LittleEndian.Uint32(b[4*i:])
-		dst[i] = math.Float32frombits(u)
-		if u&0x7f800000 == 0x7f800000 {
-			nonFinite = 1
-		}
+	// acc gets bit 31 from any value whose exponent is all ones (NaN or
+	// Inf): adding 1 to that exponent carries into the sign bit.
+	var acc uint32
+	d := dst
+	for len(d) >= 4 && len(b) >= 16 {
+		u0 := binary.LittleEndian.Uint32(b[0:4])
+		u1 := binary.LittleEndian.Uint32(b[4:8])
+		u2 := binary.LittleEndian.Uint32(b[8:12])
+		u3 := binary.LittleEndian.Uint32(b[12:16])
+		d[0] = math.Float32frombits(u0)
+		d[1] = math.Float32frombits(u1)
+		d[2] = math.Float32frombits(u2)
+		d[3] = math.Float32frombits(u3)
+		acc |= (u0&0x7f800000 + 0x00800000) | (u1&0x7f800000 + 0x00800000) |
+			(u2&0x7f800000 + 0x00800000) | (u3&0x7f800000 + 0x00800000)
+		d, b = d[4:], b[16:]
 	}
-	if nonFinite == 0 {
+	for i := range d {
+		u := binary.LittleEndian.Uint32(b[4*i:])
+		d[i] = math.Float32frombits(u)
+		acc |= u&0x7f800000 + 0x00800000
+	}
+	if acc&0x80000000 == 0 {
 		return -1
 	}
 	return firstNonFinite(dst)
@@ -346,45 +359,52 @@ func DecodeBulk(r io.Reader, limits Limits) (Insert, error) {
 		return Insert{}, err
 	}
 	type span struct{ idEnd, metaStart, metaEnd int }
-	// Grow the arenas as items arrive, so that a header cannot make us
-	// allocate more than about twice what the body holds.
-	vecs := make([]float32, 0, min(h.Count*h.Dim, 1<<18))
-	var ids, metas []byte
+	// Vectors go into chunks that grow with what has arrived (each at
+	// least 1 MiB, at most what the header still promises), so a lying
+	// header makes us allocate about what the body holds, never more than
+	// twice that plus a chunk, and nothing is copied to grow.
+	var chunk []float32
+	items := make([]InsertItem, 0, min(h.Count, 1024))
+	ids := make([]byte, 0, min(h.Count*16, 64<<10))
+	var metas []byte
 	spans := make([]span, 0, min(h.Count, 1024))
-	for {
-		vecs = growFloats(vecs, h.Dim)
-		if !d.next(vecs[len(vecs) : len(vecs)+h.Dim]) {
+	for d.n < h.Count {
+		if cap(chunk)-len(chunk) < h.Dim {
+			size := min((h.Count-d.n)*h.Dim, max(d.n*h.Dim, 1<<18))
+			chunk = make([]float32, 0, max(size, h.Dim))
+		}
+		at := len(chunk)
+		v := chunk[at : at+h.Dim : at+h.Dim]
+		if !d.next(v) {
 			break
 		}
-		vecs = vecs[:len(vecs)+h.Dim]
+		chunk = chunk[:at+h.Dim]
 		ids = append(ids, d.id...)
 		ms := len(metas)
 		metas = append(metas, d.meta...)
+		items = append(items, InsertItem{Vector: v})
 		spans = append(spans, span{len(ids), ms, len(metas)})
 	}
+	d.next(nil) // the trailer and the end of the body
 	if err := d.Err(); err != nil {
 		return Insert{}, err
 	}
 	idArena := string(ids)
-	req := Insert{Items: make([]InsertItem, len(spans))}
 	idStart := 0
 	for i, s := range spans {
-		it := &req.Items[i]
+		it := &items[i]
 		it.ID = idArena[idStart:s.idEnd]
 		idStart = s.idEnd
-		it.Vector = vecs[i*h.Dim : (i+1)*h.Dim : (i+1)*h.Dim]
 		if s.metaEnd > s.metaStart {
 			it.Meta = metas[s.metaStart:s.metaEnd:s.metaEnd]
 		}
 	}
+	req := Insert{Items: items}
 	if err := req.validate(d.lim, false); err != nil {
 		return Insert{}, err
 	}
 	return req, nil
 }
-
-// growFloats makes room for n more floats after len(v).
-func growFloats(v []float32, n int) []float32 { return slices.Grow(v, n) }
 
 // BulkEncoder writes a bulk body: the header at creation, then one item
 // per Encode, then the trailer at Close. It checks what the format cannot

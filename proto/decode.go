@@ -154,15 +154,15 @@ func DecodeInsert(r io.Reader, limits Limits) (Insert, error) {
 	var scratch []member
 	for i, e := range elems {
 		it := &req.Items[i]
-		path := "items[" + strconv.Itoa(i) + "]"
+		at := "items[" + strconv.Itoa(i) + "]"
 		scratch, err = members(e, scratch)
 		if err != nil {
-			p.add(BadRequest, path, "%s", err.Error())
+			p.add(BadRequest, at, "%s", err.Error())
 			continue
 		}
 		clear(seen)
 		for _, m := range scratch {
-			if !once(&p, seen, path+".", m.key) || isNull(m.value) {
+			if !once(&p, seen, at+".", m.key) || isNull(m.value) {
 				continue
 			}
 			switch m.key {
@@ -176,15 +176,15 @@ func DecodeInsert(r io.Reader, limits Limits) (Insert, error) {
 			case "meta":
 				it.Meta = m.value
 			default:
-				p.add(BadRequest, path+"."+m.key, "unknown field")
+				p.add(BadRequest, at+"."+m.key, "unknown field")
 				continue
 			}
 			if err != nil {
-				p.add(BadRequest, path+"."+m.key, "%s", err.Error())
+				p.add(BadRequest, at+"."+m.key, "%s", err.Error())
 			}
 		}
 		if it.Vector == nil && !seen["vector"] {
-			p.add(BadRequest, path+".vector", "missing")
+			p.add(BadRequest, at+".vector", "missing")
 		}
 	}
 	if p.n > 0 {
@@ -217,23 +217,25 @@ func (r *Insert) validate(lim Limits, metaChecked bool) error {
 		return Errorf(TooLarge, "items: %d items, limit is %d", len(r.Items), lim.MaxItems)
 	}
 	var p problems
-	first := make(map[string]int)
+	var first map[string]int
 	for i := range r.Items {
 		it := &r.Items[i]
-		path := "items[" + strconv.Itoa(i) + "]"
 		if it.ID != "" {
 			if err := ValidID(it.ID); err != nil {
-				p.add(BadRequest, path+".id", "%s", err.Error())
+				p.add(BadRequest, path{i, "id"}.String(), "%s", err.Error())
 			} else if j, ok := first[it.ID]; ok {
-				p.add(BadRequest, path+".id", "%q repeats items[%d]", clip(it.ID, 40), j)
+				p.add(BadRequest, path{i, "id"}.String(), "%q repeats items[%d]", clip(it.ID, 40), j)
 			} else {
+				if first == nil {
+					first = make(map[string]int, len(r.Items)-i)
+				}
 				first[it.ID] = i
 			}
 		}
-		checkVector(&p, path+".vector", it.Vector)
+		checkVector(&p, path{i, "vector"}, it.Vector)
 		if it.Meta != nil {
 			if code, msg := metaProblem(it.Meta, lim.MaxMetaBytes, metaChecked); code != "" {
-				p.add(code, path+".meta", "%s", msg)
+				p.add(code, path{i, "meta"}.String(), "%s", msg)
 			}
 		}
 	}
@@ -245,7 +247,7 @@ func (r *Insert) validate(lim Limits, metaChecked bool) error {
 func (r *Insert) ValidateVectors(dim int, metric Metric) error {
 	var p problems
 	for i := range r.Items {
-		checkVectorDim(&p, "items["+strconv.Itoa(i)+"].vector", r.Items[i].Vector, dim, metric)
+		checkVectorDim(&p, path{i, "vector"}, r.Items[i].Vector, dim, metric)
 	}
 	return p.err()
 }
@@ -322,7 +324,7 @@ func (s *Search) Validate() error {
 	case s.Vector == nil && s.ID == "":
 		p.add(BadRequest, "body", "give vector or id")
 	case s.Vector != nil:
-		checkVector(&p, "vector", s.Vector)
+		checkVector(&p, path{-1, "vector"}, s.Vector)
 	default:
 		if err := ValidID(s.ID); err != nil {
 			p.add(BadRequest, "id", "%s", err.Error())
@@ -347,7 +349,7 @@ func (s *Search) ValidateVector(dim int, metric Metric) error {
 		return nil
 	}
 	var p problems
-	checkVectorDim(&p, "vector", s.Vector, dim, metric)
+	checkVectorDim(&p, path{-1, "vector"}, s.Vector, dim, metric)
 	return p.err()
 }
 

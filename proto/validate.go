@@ -3,6 +3,7 @@ package proto
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -81,28 +82,42 @@ func isZero(v []float32) bool {
 
 // checkVector appends the problems of one vector to p: empty, too long,
 // not finite.
-func checkVector(p *problems, path string, v []float32) {
+func checkVector(p *problems, at path, v []float32) {
 	switch {
 	case len(v) == 0:
-		p.add(BadRequest, path, "empty vector")
+		p.add(BadRequest, at.String(), "empty vector")
 	case len(v) > MaxDim:
-		p.add(TooLarge, path, "%d components, limit is %d", len(v), MaxDim)
+		p.add(TooLarge, at.String(), "%d components, limit is %d", len(v), MaxDim)
 	default:
 		if i := firstNonFinite(v); i >= 0 {
-			p.add(BadRequest, fmt.Sprintf("%s[%d]", path, i), "%v is not finite (NaN, Inf, or beyond float32's range)", v[i])
+			p.add(BadRequest, fmt.Sprintf("%s[%d]", at, i), "%v is not finite (NaN, Inf, or beyond float32's range)", v[i])
 		}
 	}
 }
 
+// path names a field of the request, or of its item (item ≥ 0), for
+// messages. It is formatted only when there is a problem to report.
+type path struct {
+	item  int
+	field string
+}
+
+func (at path) String() string {
+	if at.item < 0 {
+		return at.field
+	}
+	return "items[" + strconv.Itoa(at.item) + "]." + at.field
+}
+
 // checkVectorDim appends a dimension mismatch, or a zero vector under
 // cosine, to p.
-func checkVectorDim(p *problems, path string, v []float32, dim int, m Metric) {
+func checkVectorDim(p *problems, at path, v []float32, dim int, m Metric) {
 	if len(v) != dim {
-		p.add(BadRequest, path, "%d components, collection dim is %d", len(v), dim)
+		p.add(BadRequest, at.String(), "%d components, collection dim is %d", len(v), dim)
 		return
 	}
 	if m == Cosine && isZero(v) {
-		p.add(BadRequest, path, "zero vector has no direction under the cosine metric")
+		p.add(BadRequest, at.String(), "zero vector has no direction under the cosine metric")
 	}
 }
 
