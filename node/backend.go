@@ -94,19 +94,20 @@ type Item struct {
 	Meta   []byte // JSON object or nil
 }
 
-// Batch is one atomic write to a collection. Deletes name internal ids
-// (the old copies of upserted items and deleted items); Puts are new items
-// whose user ids the directory then maps to them; Moves change the list
-// of stored items (training's move step).
+// Batch is one atomic write to a collection. Puts upsert by user id: a
+// user id that holds an item now loses it (the store removes the old copy,
+// wherever it is); a Put of an item's own internal id with another list
+// re-lists it (training's move step). Deletes name user ids.
 type Batch struct {
 	Collection string
+	Dim        int
 	Puts       []Item
-	Deletes    []uint64
-	Moves      []Move
+	Deletes    []string
 }
 
-// Move re-lists a stored item.
-type Move struct {
+// Removed is a copy that Apply removed: the old copy of an upserted user
+// id, or a deleted item. The node drops it from memory.
+type Removed struct {
 	ID   uint64
 	List int32
 }
@@ -116,21 +117,25 @@ type Move struct {
 // crash, and no crash leaves part of it visible. It must be safe for
 // concurrent use.
 type Storage interface {
-	Apply(b *Batch) error
-	// Lookup maps a user id to its live item's internal id and list.
-	Lookup(coll, userID string) (id uint64, list int32, ok bool, err error)
-	// Item returns the live item with that internal id.
+	// Apply commits b and returns the copies it removed.
+	Apply(b *Batch) ([]Removed, error)
+	// Get returns the live item of a user id, or an error wrapping
+	// ErrNoItem.
+	Get(coll, userID string) (Item, error)
+	// Item returns the live item with that internal id (its user id and
+	// metadata at least), or an error wrapping ErrNoItem.
 	Item(coll string, id uint64) (Item, error)
 	// Vectors writes the floats of ids, in order, into dst.
 	Vectors(coll string, ids []uint64, dst []float32) error
-	// Scan calls fn for every live item of coll, in internal id order.
+	// Scan calls fn for every live item of coll.
 	Scan(coll string, fn func(Item) error) error
 	// Drop deletes everything of coll.
 	Drop(coll string) error
-	// SaveIndex persists ix as coll's index file; LoadIndex returns the
-	// last one saved, or (nil, nil) when there is none or it is stale
-	// (writes were applied after it was saved).
+	// SaveIndex persists ix as coll's index. The caller guarantees that ix
+	// holds every batch applied to coll when SaveIndex is called.
 	SaveIndex(coll string, ix *ivf.Index) error
+	// LoadIndex returns the last saved index brought up to date with the
+	// batches applied after it was saved, or (nil, nil) when there is none.
 	LoadIndex(coll string, opts ivf.Options) (*ivf.Index, error)
 	Close() error
 }

@@ -112,16 +112,15 @@ func (c *collection) load(m CollectionMeta) error {
 		return fmt.Errorf("centroids: %w", err)
 	}
 	var (
-		ids, mids []uint64
-		vecs      []float32
-		mvecs     []float32
-		count     int64
+		ids   []uint64
+		vecs  []float32
+		moves []Item
+		count int64
 	)
 	err = st.Scan(m.Name, func(it Item) error {
 		count++
 		if it.List == BufferList {
-			mids = append(mids, it.ID)
-			mvecs = append(mvecs, it.Vector...)
+			moves = append(moves, it)
 			return nil
 		}
 		ids = append(ids, it.ID)
@@ -143,14 +142,14 @@ func (c *collection) load(m CollectionMeta) error {
 	c.ix.Store(ix)
 	c.count.Store(count)
 	// Finish the move a crash interrupted: re-list what is still buffered.
-	if len(mids) > 0 {
-		c.n.log.Info("finishing an interrupted move", "collection", m.Name, "vectors", len(mids))
-		if err := c.moveRows(ix, mids, mvecs, nil); err != nil {
+	if len(moves) > 0 {
+		c.n.log.Info("finishing an interrupted move", "collection", m.Name, "vectors", len(moves))
+		if err := c.moveRows(ix, moves, nil); err != nil {
 			return err
 		}
 	}
 	c.state.Store(uint32(Ready))
-	if len(mids) > 0 {
+	if len(moves) > 0 {
 		return st.SaveIndex(m.Name, ix)
 	}
 	return nil
@@ -230,33 +229,21 @@ func (c *collection) upsert(ctx context.Context, items []WriteItem) error {
 			return fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 	}
-	b := &Batch{Collection: c.meta.Name, Puts: make([]Item, len(keep))}
-	type old struct {
-		id   uint64
-		list int32
-	}
-	var olds []old
+	b := &Batch{Collection: c.meta.Name, Dim: d, Puts: make([]Item, len(keep))}
 	for j, i := range keep {
 		it := items[i]
-		oid, ol, ok, err := c.n.store.Lookup(c.meta.Name, it.UserID)
-		if err != nil {
-			return err
-		}
-		if ok {
-			olds = append(olds, old{oid, ol})
-			b.Deletes = append(b.Deletes, oid)
-		}
 		l := BufferList
 		if labels != nil {
 			l = labels[j]
 		}
 		b.Puts[j] = Item{ID: ids[j], UserID: it.UserID, List: l, Vector: it.Vector, Meta: it.Meta}
 	}
-	if err := c.n.store.Apply(b); err != nil {
+	removed, err := c.n.store.Apply(b)
+	if err != nil {
 		return err
 	}
-	for _, o := range olds {
-		c.dropMem(o.id, o.list)
+	for _, o := range removed {
+		c.dropMem(o.ID, o.List)
 	}
 	if ix != nil {
 		if err := ix.Add(ids, vecs); err != nil {
@@ -265,7 +252,7 @@ func (c *collection) upsert(ctx context.Context, items []WriteItem) error {
 	} else {
 		c.buf.Load().append(ids, vecs)
 	}
-	c.count.Add(int64(len(keep) - len(olds)))
+	c.count.Add(int64(len(keep) - len(removed)))
 	c.maybeTrain()
 	return nil
 }
@@ -285,29 +272,18 @@ func (c *collection) dropMem(id uint64, list int32) {
 func (c *collection) remove(ctx context.Context, userIDs []string) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	b := &Batch{Collection: c.meta.Name}
-	var lists []int32
-	for _, u := range userIDs {
-		id, l, ok, err := c.n.store.Lookup(c.meta.Name, u)
-		if err != nil {
-			return 0, err
-		}
-		if ok {
-			b.Deletes = append(b.Deletes, id)
-			lists = append(lists, l)
-		}
+	if err := c.ctx.Err(); err != nil {
+		return 0, ErrNoCollection
 	}
-	if len(b.Deletes) == 0 {
-		return 0, nil
-	}
-	if err := c.n.store.Apply(b); err != nil {
+	removed, err := c.n.store.Apply(&Batch{Collection: c.meta.Name, Dim: c.meta.Dim, Deletes: userIDs})
+	if err != nil {
 		return 0, err
 	}
-	for i, id := range b.Deletes {
-		c.dropMem(id, lists[i])
+	for _, o := range removed {
+		c.dropMem(o.ID, o.List)
 	}
-	c.count.Add(-int64(len(b.Deletes)))
-	return len(b.Deletes), nil
+	c.count.Add(-int64(len(removed)))
+	return len(removed), nil
 }
 
 // search answers q from the buffer (exactly) and the index, merged
@@ -481,69 +457,83 @@ func (c *collection) adopt(ix *ivf.Index, epoch uint64) error {
 	c.ix.Store(ix)
 	c.epoch.Store(epoch)
 	buf := c.buf.Load()
-	var ids []uint64
-	var vecs []float32
-	if buf != nil {
-		ids, vecs = buf.liveRows()
-	}
 	c.mu.Unlock()
-	if err := c.moveRows(ix, ids, vecs, buf); err != nil {
+	// The buffered items, with their original floats and metadata; any
+	// that are deleted or upserted from here on leave buf and are skipped.
+	var moves []Item
+	err := c.n.store.Scan(c.meta.Name, func(it Item) error {
+		if it.List == BufferList {
+			moves = append(moves, it)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := c.moveRows(ix, moves, buf); err != nil {
 		return err
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.buf.Store(nil)
 	c.state.Store(uint32(Ready))
-	c.mu.Unlock()
 	return c.n.store.SaveIndex(c.meta.Name, ix)
 }
 
-// moveRows re-lists buffered rows in chunks, each chunk one synced batch
-// under mu: rows that were deleted or upserted meanwhile (gone from buf)
-// are skipped.
-func (c *collection) moveRows(ix *ivf.Index, ids []uint64, vecs []float32, buf *flatBuffer) error {
-	d := c.meta.Dim
+// moveRows re-lists buffered items in chunks, each chunk one synced batch
+// under mu. With buf set, items no longer in it (deleted or upserted
+// meanwhile) are skipped.
+func (c *collection) moveRows(ix *ivf.Index, items []Item, buf *flatBuffer) error {
 	chunk := c.n.opts.MoveChunk
-	for i0 := 0; i0 < len(ids); i0 += chunk {
+	for i0 := 0; i0 < len(items); i0 += chunk {
 		if err := c.ctx.Err(); err != nil {
 			return err
 		}
-		i1 := min(i0+chunk, len(ids))
-		if err := c.moveChunk(ix, ids[i0:i1], vecs[i0*d:i1*d], buf); err != nil {
+		if err := c.moveChunk(ix, items[i0:min(i0+chunk, len(items))], buf); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (c *collection) moveChunk(ix *ivf.Index, ids []uint64, vecs []float32, buf *flatBuffer) error {
+func (c *collection) moveChunk(ix *ivf.Index, items []Item, buf *flatBuffer) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if buf != nil {
 		buf.mu.Lock()
 		k := 0
-		d := c.meta.Dim
-		for i, id := range ids {
-			if _, ok := buf.pos[id]; ok {
-				ids[k] = id
-				copy(vecs[k*d:(k+1)*d], vecs[i*d:(i+1)*d])
+		for _, it := range items {
+			if _, ok := buf.pos[it.ID]; ok {
+				items[k] = it
 				k++
 			}
 		}
 		buf.mu.Unlock()
-		ids, vecs = ids[:k], vecs[:k*d]
+		items = items[:k]
 	}
-	if len(ids) == 0 {
+	if len(items) == 0 {
 		return nil
+	}
+	d := c.meta.Dim
+	ids := make([]uint64, len(items))
+	vecs := make([]float32, 0, len(items)*d)
+	for i, it := range items {
+		ids[i] = it.ID
+		vecs = append(vecs, it.Vector...)
 	}
 	labels, err := ix.Assign(vecs)
 	if err != nil {
 		return err
 	}
-	b := &Batch{Collection: c.meta.Name, Moves: make([]Move, len(ids))}
-	for i, id := range ids {
-		b.Moves[i] = Move{ID: id, List: labels[i]}
+	b := &Batch{Collection: c.meta.Name, Dim: d, Puts: make([]Item, len(items))}
+	for i, it := range items {
+		it.List = labels[i]
+		b.Puts[i] = it
 	}
-	if err := c.n.store.Apply(b); err != nil {
+	// The removed copies are the buffered ones: they stay in buf, which
+	// answers beside the lists until the move ends (MergeTopK drops the
+	// duplicates).
+	if _, err := c.n.store.Apply(b); err != nil {
 		return err
 	}
 	return ix.Add(ids, vecs)

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"fmt"
 
 	"lookalike/ivf"
 )
@@ -119,16 +118,9 @@ func (s localShard) Get(ctx context.Context, call *GetCall) (*Item, error) {
 	if err != nil {
 		return nil, err
 	}
-	id, _, ok, err := s.n.store.Lookup(c.meta.Name, call.UserID)
+	it, err := s.n.store.Get(c.meta.Name, call.UserID)
 	if err != nil {
 		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrNoItem, call.UserID)
-	}
-	it, err := s.n.store.Item(c.meta.Name, id)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %q: %v", ErrNoItem, call.UserID, err)
 	}
 	if !call.WithVector {
 		it.Vector = nil

@@ -140,49 +140,47 @@ func NewStore() *Store {
 	return &Store{items: map[string]map[uint64]node.Item{}, dir: map[string]map[string]uint64{}, index: map[string][]byte{}, stale: map[string]bool{}}
 }
 
-func (s *Store) Apply(b *node.Batch) error {
+func (s *Store) Apply(b *node.Batch) ([]node.Removed, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.FailApply != nil {
-		return s.FailApply
+		return nil, s.FailApply
 	}
 	if s.items[b.Collection] == nil {
 		s.items[b.Collection] = map[uint64]node.Item{}
 		s.dir[b.Collection] = map[string]uint64{}
 	}
 	items, dir := s.items[b.Collection], s.dir[b.Collection]
-	for _, id := range b.Deletes {
-		if it, ok := items[id]; ok {
+	var removed []node.Removed
+	drop := func(u string) {
+		if id, ok := dir[u]; ok {
+			removed = append(removed, node.Removed{ID: id, List: items[id].List})
 			delete(items, id)
-			if dir[it.UserID] == id {
-				delete(dir, it.UserID)
-			}
+			delete(dir, u)
 		}
 	}
 	for _, it := range b.Puts {
+		drop(it.UserID)
 		it.Vector = append([]float32(nil), it.Vector...)
 		items[it.ID] = it
 		dir[it.UserID] = it.ID
 	}
-	for _, mv := range b.Moves {
-		if it, ok := items[mv.ID]; ok {
-			it.List = mv.List
-			items[mv.ID] = it
-		}
+	for _, u := range b.Deletes {
+		drop(u)
 	}
 	s.stale[b.Collection] = true
 	s.Applies++
-	return nil
+	return removed, nil
 }
 
-func (s *Store) Lookup(coll, userID string) (uint64, int32, bool, error) {
+func (s *Store) Get(coll, userID string) (node.Item, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id, ok := s.dir[coll][userID]
 	if !ok {
-		return 0, 0, false, nil
+		return node.Item{}, node.ErrNoItem
 	}
-	return id, s.items[coll][id].List, true, nil
+	return s.items[coll][id], nil
 }
 
 func (s *Store) Item(coll string, id uint64) (node.Item, error) {
