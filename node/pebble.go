@@ -1,0 +1,255 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sync"
+
+	"lookalike/ivf"
+	"lookalike/node/store"
+)
+
+// PebbleStorage is Storage over node/store (Pebble). A collection's store
+// number is the FNV-32a hash of its name; on one node every collection is
+// one shard, number 0, whose write log covers all its batches.
+//
+// node/store has no read by internal id, which a search needs to name its
+// hits; until it grows one, PebbleStorage keeps each collection's internal
+// id → user id map in memory, built by a scan when the collection is
+// first read and kept up to date by Apply.
+type PebbleStorage struct {
+	s *store.Store
+
+	mu    sync.Mutex
+	users map[uint32]map[uint64]string // nil entry: not loaded yet
+}
+
+// OpenPebble opens (creating if needed) the store in dir.
+func OpenPebble(dir string, o store.Options) (*PebbleStorage, error) {
+	s, err := store.Open(dir, o)
+	if err != nil {
+		return nil, err
+	}
+	return &PebbleStorage{s: s, users: map[uint32]map[uint64]string{}}, nil
+}
+
+// Store returns the underlying store.
+func (p *PebbleStorage) Store() *store.Store { return p.s }
+
+// CollectionNumber is the store number of a collection name.
+func CollectionNumber(name string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return h.Sum32()
+}
+
+func toStoreList(l int32) uint32 {
+	if l == BufferList {
+		return store.BufferList(0)
+	}
+	return uint32(l)
+}
+
+func fromStoreList(l uint32) int32 {
+	if store.IsBufferList(l) {
+		return BufferList
+	}
+	return int32(l)
+}
+
+func fromStoreItem(it store.Item) Item {
+	return Item{ID: it.ID, UserID: it.UserID, List: fromStoreList(it.List), Vector: it.Vector, Meta: it.Meta}
+}
+
+func storeErr(err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("%w: %v", ErrNoItem, err)
+	case errors.Is(err, store.ErrInvalid):
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	case errors.Is(err, store.ErrClosed):
+		return fmt.Errorf("%w: %v", ErrClosed, err)
+	}
+	return err
+}
+
+// Apply implements Storage.
+func (p *PebbleStorage) Apply(b *Batch) ([]Removed, error) {
+	coll := CollectionNumber(b.Collection)
+	sb := store.NewBatch(coll, 0, b.Dim)
+	for _, it := range b.Puts {
+		sb.Put(store.Item{UserID: it.UserID, ID: it.ID, List: toStoreList(it.List), Vector: it.Vector, Meta: it.Meta})
+	}
+	for _, u := range b.Deletes {
+		sb.Delete(u)
+	}
+	if sb.Len() == 0 {
+		return nil, nil
+	}
+	if err := p.loadUsers(coll); err != nil {
+		return nil, err
+	}
+	res, err := p.s.Apply(context.Background(), sb)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	users := p.users[coll]
+	var removed []Removed
+	for _, op := range res.Ops {
+		switch op.Kind {
+		case store.OpDelete:
+			removed = append(removed, Removed{ID: op.Item.ID, List: fromStoreList(op.Item.List)})
+			delete(users, op.Item.ID)
+		case store.OpPut:
+			users[op.Item.ID] = op.Item.UserID
+		}
+	}
+	return removed, nil
+}
+
+// loadUsers builds the id → user id map of coll once.
+func (p *PebbleStorage) loadUsers(coll uint32) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.users[coll] != nil {
+		return nil
+	}
+	m := map[uint64]string{}
+	err := p.scan(coll, func(it store.Item) error {
+		m[it.ID] = it.UserID
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	p.users[coll] = m
+	return nil
+}
+
+func (p *PebbleStorage) scan(coll uint32, fn func(store.Item) error) error {
+	ctx := context.Background()
+	lists, err := p.s.Lists(ctx, coll)
+	if err != nil {
+		return err
+	}
+	for _, l := range lists {
+		if err := p.s.ScanList(ctx, coll, l, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Get implements Storage.
+func (p *PebbleStorage) Get(coll, userID string) (Item, error) {
+	it, err := p.s.GetByUserID(context.Background(), CollectionNumber(coll), userID)
+	if err != nil {
+		return Item{}, fmt.Errorf("%q: %w", userID, storeErr(err))
+	}
+	return fromStoreItem(it), nil
+}
+
+// Item implements Storage.
+func (p *PebbleStorage) Item(coll string, id uint64) (Item, error) {
+	c := CollectionNumber(coll)
+	if err := p.loadUsers(c); err != nil {
+		return Item{}, err
+	}
+	p.mu.Lock()
+	u, ok := p.users[c][id]
+	p.mu.Unlock()
+	if !ok {
+		return Item{}, fmt.Errorf("%w: internal id %d", ErrNoItem, id)
+	}
+	it, err := p.Get(coll, u)
+	if err != nil {
+		return Item{}, err
+	}
+	if it.ID != id {
+		return Item{}, fmt.Errorf("%w: internal id %d was replaced", ErrNoItem, id)
+	}
+	return it, nil
+}
+
+// Vectors implements Storage.
+func (p *PebbleStorage) Vectors(coll string, ids []uint64, dst []float32) error {
+	return storeErr(p.s.Source(CollectionNumber(coll)).Vectors(ids, dst))
+}
+
+// Scan implements Storage.
+func (p *PebbleStorage) Scan(coll string, fn func(Item) error) error {
+	c := CollectionNumber(coll)
+	m := map[uint64]string{}
+	err := p.scan(c, func(it store.Item) error {
+		m[it.ID] = it.UserID
+		return fn(fromStoreItem(it))
+	})
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	if p.users[c] == nil {
+		p.users[c] = m
+	}
+	p.mu.Unlock()
+	return nil
+}
+
+// Drop implements Storage.
+func (p *PebbleStorage) Drop(coll string) error {
+	c := CollectionNumber(coll)
+	p.mu.Lock()
+	delete(p.users, c)
+	p.mu.Unlock()
+	return p.s.DropCollection(context.Background(), c)
+}
+
+// SaveIndex implements Storage: the index covers the shard's log through
+// its last sequence number, read first.
+func (p *PebbleStorage) SaveIndex(coll string, ix *ivf.Index) error {
+	c := CollectionNumber(coll)
+	last, _, err := p.s.LastSeq(c, 0)
+	if err != nil {
+		return err
+	}
+	return p.s.SaveIndex(context.Background(), c, ix, store.Seqs{0: last})
+}
+
+// LoadIndex implements Storage: the saved index, then the log after it.
+func (p *PebbleStorage) LoadIndex(coll string, opts ivf.Options) (*ivf.Index, error) {
+	c := CollectionNumber(coll)
+	ctx := context.Background()
+	ix, covered, err := p.s.LoadIndex(ctx, c, opts)
+	if errors.Is(err, store.ErrNoIndex) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	err = p.s.ScanLog(ctx, c, 0, covered[0]+1, func(r store.Record) error { return store.Replay(ix, r.Ops) })
+	if err != nil {
+		return nil, fmt.Errorf("replay the log after the saved index: %w", err)
+	}
+	return ix, p.loadUsers(c)
+}
+
+// Close implements Storage.
+func (p *PebbleStorage) Close() error { return p.s.Close() }
+
+// Stats implements StorageStats with Pebble's figures.
+func (p *PebbleStorage) Stats() map[string]float64 {
+	m, err := p.s.Metrics()
+	if err != nil {
+		return nil
+	}
+	return map[string]float64{
+		"disk_bytes": float64(m.DiskBytes), "wal_bytes": float64(m.WALBytes), "memtable_bytes": float64(m.MemTableBytes),
+		"tables": float64(m.Tables), "l0_tables": float64(m.L0Tables), "read_amp": float64(m.ReadAmp),
+		"compactions_total": float64(m.Compactions), "flushes_total": float64(m.Flushes),
+		"cache_hits_total": float64(m.CacheHits), "cache_misses_total": float64(m.CacheMisses),
+	}
+}

@@ -1,0 +1,120 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"lookalike/ivf"
+	"lookalike/node"
+	"lookalike/node/nodetest"
+	"lookalike/node/store"
+)
+
+// TestPebbleStorage runs the lifecycle over the real store: insert,
+// train, upsert, delete, then a crash (no Close: the saved index is
+// behind the log) and a clean restart.
+func TestPebbleStorage(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	meta := nodetest.NewMeta()
+	st, err := node.OpenPebble(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.Open(node.Options{NodeID: "n1", AutoTrainAt: -1, MoveChunk: 100}, meta, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const d, nb = 8, 1000
+	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: "c", Dim: d, Metric: ivf.Cosine, NList: 8}); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(11, 12))
+	vecs := randVecs(r, nb, d)
+	if _, err := n.Insert(ctx, "c", items("v", vecs, d)); err != nil {
+		t.Fatal(err)
+	}
+	check := func(n *node.Node, wantCount int64) {
+		t.Helper()
+		s, err := n.Describe("c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Count != wantCount {
+			t.Fatalf("count %d, want %d (%+v)", s.Count, wantCount, s)
+		}
+		for _, j := range []int{0, 17, 500, 999} {
+			if j == 3 {
+				continue
+			}
+			res, err := n.Search(ctx, "c", node.SearchRequest{Vector: vecs[j*d : (j+1)*d], K: 3, NProbe: 8, Refine: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Hits) == 0 || res.Hits[0].UserID != fmt.Sprintf("v%d", j) || string(res.Hits[0].Meta) != fmt.Sprintf(`{"i":%d}`, j) {
+				t.Fatalf("search v%d: %+v", j, res.Hits)
+			}
+		}
+		if _, err := n.Get(ctx, "c", "v3", false); err == nil {
+			t.Fatal("deleted v3 is back")
+		}
+	}
+	if err := n.Delete(ctx, "c", "v3"); err != nil {
+		t.Fatal(err)
+	}
+	check(n, nb-1)
+	if _, err := n.Train(ctx, "c", 0); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, n, "c", node.Ready)
+	check(n, nb-1)
+	// Writes after the index was saved live only in the log.
+	more := randVecs(r, 10, d)
+	if _, err := n.Insert(ctx, "c", items("w", more, d)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Insert(ctx, "c", []node.WriteItem{{UserID: "v17", Vector: vecs[17*d : 18*d], Meta: []byte(`{"i":17}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	check(n, nb+9)
+	// Crash: the store closes under the node, no flush.
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st2, err := node.OpenPebble(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2, err := node.Open(node.Options{NodeID: "n1", AutoTrainAt: -1}, meta, st2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(n2, nb+9)
+	res, _ := n2.Search(ctx, "c", node.SearchRequest{Vector: vecs[17*d : 18*d], K: 2, NProbe: 8, Refine: 4})
+	if res.Hits[1].UserID == "v17" {
+		t.Fatalf("v17 twice: %+v", res.Hits)
+	}
+	if err := n2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st2.Close()
+	st3, err := node.OpenPebble(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st3.Close()
+	n3, err := node.Open(node.Options{NodeID: "n1", AutoTrainAt: -1}, meta, st3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n3.Close()
+	check(n3, nb+9)
+	if err := n3.DropCollection(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if st3.Stats()["disk_bytes"] <= 0 {
+		t.Fatal("no pebble stats")
+	}
+}
