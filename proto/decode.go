@@ -152,13 +152,15 @@ func DecodeInsert(r io.Reader, limits Limits) (Insert, error) {
 	}
 	req := Insert{Items: make([]InsertItem, len(elems))}
 	var scratch []member
+	var skip []bool // items with a problem found while parsing
 	for i, e := range elems {
+		before := p.n
 		it := &req.Items[i]
 		at := "items[" + strconv.Itoa(i) + "]"
 		scratch, err = members(e, scratch)
-		if err != nil {
+		isObject := err == nil
+		if !isObject {
 			p.add(BadRequest, at, "%s", err.Error())
-			continue
 		}
 		clear(seen)
 		for _, m := range scratch {
@@ -183,14 +185,19 @@ func DecodeInsert(r io.Reader, limits Limits) (Insert, error) {
 				p.add(BadRequest, at+"."+m.key, "%s", err.Error())
 			}
 		}
-		if it.Vector == nil && !seen["vector"] {
+		if isObject && it.Vector == nil && !seen["vector"] {
 			p.add(BadRequest, at+".vector", "missing")
 		}
+		if p.n > before {
+			if skip == nil {
+				skip = make([]bool, len(elems))
+			}
+			skip[i] = true
+		}
 	}
-	if p.n > 0 {
-		return Insert{}, p.err()
-	}
-	if err := req.validate(lim, true); err != nil {
+	// Check the well-formed items too, so that every problem is reported.
+	req.validateItems(&p, lim, true, skip)
+	if err := p.err(); err != nil {
 		return Insert{}, err
 	}
 	return req, nil
@@ -217,8 +224,18 @@ func (r *Insert) validate(lim Limits, metaChecked bool) error {
 		return Errorf(TooLarge, "items: %d items, limit is %d", len(r.Items), lim.MaxItems)
 	}
 	var p problems
+	r.validateItems(&p, lim, metaChecked, nil)
+	return p.err()
+}
+
+// validateItems adds the problems of the items to p, skipping those
+// marked in skip (already reported while parsing).
+func (r *Insert) validateItems(p *problems, lim Limits, metaChecked bool, skip []bool) {
 	var first map[string]int
 	for i := range r.Items {
+		if skip != nil && skip[i] {
+			continue
+		}
 		it := &r.Items[i]
 		if it.ID != "" {
 			if err := ValidID(it.ID); err != nil {
@@ -232,14 +249,13 @@ func (r *Insert) validate(lim Limits, metaChecked bool) error {
 				first[it.ID] = i
 			}
 		}
-		checkVector(&p, path{i, "vector"}, it.Vector)
+		checkVector(p, path{i, "vector"}, it.Vector)
 		if it.Meta != nil {
 			if code, msg := metaProblem(it.Meta, lim.MaxMetaBytes, metaChecked); code != "" {
 				p.add(code, path{i, "meta"}.String(), "%s", msg)
 			}
 		}
 	}
-	return p.err()
 }
 
 // ValidateVectors checks every vector of r against the collection: dim

@@ -305,3 +305,12 @@ func TestFirstNonFinite(t *testing.T) {
 		}
 	}
 }
+
+// Problems found while parsing and while validating are reported together.
+func TestDecodeInsertMixedProblems(t *testing.T) {
+	_, err := DecodeInsert(strings.NewReader(`{"items":[7,{"vector":[1,"x"]},{"vector":[1e39]},{"id":"a","vector":[1]},{"id":"a","vector":[2]}]}`), Limits{})
+	wantErr(t, err, BadRequest, "items[0]: got number 7", "items[1].vector: component 1", "items[2].vector[0]", `items[4].id: "a" repeats items[3]`)
+	if strings.Contains(err.Error(), "items[0].vector") || strings.Count(err.Error(), "items[1]") != 1 {
+		t.Errorf("an item reported twice: %v", err)
+	}
+}
