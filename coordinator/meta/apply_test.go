@@ -40,7 +40,7 @@ func oneShard(nlist int, node string) meta.ShardMap {
 // base is a table with two nodes, a collection "c" (dim 4, l2) and a
 // complete 1 MB blob.
 func base(t testing.TB) (*meta.Table, meta.BlobRef) {
-	blob := bytes.Repeat([]byte("centroids"), 120000)
+	blob := bytes.Repeat([]byte("centroids"), 60000) // two chunks
 	tb := must(t, meta.New(),
 		meta.RegisterNode{ID: "n1", RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2"},
 		meta.RegisterNode{ID: "n2", RaftAddr: "127.0.0.1:3"},
