@@ -308,3 +308,21 @@ func BenchmarkDecodeFloats(b *testing.B) {
 		decodeFloats(dst, buf)
 	}
 }
+
+// The worked example of docs/format/bulk.md.
+func TestBulkDocExample(t *testing.T) {
+	body := encodeBulk(t, []InsertItem{{ID: "a", Vector: []float32{1, -2}, Meta: json.RawMessage(`{}`)}}, true)
+	want := []byte{
+		0x4c, 0x4b, 0x42, 0x4c, 0x4b, 0x0d, 0x0a, 0x1a,
+		0x01, 0x00, 0x01, 0x00, 0x02, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
+		0x01, 0x00, 0x61,
+		0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x00, 0xc0,
+		0x02, 0x00, 0x00, 0x00, 0x7b, 0x7d,
+	}
+	if len(want) != 37 || !bytes.Equal(body[:len(body)-4], want) {
+		t.Fatalf("body % x\nwant % x", body, want)
+	}
+	if got := binary.LittleEndian.Uint32(body[len(body)-4:]); got != crc32.Checksum(want, castagnoli) {
+		t.Fatalf("crc %#x", got)
+	}
+}
