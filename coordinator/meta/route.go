@@ -10,9 +10,10 @@ import (
 
 // ShardLists is the part of a query that one shard serves.
 type ShardLists struct {
-	Shard uint32   // shard id
-	Epoch uint64   // the shard's epoch, sent with the call (decision 9)
-	Lists []uint32 // probed lists on this shard, ascending; nil for a buffer shard (scanned in full)
+	Shard  uint32   // shard id (in Collection.Shards, or in Collection.Buffer when Buffer is set)
+	Buffer bool     // a flat buffer shard: scanned in full, exactly
+	Epoch  uint64   // the shard's epoch, sent with the call (decision 9)
+	Lists  []uint32 // probed lists on this shard, ascending; nil for a buffer shard
 }
 
 // NodeCall is everything a query asks of one node: one RPC.
@@ -31,11 +32,16 @@ type Pick func(s Shard) string
 func PickPrimary(s Shard) string { return s.Primary }
 
 // Route groups a query's probed lists by shard and by node, choosing one
-// replica per shard with pick (nil: PickPrimary). For an untrained
-// collection, or when probed is nil, every buffer shard is called with no
-// lists (a flat, exact scan). Calls come back sorted by node id; missing
-// lists the shards for which pick found no replica.
-func (t *Table) Route(collection string, probed []uint32, pick Pick) (calls []NodeCall, missing []uint32, err error) {
+// replica per shard with pick (nil: PickPrimary). Every flat buffer shard
+// of the collection is called too, with Buffer set and no lists: that is
+// the whole query of an untrained collection, and it keeps a trained one
+// exact while buffered vectors are still being moved to their lists
+// (until RetireBuffer; the gateway drops duplicate ids when merging). For
+// an untrained collection probed is ignored. Calls come back sorted by
+// node id, their shards list-shards first, then buffer shards, each by
+// id; missing holds, in the same order, the shards for which pick found
+// no replica (a partial answer names them).
+func (t *Table) Route(collection string, probed []uint32, pick Pick) (calls []NodeCall, missing []ShardLists, err error) {
 	col, ok := t.colls[collection]
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: %q", ErrUnknownCollection, collection)
@@ -44,10 +50,11 @@ func (t *Table) Route(collection string, probed []uint32, pick Pick) (calls []No
 		pick = PickPrimary
 	}
 	byNode := map[string]*NodeCall{}
-	add := func(s Shard, lists []uint32) {
+	add := func(s Shard, buffer bool, lists []uint32) {
+		sl := ShardLists{Shard: s.ID, Buffer: buffer, Epoch: s.Epoch, Lists: lists}
 		node := pick(s)
 		if node == "" {
-			missing = append(missing, s.ID)
+			missing = append(missing, sl)
 			return
 		}
 		nc := byNode[node]
@@ -55,13 +62,9 @@ func (t *Table) Route(collection string, probed []uint32, pick Pick) (calls []No
 			nc = &NodeCall{Node: node}
 			byNode[node] = nc
 		}
-		nc.Shards = append(nc.Shards, ShardLists{Shard: s.ID, Epoch: s.Epoch, Lists: lists})
+		nc.Shards = append(nc.Shards, sl)
 	}
-	if col.Centroids.IsZero() || probed == nil {
-		for _, s := range col.Buffer {
-			add(s, nil)
-		}
-	} else {
+	if !col.Centroids.IsZero() {
 		per := make(map[uint32][]uint32)
 		for _, l := range probed {
 			if int(l) >= len(col.Shards.ListShard) {
@@ -78,8 +81,11 @@ func (t *Table) Route(collection string, probed []uint32, pick Pick) (calls []No
 		for _, s := range ids {
 			lists := per[s]
 			slices.Sort(lists)
-			add(col.Shards.Shards[s], slices.Compact(lists))
+			add(col.Shards.Shards[s], false, slices.Compact(lists))
 		}
+	}
+	for _, s := range col.Buffer {
+		add(s, true, nil)
 	}
 	for _, nc := range byNode {
 		calls = append(calls, *nc)

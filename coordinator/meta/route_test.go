@@ -16,8 +16,8 @@ func TestRoute(t *testing.T) {
 	// Untrained: every buffer shard, no lists.
 	calls, missing, err := tb.Route("c", []uint32{1, 2}, nil)
 	want := []meta.NodeCall{
-		{Node: "n1", Shards: []meta.ShardLists{{Shard: 0, Epoch: 1}}},
-		{Node: "n2", Shards: []meta.ShardLists{{Shard: 1, Epoch: 1}}},
+		{Node: "n1", Shards: []meta.ShardLists{{Shard: 0, Buffer: true, Epoch: 1}}},
+		{Node: "n2", Shards: []meta.ShardLists{{Shard: 1, Buffer: true, Epoch: 1}}},
 	}
 	if err != nil || missing != nil || !reflect.DeepEqual(calls, want) {
 		t.Fatalf("untrained: %+v %v %v", calls, missing, err)
@@ -29,6 +29,17 @@ func TestRoute(t *testing.T) {
 	}}
 	tb = must(t, tb, meta.BeginTraining{Collection: "c", Epoch: 1},
 		meta.CommitTraining{Collection: "c", Epoch: 1, Centroids: ref, NList: 6, Shards: sm})
+	// Trained, buffer not retired yet: the probed lists' shards plus every
+	// buffer shard.
+	calls, missing, err = tb.Route("c", []uint32{5, 0, 3, 2, 3}, nil)
+	want = []meta.NodeCall{
+		{Node: "n1", Shards: []meta.ShardLists{{Shard: 0, Epoch: 2, Lists: []uint32{0, 3}}, {Shard: 2, Epoch: 2, Lists: []uint32{2, 5}}, {Shard: 0, Buffer: true, Epoch: 1}}},
+		{Node: "n2", Shards: []meta.ShardLists{{Shard: 1, Buffer: true, Epoch: 1}}},
+	}
+	if err != nil || missing != nil || !reflect.DeepEqual(calls, want) {
+		t.Fatalf("trained with buffer: %+v %v %v", calls, missing, err)
+	}
+	tb = must(t, tb, meta.RetireBuffer{Collection: "c", Epoch: 2})
 	calls, missing, err = tb.Route("c", []uint32{5, 0, 3, 2, 3}, nil)
 	want = []meta.NodeCall{{Node: "n1", Shards: []meta.ShardLists{{Shard: 0, Epoch: 2, Lists: []uint32{0, 3}}, {Shard: 2, Epoch: 2, Lists: []uint32{2, 5}}}}}
 	if err != nil || missing != nil || !reflect.DeepEqual(calls, want) {
@@ -42,7 +53,7 @@ func TestRoute(t *testing.T) {
 		return s.Primary
 	}
 	calls, missing, _ = tb.Route("c", []uint32{1, 2}, down)
-	if len(calls) != 1 || calls[0].Node != "n2" || !slices.Equal(missing, []uint32{2}) {
+	if len(calls) != 1 || calls[0].Node != "n2" || !reflect.DeepEqual(missing, []meta.ShardLists{{Shard: 2, Epoch: 2, Lists: []uint32{2}}}) {
 		t.Fatalf("partial: %+v %v", calls, missing)
 	}
 	if _, _, err := tb.Route("c", []uint32{6}, nil); err == nil {
