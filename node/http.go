@@ -340,13 +340,12 @@ func (a *api) insert(w http.ResponseWriter, r *http.Request) error {
 	}
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var req proto.Insert
-	switch ct {
-	case proto.BulkContentType:
+	// The bulk format by its content type; anything else must be JSON
+	// (curl sends form-urlencoded by default: the body decides).
+	if ct == proto.BulkContentType {
 		req, err = proto.DecodeBulk(r.Body, a.o.Limits)
-	case proto.JSONContentType, "":
+	} else {
 		req, err = proto.DecodeInsert(r.Body, a.o.Limits)
-	default:
-		return proto.Errorf(proto.BadRequest, "content type %q: want %s or %s", ct, proto.JSONContentType, proto.BulkContentType)
 	}
 	if err != nil {
 		return err

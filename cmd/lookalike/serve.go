@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"lookalike/node"
+)
+
+func init() {
+	extraCommands = append(extraCommands, func(root *cobra.Command) { root.AddCommand(newServeCmd()) })
+}
+
+func newServeCmd() *cobra.Command {
+	var (
+		o      node.ServerOptions
+		config string
+		quiet  bool
+	)
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a node: with no flags a one-node cluster on 127.0.0.1:8080 with its data in ./data",
+		Long: `Run a lookalike node. With no flags it is a complete one-node cluster:
+HTTP API on 127.0.0.1:8080, Raft on 127.0.0.1:7947 bootstrapped with this
+node as the only voter, everything durable under ./data.
+
+Every flag can also be set with an environment variable LOOKALIKE_<FLAG>
+(upper case, '-' as '_': LOOKALIKE_API_KEY) or a line "flag = value" in the
+--config file; the command line wins over the environment, which wins over
+the file. SIGTERM or Ctrl-C shuts down gracefully.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := applyEnvAndConfig(c.Flags(), config); err != nil {
+				return usageError{err}
+			}
+			level := slog.LevelInfo
+			if quiet {
+				level = slog.LevelWarn
+			}
+			o.Logger = slog.New(slog.NewTextHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			o.RaftLog = c.ErrOrStderr()
+			return node.Run(c.Context(), o, nil)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&config, "config", "", "config file of `flag = value` lines")
+	f.StringVar(&o.DataDir, "data", "data", "data directory")
+	f.StringVar(&o.HTTPAddr, "http", "127.0.0.1:8080", "HTTP API listen address")
+	f.StringVar(&o.RaftAddr, "raft", "127.0.0.1:7947", "Raft listen address")
+	f.StringVar(&o.Advertise, "advertise", "", "Raft address other nodes dial (default: --raft)")
+	f.StringVar(&o.NodeID, "node-id", "", "node id (default: persisted in the data directory, generated on first start)")
+	f.StringVar(&o.API.APIKey, "api-key", "", "key required by writes and admin calls (Authorization: Bearer KEY)")
+	f.StringVar(&o.API.ReadKey, "read-key", "", "key required by searches and reads (default: reads are open)")
+	f.StringVar(&o.TLSCert, "tls-cert", "", "TLS certificate file (with --tls-key: serve HTTPS)")
+	f.StringVar(&o.TLSKey, "tls-key", "", "TLS key file")
+	f.Int64Var(&o.API.Limits.MaxBodyBytes, "max-body-bytes", 64<<20, "largest request body")
+	f.IntVar(&o.API.Limits.MaxItems, "max-items", 10_000, "most items in one insert")
+	f.IntVar(&o.API.Limits.MaxMetaBytes, "max-meta-bytes", 64<<10, "largest metadata of one item")
+	f.IntVar(&o.API.MaxWrites, "max-writes", 16, "write requests running at once")
+	f.IntVar(&o.API.QueueWrites, "queue-writes", 64, "write requests waiting beyond those (then 429)")
+	f.IntVar(&o.API.MaxReads, "max-reads", 256, "read requests running at once")
+	f.IntVar(&o.API.QueueReads, "queue-reads", 1024, "read requests waiting beyond those (then 429)")
+	f.IntVar(&o.Node.DefaultNProbe, "nprobe", 16, "nprobe of searches that give none")
+	f.IntVar(&o.Node.AutoTrainAt, "auto-train-at", 39*256, "count at which an nlist-auto collection trains by itself (negative: never; a fixed nlist trains at 39×nlist)")
+	f.BoolVar(&quiet, "quiet", false, "log warnings and errors only")
+	return c
+}
+
+// envName is the environment variable of a flag.
+func envName(flag string) string {
+	return "LOOKALIKE_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// applyEnvAndConfig sets the flags not given on the command line from the
+// environment, then from the config file.
+func applyEnvAndConfig(fs *pflag.FlagSet, config string) error {
+	if config == "" {
+		config = os.Getenv(envName("config"))
+	}
+	file := map[string]string{}
+	if config != "" {
+		var err error
+		if file, err = readConfig(config); err != nil {
+			return err
+		}
+		for k := range file {
+			if fs.Lookup(k) == nil || k == "config" {
+				return fmt.Errorf("config %s: unknown setting %q", config, k)
+			}
+		}
+	}
+	var errs []string
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || f.Name == "config" {
+			return
+		}
+		v, ok := os.LookupEnv(envName(f.Name))
+		src := envName(f.Name)
+		if !ok {
+			v, ok = file[f.Name]
+			src = config + ": " + f.Name
+		}
+		if ok {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Sprintf("%s: %v", src, err))
+			}
+		}
+	})
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// readConfig reads "key = value" lines; '#' starts a comment.
+func readConfig(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for ln := 1; sc.Scan(); ln++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, fmt.Errorf("config %s:%d: want flag = value", path, ln)
+		}
+		k = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(k), "--"))
+		out[k] = strings.Trim(strings.TrimSpace(v), `"`)
+	}
+	return out, sc.Err()
+}

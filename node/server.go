@@ -1,0 +1,282 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"lookalike/coordinator"
+	"lookalike/node/store"
+)
+
+// ServerOptions configure a server process (lookalike serve): a node that
+// is, on its own, a complete one-node cluster. The zero value of each
+// field means its default, as documented on the field.
+type ServerOptions struct {
+	// DataDir holds everything durable: node-id, raft/, store/. Default
+	// "data".
+	DataDir string
+	// HTTPAddr is the API's listen address. Default 127.0.0.1:8080 (bind
+	// other interfaces explicitly).
+	HTTPAddr string
+	// RaftAddr is Raft's listen address. Default 127.0.0.1:7947.
+	RaftAddr string
+	// Advertise is the Raft address other nodes dial. Default RaftAddr.
+	Advertise string
+	// NodeID names the node. Default: the one persisted in DataDir, or a
+	// generated one on first start, which is then persisted. A NodeID that
+	// disagrees with the persisted one is an error.
+	NodeID string
+	// TLSCert and TLSKey, both set, serve HTTPS.
+	TLSCert, TLSKey string
+	// API configures the HTTP API (keys, limits, queues).
+	API APIOptions
+	// Node configures the runtime; its NodeID and Logger are set by Run.
+	Node Options
+	// Store configures Pebble.
+	Store store.Options
+	// ShutdownTimeout bounds the wait for in-flight requests on shutdown.
+	// Default 30 s.
+	ShutdownTimeout time.Duration
+	// Logger receives the server's messages. Default: text to stderr.
+	Logger *slog.Logger
+	// RaftLog receives Raft's log. Default: stderr at warn level.
+	RaftLog io.Writer
+}
+
+// EnsureDefaults fills zero fields with their defaults.
+func (o *ServerOptions) EnsureDefaults() {
+	if o.DataDir == "" {
+		o.DataDir = "data"
+	}
+	if o.HTTPAddr == "" {
+		o.HTTPAddr = "127.0.0.1:8080"
+	}
+	if o.RaftAddr == "" {
+		o.RaftAddr = coordinator.DefaultRaftAddr
+	}
+	if o.ShutdownTimeout == 0 {
+		o.ShutdownTimeout = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if o.RaftLog == nil {
+		o.RaftLog = os.Stderr
+	}
+	o.API.EnsureDefaults()
+}
+
+// Validate reports every problem with o at once.
+func (o *ServerOptions) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(o.HTTPAddr); err != nil {
+		errs = append(errs, fmt.Errorf("http address %q: %v", o.HTTPAddr, err))
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		errs = append(errs, errors.New("TLS needs both a certificate and a key"))
+	}
+	if o.NodeID != "" {
+		if err := validNodeID(o.NodeID); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := o.API.Limits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if o.ShutdownTimeout < 0 {
+		errs = append(errs, fmt.Errorf("shutdown timeout %v", o.ShutdownTimeout))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("node: invalid server options: %w", errors.Join(errs...))
+}
+
+func validNodeID(id string) error {
+	if id == "" || len(id) > 64 {
+		return fmt.Errorf("node id %q: want 1..64 bytes", id)
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("node id %q: use letters, digits, '-', '_' and '.'", id)
+		}
+	}
+	return nil
+}
+
+// nodeIDFile is the file in the data directory that keeps the node id.
+const nodeIDFile = "node-id"
+
+// resolveNodeID returns the persisted node id, or persists want (or a
+// generated id) on first start.
+func resolveNodeID(dir, want string) (string, error) {
+	p := filepath.Join(dir, nodeIDFile)
+	b, err := os.ReadFile(p)
+	switch {
+	case err == nil:
+		have := strings.TrimSpace(string(b))
+		if err := validNodeID(have); err != nil {
+			return "", fmt.Errorf("node: %s: %w", p, err)
+		}
+		if want != "" && want != have {
+			return "", fmt.Errorf("node: --node-id %q, but %s says %q (a node keeps its id)", want, p, have)
+		}
+		return have, nil
+	case !errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("node: %w", err)
+	}
+	id := want
+	if id == "" {
+		var r [4]byte
+		_, _ = rand.Read(r[:])
+		id = "node-" + hex.EncodeToString(r[:])
+	}
+	tmp := p + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return "", fmt.Errorf("node: %w", err)
+	}
+	_, err = f.WriteString(id + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	if err != nil {
+		return "", fmt.Errorf("node: persist node id: %w", err)
+	}
+	return id, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Run serves until ctx ends (SIGTERM), then shuts down gracefully: it
+// stops accepting, lets in-flight requests finish (up to
+// ShutdownTimeout), persists the indexes, and closes the store and Raft.
+// ready, when not nil, is called with the HTTP address once serving.
+func Run(ctx context.Context, opts ServerOptions, ready func(httpAddr string)) (err error) {
+	o := opts
+	o.EnsureDefaults()
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	log := o.Logger
+	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
+		return fmt.Errorf("node: data directory: %w", err)
+	}
+	id, err := resolveNodeID(o.DataDir, o.NodeID)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("node: http: %w", err)
+	}
+	defer ln.Close()
+	httpAddr := ln.Addr().String()
+
+	openCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	cs, err := coordinator.Open(openCtx, coordinator.Options{
+		NodeID: id, DataDir: o.DataDir, RaftAddr: o.RaftAddr, Advertise: o.Advertise, HTTPAddr: httpAddr,
+		Bootstrap: true, LogOutput: o.RaftLog, LogLevel: "warn",
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := cs.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	st, err := OpenPebble(filepath.Join(o.DataDir, "store"), o.Store)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := st.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	no := o.Node
+	no.NodeID, no.Logger = id, log
+	start := time.Now()
+	n, err := Open(no, NewRaftMetadata(cs), st)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := n.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+
+	srv := &http.Server{
+		Handler:           n.Handler(o.API),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	scheme := "http"
+	if o.TLSCert != "" {
+		scheme = "https"
+	}
+	log.Info("serving", "node", id, "url", scheme+"://"+httpAddr, "raft", cs.Addr(), "data", o.DataDir,
+		"collections", len(n.Collections()), "open", time.Since(start).Round(time.Millisecond))
+	if ready != nil {
+		ready(httpAddr)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		var err error
+		if o.TLSCert != "" {
+			err = srv.ServeTLS(ln, o.TLSCert, o.TLSKey)
+		} else {
+			err = srv.Serve(ln)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("node: http: %w", err)
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down: finishing in-flight requests")
+		sctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	err = g.Wait()
+	log.Info("flushing indexes and closing")
+	return err
+}
