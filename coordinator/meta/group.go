@@ -1,11 +1,12 @@
 package meta
 
 import (
-	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
+
+	"lookalike/ivf"
 )
 
 // GroupOptions configures GroupLists.
@@ -27,11 +28,17 @@ type GroupOptions struct {
 //
 // Balance: each shard holds at most ⌈nlist/shards⌉ lists (or, with Weights,
 // at most total/shards + the largest weight). Each iteration assigns lists
-// greedily by increasing squared L2 distance to the shard centres under
-// those capacities, then moves each centre to the mean of its lists.
+// greedily under those capacities — (list, centre) pairs by increasing
+// squared L2 distance, each list's 8 nearest centres taking part, each list
+// to the first centre with room — then moves each centre to the mean of its
+// lists. Cost per iteration: nlist·shards·dim for the distances plus a sort
+// of 8·nlist integers.
 // Distances are L2 for every metric: ip and cosine centroids are
 // normalised, where L2 order is inner-product order. The result is a
-// deterministic function of the inputs and the seed.
+// deterministic function of the inputs and the seed on a given CPU (the
+// distance kernel is ivf's SIMD one, whose last bits depend on the
+// instruction set). The leader computes it once, before proposing; the
+// result travels in the shard map, so replicas never recompute it.
 func GroupLists(centroids []float32, dim, shards int, o GroupOptions) ([]uint32, error) {
 	if dim <= 0 || len(centroids)%dim != 0 {
 		return nil, fmt.Errorf("%w: %d floats of dim %d", ErrBadDim, len(centroids), dim)
@@ -119,55 +126,68 @@ func GroupLists(centroids []float32, dim, shards int, o GroupOptions) ([]uint32,
 		}
 	}
 
-	type pair struct {
-		d    float64
-		list int32
-		sh   int32
-	}
-	pairs := make([]pair, 0, n*shards)
+	// Each (list, shard) pair is one uint64 sort key: the float32 bits of
+	// the distance (non-negative floats order like their bits), the list
+	// (20 bits, MaxNList) and the shard (12 bits, MaxShards); ties break by
+	// list, then shard.
+	// Only each list's m nearest centres take part in the global sort; a
+	// list that finds them all full (rare) takes the nearest centre with
+	// room afterwards.
+	m := min(shards, 8)
+	keys := make([]uint64, 0, n*m)
+	row64 := make([]uint64, shards)
+	c32 := make([]float32, shards*dim)
 	assign := make([]uint32, n)
 	prev := make([]uint32, n)
 	load := make([]float64, shards)
 	done := make([]bool, n)
 	for it := 0; it < iters; it++ {
-		pairs = pairs[:0]
-		for i := 0; i < n; i++ {
-			for k := 0; k < shards; k++ {
-				pairs = append(pairs, pair{dist(row(i), centres[k*dim:(k+1)*dim]), int32(i), int32(k)})
-			}
+		for j, v := range centres {
+			c32[j] = float32(v)
 		}
-		slices.SortFunc(pairs, func(a, b pair) int {
-			if c := cmp.Compare(a.d, b.d); c != 0 {
-				return c
+		keys = keys[:0]
+		for i := 0; i < n; i++ {
+			x := row(i)
+			for k := 0; k < shards; k++ {
+				d := ivf.L2.Distance(x, c32[k*dim:(k+1)*dim]) // SIMD
+				row64[k] = uint64(math.Float32bits(max(d, 0)))<<32 | uint64(i)<<12 | uint64(k)
 			}
-			if c := cmp.Compare(a.list, b.list); c != 0 {
-				return c
-			}
-			return cmp.Compare(a.sh, b.sh)
-		})
+			slices.Sort(row64)
+			keys = append(keys, row64[:m]...)
+		}
+		slices.Sort(keys)
 		clear(load)
 		clear(done)
 		left := n
-		for _, p := range pairs {
+		for _, key := range keys {
 			if left == 0 {
 				break
 			}
-			if done[p.list] || load[p.sh]+w[p.list] > capacity+1e-9 {
+			i, k := int(key>>12&(1<<20-1)), int(key&(1<<12-1))
+			if done[i] || load[k]+w[i] > capacity+1e-9 {
 				continue
 			}
-			done[p.list] = true
-			assign[p.list] = uint32(p.sh)
-			load[p.sh] += w[p.list]
+			done[i] = true
+			assign[i] = uint32(k)
+			load[k] += w[i]
 			left--
 		}
-		if left > 0 { // capacities too tight for the greedy pass: least loaded shard
-			for i := 0; i < n; i++ {
-				if !done[i] {
-					k := slices.Index(load, slices.Min(load))
-					assign[i] = uint32(k)
-					load[k] += w[i]
+		for i := 0; i < n && left > 0; i++ {
+			if done[i] {
+				continue
+			}
+			best, bestD := -1, float32(math.Inf(1))
+			for k := 0; k < shards; k++ {
+				if d := ivf.L2.Distance(row(i), c32[k*dim:(k+1)*dim]); d < bestD && load[k]+w[i] <= capacity+1e-9 {
+					best, bestD = k, d
 				}
 			}
+			if best < 0 { // capacities too tight (weights): the least loaded shard
+				best = slices.Index(load, slices.Min(load))
+			}
+			assign[i] = uint32(best)
+			load[best] += w[i]
+			left--
 		}
 		if it > 0 && slices.Equal(assign, prev) {
 			break

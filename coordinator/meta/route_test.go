@@ -173,6 +173,29 @@ func TestGroupLists(t *testing.T) {
 		t.Fatalf("clustered grouping touches %.2f shards, random %.2f: want at most half", clustered, rnd)
 	}
 
+	// More shards than candidates per list (8): still balanced and local.
+	big := mixture(1024, d, 40, 2)
+	g32, err := meta.GroupLists(big, d, 32, meta.GroupOptions{Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count = make([]int, 32)
+	for _, s := range g32 {
+		count[s]++
+	}
+	if slices.Max(count) > 1024/32 {
+		t.Fatalf("32 shards unbalanced: %v", count)
+	}
+	rnd32 := make([]uint32, 1024)
+	for i := range rnd32 {
+		rnd32[i] = uint32(i % 32)
+	}
+	c32, r32 := shardsTouched(big, d, g32, nprobe, 100, 6), shardsTouched(big, d, rnd32, nprobe, 100, 6)
+	t.Logf("32 shards of 1024 lists: clustered %.2f, random %.2f", c32, r32)
+	if c32 > r32/2 {
+		t.Fatalf("32 shards: clustered %.2f, random %.2f", c32, r32)
+	}
+
 	// Weighted: balanced by weight.
 	w := make([]float64, n)
 	r := rand.New(rand.NewPCG(4, 4))
