@@ -146,7 +146,7 @@ func (s *Store) Apply(ctx context.Context, b *Batch) (Result, error) {
 		if err != nil {
 			return err
 		}
-		dirs := map[string]loc{}    // user id → location, as of the ops so far
+		dirs := map[string]loc{} // user id → location, as of the ops so far
 		// Internal ids put (true) or freed (false) earlier in this batch.
 		owners := map[uint64]bool{}
 		lookup := func(userID string) (loc, error) {
