@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"lookalike/coordinator/meta"
 	"lookalike/ivf"
 )
 
@@ -378,13 +379,9 @@ func (c *collection) beginTraining(ctx context.Context, nlist int) (uint64, erro
 }
 
 // AutoNList is the nlist chosen for n vectors when the collection says
-// "auto": 4·√n, at most n/39 (FAISS's guidance and knowhere's clamp), at
-// least 1.
-func AutoNList(n int) int {
-	nl := int(4 * math.Sqrt(float64(n)))
-	nl = min(nl, n/39, ivf.MaxNList)
-	return max(nl, 1)
-}
+// "auto": the coordinator's rule (meta.AutoNList: 4·√n to a power of two,
+// at least 39 points per list), so every node picks the same.
+func AutoNList(n int) int { return meta.AutoNList(n) }
 
 // train runs k-means on the buffered vectors, commits the centroids at
 // epoch+1 and moves the buffer into the lists. It runs on its own

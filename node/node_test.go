@@ -406,7 +406,7 @@ func TestAutoTrainAndNList(t *testing.T) {
 	if want := node.AutoNList(400); s.TrainedNList != want {
 		t.Fatalf("nlist %d, want %d", s.TrainedNList, want)
 	}
-	for _, c := range []struct{ n, want int }{{0, 1}, {10, 1}, {390, 10}, {10000, 256}, {1000000, 4000}} {
+	for _, c := range []struct{ n, want int }{{0, 1}, {10, 1}, {400, 8}, {10000, 256}, {1000000, 4096}} {
 		if got := node.AutoNList(c.n); got != c.want {
 			t.Errorf("AutoNList(%d) = %d, want %d", c.n, got, c.want)
 		}

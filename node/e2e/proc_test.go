@@ -1,0 +1,240 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"lookalike/proto"
+)
+
+// bin is the lookalike binary built by TestMain.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lookalike-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "lookalike")
+	build := exec.Command("go", "build", "-o", bin, "lookalike/cmd/lookalike")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: go build:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// syncBuf is a goroutine-safe log buffer.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// server is one `lookalike serve` process over a data directory; restart
+// reuses its addresses.
+type server struct {
+	t        *testing.T
+	dir      string
+	http     string
+	raft     string
+	args     []string
+	cmd      *exec.Cmd
+	log      *syncBuf
+	done     chan error
+	startDur time.Duration
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startServer starts a server on free loopback ports with its data in a
+// new temporary directory.
+func startServer(t *testing.T, args ...string) *server {
+	s := &server{t: t, dir: t.TempDir(), http: freeAddr(t), raft: freeAddr(t), args: args}
+	s.start()
+	return s
+}
+
+func (s *server) start() {
+	s.t.Helper()
+	args := append([]string{"serve", "--data", s.dir, "--http", s.http, "--raft", s.raft}, s.args...)
+	s.cmd = exec.Command(bin, args...)
+	s.log = &syncBuf{}
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	begin := time.Now()
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.done = make(chan error, 1)
+	cmd, done := s.cmd, s.done
+	go func() { done <- cmd.Wait() }()
+	s.t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + s.http + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				s.startDur = time.Since(begin)
+				return
+			}
+		}
+		select {
+		case err := <-done:
+			done <- err
+			s.t.Fatalf("server exited before serving: %v\n%s", err, s.log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("server not healthy after 30 s\n%s", s.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (s *server) stop() {
+	s.t.Helper()
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-s.done:
+		if err != nil {
+			s.t.Fatalf("server exited with %v after SIGTERM\n%s", err, s.log)
+		}
+	case <-time.After(30 * time.Second):
+		s.cmd.Process.Kill()
+		s.t.Fatalf("server still running 30 s after SIGTERM\n%s", s.log)
+	}
+}
+
+// kill9 kills the process without warning.
+func (s *server) kill9() {
+	s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.done
+}
+
+func (s *server) restart() {
+	s.t.Helper()
+	s.start()
+}
+
+// call does one request and decodes a 2xx JSON answer into out.
+func (s *server) call(method, path, ctype string, body []byte, out any) (int, proto.Code, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+s.http+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, "", err
+	}
+	if resp.StatusCode >= 300 {
+		var e proto.ErrorBody
+		if err := json.Unmarshal(b, &e); err != nil || e.Error == nil || e.Error.Message == "" {
+			return resp.StatusCode, "", fmt.Errorf("status %d with body %q, not the error shape", resp.StatusCode, b)
+		}
+		return resp.StatusCode, e.Error.Code, fmt.Errorf("%d %s: %s", resp.StatusCode, e.Error.Code, e.Error.Message)
+	}
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			return resp.StatusCode, "", fmt.Errorf("decode %q: %v", b, err)
+		}
+	}
+	return resp.StatusCode, "", nil
+}
+
+// must is call that fails the test unless the status is want.
+func (s *server) must(method, path string, body any, want int, out any) {
+	s.t.Helper()
+	var b []byte
+	if body != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	st, _, err := s.call(method, path, proto.JSONContentType, b, out)
+	if st != want {
+		s.t.Fatalf("%s %s: status %d, want %d (%v)", method, path, st, want, err)
+	}
+}
+
+func (s *server) collection(name string) proto.Collection {
+	s.t.Helper()
+	var c proto.Collection
+	s.must("GET", "/v1/collections/"+name, nil, 200, &c)
+	return c
+}
+
+func (s *server) waitReady(name string) proto.Collection {
+	s.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		c := s.collection(name)
+		if c.State == proto.Ready {
+			return c
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("collection %s still %s after 60 s", name, c.State)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ctl runs `lookalike ctl` against the server.
+func (s *server) ctl(args ...string) (string, error) {
+	cmd := exec.Command(bin, append([]string{"ctl", "--addr", s.http}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
