@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -56,8 +57,9 @@ type BulkDecoder struct {
 	lim   Limits
 	hdr   BulkHeader
 	hdrOK bool
-	check bool // per-item checks of ids, floats and meta (off in DecodeBulk, which validates the batch after)
-	n     int  // items decoded
+	check bool      // per-item checks of ids, floats and meta (off in DecodeBulk, which validates the batch after)
+	batch *problems // without check: where non-finite floats are reported (their check is free while decoding)
+	n     int       // items decoded
 	read  int64
 	crc   uint32
 	err   error
@@ -77,8 +79,22 @@ const bulkBufSize = 64 << 10
 func NewBulkDecoder(r io.Reader, limits Limits) *BulkDecoder {
 	d := &BulkDecoder{check: true}
 	d.lim, d.err = limits.resolve()
-	d.br = bufio.NewReaderSize(r, bulkBufSize)
+	d.br = readers.Get().(*bufio.Reader)
+	d.br.Reset(r)
 	return d
+}
+
+// readers recycles the decoders' read buffers.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bulkBufSize) }}
+
+// release gives the read buffer back once the decoder is done with the
+// body: at the end, or at its first error.
+func (d *BulkDecoder) release() {
+	if d.err != nil && d.br != nil {
+		d.br.Reset(nil)
+		readers.Put(d.br)
+		d.br = nil
+	}
 }
 
 func (d *BulkDecoder) fail(code Code, format string, args ...any) {
@@ -138,6 +154,7 @@ func (d *BulkDecoder) where(what string) string {
 
 // Header reads and checks the header, once; later calls return it again.
 func (d *BulkDecoder) Header() (BulkHeader, error) {
+	defer d.release()
 	if d.hdrOK || d.err != nil {
 		return d.hdr, d.err
 	}
@@ -209,6 +226,7 @@ func (d *BulkDecoder) Next() bool {
 
 // next decodes the next item's vector into vec (len dim).
 func (d *BulkDecoder) next(vec []float32) bool {
+	defer d.release()
 	if d.err != nil {
 		return false
 	}
@@ -240,9 +258,12 @@ func (d *BulkDecoder) next(vec []float32) bool {
 	if b = d.take(4*len(vec), "vector"); b == nil {
 		return false
 	}
-	if bad := decodeFloats(vec, b); bad >= 0 && d.check {
-		d.fail(BadRequest, "items[%d].vector[%d]: %v is not finite", i, bad, vec[bad])
-		return false
+	if bad := decodeFloats(vec, b); bad >= 0 {
+		if d.check {
+			d.fail(BadRequest, "items[%d].vector[%d]: %v is not finite", i, bad, vec[bad])
+			return false
+		}
+		d.batch.add(BadRequest, fmt.Sprintf("items[%d].vector[%d]", i, bad), "%v is not finite", vec[bad])
 	}
 	if b = d.take(4, "meta length"); b == nil {
 		return false
@@ -316,7 +337,8 @@ func (d *BulkDecoder) Err() error {
 }
 
 // decodeFloats decodes len(dst) little-endian float32s from b and returns
-// the index of the first NaN or Inf, or -1.
+// the index of the first NaN or Inf, or -1. (A copy through unsafe on
+// little-endian machines measured no faster than this loop.)
 func decodeFloats(dst []float32, b []byte) int {
 	b = b[:4*len(dst)]
 	// acc gets bit 31 from any value whose exponent is all ones (NaN or
@@ -353,7 +375,8 @@ func decodeFloats(dst []float32, b []byte) int {
 // Insert.ValidateVectors (every item has the header's dim).
 func DecodeBulk(r io.Reader, limits Limits) (Insert, error) {
 	d := NewBulkDecoder(r, limits)
-	d.check = false
+	var p problems
+	d.check, d.batch = false, &p
 	h, err := d.Header()
 	if err != nil {
 		return Insert{}, err
@@ -400,7 +423,8 @@ func DecodeBulk(r io.Reader, limits Limits) (Insert, error) {
 		}
 	}
 	req := Insert{Items: items}
-	if err := req.validate(d.lim, false); err != nil {
+	req.validateItems(&p, d.lim, false, true, nil)
+	if err := p.err(); err != nil {
 		return Insert{}, err
 	}
 	return req, nil

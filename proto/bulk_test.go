@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 func randomItems(rng *rand.Rand, n, dim int) []InsertItem {
@@ -236,12 +237,13 @@ func BenchmarkDecodeBulk(b *testing.B) {
 			b.Run(fmt.Sprintf("dim=%d/n=1000/crc=%v", dim, crc), func(b *testing.B) {
 				b.SetBytes(int64(len(body)))
 				b.ReportAllocs()
+				cpu := cpuTime()
 				for range b.N {
 					if _, err := DecodeBulk(bytes.NewReader(body), Limits{}); err != nil {
 						b.Fatal(err)
 					}
 				}
-				b.ReportMetric(float64(b.N)*1000/b.Elapsed().Seconds(), "vectors/s")
+				reportCPU(b, cpu, len(body), 1000)
 			})
 		}
 	}
@@ -256,12 +258,23 @@ func BenchmarkDecodeInsertJSON(b *testing.B) {
 	body, _ := json.Marshal(Insert{Items: items})
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
+	cpu := cpuTime()
 	for range b.N {
 		if _, err := DecodeInsert(bytes.NewReader(body), Limits{}); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(b.N)*1000/b.Elapsed().Seconds(), "vectors/s")
+	reportCPU(b, cpu, len(body), 1000)
+}
+
+// reportCPU reports vectors per wall second, and MB and vectors per CPU
+// second of the whole process (GC included) since cpu.
+func reportCPU(b *testing.B, cpu time.Duration, bodyBytes, vectors int) {
+	b.ReportMetric(float64(b.N*vectors)/b.Elapsed().Seconds(), "vectors/s")
+	if used := (cpuTime() - cpu).Seconds(); used > 0 {
+		b.ReportMetric(float64(b.N*bodyBytes)/used/1e6, "MB/cpu-s")
+		b.ReportMetric(float64(b.N*vectors)/used, "vectors/cpu-s")
+	}
 }
 
 // decodeFloats agrees with a plain loop and finds the first NaN or Inf at
@@ -269,12 +282,14 @@ func BenchmarkDecodeInsertJSON(b *testing.B) {
 func TestDecodeFloats(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	specials := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), math.Float32frombits(0x7f800001), math.Float32frombits(0xffffffff)}
-	for n := 1; n <= 19; n++ {
+	for n := 0; n <= 19; n++ {
 		v := make([]float32, n)
 		for i := range v {
 			v[i] = math.Float32frombits(rng.Uint32() &^ 0x40000000) // exponent never all ones
 		}
-		v[0] = math.MaxFloat32
+		if n > 0 {
+			v[0] = math.MaxFloat32
+		}
 		b := make([]byte, 0, 4*n)
 		for _, x := range v {
 			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(x))
@@ -325,4 +340,29 @@ func TestBulkDocExample(t *testing.T) {
 	if got := binary.LittleEndian.Uint32(body[len(body)-4:]); got != crc32.Checksum(want, castagnoli) {
 		t.Fatalf("crc %#x", got)
 	}
+}
+
+// The streaming decoder reuses its buffers: this is the decoding alone,
+// without building the batch.
+func BenchmarkBulkDecoderNext(b *testing.B) {
+	items := randomItems(rand.New(rand.NewPCG(1, 2)), 1000, 128)
+	for i := range items {
+		items[i].ID = fmt.Sprintf("item-%08d", i)
+		items[i].Meta = nil
+	}
+	body := encodeBulk(b, items, false)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	cpu := cpuTime()
+	r := bytes.NewReader(body)
+	for range b.N {
+		r.Reset(body)
+		d := NewBulkDecoder(r, Limits{})
+		for d.Next() {
+		}
+		if d.Err() != nil {
+			b.Fatal(d.Err())
+		}
+	}
+	reportCPU(b, cpu, len(body), 1000)
 }

@@ -196,7 +196,7 @@ func DecodeInsert(r io.Reader, limits Limits) (Insert, error) {
 		}
 	}
 	// Check the well-formed items too, so that every problem is reported.
-	req.validateItems(&p, lim, true, skip)
+	req.validateItems(&p, lim, true, false, skip)
 	if err := p.err(); err != nil {
 		return Insert{}, err
 	}
@@ -224,13 +224,15 @@ func (r *Insert) validate(lim Limits, metaChecked bool) error {
 		return Errorf(TooLarge, "items: %d items, limit is %d", len(r.Items), lim.MaxItems)
 	}
 	var p problems
-	r.validateItems(&p, lim, metaChecked, nil)
+	r.validateItems(&p, lim, metaChecked, false, nil)
 	return p.err()
 }
 
 // validateItems adds the problems of the items to p, skipping those
-// marked in skip (already reported while parsing).
-func (r *Insert) validateItems(p *problems, lim Limits, metaChecked bool, skip []bool) {
+// marked in skip (already reported while parsing). metaChecked: meta is
+// known to be well-formed JSON; floatsChecked: non-finite components are
+// already reported.
+func (r *Insert) validateItems(p *problems, lim Limits, metaChecked, floatsChecked bool, skip []bool) {
 	var first map[string]int
 	for i := range r.Items {
 		if skip != nil && skip[i] {
@@ -249,7 +251,9 @@ func (r *Insert) validateItems(p *problems, lim Limits, metaChecked bool, skip [
 				first[it.ID] = i
 			}
 		}
-		checkVector(p, path{i, "vector"}, it.Vector)
+		if !floatsChecked {
+			checkVector(p, path{i, "vector"}, it.Vector)
+		}
 		if it.Meta != nil {
 			if code, msg := metaProblem(it.Meta, lim.MaxMetaBytes, metaChecked); code != "" {
 				p.add(code, path{i, "meta"}.String(), "%s", msg)
