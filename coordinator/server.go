@@ -207,14 +207,18 @@ func (s *Server) Register(ctx context.Context) error {
 // ErrNotLeader when that hook is unset.
 func (s *Server) Propose(ctx context.Context, cmd meta.Command) (any, error) {
 	entry := meta.Encode(cmd)
-	if s.raft.State() != raft.Leader {
-		leader := s.Leader()
-		if s.opts.Forward != nil && leader.ID != "" {
-			return s.opts.Forward(ctx, leader, entry)
-		}
-		return nil, fmt.Errorf("%w: leader is %q at %q", ErrNotLeader, leader.ID, leader.Addr)
+	switch s.raft.State() {
+	case raft.Leader:
+		return s.apply(ctx, entry)
+	case raft.Shutdown:
+		return nil, ErrClosed
 	}
-	return s.apply(ctx, entry)
+	// A follower or candidate: the hook for the cluster issue.
+	leader := s.Leader()
+	if s.opts.Forward != nil && leader.ID != "" {
+		return s.opts.Forward(ctx, leader, entry)
+	}
+	return nil, fmt.Errorf("%w: leader is %q at %q", ErrNotLeader, leader.ID, leader.Addr)
 }
 
 // ApplyEntry is Propose for an entry already encoded (meta.Encode), as the

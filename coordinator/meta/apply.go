@@ -108,7 +108,7 @@ func applyCreateCollection(t *Table, c Command) (*Table, any, error) {
 		return nil, nil, fmt.Errorf("%w: %q", ErrCollectionExists, r.Name)
 	}
 	replicas := max(r.Replicas, 1)
-	live := t.liveNodes()
+	live := t.LiveNodes()
 	if len(live) < replicas {
 		return nil, nil, fmt.Errorf("%w: %d live, %d replicas wanted", ErrNotEnoughNodes, len(live), replicas)
 	}

@@ -297,8 +297,10 @@ func cloneMap[K comparable, V any](m map[K]V) map[K]V {
 	return out
 }
 
-// liveNodes returns the ids of nodes in state NodeUp, sorted.
-func (t *Table) liveNodes() []string {
+// LiveNodes returns the ids of nodes in state NodeUp, sorted: the nodes
+// that CreateCollection places buffer shards on, and what a shard map
+// built for CommitTraining (PlaceShards) should use.
+func (t *Table) LiveNodes() []string {
 	var ids []string
 	for _, n := range t.Nodes() {
 		if n.State == NodeUp {
