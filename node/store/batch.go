@@ -32,6 +32,23 @@ func (b *Batch) Delete(userID string) {
 	b.ops = append(b.ops, Op{Kind: OpDelete, Item: Item{UserID: userID}})
 }
 
+// DeleteID removes the item with this internal id, if there is one, and
+// its directory entry if that still names it.
+func (b *Batch) DeleteID(id uint64) {
+	b.ops = append(b.ops, Op{Kind: OpDelete, Item: Item{ID: id}})
+}
+
+// Move re-lists the item with this internal id into list (training's and
+// resharding's move step), keeping its ids, vector and metadata. Moving an
+// absent id does nothing; it is reported in Result.NotFound.
+func (b *Batch) Move(id uint64, list uint32) {
+	b.ops = append(b.ops, Op{Kind: opMove, Item: Item{ID: id, List: list}})
+}
+
+// opMove is a batch operation only: the log records a move as a delete and
+// a put.
+const opMove OpKind = 0xff
+
 // Len is the number of operations in the batch.
 func (b *Batch) Len() int { return len(b.ops) }
 
@@ -56,11 +73,23 @@ func (b *Batch) validate(o *Options) error {
 	ids := make(map[uint64]string)
 	for i := range b.ops {
 		it := &b.ops[i].Item
+		switch b.ops[i].Kind {
+		case OpDelete:
+			if it.UserID == "" && it.ID != 0 {
+				continue // by internal id
+			}
+			if err := checkUserID(it.UserID); err != "" {
+				bad(i, "%s", err)
+			}
+			continue
+		case opMove:
+			if it.ID == 0 {
+				bad(i, "move of internal id 0")
+			}
+			continue
+		}
 		if err := checkUserID(it.UserID); err != "" {
 			bad(i, "%s", err)
-		}
-		if b.ops[i].Kind != OpPut {
-			continue
 		}
 		if it.ID == 0 {
 			bad(i, "internal id 0 is reserved")

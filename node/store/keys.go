@@ -11,6 +11,8 @@ const (
 	recLog      byte = 0x04 // coll, shard, seq → log record
 	recShard    byte = 0x05 // coll, shard → last seq, truncated through
 	recIndexPtr byte = 0x06 // coll → persisted index file and the sequences it covers
+	recName     byte = 0x07 // collection name → coll (not scoped by collection)
+	recNextColl byte = 0x08 // (no suffix) → the next collection number
 )
 
 // recordTypes lists every record type that is scoped by collection, for
@@ -66,6 +68,8 @@ func shardKey(coll, shard uint32) []byte {
 }
 
 func indexPtrKey(coll uint32) []byte { return collPrefix(recIndexPtr, coll) }
+
+func nameKey(name string) []byte { return append([]byte{recName}, name...) }
 
 // prefixEnd is the smallest key greater than every key that starts with p
 // (nil when p is all 0xff, which no key here is).

@@ -109,137 +109,6 @@ func (s *Store) get(key []byte) ([]byte, error) {
 	return out, c.Close()
 }
 
-// Result says what Apply did.
-type Result struct {
-	// Seq is the log sequence number of the batch, or the shard's last
-	// sequence unchanged when the batch changed nothing (only deletes of
-	// absent ids).
-	Seq uint64
-	// Ops are the operations applied, as logged: an upsert of an existing
-	// user id appears as the delete of its old copy, then the put. The node
-	// applies these to its in-memory lists.
-	Ops []Op
-	// NotFound lists the indexes of Delete operations whose user id was
-	// absent (they did nothing).
-	NotFound []int
-}
-
-// loc is where a user id's item is (or is not).
-type loc struct {
-	list    uint32
-	id      uint64
-	present bool
-}
-
-// Apply validates b whole, resolves upserts and deletes through the id
-// directory, and commits the items, directory entries and the shard's next
-// log record in one synced Pebble batch. On any error nothing is stored.
-func (s *Store) Apply(ctx context.Context, b *Batch) (Result, error) {
-	if err := b.validate(&s.opts); err != nil {
-		return Result{}, err
-	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	var res Result
-	err := s.read(func() error {
-		st, err := s.shardState(b.coll, b.shard)
-		if err != nil {
-			return err
-		}
-		dirs := map[string]loc{} // user id → location, as of the ops so far
-		// Internal ids put (true) or freed (false) earlier in this batch.
-		owners := map[uint64]bool{}
-		lookup := func(userID string) (loc, error) {
-			if l, ok := dirs[userID]; ok {
-				return l, nil
-			}
-			v, err := s.get(dirKey(b.coll, userID))
-			if errors.Is(err, ErrNotFound) {
-				return loc{}, nil
-			}
-			if err != nil {
-				return loc{}, err
-			}
-			list, id, err := decodeLoc(v)
-			if err != nil {
-				return loc{}, fmt.Errorf("store: directory entry %q: %w", userID, err)
-			}
-			return loc{list: list, id: id, present: true}, nil
-		}
-		pb := s.db.NewBatch()
-		defer pb.Close()
-		var ops []Op
-		del := func(userID string, l loc) {
-			ops = append(ops, Op{Kind: OpDelete, Item: Item{UserID: userID, List: l.list, ID: l.id}})
-			_ = pb.Delete(itemKey(b.coll, l.list, l.id), nil)
-			_ = pb.Delete(idKey(b.coll, l.id), nil)
-			_ = pb.Delete(dirKey(b.coll, userID), nil)
-			owners[l.id] = false
-			dirs[userID] = loc{}
-		}
-		for i := range b.ops {
-			op := &b.ops[i]
-			it := &op.Item
-			prev, err := lookup(it.UserID)
-			if err != nil {
-				return err
-			}
-			if op.Kind == OpDelete {
-				if !prev.present {
-					res.NotFound = append(res.NotFound, i)
-					continue
-				}
-				del(it.UserID, prev)
-				continue
-			}
-			if prev.present {
-				del(it.UserID, prev)
-			}
-			// The internal id must be free: not held by another user id.
-			held, seen := owners[it.ID]
-			if held {
-				return fmt.Errorf("%w: op %d: internal id %d is held by another user id", ErrInvalid, i, it.ID)
-			}
-			if !seen {
-				_, err := s.get(idKey(b.coll, it.ID))
-				switch {
-				case err == nil:
-					return fmt.Errorf("%w: op %d: internal id %d is held by another user id", ErrInvalid, i, it.ID)
-				case !errors.Is(err, ErrNotFound):
-					return err
-				}
-			}
-			owners[it.ID] = true
-			dirs[it.UserID] = loc{list: it.List, id: it.ID, present: true}
-			ops = append(ops, *op)
-			_ = pb.Set(itemKey(b.coll, it.List, it.ID), encodeItem(it), nil)
-			_ = pb.Set(idKey(b.coll, it.ID), encodeList(it.List), nil)
-			_ = pb.Set(dirKey(b.coll, it.UserID), encodeLoc(it.List, it.ID), nil)
-		}
-		res.Ops = ops
-		res.Seq = st.last
-		if len(ops) == 0 {
-			return nil
-		}
-		seq := st.last + 1
-		_ = pb.Set(logKey(b.coll, b.shard, seq), encodeRecord(ops), nil)
-		_ = pb.Set(shardKey(b.coll, b.shard), encodeShardState(seq, st.truncated), nil)
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := pb.Commit(pebble.Sync); err != nil {
-			return fmt.Errorf("store: commit: %w", err)
-		}
-		st.last = seq
-		res.Seq = seq
-		return nil
-	})
-	if err != nil {
-		return Result{}, err
-	}
-	return res, nil
-}
-
 // shardState returns the cached state of a shard's log, loading it first.
 // The caller holds writeMu and the read side of closeMu.
 func (s *Store) shardState(coll, shard uint32) (*shardState, error) {
@@ -409,7 +278,8 @@ func (v *Source) Vectors(ids []uint64, dst []float32) error {
 }
 
 // DropCollection removes every record of a collection (items, directory,
-// logs, index pointer) in one synced batch, and its index files. Pebble's
+// logs, index pointer, the names CollectionID gave it) in one synced
+// batch, and its index files. Pebble's
 // range tombstones hide the records at once; compaction reclaims the space.
 func (s *Store) DropCollection(ctx context.Context, coll uint32) error {
 	s.saveMu.Lock()
@@ -425,6 +295,9 @@ func (s *Store) DropCollection(ctx context.Context, coll uint32) error {
 		for _, t := range recordTypes {
 			p := collPrefix(t, coll)
 			_ = pb.DeleteRange(p, prefixEnd(p), nil)
+		}
+		if err := s.forgetNames(pb, coll); err != nil {
+			return err
 		}
 		if err := pb.Commit(pebble.Sync); err != nil {
 			return fmt.Errorf("store: drop collection %d: %w", coll, err)

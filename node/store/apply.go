@@ -1,0 +1,247 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Result says what Apply did.
+type Result struct {
+	// Seq is the log sequence number of the batch, or the shard's last
+	// sequence unchanged when the batch changed nothing.
+	Seq uint64
+	// Ops are the operations applied, as logged: an upsert of an existing
+	// user id appears as the delete of its old copy, then the put; a move
+	// as the delete from the old list, then the put in the new one. The
+	// node applies these to its in-memory lists (Replay).
+	Ops []Op
+	// NotFound lists the indexes of the batch's Delete, DeleteID and Move
+	// operations whose target was absent (they did nothing).
+	NotFound []int
+}
+
+// Apply validates b whole, resolves upserts, deletes and moves through the
+// id directory and the id index, and commits the items, directory entries
+// and the shard's next log record in one synced Pebble batch. On any error
+// nothing is stored.
+func (s *Store) Apply(ctx context.Context, b *Batch) (Result, error) {
+	if err := b.validate(&s.opts); err != nil {
+		return Result{}, err
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	var res Result
+	err := s.read(func() error {
+		st, err := s.shardState(b.coll, b.shard)
+		if err != nil {
+			return err
+		}
+		pb := s.db.NewBatch()
+		defer pb.Close()
+		r := &resolver{s: s, coll: b.coll, pb: pb, byUser: map[string]loc{}, byID: map[uint64]*Item{}}
+		for i := range b.ops {
+			found, err := r.op(i, &b.ops[i])
+			if err != nil {
+				return err
+			}
+			if !found {
+				res.NotFound = append(res.NotFound, i)
+			}
+		}
+		res.Ops = r.ops
+		res.Seq = st.last
+		if len(r.ops) == 0 {
+			return nil
+		}
+		seq := st.last + 1
+		_ = pb.Set(logKey(b.coll, b.shard, seq), encodeRecord(r.ops), nil)
+		_ = pb.Set(shardKey(b.coll, b.shard), encodeShardState(seq, st.truncated), nil)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := pb.Commit(pebble.Sync); err != nil {
+			return fmt.Errorf("store: commit: %w", err)
+		}
+		st.last = seq
+		res.Seq = seq
+		return nil
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	return res, nil
+}
+
+// loc is where a user id's item is (or is not).
+type loc struct {
+	list    uint32
+	id      uint64
+	present bool
+}
+
+// resolver turns a batch's operations into Pebble writes and logged ops,
+// reading the store through overlays of what the batch did so far.
+type resolver struct {
+	s      *Store
+	coll   uint32
+	pb     *pebble.Batch
+	byUser map[string]loc   // user id → location, as of the ops so far
+	byID   map[uint64]*Item // internal id → item (nil: absent), as of the ops so far
+	ops    []Op
+}
+
+func (r *resolver) user(userID string) (loc, error) {
+	if l, ok := r.byUser[userID]; ok {
+		return l, nil
+	}
+	v, err := r.s.get(dirKey(r.coll, userID))
+	if errors.Is(err, ErrNotFound) {
+		return loc{}, nil
+	}
+	if err != nil {
+		return loc{}, err
+	}
+	list, id, err := decodeLoc(v)
+	if err != nil {
+		return loc{}, fmt.Errorf("store: directory entry %q: %w", userID, err)
+	}
+	return loc{list: list, id: id, present: true}, nil
+}
+
+func (r *resolver) id(id uint64) (*Item, error) {
+	if it, ok := r.byID[id]; ok {
+		return it, nil
+	}
+	v, err := r.s.get(idKey(r.coll, id))
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	list, err := decodeList(v)
+	if err != nil {
+		return nil, fmt.Errorf("store: id entry %d: %w", id, err)
+	}
+	it, err := r.s.item(r.coll, list, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%w: id index names item %d in list %d, which is absent", ErrCorrupt, id, list)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &it, nil
+}
+
+// del removes a stored item, and its directory entry if that still names it.
+func (r *resolver) del(it *Item) error {
+	r.ops = append(r.ops, Op{Kind: OpDelete, Item: Item{UserID: it.UserID, List: it.List, ID: it.ID}})
+	_ = r.pb.Delete(itemKey(r.coll, it.List, it.ID), nil)
+	_ = r.pb.Delete(idKey(r.coll, it.ID), nil)
+	r.byID[it.ID] = nil
+	u, err := r.user(it.UserID)
+	if err != nil {
+		return err
+	}
+	if u.present && u.id == it.ID {
+		_ = r.pb.Delete(dirKey(r.coll, it.UserID), nil)
+		r.byUser[it.UserID] = loc{}
+	}
+	return nil
+}
+
+func (r *resolver) put(it *Item) {
+	r.ops = append(r.ops, Op{Kind: OpPut, Item: *it})
+	_ = r.pb.Set(itemKey(r.coll, it.List, it.ID), encodeItem(it), nil)
+	_ = r.pb.Set(idKey(r.coll, it.ID), encodeList(it.List), nil)
+	_ = r.pb.Set(dirKey(r.coll, it.UserID), encodeLoc(it.List, it.ID), nil)
+	r.byUser[it.UserID] = loc{list: it.List, id: it.ID, present: true}
+	r.byID[it.ID] = it
+}
+
+// op resolves operation i and reports whether its target existed (always
+// true for puts).
+func (r *resolver) op(i int, op *Op) (bool, error) {
+	it := &op.Item
+	switch op.Kind {
+	case OpPut:
+		prev, err := r.user(it.UserID)
+		if err != nil {
+			return false, err
+		}
+		if prev.present {
+			old, err := r.id(prev.id)
+			if err != nil {
+				return false, err
+			}
+			if old == nil {
+				return false, fmt.Errorf("%w: directory names internal id %d for %q, which is absent", ErrCorrupt, prev.id, it.UserID)
+			}
+			if err := r.del(old); err != nil {
+				return false, err
+			}
+		}
+		held, err := r.id(it.ID)
+		if err != nil {
+			return false, err
+		}
+		if held != nil {
+			return false, fmt.Errorf("%w: op %d: internal id %d is held by user id %q", ErrInvalid, i, it.ID, held.UserID)
+		}
+		r.put(it)
+		return true, nil
+	case OpDelete:
+		var target *Item
+		if it.UserID != "" {
+			u, err := r.user(it.UserID)
+			if err != nil || !u.present {
+				return false, err
+			}
+			if target, err = r.id(u.id); err != nil {
+				return false, err
+			}
+			if target == nil {
+				return false, fmt.Errorf("%w: directory names internal id %d for %q, which is absent", ErrCorrupt, u.id, it.UserID)
+			}
+		} else {
+			var err error
+			if target, err = r.id(it.ID); err != nil || target == nil {
+				return false, err
+			}
+		}
+		return true, r.del(target)
+	case opMove:
+		cur, err := r.id(it.ID)
+		if err != nil || cur == nil {
+			return false, err
+		}
+		if cur.List == it.List {
+			return true, nil
+		}
+		moved := *cur
+		moved.List = it.List
+		if err := r.del(cur); err != nil {
+			return false, err
+		}
+		// The directory entry goes with the item when it named it.
+		u, err := r.user(moved.UserID)
+		if err != nil {
+			return false, err
+		}
+		if u.present {
+			// Another item took the user id earlier in this batch: move
+			// the item without its directory entry.
+			r.ops = append(r.ops, Op{Kind: OpPut, Item: moved})
+			_ = r.pb.Set(itemKey(r.coll, moved.List, moved.ID), encodeItem(&moved), nil)
+			_ = r.pb.Set(idKey(r.coll, moved.ID), encodeList(moved.List), nil)
+			r.byID[moved.ID] = &moved
+			return true, nil
+		}
+		r.put(&moved)
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: op %d: unknown kind %d", ErrInvalid, i, op.Kind)
+}

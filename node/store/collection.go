@@ -1,0 +1,136 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// MaxCollectionNameBytes bounds a collection name in CollectionID.
+const MaxCollectionNameBytes = 1024
+
+// CollectionID returns the number under which this store keeps the named
+// collection, assigning the next unused one (persisted with a synced
+// write) on first use. Numbers are never reused, so a collection dropped
+// and created again under the same name starts from nothing, even before
+// compaction has removed the old data.
+func (s *Store) CollectionID(ctx context.Context, name string) (uint32, error) {
+	if name == "" || len(name) > MaxCollectionNameBytes {
+		return 0, fmt.Errorf("%w: collection name of %d bytes", ErrInvalid, len(name))
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	var coll uint32
+	err := s.read(func() error {
+		v, err := s.get(nameKey(name))
+		if err == nil {
+			coll, err = decodeList(v)
+			return err
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		next := uint32(1)
+		if v, err := s.get([]byte{recNextColl}); err == nil {
+			if next, err = decodeList(v); err != nil {
+				return err
+			}
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if next == 0 {
+			return fmt.Errorf("%w: collection numbers exhausted", ErrInvalid)
+		}
+		pb := s.db.NewBatch()
+		defer pb.Close()
+		_ = pb.Set(nameKey(name), encodeList(next), nil)
+		_ = pb.Set([]byte{recNextColl}, encodeList(next+1), nil)
+		if err := pb.Commit(pebble.Sync); err != nil {
+			return fmt.Errorf("store: collection id: %w", err)
+		}
+		coll = next
+		return nil
+	})
+	return coll, err
+}
+
+// forgetNames deletes, in pb, the names that map to coll. The caller
+// holds writeMu and the read side of closeMu.
+func (s *Store) forgetNames(pb *pebble.Batch, coll uint32) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{recName}, UpperBound: []byte{recName + 1}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if c, err := decodeList(v); err == nil && c == coll {
+			_ = pb.Delete(append([]byte(nil), it.Key()...), nil)
+		}
+	}
+	return it.Error()
+}
+
+// ScanCollection calls fn for every live item of a collection in internal
+// id order, from one consistent snapshot. It costs a point read per item
+// (through the id index); ScanList is cheaper for whole lists.
+func (s *Store) ScanCollection(ctx context.Context, coll uint32, fn func(Item) error) error {
+	return s.read(func() error {
+		snap := s.db.NewSnapshot()
+		defer snap.Close()
+		p := collPrefix(recID, coll)
+		it, err := snap.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		n := 0
+		for ok := it.First(); ok; ok = it.Next() {
+			if n++; n%1024 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			k := it.Key()
+			if len(k) != 13 {
+				return fmt.Errorf("%w: id key %x", ErrCorrupt, k)
+			}
+			id := uint64(0)
+			for _, c := range k[5:] {
+				id = id<<8 | uint64(c)
+			}
+			v, err := it.ValueAndErr()
+			if err != nil {
+				return err
+			}
+			list, err := decodeList(v)
+			if err != nil {
+				return fmt.Errorf("store: id entry %d: %w", id, err)
+			}
+			iv, c, err := snap.Get(itemKey(coll, list, id))
+			if errors.Is(err, pebble.ErrNotFound) {
+				return fmt.Errorf("%w: id index names item %d in list %d, which is absent", ErrCorrupt, id, list)
+			}
+			if err != nil {
+				return err
+			}
+			item, err := decodeItem(iv, list, id)
+			_ = c.Close()
+			if err != nil {
+				return fmt.Errorf("store: item %d in list %d: %w", id, list, err)
+			}
+			if err := fn(item); err != nil {
+				return err
+			}
+		}
+		return it.Error()
+	})
+}
