@@ -1,6 +1,7 @@
 package proto
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"strconv"
@@ -122,6 +123,7 @@ func DecodeInsert(r io.Reader, limits Limits) (Insert, error) {
 	if err != nil {
 		return Insert{}, err
 	}
+	defer putBody(body)
 	ms, err := members(body, nil)
 	if err != nil {
 		return Insert{}, Errorf(BadRequest, "body: %s", err.Error())
@@ -176,7 +178,7 @@ func DecodeInsert(r io.Reader, limits Limits) (Insert, error) {
 			case "vector":
 				it.Vector, err = parseVector(m.value)
 			case "meta":
-				it.Meta = m.value
+				it.Meta = bytes.Clone(m.value) // the body's buffer is reused
 			default:
 				p.add(BadRequest, at+"."+m.key, "unknown field")
 				continue

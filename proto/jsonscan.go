@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -21,8 +22,12 @@ import (
 // one well-formed JSON value in UTF-8. An empty body (only white space) is
 // returned as nil when allowEmpty.
 func readBody(r io.Reader, lim Limits, allowEmpty bool) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, lim.MaxBodyBytes+1))
+	buf := bodies.Get().(*bytes.Buffer)
+	buf.Reset()
+	_, err := buf.ReadFrom(io.LimitReader(r, lim.MaxBodyBytes+1))
+	b := buf.Bytes()
 	if err != nil {
+		putBody(b)
 		if isMaxBytes(err) {
 			return nil, Errorf(TooLarge, "body: over the limit of %d bytes", lim.MaxBodyBytes)
 		}
@@ -53,6 +58,20 @@ func readBody(r io.Reader, lim Limits, allowEmpty bool) ([]byte, error) {
 		return nil, Errorf(BadRequest, "body: malformed JSON: %s", err.Error())
 	}
 	return b, nil
+}
+
+// bodies recycles the buffers of request bodies: a decoder that returns
+// nothing aliasing its body gives the buffer back with putBody.
+var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBody bounds the buffers kept for reuse.
+const maxPooledBody = 16 << 20
+
+func putBody(b []byte) {
+	if cap(b) == 0 || cap(b) > maxPooledBody {
+		return
+	}
+	bodies.Put(bytes.NewBuffer(b[:0]))
 }
 
 // isMaxBytes reports net/http's *MaxBytesError without importing it here
@@ -108,6 +127,10 @@ func skipString(b []byte, i int) int {
 	return len(b)
 }
 
+// structural marks the bytes that skipValue must look at inside a
+// container.
+var structural = [256]bool{'"': true, '{': true, '}': true, '[': true, ']': true}
+
 // skipValue returns the index after the value that starts at b[i].
 func skipValue(b []byte, i int) int {
 	if i >= len(b) {
@@ -119,6 +142,12 @@ func skipValue(b []byte, i int) int {
 	case '{', '[':
 		depth := 0
 		for i < len(b) {
+			for i < len(b) && !structural[b[i]] {
+				i++ // numbers, commas, colons, literals, white space
+			}
+			if i >= len(b) {
+				break
+			}
 			switch b[i] {
 			case '"':
 				i = skipString(b, i)
@@ -135,15 +164,14 @@ func skipValue(b []byte, i int) int {
 		}
 		return len(b)
 	}
-	for i < len(b) {
-		switch b[i] {
-		case ',', ']', '}', ' ', '\t', '\n', '\r':
-			return i
-		}
+	for i < len(b) && !endOfScalar[b[i]] {
 		i++
 	}
 	return i
 }
+
+// endOfScalar marks the bytes that end a number or a literal.
+var endOfScalar = [256]bool{',': true, ']': true, '}': true, ' ': true, '\t': true, '\n': true, '\r': true}
 
 // kindOf names the kind of the JSON value raw for messages.
 func kindOf(raw []byte) string {
