@@ -314,3 +314,21 @@ func TestDecodeInsertMixedProblems(t *testing.T) {
 		t.Errorf("an item reported twice: %v", err)
 	}
 }
+
+// A decoded batch owns its memory: decoding the next body, which reuses the
+// first one's buffer, leaves it as it was.
+func TestDecodeInsertOwnsItsMemory(t *testing.T) {
+	first, err := DecodeInsert(strings.NewReader(`{"items":[{"id":"a","vector":[1,2],"meta":{"k":"first"}}]}`), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if _, err := DecodeInsert(strings.NewReader(`{"items":[{"id":"z","vector":[9,9],"meta":{"k":"SECOND"}}]}`), Limits{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	it := first.Items[0]
+	if it.ID != "a" || string(it.Meta) != `{"k":"first"}` || it.Vector[0] != 1 {
+		t.Fatalf("first batch changed: %+v %s", it, it.Meta)
+	}
+}
