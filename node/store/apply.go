@@ -31,16 +31,18 @@ func (s *Store) Apply(ctx context.Context, b *Batch) (Result, error) {
 	if err := b.validate(&s.opts); err != nil {
 		return Result{}, err
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
 	var res Result
+	var pb *pebble.Batch
+	s.writeMu.Lock()
 	err := s.read(func() error {
+		if s.failed != nil {
+			return s.failed
+		}
 		st, err := s.shardState(b.coll, b.shard)
 		if err != nil {
 			return err
 		}
-		pb := s.db.NewBatch()
-		defer pb.Close()
+		pb = s.db.NewBatch()
 		r := &resolver{s: s, coll: b.coll, pb: pb, byUser: map[string]loc{}, byID: map[uint64]*Item{}}
 		for i := range b.ops {
 			found, err := r.op(i, &b.ops[i])
@@ -62,15 +64,33 @@ func (s *Store) Apply(ctx context.Context, b *Batch) (Result, error) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := pb.Commit(pebble.Sync); err != nil {
-			return fmt.Errorf("store: commit: %w", err)
+		// Enter Pebble's commit pipeline in sequence order under the lock;
+		// wait for the WAL sync outside it, so that concurrent Applies share
+		// fsyncs (group commit). Like every Pebble write, the batch is
+		// visible to readers from here, before it is durable; it is
+		// acknowledged (Apply returns) only after the sync.
+		if err := s.db.ApplyNoSyncWait(pb, pebble.Sync); err != nil {
+			s.failed = fmt.Errorf("store: commit: %w", err)
+			return s.failed
 		}
 		st.last = seq
 		res.Seq = seq
 		return nil
 	})
+	s.writeMu.Unlock()
+	if pb != nil {
+		defer pb.Close()
+	}
 	if err != nil {
 		return Result{}, err
+	}
+	if len(res.Ops) > 0 {
+		if err := pb.SyncWait(); err != nil {
+			s.writeMu.Lock()
+			s.failed = fmt.Errorf("store: commit: WAL sync: %w", err)
+			s.writeMu.Unlock()
+			return Result{}, s.failed
+		}
 	}
 	return res, nil
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 )
 
 // Store is a node's Pebble database plus its directory of index files.
@@ -31,6 +32,9 @@ type Store struct {
 	// pointer, and guards shards.
 	writeMu sync.Mutex
 	shards  map[shardRef]*shardState
+	// failed is set when a WAL sync fails: Pebble's state is then unknown,
+	// and every later Apply fails with it.
+	failed error
 }
 
 type shardRef struct{ coll, shard uint32 }
@@ -54,6 +58,11 @@ func Open(dir string, opts Options) (*Store, error) {
 		Cache:        s.cache,
 		MemTableSize: opts.MemTableBytes,
 		Logger:       opts.Logger,
+	}
+	// Bloom filters on every level: Apply looks up each put's user id and
+	// internal id, and for new items both miss.
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	db, err := pebble.Open(filepath.Join(dir, "pebble"), po)
 	if err != nil {
