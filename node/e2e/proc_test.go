@@ -62,7 +62,7 @@ func (s *syncBuf) String() string {
 // server is one `lookalike serve` process over a data directory; restart
 // reuses its addresses.
 type server struct {
-	t        *testing.T
+	t        testing.TB
 	dir      string
 	http     string
 	raft     string
@@ -73,7 +73,7 @@ type server struct {
 	startDur time.Duration
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -85,7 +85,10 @@ func freeAddr(t *testing.T) string {
 
 // startServer starts a server on free loopback ports with its data in a
 // new temporary directory.
-func startServer(t *testing.T, args ...string) *server {
+func startServer(t *testing.T, args ...string) *server { return startServerB(t, args...) }
+
+// startServerB is startServer for tests and benchmarks.
+func startServerB(t testing.TB, args ...string) *server {
 	s := &server{t: t, dir: t.TempDir(), http: freeAddr(t), raft: freeAddr(t), args: args}
 	s.start()
 	return s

@@ -1,0 +1,211 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"lookalike/ivf"
+	"lookalike/node"
+	"lookalike/node/store"
+	"lookalike/proto"
+)
+
+// BenchmarkIngest measures the ingest target through a real
+// server: 128-d vectors, fsync on, a trained collection, 4 concurrent
+// clients, batches of 1,000, for 10 s per format. Run it with
+//
+//	go test -run '^$' -bench Ingest -benchtime 1x ./node/e2e
+func BenchmarkIngest(b *testing.B) {
+	for _, format := range []string{"bulk", "json"} {
+		b.Run(format, func(b *testing.B) {
+			s := startServerB(b, "--auto-train-at", "-1", "--quiet")
+			const d, batch, clients = 128, 1000, 4
+			s.must("POST", "/v1/collections", map[string]any{"name": "i", "metric": "l2", "dim": d, "nlist": 256}, 201, nil)
+			r := rand.New(rand.NewPCG(1, 1))
+			body := func(prefix string, n int, bulk bool) ([]byte, string) {
+				items := make([]proto.InsertItem, n)
+				for i := range items {
+					items[i] = proto.InsertItem{ID: fmt.Sprintf("%s-%d", prefix, i), Vector: vec(r, d)}
+				}
+				if bulk {
+					var buf bytes.Buffer
+					proto.EncodeBulk(&buf, items, true)
+					return buf.Bytes(), proto.BulkContentType
+				}
+				buf, _ := json.Marshal(proto.Insert{Items: items})
+				return buf, proto.JSONContentType
+			}
+			// Train on 20,000 vectors first (steady state is a trained collection).
+			for i := 0; i < 20; i++ {
+				bb, ct := body(fmt.Sprintf("seed%d", i), batch, true)
+				if st, _, err := s.call("POST", "/v1/collections/i/vectors", ct, bb, nil); st != 200 {
+					b.Fatal(err)
+				}
+			}
+			s.must("POST", "/v1/collections/i/train", nil, 202, nil)
+			s.waitReady("i")
+			// Pre-encode the request bodies so the clients measure the server.
+			bodies := make([][]byte, 64)
+			var ctype string
+			for i := range bodies {
+				bodies[i], ctype = body(fmt.Sprintf("b%d", i), batch, format == "bulk")
+			}
+			var n atomic.Int64
+			var lat []time.Duration
+			var mu sync.Mutex
+			stop := time.Now().Add(10 * time.Second)
+			var wg sync.WaitGroup
+			start := time.Now()
+			for c := 0; c < clients; c++ {
+				wg.Add(1)
+				go func(c int) {
+					defer wg.Done()
+					hc := &http.Client{}
+					for i := c; time.Now().Before(stop); i += clients {
+						t0 := time.Now()
+						resp, err := hc.Post("http://"+s.http+"/v1/collections/i/vectors", ctype, bytes.NewReader(bodies[i%len(bodies)]))
+						if err != nil || resp.StatusCode != 200 {
+							b.Error(err, resp)
+							return
+						}
+						resp.Body.Close()
+						mu.Lock()
+						lat = append(lat, time.Since(t0))
+						mu.Unlock()
+						n.Add(batch)
+					}
+				}(c)
+			}
+			wg.Wait()
+			el := time.Since(start)
+			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+			b.ReportMetric(float64(n.Load())/el.Seconds(), "vectors/s")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-batch-ms")
+			b.Logf("%s: %d vectors in %v: %.0f vectors/s, batch p50 %v p99 %v", format, n.Load(), el.Round(time.Millisecond),
+				float64(n.Load())/el.Seconds(), lat[len(lat)/2], lat[len(lat)*99/100])
+			s.stop()
+		})
+	}
+}
+
+// BenchmarkSearch measures search over HTTP against the same index
+// searched in process, and the cold start of a restarted server. N is
+// LOOKALIKE_BENCH_N vectors (default 100,000) of 128-d from a seeded
+// Gaussian mixture; queries are 1,000 perturbed base vectors, sent by one
+// client in a closed loop (offered load: one query at a time).
+//
+//	LOOKALIKE_BENCH_N=100000 go test -run '^$' -bench Search -benchtime 1x -timeout 30m ./node/e2e
+func BenchmarkSearch(b *testing.B) {
+	nb := 100_000
+	if v := os.Getenv("LOOKALIKE_BENCH_N"); v != "" {
+		fmt.Sscan(v, &nb)
+	}
+	const d, nprobe, k, nq = 128, 16, 10, 1000
+	s := startServerB(b, "--auto-train-at", "-1", "--quiet")
+	s.must("POST", "/v1/collections", map[string]any{"name": "s", "metric": "l2", "dim": d}, 201, nil)
+	r := rand.New(rand.NewPCG(7, 7))
+	centres := make([][]float32, 64)
+	for i := range centres {
+		centres[i] = vec(r, d)
+		for j := range centres[i] {
+			centres[i][j] *= 4
+		}
+	}
+	point := func() []float32 {
+		c := centres[r.IntN(len(centres))]
+		v := make([]float32, d)
+		for j := range v {
+			v[j] = c[j] + float32(r.NormFloat64())
+		}
+		return v
+	}
+	var queries [][]float32
+	ingest := time.Now()
+	for done := 0; done < nb; {
+		n := min(10_000, nb-done)
+		items := make([]proto.InsertItem, n)
+		for i := range items {
+			items[i] = proto.InsertItem{ID: fmt.Sprintf("v%d", done+i), Vector: point()}
+			if len(queries) < nq && r.IntN(max(1, nb/nq)) == 0 {
+				q := append([]float32(nil), items[i].Vector...)
+				for j := range q {
+					q[j] += 0.1 * float32(r.NormFloat64())
+				}
+				queries = append(queries, q)
+			}
+		}
+		var buf bytes.Buffer
+		proto.EncodeBulk(&buf, items, true)
+		if st, _, err := s.call("POST", "/v1/collections/s/vectors", proto.BulkContentType, buf.Bytes(), nil); st != 200 {
+			b.Fatal(err)
+		}
+		done += n
+	}
+	b.Logf("ingested %d vectors (one client, batches of 10,000) in %v", nb, time.Since(ingest).Round(time.Millisecond))
+	trainStart := time.Now()
+	s.must("POST", "/v1/collections/s/train", nil, 202, nil)
+	c := s.waitReady("s")
+	b.Logf("trained nlist %d and moved %d vectors in %v", c.TrainedNList, nb, time.Since(trainStart).Round(time.Millisecond))
+	httpLat := make([]time.Duration, 0, len(queries))
+	hc := &http.Client{}
+	for _, q := range queries {
+		body, _ := json.Marshal(map[string]any{"vector": q, "k": k, "nprobe": nprobe})
+		t0 := time.Now()
+		resp, err := hc.Post("http://"+s.http+"/v1/collections/s/search", proto.JSONContentType, bytes.NewReader(body))
+		if err != nil || resp.StatusCode != 200 {
+			b.Fatal(err, resp)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		httpLat = append(httpLat, time.Since(t0))
+	}
+	s.stop()
+	// The same index, in process: the one the server saved at shutdown.
+	st, err := node.OpenPebble(filepath.Join(s.dir, "store"), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ix, err := st.LoadIndex("s", ivf.Options{})
+	if err != nil || ix == nil {
+		b.Fatal("load index: ", err)
+	}
+	inLat := make([]time.Duration, 0, len(queries))
+	for _, q := range queries {
+		t0 := time.Now()
+		if _, err := ix.Search(q, ivf.SearchOptions{K: k, NProbe: nprobe}); err != nil {
+			b.Fatal(err)
+		}
+		inLat = append(inLat, time.Since(t0))
+	}
+	st.Close()
+	pct := func(l []time.Duration, p int) time.Duration {
+		sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
+		return l[len(l)*p/100]
+	}
+	b.Logf("search nprobe %d k %d, %d queries: HTTP p50 %v p99 %v; in-process p50 %v p99 %v",
+		nprobe, k, len(queries), pct(httpLat, 50), pct(httpLat, 99), pct(inLat, 50), pct(inLat, 99))
+	b.ReportMetric(float64(pct(httpLat, 99).Microseconds())/1000, "http-p99-ms")
+	b.ReportMetric(float64(pct(inLat, 99).Microseconds())/1000, "inproc-p99-ms")
+	// Cold start: restart and time the first answered query.
+	t0 := time.Now()
+	s.restart()
+	body, _ := json.Marshal(map[string]any{"vector": queries[0], "k": k, "nprobe": nprobe})
+	if st, _, err := s.call("POST", "/v1/collections/s/search", proto.JSONContentType, body, nil); st != 200 {
+		b.Fatal(err)
+	}
+	cold := time.Since(t0)
+	b.Logf("cold start: first query answered %v after the process started (healthy after %v)", cold.Round(time.Millisecond), s.startDur.Round(time.Millisecond))
+	b.ReportMetric(cold.Seconds(), "cold-start-s")
+	s.stop()
+}
