@@ -176,7 +176,10 @@ func DecodeInsert(r io.Reader, limits Limits) (Insert, error) {
 					err = fmt.Errorf("empty; leave it out to have one generated")
 				}
 			case "vector":
-				it.Vector, err = parseVector(m.value)
+				if it.Vector, err = parseVector(m.value); err != nil {
+					addVectorError(&p, at+".vector", err)
+					continue
+				}
 			case "meta":
 				it.Meta = bytes.Clone(m.value) // the body's buffer is reused
 			default:
@@ -301,7 +304,10 @@ func DecodeSearch(r io.Reader, limits Limits) (Search, error) {
 		var v int64
 		switch m.key {
 		case "vector":
-			s.Vector, err = parseVector(m.value)
+			if s.Vector, err = parseVector(m.value); err != nil {
+				addVectorError(&p, "vector", err)
+				continue
+			}
 		case "id":
 			s.ID, err = unquote(m.value)
 			if err == nil && s.ID == "" {

@@ -150,8 +150,8 @@ func TestDecodeInsert(t *testing.T) {
 		{`{"items":[{"vector":[1]},{"id":"x"}]}`, Limits{}, BadRequest, []string{"items[1].vector: missing"}},
 		{`{"items":[{"vector":[]}]}`, Limits{}, BadRequest, []string{"items[0].vector: empty vector"}},
 		{`{"items":[{"vector":"1,2"}]}`, Limits{}, BadRequest, []string{"items[0].vector: got a string, want an array"}},
-		{`{"items":[{"vector":[1,"2",3]}]}`, Limits{}, BadRequest, []string{"items[0].vector: component 1: got a string, want a number"}},
-		{`{"items":[{"vector":[1,null]}]}`, Limits{}, BadRequest, []string{"items[0].vector: component 1: got null"}},
+		{`{"items":[{"vector":[1,"2",3]}]}`, Limits{}, BadRequest, []string{"items[0].vector[1]: got a string, want a number"}},
+		{`{"items":[{"vector":[1,null]}]}`, Limits{}, BadRequest, []string{"items[0].vector[1]: got null"}},
 		{`{"items":[{"vector":[1,2]},{"vector":[1,1e39]}]}`, Limits{}, BadRequest, []string{"items[1].vector[1]", "not finite"}},
 		{`{"items":[{"vector":[-1e300]}]}`, Limits{}, BadRequest, []string{"items[0].vector[0]", "not finite"}},
 		{`{"items":[{"vector":[1],"id":""}]}`, Limits{}, BadRequest, []string{"items[0].id: empty"}},
@@ -309,7 +309,7 @@ func TestFirstNonFinite(t *testing.T) {
 // Problems found while parsing and while validating are reported together.
 func TestDecodeInsertMixedProblems(t *testing.T) {
 	_, err := DecodeInsert(strings.NewReader(`{"items":[7,{"vector":[1,"x"]},{"vector":[1e39]},{"id":"a","vector":[1]},{"id":"a","vector":[2]}]}`), Limits{})
-	wantErr(t, err, BadRequest, "items[0]: got number 7", "items[1].vector: component 1", "items[2].vector[0]", `items[4].id: "a" repeats items[3]`)
+	wantErr(t, err, BadRequest, "items[0]: got number 7", "items[1].vector[1]: got a string", "items[2].vector[0]", `items[4].id: "a" repeats items[3]`)
 	if strings.Contains(err.Error(), "items[0].vector") || strings.Count(err.Error(), "items[1]") != 1 {
 		t.Errorf("an item reported twice: %v", err)
 	}

@@ -18,7 +18,7 @@ func ExampleDecodeInsert() {
 	// The collection's dim and metric are checked by the server.
 	fmt.Println(req.ValidateVectors(3, proto.L2))
 	// Output:
-	// items[2].vector[2]: +Inf is not finite (NaN, Inf, or beyond float32's range)
+	// items[2].vector[2]: 1e39 is not finite in float32 (beyond ±3.4028235e+38)
 	// 2 <nil>
 	// items[1].vector: 2 components, collection dim is 3
 }

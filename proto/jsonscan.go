@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"sync"
 	"unicode/utf8"
@@ -275,9 +276,27 @@ func parseInt(raw []byte, lo, hi int64) (int64, error) {
 	return v, nil
 }
 
+// componentError is a problem with one component of a vector.
+type componentError struct {
+	i   int
+	msg string
+}
+
+func (e *componentError) Error() string { return fmt.Sprintf("component %d: %s", e.i, e.msg) }
+
+// addVectorError adds a problem of parseVector at field (a vector's path).
+func addVectorError(p *problems, field string, err error) {
+	var ce *componentError
+	if errors.As(err, &ce) {
+		p.add(BadRequest, field+"["+strconv.Itoa(ce.i)+"]", "%s", ce.msg)
+		return
+	}
+	p.add(BadRequest, field, "%s", err.Error())
+}
+
 // parseVector reads a JSON array of numbers as float32s. A number beyond
-// float32's range becomes ±Inf, which validation then reports as not
-// finite. It stops after MaxDim+1 components.
+// float32's range is refused as not finite (JSON cannot spell NaN or Inf;
+// this is how they would sneak in). It stops after MaxDim+1 components.
 func parseVector(raw []byte) ([]float32, error) {
 	i := skipWS(raw, 0)
 	if i >= len(raw) || raw[i] != '[' {
@@ -291,11 +310,16 @@ func parseVector(raw []byte) ([]float32, error) {
 		end := skipValue(raw, i)
 		c := raw[i]
 		if !(c == '-' || c >= '0' && c <= '9') {
-			return nil, fmt.Errorf("component %d: got %s, want a number", len(v), kindOf(raw[i:end]))
+			return nil, &componentError{len(v), "got " + kindOf(raw[i:end]) + ", want a number"}
 		}
 		f, err := strconv.ParseFloat(s[i:end], 32)
-		if err != nil && !errors.Is(err, strconv.ErrRange) {
-			return nil, fmt.Errorf("component %d: %s", len(v), err.Error())
+		if err != nil {
+			if errors.Is(err, strconv.ErrRange) && math.IsInf(f, 0) {
+				return nil, &componentError{len(v), fmt.Sprintf("%s is not finite in float32 (beyond ±%g)", clip(s[i:end], 40), float32(math.MaxFloat32))}
+			}
+			if !errors.Is(err, strconv.ErrRange) { // an underflow is read as 0
+				return nil, fmt.Errorf("component %d: %s", len(v), err.Error())
+			}
 		}
 		if len(v) == MaxDim+1 {
 			break
