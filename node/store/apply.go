@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -44,6 +45,7 @@ func (s *Store) Apply(ctx context.Context, b *Batch) (Result, error) {
 		}
 		pb = s.db.NewBatch()
 		r := &resolver{s: s, coll: b.coll, pb: pb, byUser: map[string]loc{}, byID: map[uint64]*Item{}}
+		defer r.close()
 		for i := range b.ops {
 			found, err := r.op(i, &b.ops[i])
 			if err != nil {
@@ -111,13 +113,51 @@ type resolver struct {
 	byUser map[string]loc   // user id → location, as of the ops so far
 	byID   map[uint64]*Item // internal id → item (nil: absent), as of the ops so far
 	ops    []Op
+	// Iterators over the collection's directory and id index: a SeekGE on
+	// a reused iterator costs less than a Get, and writeMu keeps what they
+	// see current (the batch's own writes are in the overlays).
+	dirIt, idIt *pebble.Iterator
+}
+
+func (r *resolver) close() {
+	if r.dirIt != nil {
+		_ = r.dirIt.Close()
+	}
+	if r.idIt != nil {
+		_ = r.idIt.Close()
+	}
+}
+
+// seek returns a copy of the value at key through a lazily created
+// iterator over the prefix typ|coll, or ErrNotFound.
+func (r *resolver) seek(it **pebble.Iterator, typ byte, key []byte) ([]byte, error) {
+	if *it == nil {
+		p := collPrefix(typ, r.coll)
+		i, err := r.s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+		if err != nil {
+			return nil, err
+		}
+		*it = i
+	}
+	i := *it
+	if !i.SeekGE(key) || !bytes.Equal(i.Key(), key) {
+		if err := i.Error(); err != nil {
+			return nil, err
+		}
+		return nil, ErrNotFound
+	}
+	v, err := i.ValueAndErr()
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(nil), v...), nil
 }
 
 func (r *resolver) user(userID string) (loc, error) {
 	if l, ok := r.byUser[userID]; ok {
 		return l, nil
 	}
-	v, err := r.s.get(dirKey(r.coll, userID))
+	v, err := r.seek(&r.dirIt, recDir, dirKey(r.coll, userID))
 	if errors.Is(err, ErrNotFound) {
 		return loc{}, nil
 	}
@@ -135,7 +175,7 @@ func (r *resolver) id(id uint64) (*Item, error) {
 	if it, ok := r.byID[id]; ok {
 		return it, nil
 	}
-	v, err := r.s.get(idKey(r.coll, id))
+	v, err := r.seek(&r.idIt, recID, idKey(r.coll, id))
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
 	}

@@ -2,6 +2,8 @@ package store
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -36,4 +38,45 @@ func BenchmarkApply(b *testing.B) {
 			b.ReportMetric(float64(int(next)-1)/b.Elapsed().Seconds(), "vectors/s")
 		})
 	}
+}
+
+// BenchmarkApplyParallel has 4 clients apply batches of 1,000 128-d items
+// to different shards at once, as the ingest target does: their
+// WAL syncs are shared.
+func BenchmarkApplyParallel(b *testing.B) {
+	s, err := Open(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const dim, n, clients = 128, 1000, 4
+	vecs := make([][]float32, n)
+	for i := range vecs {
+		vecs[i] = vecOf(uint64(i), dim)
+	}
+	var next atomic.Uint64
+	b.SetBytes(int64(n * dim * 4))
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	per := (b.N + clients - 1) / clients
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range per {
+				bt := NewBatch(1, uint32(c), dim)
+				base := next.Add(n) - n + 1
+				for i := range n {
+					id := base + uint64(i)
+					bt.Put(Item{UserID: fmt.Sprint("id-", id), ID: id, List: uint32(id % 1024), Vector: vecs[i]})
+				}
+				if _, err := s.Apply(ctx, bt); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(next.Load())/b.Elapsed().Seconds(), "vectors/s")
 }
