@@ -31,7 +31,7 @@ func runBin(args ...string) (string, error) {
 }
 
 func callKey(s *server, method, path, key, body string) (int, error) {
-	req, err := http.NewRequest(method, "http://"+s.http+path, strings.NewReader(body))
+	req, err := http.NewRequest(method, s.url(path), strings.NewReader(body))
 	if err != nil {
 		return 0, err
 	}

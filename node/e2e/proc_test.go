@@ -71,6 +71,24 @@ type server struct {
 	log      *syncBuf
 	done     chan error
 	startDur time.Duration
+	// scheme and client: "http" and http.DefaultClient unless a test
+	// serves TLS.
+	scheme string
+	client *http.Client
+}
+
+func (s *server) url(path string) string {
+	if s.scheme == "" {
+		return "http://" + s.http + path
+	}
+	return s.scheme + "://" + s.http + path
+}
+
+func (s *server) hc() *http.Client {
+	if s.client == nil {
+		return http.DefaultClient
+	}
+	return s.client
 }
 
 func freeAddr(t testing.TB) string {
@@ -94,6 +112,11 @@ func startServerB(t testing.TB, args ...string) *server {
 	return s
 }
 
+// newServer prepares a server without starting it.
+func newServer(t testing.TB, args ...string) *server {
+	return &server{t: t, dir: t.TempDir(), http: freeAddr(t), raft: freeAddr(t), args: args}
+}
+
 func (s *server) start() {
 	s.t.Helper()
 	args := append([]string{"serve", "--data", s.dir, "--http", s.http, "--raft", s.raft}, s.args...)
@@ -115,7 +138,7 @@ func (s *server) start() {
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get("http://" + s.http + "/healthz")
+		resp, err := s.hc().Get(s.url("/healthz"))
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -166,14 +189,14 @@ func (s *server) restart() {
 func (s *server) call(method, path, ctype string, body []byte, out any) (int, proto.Code, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+s.http+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, s.url(path), bytes.NewReader(body))
 	if err != nil {
 		return 0, "", err
 	}
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.hc().Do(req)
 	if err != nil {
 		return 0, "", err
 	}
