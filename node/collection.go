@@ -214,20 +214,37 @@ func (c *collection) upsert(ctx context.Context, items []WriteItem) error {
 		vecs = append(vecs, items[i].Vector...)
 	}
 
+	// Ids and list assignment need no lock: a batch's assignment can run
+	// while the previous batch commits. If training switched the index
+	// meanwhile, the batch is assigned again under the lock.
+	ids, err := c.n.ids.take(ctx, len(keep))
+	if err != nil {
+		return err
+	}
+	assign := func(ix *ivf.Index) ([]int32, error) {
+		if ix == nil {
+			return nil, nil
+		}
+		labels, err := ix.Assign(vecs)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		return labels, nil
+	}
+	ix := c.ix.Load()
+	labels, err := assign(ix)
+	if err != nil {
+		return err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.ctx.Err(); err != nil {
 		return ErrNoCollection
 	}
-	ids, err := c.n.ids.take(ctx, len(keep))
-	if err != nil {
-		return err
-	}
-	ix := c.ix.Load()
-	var labels []int32
-	if ix != nil {
-		if labels, err = ix.Assign(vecs); err != nil {
-			return fmt.Errorf("%w: %v", ErrInvalid, err)
+	if cur := c.ix.Load(); cur != ix {
+		ix = cur
+		if labels, err = assign(ix); err != nil {
+			return err
 		}
 	}
 	b := &Batch{Collection: c.meta.Name, Dim: d, Puts: make([]Item, len(keep))}
