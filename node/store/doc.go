@@ -14,7 +14,16 @@
 // (BufferList) for an untrained one, so that replaying the log into an ivf
 // index lands each item where the store keeps it.
 //
-// Concurrency: a Store is safe for concurrent use. Applies are serialised
-// (sequence numbers and upserts need a total order); reads run beside them
-// and see every batch whose Apply returned.
+// Concurrency: a Store is safe for concurrent use. Applies resolve and
+// enter Pebble's commit pipeline one at a time (sequence numbers and
+// upserts need a total order) and wait for the WAL sync together (group
+// commit). Reads run beside them and see every batch whose Apply returned
+// (and possibly one whose sync is still in flight, as with any Pebble
+// write).
+//
+// Restart: LoadIndex returns a collection's persisted ivf index and the
+// log sequence of each shard it covers; replaying each shard's log after
+// that (ScanLog, Replay) brings it up to date. Untrained collections have
+// no index: ScanList over their flat-buffer lists (BufferList) rebuilds
+// them.
 package store
