@@ -40,15 +40,15 @@ func fast(id string) coordinator.Options {
 }
 
 func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // -race on a busy 2-core machine: the 20 MB upload takes ~20 s
 	t.Cleanup(cancel)
 	return ctx
 }
 
-// eventually polls cond every 5 ms until it holds or 10 s pass.
+// eventually polls cond every 5 ms until it holds or 30 s pass.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
