@@ -25,6 +25,7 @@ func DecodeCreateCollection(r io.Reader, limits Limits) (CreateCollection, error
 	}
 	var p problems
 	seen := map[string]bool{}
+	bad := map[string]bool{} // fields with a problem already reported
 	var hasName, hasMetric bool
 	for _, m := range ms {
 		if !once(&p, seen, "", m.key) {
@@ -62,21 +63,22 @@ func DecodeCreateCollection(r io.Reader, limits Limits) (CreateCollection, error
 		}
 		if err != nil {
 			p.add(BadRequest, m.key, "%s", err.Error())
+			bad[m.key] = true
 		}
 	}
 	if !hasName && !seen["name"] {
 		p.add(BadRequest, "name", "missing")
+		bad["name"] = true
 	}
 	if !hasMetric && !seen["metric"] {
 		p.add(BadRequest, "metric", "missing (want l2, ip or cosine)")
+		bad["metric"] = true
 	}
-	if c.Replicas == 0 && !seen["replicas"] {
-		c.Replicas = 1
+	if c.Replicas == 0 {
+		c.Replicas = 1 // absent or null
 	}
-	if p.n > 0 {
-		return CreateCollection{}, p.err()
-	}
-	if err := c.Validate(); err != nil {
+	c.check(&p, bad)
+	if err := p.err(); err != nil {
 		return CreateCollection{}, err
 	}
 	return c, nil
@@ -85,30 +87,37 @@ func DecodeCreateCollection(r io.Reader, limits Limits) (CreateCollection, error
 // Validate reports every problem of c at once.
 func (c *CreateCollection) Validate() error {
 	var p problems
-	if err := ValidName(c.Name); err != nil {
+	c.check(&p, nil)
+	return p.err()
+}
+
+// check adds c's problems to p, except for the fields in skip.
+func (c *CreateCollection) check(p *problems, skip map[string]bool) {
+	if err := ValidName(c.Name); err != nil && !skip["name"] {
 		p.add(BadRequest, "name", "%s", err.Error())
 	}
-	if !c.Metric.Valid() {
+	if !c.Metric.Valid() && !skip["metric"] {
 		p.add(BadRequest, "metric", "%q, want l2, ip or cosine", clip(string(c.Metric), 40))
 	}
-	switch {
-	case c.Model == "" && c.Dim == 0:
-		p.add(BadRequest, "dim", "missing (required without a model)")
-	case c.Dim < 0 || c.Dim > MaxDim:
-		p.add(BadRequest, "dim", "%d, want 1..%d", c.Dim, MaxDim)
+	if !skip["dim"] {
+		switch {
+		case c.Model == "" && c.Dim == 0:
+			p.add(BadRequest, "dim", "missing (required without a model)")
+		case c.Dim < 0 || c.Dim > MaxDim:
+			p.add(BadRequest, "dim", "%d, want 1..%d", c.Dim, MaxDim)
+		}
 	}
-	if c.NList < 0 || c.NList > MaxNList {
+	if (c.NList < 0 || c.NList > MaxNList) && !skip["nlist"] {
 		p.add(BadRequest, "nlist", "%d, want 1..%d or \"auto\"", c.NList, MaxNList)
 	}
-	if c.Replicas < 1 || c.Replicas > MaxReplicas {
+	if (c.Replicas < 1 || c.Replicas > MaxReplicas) && !skip["replicas"] {
 		p.add(BadRequest, "replicas", "%d, want 1..%d", c.Replicas, MaxReplicas)
 	}
-	if c.Model != "" {
+	if c.Model != "" && !skip["model"] {
 		if err := validModel(c.Model); err != nil {
 			p.add(BadRequest, "model", "%s", err.Error())
 		}
 	}
-	return p.err()
 }
 
 // DecodeInsert reads and validates the JSON body of POST
@@ -297,6 +306,7 @@ func DecodeSearch(r io.Reader, limits Limits) (Search, error) {
 	}
 	var p problems
 	seen := map[string]bool{}
+	bad := map[string]bool{} // fields with a problem already reported
 	for _, m := range ms {
 		if !once(&p, seen, "", m.key) || isNull(m.value) {
 			continue
@@ -306,6 +316,7 @@ func DecodeSearch(r io.Reader, limits Limits) (Search, error) {
 		case "vector":
 			if s.Vector, err = parseVector(m.value); err != nil {
 				addVectorError(&p, "vector", err)
+				bad["vector"] = true
 				continue
 			}
 		case "id":
@@ -328,15 +339,14 @@ func DecodeSearch(r io.Reader, limits Limits) (Search, error) {
 		}
 		if err != nil {
 			p.add(BadRequest, m.key, "%s", err.Error())
+			bad[m.key] = true
 		}
 	}
-	if p.n > 0 {
-		return Search{}, p.err()
-	}
 	if s.K == 0 {
-		s.K = DefaultK
+		s.K = DefaultK // absent, null, or refused above
 	}
-	if err := s.Validate(); err != nil {
+	s.check(&p, bad)
+	if err := p.err(); err != nil {
 		return Search{}, err
 	}
 	return s, nil
@@ -346,28 +356,34 @@ func DecodeSearch(r io.Reader, limits Limits) (Search, error) {
 // (see ValidateVector) and nprobe's upper bound (nlist).
 func (s *Search) Validate() error {
 	var p problems
+	s.check(&p, nil)
+	return p.err()
+}
+
+// check adds s's problems to p, except for the fields in skip.
+func (s *Search) check(p *problems, skip map[string]bool) {
 	switch {
+	case skip["vector"] || skip["id"]:
 	case s.Vector != nil && s.ID != "":
 		p.add(BadRequest, "body", "give vector or id, not both")
 	case s.Vector == nil && s.ID == "":
 		p.add(BadRequest, "body", "give vector or id")
 	case s.Vector != nil:
-		checkVector(&p, path{-1, "vector"}, s.Vector)
+		checkVector(p, path{-1, "vector"}, s.Vector)
 	default:
 		if err := ValidID(s.ID); err != nil {
 			p.add(BadRequest, "id", "%s", err.Error())
 		}
 	}
-	if s.K < 1 || s.K > MaxK {
+	if (s.K < 1 || s.K > MaxK) && !skip["k"] {
 		p.add(BadRequest, "k", "%d, want 1..%d", s.K, MaxK)
 	}
-	if s.NProbe < 0 || s.NProbe > MaxNList {
+	if (s.NProbe < 0 || s.NProbe > MaxNList) && !skip["nprobe"] {
 		p.add(BadRequest, "nprobe", "%d, want 1..nlist", s.NProbe)
 	}
-	if s.Refine < 0 || s.Refine > MaxRefine {
+	if (s.Refine < 0 || s.Refine > MaxRefine) && !skip["refine"] {
 		p.add(BadRequest, "refine", "%d, want 0..%d", s.Refine, MaxRefine)
 	}
-	return p.err()
 }
 
 // ValidateVector checks a search by vector against the collection: dim

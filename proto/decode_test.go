@@ -332,3 +332,22 @@ func TestDecodeInsertOwnsItsMemory(t *testing.T) {
 		t.Fatalf("first batch changed: %+v %s", it, it.Meta)
 	}
 }
+
+// Type problems and range problems of different fields come in one answer,
+// and a field is reported once.
+func TestDecodeReportsAllFieldsOnce(t *testing.T) {
+	_, err := DecodeCreateCollection(strings.NewReader(`{"name":"X","metric":"l3","dim":"8","replicas":0}`), Limits{})
+	wantErr(t, err, BadRequest, "name: collection name", "metric: \"l3\"", "dim: got a string", "replicas: got 0")
+	if strings.Count(err.Error(), "dim:") != 1 || strings.Count(err.Error(), "replicas:") != 1 {
+		t.Errorf("a field reported twice: %v", err)
+	}
+	c, err := DecodeCreateCollection(strings.NewReader(`{"name":"x","metric":"l2","dim":2,"replicas":null}`), Limits{})
+	if err != nil || c.Replicas != 1 {
+		t.Errorf("replicas null: %+v, %v", c, err)
+	}
+	_, err = DecodeSearch(strings.NewReader(`{"vector":[1,"x"],"k":0,"refine":65}`), Limits{})
+	wantErr(t, err, BadRequest, "vector[1]: got a string", "k: got 0", "refine: got 65")
+	if strings.Contains(err.Error(), "give vector or id") || strings.Count(err.Error(), "k:") != 1 {
+		t.Errorf("%v", err)
+	}
+}
