@@ -3,8 +3,10 @@ module lookalike
 go 1.26.0
 
 require (
+	github.com/cockroachdb/pebble/v2 v2.1.7 // node storage (node/store): synced batches, range deletes, the LSM of decision 6
 	github.com/schollz/progressbar/v3 v3.19.1 // progress bars for the minutes-long ground-truth and data generation runs
 	github.com/spf13/cobra v1.10.2
+	go.uber.org/goleak v1.3.0 // tests: no goroutine outlives a test (STYLE.md)
 	golang.org/x/sys v0.50.0
 	gonum.org/v1/plot v0.17.0 // bench recall–QPS charts: pure Go (no cgo), PNG/SVG/PDF, log axes and legends; a hand-written renderer would cost more than this dependency
 	gorgonia.org/cu v0.9.6 // CUDA driver API for package cuda; imported only under the cuda build tag (its init exits without a GPU)
@@ -26,7 +28,6 @@ require (
 	github.com/cockroachdb/crlib v0.0.0-20241112164430-1264a2edc35b // indirect
 	github.com/cockroachdb/errors v1.11.3 // indirect
 	github.com/cockroachdb/logtags v0.0.0-20230118201751-21c54148d20b // indirect
-	github.com/cockroachdb/pebble/v2 v2.1.7 // indirect
 	github.com/cockroachdb/redact v1.1.5 // indirect
 	github.com/cockroachdb/swiss v0.0.0-20260820225851-333444432258 // indirect
 	github.com/cockroachdb/tokenbucket v0.0.0-20230807174530-cc333fc44b06 // indirect
@@ -62,7 +63,6 @@ require (
 	github.com/rogpeppe/go-internal v1.9.0 // indirect
 	github.com/spf13/pflag v1.0.9 // indirect
 	go.etcd.io/bbolt v1.3.5 // indirect
-	go.uber.org/goleak v1.3.0 // indirect
 	golang.org/x/exp v0.0.0-20230626212559-97b1e661b5df // indirect
 	golang.org/x/image v0.30.0 // indirect
 	golang.org/x/sync v0.25.0 // indirect
