@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"strconv"
 	"sync"
 	"unicode/utf8"
@@ -75,15 +76,11 @@ func putBody(b []byte) {
 	bodies.Put(bytes.NewBuffer(b[:0]))
 }
 
-// isMaxBytes reports net/http's *MaxBytesError without importing it here
-// for a type assertion on a concrete type.
+// isMaxBytes reports the error of an http.MaxBytesReader, which the server
+// may wrap a body in: a size limit, not a bad request.
 func isMaxBytes(err error) bool {
-	for ; err != nil; err = errors.Unwrap(err) {
-		if fmt.Sprintf("%T", err) == "*http.MaxBytesError" {
-			return true
-		}
-	}
-	return false
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
 }
 
 func invalidUTF8At(b []byte) int {

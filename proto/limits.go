@@ -68,7 +68,7 @@ func (l *Limits) Validate() error {
 	return errors.Join(errs...)
 }
 
-// limits returns l with defaults, or an internal *Error when it is invalid
+// resolve returns l with defaults, or an internal *Error when it is invalid
 // (a server configuration bug, not the client's).
 func (l Limits) resolve() (Limits, error) {
 	l.EnsureDefaults()

@@ -121,7 +121,7 @@ func checkVectorDim(p *problems, at path, v []float32, dim int, m Metric) {
 	}
 }
 
-// metaKind checks meta as a JSON object: it returns "" when meta is a
+// metaProblem checks meta as a JSON object: it returns "" when meta is a
 // well-formed object (checked only when validJSON is false: the JSON path
 // has already validated the body), else what is wrong.
 func metaProblem(meta []byte, max int, validJSON bool) (Code, string) {
