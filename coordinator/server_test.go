@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -400,7 +399,6 @@ func TestOptions(t *testing.T) {
 	if _, err := coordinator.Open(context.Background(), coordinator.Options{}); !errors.Is(err, coordinator.ErrBadOptions) {
 		t.Fatal(err)
 	}
-	_ = os.Stderr
 }
 
 func TestProposeDeadline(t *testing.T) {
