@@ -122,8 +122,9 @@ type Storage interface {
 	// Get returns the live item of a user id, or an error wrapping
 	// ErrNoItem.
 	Get(coll, userID string) (Item, error)
-	// Item returns the live item with that internal id (its user id and
-	// metadata at least), or an error wrapping ErrNoItem.
+	// Item returns the user id and metadata of the live item with that
+	// internal id (other fields may be left zero), or an error wrapping
+	// ErrNoItem.
 	Item(coll string, id uint64) (Item, error)
 	// Vectors writes the floats of ids, in order, into dst.
 	Vectors(coll string, ids []uint64, dst []float32) error

@@ -17,13 +17,21 @@ import (
 //
 // node/store has no read by internal id, which a search needs to name its
 // hits; until it grows one, PebbleStorage keeps each collection's internal
-// id → user id map in memory, built by a scan when the collection is
-// first read and kept up to date by Apply.
+// id → user id map in memory (with a bit saying whether the item has
+// metadata, so hits without metadata need no read), built by a scan when
+// the collection is first read and kept up to date by Apply.
 type PebbleStorage struct {
 	s *store.Store
 
 	mu    sync.Mutex
-	users map[uint32]map[uint64]string // nil entry: not loaded yet
+	users map[uint32]map[uint64]userRef // nil entry: not loaded yet
+}
+
+// userRef is what PebbleStorage keeps in memory of an item: its user id,
+// and whether it has metadata (if not, naming a hit reads nothing).
+type userRef struct {
+	id      string
+	hasMeta bool
 }
 
 // OpenPebble opens (creating if needed) the store in dir.
@@ -32,7 +40,7 @@ func OpenPebble(dir string, o store.Options) (*PebbleStorage, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &PebbleStorage{s: s, users: map[uint32]map[uint64]string{}}, nil
+	return &PebbleStorage{s: s, users: map[uint32]map[uint64]userRef{}}, nil
 }
 
 // Store returns the underlying store.
@@ -105,7 +113,7 @@ func (p *PebbleStorage) Apply(b *Batch) ([]Removed, error) {
 			removed = append(removed, Removed{ID: op.Item.ID, List: fromStoreList(op.Item.List)})
 			delete(users, op.Item.ID)
 		case store.OpPut:
-			users[op.Item.ID] = op.Item.UserID
+			users[op.Item.ID] = userRef{op.Item.UserID, len(op.Item.Meta) > 0}
 		}
 	}
 	return removed, nil
@@ -118,9 +126,9 @@ func (p *PebbleStorage) loadUsers(coll uint32) error {
 	if p.users[coll] != nil {
 		return nil
 	}
-	m := map[uint64]string{}
+	m := map[uint64]userRef{}
 	err := p.scan(coll, func(it store.Item) error {
-		m[it.ID] = it.UserID
+		m[it.ID] = userRef{it.UserID, len(it.Meta) > 0}
 		return nil
 	})
 	if err != nil {
@@ -165,7 +173,10 @@ func (p *PebbleStorage) Item(coll string, id uint64) (Item, error) {
 	if !ok {
 		return Item{}, fmt.Errorf("%w: internal id %d", ErrNoItem, id)
 	}
-	it, err := p.Get(coll, u)
+	if !u.hasMeta {
+		return Item{ID: id, UserID: u.id, List: BufferList}, nil // List unknown here; callers of Item use the id and metadata
+	}
+	it, err := p.Get(coll, u.id)
 	if err != nil {
 		return Item{}, err
 	}
@@ -183,9 +194,9 @@ func (p *PebbleStorage) Vectors(coll string, ids []uint64, dst []float32) error 
 // Scan implements Storage.
 func (p *PebbleStorage) Scan(coll string, fn func(Item) error) error {
 	c := CollectionNumber(coll)
-	m := map[uint64]string{}
+	m := map[uint64]userRef{}
 	err := p.scan(c, func(it store.Item) error {
-		m[it.ID] = it.UserID
+		m[it.ID] = userRef{it.UserID, len(it.Meta) > 0}
 		return fn(fromStoreItem(it))
 	})
 	if err != nil {
