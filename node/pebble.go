@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"os"
 	"sync"
 
 	"lookalike/ivf"
@@ -21,7 +22,8 @@ import (
 // metadata, so hits without metadata need no read), built by a scan when
 // the collection is first read and kept up to date by Apply.
 type PebbleStorage struct {
-	s *store.Store
+	s   *store.Store
+	dir string
 
 	mu    sync.Mutex
 	users map[uint32]map[uint64]userRef // nil entry: not loaded yet
@@ -40,7 +42,7 @@ func OpenPebble(dir string, o store.Options) (*PebbleStorage, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &PebbleStorage{s: s, users: map[uint32]map[uint64]userRef{}}, nil
+	return &PebbleStorage{s: s, dir: dir, users: map[uint32]map[uint64]userRef{}}, nil
 }
 
 // Store returns the underlying store.
@@ -216,6 +218,9 @@ func (p *PebbleStorage) Drop(coll string) error {
 	p.mu.Lock()
 	delete(p.users, c)
 	p.mu.Unlock()
+	if err := os.Remove(usersPath(p.dir, c)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
 	return p.s.DropCollection(context.Background(), c)
 }
 
@@ -226,6 +231,15 @@ func (p *PebbleStorage) SaveIndex(coll string, ix *ivf.Index) error {
 	last, _, err := p.s.LastSeq(c, 0)
 	if err != nil {
 		return err
+	}
+	if err := p.loadUsers(c); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	err = writeUsers(p.dir, c, last, p.users[c])
+	p.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("node: save users of %q: %w", coll, err)
 	}
 	return p.s.SaveIndex(context.Background(), c, ix, store.Seqs{0: last})
 }
@@ -241,9 +255,29 @@ func (p *PebbleStorage) LoadIndex(coll string, opts ivf.Options) (*ivf.Index, er
 	if err != nil {
 		return nil, err
 	}
-	err = p.s.ScanLog(ctx, c, 0, covered[0]+1, func(r store.Record) error { return store.Replay(ix, r.Ops) })
+	// The users file saved with this index, if it matches, spares a scan.
+	var users map[uint64]userRef
+	if seq, m, err := readUsers(p.dir, c); err == nil && seq == covered[0] {
+		users = m
+	}
+	err = p.s.ScanLog(ctx, c, 0, covered[0]+1, func(r store.Record) error {
+		if users != nil {
+			ops := make([]storeOp, len(r.Ops))
+			for i, op := range r.Ops {
+				ops[i] = storeOp{put: op.Kind == store.OpPut, id: op.Item.ID, user: op.Item.UserID, hasMeta: len(op.Item.Meta) > 0}
+			}
+			applyUserOps(users, ops)
+		}
+		return store.Replay(ix, r.Ops)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("replay the log after the saved index: %w", err)
+	}
+	if users != nil {
+		p.mu.Lock()
+		p.users[c] = users
+		p.mu.Unlock()
+		return ix, nil
 	}
 	return ix, p.loadUsers(c)
 }
