@@ -3,7 +3,7 @@
 GO       ?= go
 BIN      := bin
 CACHE    ?= $(or $(LOOKALIKE_CACHE),$(HOME)/.cache/lookalike)
-FUZZTIME ?= 10s
+FUZZTIME ?= 8s
 # Under make, tests whose component (data set, FAISS, ...) is missing fail
 # instead of skipping.
 export LOOKALIKE_REQUIRE_COMPONENTS := 1
@@ -33,20 +33,29 @@ test-go:
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
 
-# The concurrency contracts of the index, under the race detector.
+# The concurrency contracts of the index, the coordinator and the store,
+# under the race detector.
 test-race:
-	$(GO) test -race -count=1 ./ivf/...
+	$(GO) test -race -count=1 ./ivf/... ./coordinator/... ./node/store/...
 
 test-faiss:
 	$(GO) vet -tags faiss ./bench/... ./cmd/...
 	$(GO) test -tags faiss -count=1 ./bench/faiss/
 
 # Each decoder's fuzz target, briefly (go test runs one target at a time).
+FUZZ_TARGETS = \
+	ivf:FuzzLoad \
+	bench:FuzzReadFvecs bench:FuzzReadIvecs bench:FuzzDecodeIDX \
+	proto:FuzzDecodeCreateCollection proto:FuzzDecodeInsert proto:FuzzDecodeSearch \
+	proto:FuzzDecodeTrain proto:FuzzDecodeBulk \
+	coordinator/meta:FuzzDecode coordinator/meta:FuzzDecodeTable \
+	node/store:FuzzDecode
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./ivf
-	$(GO) test -run '^$$' -fuzz '^FuzzReadFvecs$$' -fuzztime $(FUZZTIME) ./bench
-	$(GO) test -run '^$$' -fuzz '^FuzzReadIvecs$$' -fuzztime $(FUZZTIME) ./bench
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeIDX$$' -fuzztime $(FUZZTIME) ./bench
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn ./$$pkg ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done
 
 # Kernel throughput at every level, for benchstat.
 bench-kernels:
