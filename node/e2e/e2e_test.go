@@ -102,6 +102,34 @@ func TestServeLifecycle(t *testing.T) {
 	}
 	search(map[string]any{"vector": vecs["v5"], "k": 3, "nprobe": 8, "refine": 4}, "v5")
 	search(map[string]any{"id": "b300", "k": 3, "nprobe": 8, "refine": 4}, "b300")
+	// Upsert v5 elsewhere and delete v6: v5 is found once, at its new
+	// vector; v6 never again (also after the restart below).
+	old5 := vecs["v5"]
+	vecs["v5"] = vec(r, d)
+	s.must("POST", "/v1/collections/c/vectors", proto.Insert{Items: []proto.InsertItem{{ID: "v5", Vector: vecs["v5"]}}}, 200, nil)
+	s.must("DELETE", "/v1/collections/c/items/v6", nil, 204, nil)
+	upserted := func() {
+		t.Helper()
+		search(map[string]any{"vector": vecs["v5"], "k": 10, "nprobe": 8, "refine": 4}, "v5")
+		var res proto.SearchResult
+		s.must("POST", "/v1/collections/c/search", map[string]any{"vector": old5, "k": 10, "nprobe": 8, "refine": 4}, 200, &res)
+		for _, h := range res.Hits {
+			if h.ID == "v5" || h.ID == "v6" {
+				t.Fatalf("old copy of v5 or deleted v6 found: %+v", res.Hits)
+			}
+		}
+		res = proto.SearchResult{}
+		s.must("POST", "/v1/collections/c/search", map[string]any{"vector": vecs["v6"], "k": 10, "nprobe": 8, "refine": 4}, 200, &res)
+		for _, h := range res.Hits {
+			if h.ID == "v6" {
+				t.Fatalf("deleted v6 found: %+v", res.Hits)
+			}
+		}
+		if st, _, _ := s.call("GET", "/v1/collections/c/items/v6", "", nil, nil); st != 404 {
+			t.Fatalf("deleted v6: GET status %d", st)
+		}
+	}
+	upserted()
 	if out, err := s.ctl("collections"); err != nil || !strings.Contains(out, "ready") {
 		t.Fatalf("ctl collections: %v: %s", err, out)
 	}
@@ -115,10 +143,18 @@ func TestServeLifecycle(t *testing.T) {
 		t.Fatalf("node id %q after restart, was %q", got, id)
 	}
 	c = s.collection("c")
-	if c.State != proto.Ready || c.TrainedNList != 8 || c.Epoch != 2 || c.Count != 600 {
+	if c.State != proto.Ready || c.TrainedNList != 8 || c.Epoch != 2 || c.Count != 599 {
 		t.Fatalf("after restart: %+v", c)
 	}
-	search(map[string]any{"vector": vecs["v5"], "k": 3, "nprobe": 8, "refine": 4}, "v5")
+	upserted()
+	// And after a crash, from the log.
+	s.must("DELETE", "/v1/collections/c/items/v8", nil, 204, nil)
+	s.kill9()
+	s.restart()
+	upserted()
+	if st, _, _ := s.call("GET", "/v1/collections/c/items/v8", "", nil, nil); st != 404 {
+		t.Fatalf("v8 deleted before kill -9: GET status %d", st)
+	}
 	var cl proto.Cluster
 	s.must("GET", "/v1/cluster", nil, 200, &cl)
 	if cl.Leader != id || len(cl.Nodes) != 1 {
