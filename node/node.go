@@ -213,14 +213,9 @@ func (n *Node) route(name string) ([]Shard, uint64, ivf.Metric, error) {
 	if !ok {
 		return nil, 0, 0, fmt.Errorf("%w: %q", ErrNoCollection, name)
 	}
-	c, err := n.collection(name)
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	// The table's epoch, unless the local runtime has not caught up yet
-	// (the training commit is applied before the node adopts it): then
-	// the stale check below makes the caller wait for it.
-	_ = c
+	// The table's epoch. Right after a training commit the local runtime
+	// may not have adopted it yet: the shard then answers ErrStaleEpoch
+	// and withEpoch retries until it has.
 	return []Shard{n.shard}, m.Epoch, m.Metric, nil
 }
 
