@@ -210,6 +210,11 @@ func Run(ctx context.Context, opts ServerOptions, ready func(httpAddr string)) (
 	cs, err := coordinator.Open(openCtx, coordinator.Options{
 		NodeID: id, DataDir: o.DataDir, RaftAddr: o.RaftAddr, Advertise: o.Advertise, HTTPAddr: httpAddr,
 		Bootstrap: true, LogOutput: o.RaftLog, LogLevel: "warn",
+		// A lone voter waits one heartbeat timeout before it elects
+		// itself at every start: keep that short (raft's default is 1 s).
+		// The cluster issue sets these from flags for real peers.
+		HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
+		LeaderLeaseTimeout: 200 * time.Millisecond,
 	})
 	if err != nil {
 		return err
