@@ -1,6 +1,7 @@
 package node
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -22,7 +23,8 @@ type flatBuffer struct {
 
 type bufView struct {
 	n    int
-	vecs []float32 // len ≥ n·dim; rows normalised for Cosine
+	vecs []float32 // len ≥ n·dim; rows as inserted (training samples them as the engine would)
+	inv  []float32 // Cosine only: 1/‖row‖, len ≥ n
 	ids  []uint64
 	tomb []uint32 // shared by views of one generation; bits set atomically
 	live int64
@@ -48,6 +50,10 @@ func (b *flatBuffer) append(ids []uint64, vecs []float32) {
 	if n+m > len(v.ids) {
 		c := n + m + (n+m)/4 + 64
 		nv := &bufView{n: n, vecs: make([]float32, c*d), ids: make([]uint64, c), tomb: make([]uint32, (c+31)/32), live: v.live}
+		if b.metric == ivf.Cosine {
+			nv.inv = make([]float32, c)
+			copy(nv.inv, v.inv[:n])
+		}
 		copy(nv.vecs, v.vecs[:n*d])
 		copy(nv.ids, v.ids[:n])
 		for i := range v.tomb {
@@ -58,14 +64,15 @@ func (b *flatBuffer) append(ids []uint64, vecs []float32) {
 	copy(v.vecs[n*d:], vecs)
 	if b.metric == ivf.Cosine {
 		for i := n; i < n+m; i++ {
-			ivf.Normalize(v.vecs[i*d : (i+1)*d])
+			row := v.vecs[i*d : (i+1)*d]
+			v.inv[i] = float32(1 / math.Sqrt(float64(-ivf.IP.Distance(row, row))))
 		}
 	}
 	copy(v.ids[n:], ids)
 	for i, id := range ids {
 		b.pos[id] = n + i
 	}
-	b.view.Store(&bufView{n: n + m, vecs: v.vecs, ids: v.ids, tomb: v.tomb, live: v.live + int64(m)})
+	b.view.Store(&bufView{n: n + m, vecs: v.vecs, inv: v.inv, ids: v.ids, tomb: v.tomb, live: v.live + int64(m)})
 }
 
 // delete tombstones id and reports whether it was there.
@@ -79,7 +86,7 @@ func (b *flatBuffer) delete(id uint64) bool {
 	delete(b.pos, id)
 	v := b.view.Load()
 	atomic.OrUint32(&v.tomb[i>>5], 1<<(uint(i)&31))
-	b.view.Store(&bufView{n: v.n, vecs: v.vecs, ids: v.ids, tomb: v.tomb, live: v.live - 1})
+	b.view.Store(&bufView{n: v.n, vecs: v.vecs, inv: v.inv, ids: v.ids, tomb: v.tomb, live: v.live - 1})
 	return true
 }
 
@@ -94,24 +101,14 @@ func (b *flatBuffer) search(q []float32, k int) []ivf.Hit {
 	top := ivf.NewTopK(k)
 	for i := 0; i < v.n; i++ {
 		x := b.metric.Distance(q, v.vecs[i*d:(i+1)*d])
+		if v.inv != nil {
+			x *= v.inv[i]
+		}
 		if x <= top.Worst() && !v.deleted(i) {
 			top.Push(v.ids[i], x)
 		}
 	}
 	return top.Sorted(nil)
-}
-
-// vector copies the stored (normalised for Cosine) row of id into dst.
-func (b *flatBuffer) vector(id uint64, dst []float32) bool {
-	b.mu.Lock()
-	i, ok := b.pos[id]
-	b.mu.Unlock()
-	if !ok {
-		return false
-	}
-	v := b.view.Load()
-	copy(dst, v.vecs[i*b.dim:(i+1)*b.dim])
-	return true
 }
 
 // liveRows returns copies of the live ids and rows of the current view,
