@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -131,12 +130,14 @@ func BenchmarkSearch(b *testing.B) {
 		return v
 	}
 	var queries [][]float32
+	base := make([]float32, 0, nb*d)
 	ingest := time.Now()
 	for done := 0; done < nb; {
 		n := min(10_000, nb-done)
 		items := make([]proto.InsertItem, n)
 		for i := range items {
 			items[i] = proto.InsertItem{ID: fmt.Sprintf("v%d", done+i), Vector: point()}
+			base = append(base, items[i].Vector...)
 			if len(queries) < nq && r.IntN(max(1, nb/nq)) == 0 {
 				q := append([]float32(nil), items[i].Vector...)
 				for j := range q {
@@ -155,9 +156,10 @@ func BenchmarkSearch(b *testing.B) {
 	b.Logf("ingested %d vectors (one client, batches of 10,000) in %v", nb, time.Since(ingest).Round(time.Millisecond))
 	trainStart := time.Now()
 	s.must("POST", "/v1/collections/s/train", nil, 202, nil)
-	c := s.waitReady("s")
+	c := s.waitReadyFor("s", 30*time.Minute)
 	b.Logf("trained nlist %d and moved %d vectors in %v", c.TrainedNList, nb, time.Since(trainStart).Round(time.Millisecond))
 	httpLat := make([]time.Duration, 0, len(queries))
+	httpHits := make([][]string, 0, len(queries))
 	hc := &http.Client{}
 	for _, q := range queries {
 		body, _ := json.Marshal(map[string]any{"vector": q, "k": k, "nprobe": nprobe})
@@ -166,10 +168,43 @@ func BenchmarkSearch(b *testing.B) {
 		if err != nil || resp.StatusCode != 200 {
 			b.Fatal(err, resp)
 		}
-		io.Copy(io.Discard, resp.Body)
+		var res proto.SearchResult
+		err = json.NewDecoder(resp.Body).Decode(&res)
 		resp.Body.Close()
 		httpLat = append(httpLat, time.Since(t0))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids := make([]string, len(res.Hits))
+		for i, h := range res.Hits {
+			ids[i] = h.ID
+		}
+		httpHits = append(httpHits, ids)
 	}
+	// Recall@k of the HTTP answers against brute force.
+	flat := make([]float32, 0, len(queries)*d)
+	for _, q := range queries {
+		flat = append(flat, q...)
+	}
+	truth, err := ivf.BruteForce(ivf.L2, d, base, flat, k, 0, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	found := 0
+	for i, tr := range truth {
+		want := map[string]bool{}
+		for _, h := range tr {
+			want[fmt.Sprintf("v%d", h.ID)] = true
+		}
+		for _, id := range httpHits[i] {
+			if want[id] {
+				found++
+			}
+		}
+	}
+	recall := float64(found) / float64(len(queries)*k)
+	b.Logf("recall@%d through HTTP at nprobe %d: %.4f", k, nprobe, recall)
+	b.ReportMetric(recall, "recall")
 	s.stop()
 	// The same index, in process: the one the server saved at shutdown.
 	st, err := node.OpenPebble(filepath.Join(s.dir, "store"), store.Options{})

@@ -245,14 +245,19 @@ func (s *server) collection(name string) proto.Collection {
 
 func (s *server) waitReady(name string) proto.Collection {
 	s.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	return s.waitReadyFor(name, 60*time.Second)
+}
+
+func (s *server) waitReadyFor(name string, limit time.Duration) proto.Collection {
+	s.t.Helper()
+	deadline := time.Now().Add(limit)
 	for {
 		c := s.collection(name)
 		if c.State == proto.Ready {
 			return c
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("collection %s still %s after 60 s", name, c.State)
+			s.t.Fatalf("collection %s still %s after %v", name, c.State, limit)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
