@@ -340,3 +340,50 @@ func TestKeys(t *testing.T) {
 	}
 	s.stop()
 }
+
+// TestKill9DuringTraining kills the server while it trains or moves the
+// buffer into lists: after a restart the collection answers, and every
+// acknowledged vector is found exactly once.
+func TestKill9DuringTraining(t *testing.T) {
+	s := startServer(t, "--auto-train-at", "-1", "--quiet")
+	const d, nb = 32, 20000
+	s.must("POST", "/v1/collections", map[string]any{"name": "t", "metric": "l2", "dim": d, "nlist": 128}, 201, nil)
+	r := rand.New(rand.NewPCG(9, 9))
+	vecs := make([][]float32, nb)
+	for b := 0; b < nb; b += 10000 {
+		items := make([]proto.InsertItem, 10000)
+		for i := range items {
+			vecs[b+i] = vec(r, d)
+			items[i] = proto.InsertItem{ID: fmt.Sprintf("t%d", b+i), Vector: vecs[b+i]}
+		}
+		var buf bytes.Buffer
+		proto.EncodeBulk(&buf, items, false)
+		if st, _, err := s.call("POST", "/v1/collections/t/vectors", proto.BulkContentType, buf.Bytes(), nil); st != 200 {
+			t.Fatal(err)
+		}
+	}
+	s.must("POST", "/v1/collections/t/train", nil, 202, nil)
+	time.Sleep(150 * time.Millisecond)
+	state := s.collection("t").State
+	s.kill9()
+	s.restart()
+	c := s.waitReady("t")
+	t.Logf("killed while %s; after restart: %+v", state, c)
+	if c.Count != nb {
+		t.Fatalf("count %d after restart, want %d", c.Count, nb)
+	}
+	for i := 0; i < nb; i += 97 {
+		id := fmt.Sprintf("t%d", i)
+		var res proto.SearchResult
+		s.must("POST", "/v1/collections/t/search", map[string]any{"vector": vecs[i], "k": 5, "nprobe": 128, "refine": 8}, 200, &res)
+		if len(res.Hits) == 0 || res.Hits[0].ID != id {
+			t.Fatalf("search for %s: %+v", id, res.Hits)
+		}
+		for _, h := range res.Hits[1:] {
+			if h.ID == id {
+				t.Fatalf("%s found twice: %+v", id, res.Hits)
+			}
+		}
+	}
+	s.stop()
+}
