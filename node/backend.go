@@ -41,6 +41,9 @@ type CollectionMeta struct {
 	State        State
 	Epoch        uint64 // bumped by each training commit
 	TrainedNList int
+	// Buffered: the table still routes to the flat buffer shards (until
+	// RetireBuffer after the move).
+	Buffered bool
 }
 
 // ClusterInfo is the coordinator's view of the cluster.
@@ -73,6 +76,10 @@ type Metadata interface {
 	// empty index: centroids and SQ8 parameters) and makes the collection
 	// Ready at epoch+1 with nlist lists.
 	CommitTraining(ctx context.Context, name string, epoch uint64, nlist int, centroids []byte) error
+	// RetireBuffer records that the buffered vectors of a Ready
+	// collection at epoch have all moved to their lists, so routing stops
+	// calling the flat buffer shards.
+	RetireBuffer(ctx context.Context, name string, epoch uint64) error
 	// Centroids returns the blob committed by CommitTraining.
 	Centroids(name string) ([]byte, error)
 	// AllocateIDs reserves n internal ids, unique in the cluster, and

@@ -102,6 +102,9 @@ func (c *collection) load(m CollectionMeta) error {
 		c.ix.Store(ix)
 		c.count.Store(int64(ix.Len()))
 		c.state.Store(uint32(Ready))
+		if m.Buffered {
+			c.retireBufferLater(m.Epoch)
+		}
 		return nil
 	}
 	blob, err := c.n.meta.Centroids(m.Name)
@@ -151,7 +154,12 @@ func (c *collection) load(m CollectionMeta) error {
 	}
 	c.state.Store(uint32(Ready))
 	if len(moves) > 0 {
-		return st.SaveIndex(m.Name, ix)
+		if err := st.SaveIndex(m.Name, ix); err != nil {
+			return err
+		}
+	}
+	if m.Buffered {
+		c.retireBufferLater(m.Epoch)
 	}
 	return nil
 }
@@ -488,10 +496,37 @@ func (c *collection) adopt(ix *ivf.Index, epoch uint64) error {
 		return err
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.buf.Store(nil)
 	c.state.Store(uint32(Ready))
-	return c.n.store.SaveIndex(c.meta.Name, ix)
+	err = c.n.store.SaveIndex(c.meta.Name, ix)
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return c.retireBuffer(epoch)
+}
+
+// retireBufferLater retires the buffer of a collection opened after a
+// crash between the end of the move and RetireBuffer, on the training
+// goroutine slot (open must not wait for Raft).
+func (c *collection) retireBufferLater(epoch uint64) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if err := c.retireBuffer(epoch); err != nil && c.ctx.Err() == nil {
+			c.n.log.Warn("buffer not retired", "collection", c.meta.Name, "err", err)
+		}
+	}()
+}
+
+// retireBuffer tells the coordinator that no vector of the collection is
+// buffered any more. It is idempotent in effect: a failure is logged and
+// the next start tries again.
+func (c *collection) retireBuffer(epoch uint64) error {
+	if err := c.n.meta.RetireBuffer(c.ctx, c.meta.Name, epoch); err != nil {
+		return fmt.Errorf("retire buffer: %w", err)
+	}
+	return nil
 }
 
 // moveRows re-lists buffered items in chunks, each chunk one synced batch

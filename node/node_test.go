@@ -194,6 +194,11 @@ func TestTrainingKeepsAnswering(t *testing.T) {
 	if s.Count != nb || s.Epoch != 2 || s.TrainedNList != 16 {
 		t.Fatalf("after training: %+v", s)
 	}
+	for deadline := time.Now().Add(10 * time.Second); meta.Retired() != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("RetireBuffer called %d times", meta.Retired())
+		}
+	}
 	for qi := 0; qi < 20; qi++ {
 		q := randVecs(r, 1, d)
 		res, err := n.Search(ctx, "c", node.SearchRequest{Vector: q, K: 10, NProbe: 16, Refine: 64})
@@ -375,6 +380,14 @@ func TestInterruptedMove(t *testing.T) {
 	s, _ := n2.Describe("c")
 	if s.State != node.Ready || s.Count != 400 || s.Lists != 4 {
 		t.Fatalf("after reopen: %+v", s)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if m, _ := meta.Collection("c"); !m.Buffered {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("buffer not retired after the interrupted move")
+		}
 	}
 	var buffered int
 	st.Scan("c", func(it node.Item) error {

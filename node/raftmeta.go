@@ -29,7 +29,7 @@ func (m *RaftMetadata) Server() *coordinator.Server { return m.s }
 func fromMeta(c *meta.Collection) CollectionMeta {
 	return CollectionMeta{
 		Name: c.Name, Dim: c.Dim, Metric: c.Metric, NList: c.NList, Replicas: c.Replicas, Model: c.Model,
-		State: State(c.State), Epoch: c.Epoch, TrainedNList: c.TrainedNList,
+		State: State(c.State), Epoch: c.Epoch, TrainedNList: c.TrainedNList, Buffered: len(c.Buffer) > 0,
 	}
 }
 
@@ -117,6 +117,11 @@ func (m *RaftMetadata) CommitTraining(ctx context.Context, name string, epoch ui
 		Shards:    []meta.Shard{{ID: 0, Replicas: []string{m.nodeID}, Primary: m.nodeID}},
 	}
 	_, err = m.propose(ctx, meta.CommitTraining{Collection: name, Epoch: epoch, Centroids: ref, NList: nlist, Shards: sm})
+	return err
+}
+
+func (m *RaftMetadata) RetireBuffer(ctx context.Context, name string, epoch uint64) error {
+	_, err := m.propose(ctx, meta.RetireBuffer{Collection: name, Epoch: epoch})
 	return err
 }
 

@@ -60,8 +60,17 @@ func TestRaftMetadata(t *testing.T) {
 	if s.Epoch != 2 || s.TrainedNList != 4 || s.Count != 400 {
 		t.Fatalf("after training: %+v", s)
 	}
-	if m, _ := md.Collection("c"); m.State != node.Ready || m.Epoch != 2 {
-		t.Fatalf("table: %+v", m)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		m, _ := md.Collection("c")
+		if m.State == node.Ready && m.Epoch == 2 && !m.Buffered {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("table: %+v", m)
+		}
+	}
+	if c, _ := cs.Table().Collection("c"); len(c.Buffer) != 0 || len(c.Shards.ListShard) != 4 || c.Centroids.IsZero() {
+		t.Fatalf("meta collection: %+v", c)
 	}
 	res, err := n.Search(ctx, "c", node.SearchRequest{Vector: vecs[9*d : 10*d], K: 1, NProbe: 4, Refine: 2})
 	if err != nil || res.Hits[0].UserID != "v9" {

@@ -22,6 +22,14 @@ type Meta struct {
 	blobs  map[string][]byte
 	nextID uint64
 	NodeID string
+	retired int // RetireBuffer calls
+}
+
+// Retired is the number of successful RetireBuffer calls.
+func (m *Meta) Retired() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.retired
 }
 
 // NewMeta returns an empty table.
@@ -53,6 +61,7 @@ func (m *Meta) CreateCollection(_ context.Context, c node.CollectionMeta) error 
 	if _, ok := m.colls[c.Name]; ok {
 		return node.ErrExists
 	}
+	c.Buffered = true
 	m.colls[c.Name] = c
 	return nil
 }
@@ -99,6 +108,23 @@ func (m *Meta) CommitTraining(_ context.Context, name string, epoch uint64, nlis
 		c.State, c.Epoch, c.TrainedNList = node.Ready, epoch+1, nlist
 		m.blobs[name] = bytes.Clone(blob)
 	})
+}
+
+// RetireBuffer counts the calls (Retired).
+func (m *Meta) RetireBuffer(_ context.Context, name string, epoch uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.colls[name]
+	if !ok {
+		return node.ErrNoCollection
+	}
+	if c.Epoch != epoch || c.State != node.Ready {
+		return node.ErrStaleEpoch
+	}
+	m.retired++
+	c.Buffered = false
+	m.colls[name] = c
+	return nil
 }
 
 func (m *Meta) Centroids(name string) ([]byte, error) {
