@@ -17,11 +17,11 @@ import (
 
 // Meta is an in-memory node.Metadata: one node, always leader.
 type Meta struct {
-	mu     sync.Mutex
-	colls  map[string]node.CollectionMeta
-	blobs  map[string][]byte
-	nextID uint64
-	NodeID string
+	mu      sync.Mutex
+	colls   map[string]node.CollectionMeta
+	blobs   map[string][]byte
+	nextID  uint64
+	NodeID  string
 	retired int // RetireBuffer calls
 }
 
