@@ -7,6 +7,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"lookalike/coordinator/meta"
 	"lookalike/ivf"
@@ -588,10 +589,24 @@ func (c *collection) moveChunk(ix *ivf.Index, items []Item, buf *flatBuffer) err
 	return ix.Add(ids, vecs)
 }
 
-// close stops training and waits for it.
+// closeWait bounds how long close waits for a k-means in progress
+// (ivf.Train cannot be interrupted). The goroutine checks the cancelled
+// context as soon as k-means returns and then touches nothing.
+const closeWait = 5 * time.Second
+
+// close stops training and waits for it, at most closeWait.
 func (c *collection) close() {
 	c.cancel()
-	c.wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		c.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(closeWait):
+		c.n.log.Warn("not waiting any longer for k-means to return", "collection", c.meta.Name)
+	}
 }
 
 // flush persists the index of a ready collection, so the next start loads
