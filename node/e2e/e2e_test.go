@@ -387,3 +387,38 @@ func TestKill9DuringTraining(t *testing.T) {
 	}
 	s.stop()
 }
+
+// TestEnvAndConfig: settings come from LOOKALIKE_* variables and the
+// --config file; the command line wins over the environment, which wins
+// over the file.
+func TestEnvAndConfig(t *testing.T) {
+	s := newServer(t, "--quiet")
+	cfg := filepath.Join(t.TempDir(), "lookalike.conf")
+	os.WriteFile(cfg, []byte("# keys\napi-key = file-admin\nread-key = \"file-read\"\nmax-items = 2\n"), 0o600)
+	s.args = append(s.args, "--config", cfg, "--max-items", "3")
+	s.env = []string{"LOOKALIKE_READ_KEY=env-read"}
+	s.start()
+	for _, tc := range []struct {
+		method, path, key, body string
+		status                  int
+	}{
+		{"POST", "/v1/collections", "file-admin", `{"name":"c","metric":"l2","dim":1}`, 201},
+		{"GET", "/v1/collections", "file-read", "", 401}, // the environment wins over the file
+		{"GET", "/v1/collections", "env-read", "", 200},
+		{"POST", "/v1/collections/c/vectors", "file-admin", `{"items":[{"vector":[1]},{"vector":[2]},{"vector":[3]}]}`, 200}, // the flag wins
+		{"POST", "/v1/collections/c/vectors", "file-admin", `{"items":[{"vector":[1]},{"vector":[2]},{"vector":[3]},{"vector":[4]}]}`, 413},
+	} {
+		if st, err := callKey(s, tc.method, tc.path, tc.key, tc.body); st != tc.status {
+			t.Errorf("%s %s with key %q: %d (%v), want %d", tc.method, tc.path, tc.key, st, err, tc.status)
+		}
+	}
+	s.stop()
+	if out, err := runBin("serve", "--data", s.dir, "--http", s.http, "--raft", s.raft, "--config", filepath.Join(s.dir, "nope.conf")); err == nil {
+		t.Fatalf("serve with a missing config file: %s", out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.conf")
+	os.WriteFile(bad, []byte("colour = blue\n"), 0o600)
+	if out, err := runBin("serve", "--data", s.dir, "--http", s.http, "--raft", s.raft, "--config", bad); err == nil || !strings.Contains(out, "unknown setting") {
+		t.Fatalf("serve with an unknown setting: %v: %s", err, out)
+	}
+}

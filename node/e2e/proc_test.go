@@ -75,6 +75,8 @@ type server struct {
 	// serves TLS.
 	scheme string
 	client *http.Client
+	// env is added to the process's environment.
+	env []string
 }
 
 func (s *server) url(path string) string {
@@ -121,6 +123,7 @@ func (s *server) start() {
 	s.t.Helper()
 	args := append([]string{"serve", "--data", s.dir, "--http", s.http, "--raft", s.raft}, s.args...)
 	s.cmd = exec.Command(bin, args...)
+	s.cmd.Env = append(os.Environ(), s.env...)
 	s.log = &syncBuf{}
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	begin := time.Now()
