@@ -95,6 +95,12 @@ func TestHTTPAPI(t *testing.T) {
 	if col.Count != 2 || col.State != proto.Untrained {
 		t.Fatalf("collection: %s", b)
 	}
+	// An id with a slash, percent-encoded in the path.
+	c.want("POST", "/v1/collections/c/vectors", `{"items":[{"id":"a/b c","vector":[7,7]}]}`, 200, "")
+	if b := c.want("GET", "/v1/collections/c/items/a%2Fb%20c", "", 200, ""); !bytes.Contains(b, []byte(`"a/b c"`)) {
+		t.Fatalf("percent-encoded id: %s", b)
+	}
+	c.want("DELETE", "/v1/collections/c/items/a%2Fb%20c", "", 204, "")
 	c.want("POST", "/v1/collections/c/train", "", 202, "")
 	c.want("GET", "/v1/cluster", "", 200, "")
 	c.want("GET", "/v1/collections", "", 200, "")
