@@ -97,6 +97,12 @@ func readUsers(dir string, coll uint32) (uint64, map[uint64]userRef, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	return decodeUsers(data)
+}
+
+// decodeUsers decodes a users file; corrupt input gives an error wrapping
+// errUsersFile, never a panic.
+func decodeUsers(data []byte) (uint64, map[uint64]userRef, error) {
 	if len(data) < len(usersMagic)+4+8+8+4 || string(data[:len(usersMagic)]) != usersMagic {
 		return 0, nil, fmt.Errorf("%w: bad header", errUsersFile)
 	}

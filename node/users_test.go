@@ -39,3 +39,29 @@ func TestUsersFile(t *testing.T) {
 		t.Fatalf("flipped bit: %v", err)
 	}
 }
+
+func FuzzDecodeUsers(f *testing.F) {
+	dir := f.TempDir()
+	writeUsers(dir, 1, 9, map[uint64]userRef{1: {"a", true}, 2: {"bb", false}})
+	b, _ := os.ReadFile(usersPath(dir, 1))
+	f.Add(b)
+	f.Add([]byte(usersMagic))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		seq, m, err := decodeUsers(data)
+		if err != nil {
+			if !errors.Is(err, errUsersFile) {
+				t.Fatalf("error %v does not wrap errUsersFile", err)
+			}
+			return
+		}
+		// What decodes re-encodes to something that decodes the same.
+		d := t.TempDir()
+		if err := writeUsers(d, 1, seq, m); err != nil {
+			t.Fatal(err)
+		}
+		seq2, m2, err := readUsers(d, 1)
+		if err != nil || seq2 != seq || len(m2) != len(m) {
+			t.Fatalf("round trip: %d %d %v", seq2, len(m2), err)
+		}
+	})
+}
