@@ -453,13 +453,23 @@ func (c *collection) train(epoch uint64, nlist int) {
 		abort(err)
 		return
 	}
-	if err := c.n.meta.CommitTraining(c.ctx, c.meta.Name, epoch, rep.NList, blob.Bytes()); err != nil {
-		abort(err)
-		return
+	committed := blob.Bytes()
+	if err := c.n.meta.CommitTraining(c.ctx, c.meta.Name, epoch, rep.NList, committed); err != nil {
+		// The proposal may have been applied although the call failed (a
+		// timeout): the table decides.
+		m, ok := c.n.meta.Collection(c.meta.Name)
+		if !ok || m.State != Ready || m.Epoch != epoch+1 {
+			abort(err)
+			return
+		}
+		if committed, err = c.n.meta.Centroids(c.meta.Name); err != nil {
+			log.Error("training committed but its centroids are unreadable; restart the node", "err", err)
+			return
+		}
 	}
 	// Build the serving index from the committed blob, as every node
 	// holding lists of this collection does.
-	ix, err = ivf.Load(bytes.NewReader(blob.Bytes()), c.indexOptions(0))
+	ix, err = ivf.Load(bytes.NewReader(committed), c.indexOptions(0))
 	if err != nil {
 		abort(err)
 		return

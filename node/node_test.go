@@ -425,3 +425,27 @@ func TestAutoTrainAndNList(t *testing.T) {
 		}
 	}
 }
+
+// TestCommitTimeoutButApplied: CommitTraining fails although the table
+// applied it (a proposal that timed out); the node follows the table.
+func TestCommitTimeoutButApplied(t *testing.T) {
+	ctx := context.Background()
+	meta := nodetest.NewMeta()
+	meta.CommitErr = errors.New("proposal timed out")
+	n := open(t, meta, nodetest.NewStore(), node.Options{})
+	n.CreateCollection(ctx, node.CollectionMeta{Name: "c", Dim: 4, Metric: ivf.L2, NList: 2})
+	r := rand.New(rand.NewPCG(3, 3))
+	vecs := randVecs(r, 100, 4)
+	n.Insert(ctx, "c", items("v", vecs, 4))
+	if _, err := n.Train(ctx, "c", 0); err != nil {
+		t.Fatal(err)
+	}
+	s := waitState(t, n, "c", node.Ready)
+	if s.Epoch != 2 || s.Count != 100 {
+		t.Fatalf("after training: %+v", s)
+	}
+	res, err := n.Search(ctx, "c", node.SearchRequest{Vector: vecs[4:8], K: 1, NProbe: 2, Refine: 4})
+	if err != nil || res.Hits[0].UserID != "v1" {
+		t.Fatalf("search: %+v %v", res, err)
+	}
+}

@@ -23,6 +23,9 @@ type Meta struct {
 	nextID  uint64
 	NodeID  string
 	retired int // RetireBuffer calls
+	// CommitErr, when set, is returned by CommitTraining after the commit
+	// was applied (a proposal that timed out but committed).
+	CommitErr error
 }
 
 // Retired is the number of successful RetireBuffer calls.
@@ -104,10 +107,16 @@ func (m *Meta) AbortTraining(_ context.Context, name string, epoch uint64) error
 }
 
 func (m *Meta) CommitTraining(_ context.Context, name string, epoch uint64, nlist int, blob []byte) error {
-	return m.transition(name, epoch, node.Training, func(c *node.CollectionMeta) {
+	err := m.transition(name, epoch, node.Training, func(c *node.CollectionMeta) {
 		c.State, c.Epoch, c.TrainedNList = node.Ready, epoch+1, nlist
 		m.blobs[name] = bytes.Clone(blob)
 	})
+	if err == nil {
+		m.mu.Lock()
+		err = m.CommitErr
+		m.mu.Unlock()
+	}
+	return err
 }
 
 // RetireBuffer counts the calls (Retired).
