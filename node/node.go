@@ -89,15 +89,29 @@ func (n *Node) Sync() error {
 
 func (n *Node) collection(name string) (*collection, error) {
 	n.mu.RLock()
-	defer n.mu.RUnlock()
-	if n.closed {
+	c, ok := n.colls[name]
+	closed := n.closed
+	n.mu.RUnlock()
+	if closed {
 		return nil, ErrClosed
 	}
-	c, ok := n.colls[name]
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrNoCollection, name)
+	if ok {
+		return c, nil
 	}
-	return c, nil
+	// The table may know it while the runtime does not yet (a create
+	// whose proposal failed after it was applied): catch up once.
+	if _, inTable := n.meta.Collection(name); inTable {
+		if err := n.Sync(); err != nil {
+			return nil, err
+		}
+		n.mu.RLock()
+		c, ok = n.colls[name]
+		n.mu.RUnlock()
+		if ok {
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %q", ErrNoCollection, name)
 }
 
 // Close stops training, persists the indexes of ready collections (so the
@@ -162,6 +176,7 @@ func (n *Node) DropCollection(ctx context.Context, name string) error {
 		return fmt.Errorf("%w: %q", ErrNoCollection, name)
 	}
 	if err := n.meta.DropCollection(ctx, name); err != nil {
+		n.Sync() // the drop may have been applied although the call failed
 		return err
 	}
 	if err := n.Sync(); err != nil {
