@@ -147,3 +147,42 @@ func TestHTTPKeys(t *testing.T) {
 	c.want("GET", "/v1/collections", "", 401, proto.Unauthorized)
 	c.want("GET", "/healthz", "", 200, "")
 }
+
+// TestHTTPOverload: one write running and room for one queued: of three
+// writes, one gets 429 with Retry-After at once; reads still pass; the
+// other two finish when the store lets them.
+func TestHTTPOverload(t *testing.T) {
+	c, st := newAPI(t, node.APIOptions{MaxWrites: 1, QueueWrites: 1})
+	c.want("POST", "/v1/collections", `{"name":"c","metric":"l2","dim":1}`, 201, "")
+	release := make(chan struct{})
+	entered := make(chan struct{}, 4)
+	st.BeforeApply = func() {
+		entered <- struct{}{}
+		<-release
+	}
+	type answer struct {
+		status int
+		body   []byte
+		h      http.Header
+	}
+	done := make(chan answer, 3)
+	write := func() {
+		st, b, h := c.do("POST", "/v1/collections/c/vectors", proto.JSONContentType, []byte(`{"items":[{"vector":[1]}]}`))
+		done <- answer{st, b, h}
+	}
+	go write()
+	<-entered // the first write holds the only slot
+	go write()
+	go write()
+	a := <-done // one of the other two was refused at once
+	if a.status != 429 || a.h.Get("Retry-After") == "" || !bytes.Contains(a.body, []byte(`"overloaded"`)) {
+		t.Fatalf("first answer: %d %v %s, want 429 overloaded with Retry-After", a.status, a.h, a.body)
+	}
+	c.want("GET", "/v1/collections/c", "", 200, "")
+	close(release)
+	for i := 0; i < 2; i++ {
+		if a := <-done; a.status != 200 {
+			t.Fatalf("queued write: %d %s", a.status, a.body)
+		}
+	}
+}

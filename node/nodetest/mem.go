@@ -168,6 +168,9 @@ type Store struct {
 	Applies int // batches applied
 	// FailApply, when set, fails every Apply with it.
 	FailApply error
+	// BeforeApply, when set, is called at the start of every Apply,
+	// without the store's lock (a test blocks writes with it).
+	BeforeApply func()
 }
 
 // NewStore returns an empty store.
@@ -176,6 +179,9 @@ func NewStore() *Store {
 }
 
 func (s *Store) Apply(b *node.Batch) ([]node.Removed, error) {
+	if s.BeforeApply != nil {
+		s.BeforeApply()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.FailApply != nil {
