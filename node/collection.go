@@ -33,6 +33,10 @@ type collection struct {
 	ix    atomic.Pointer[ivf.Index]  // nil until trained
 	count atomic.Int64               // live items
 	wg    sync.WaitGroup             // training goroutine
+	// dead counts tombstones set in the lists since the last compaction;
+	// compacting says whether one runs.
+	dead       atomic.Int64
+	compacting atomic.Bool
 }
 
 // WriteItem is one item of an upsert, validated by the caller's decoder.
@@ -291,8 +295,29 @@ func (c *collection) dropMem(id uint64, list int32) {
 		buf.delete(id)
 	}
 	if ix := c.ix.Load(); ix != nil && list >= 0 {
-		ix.DeleteFromList(int(list), id)
+		if ix.DeleteFromList(int(list), id) {
+			c.maybeCompact(ix)
+		}
 	}
+}
+
+// maybeCompact rewrites the lists without their tombstones, in the
+// background, once they hold more than a tenth of the live count (and at
+// least 1,024): deleted and replaced vectors stop costing scan time and
+// memory. ivf.Index.Compact is safe beside searches and writes.
+func (c *collection) maybeCompact(ix *ivf.Index) {
+	d := c.dead.Add(1)
+	if d < max(1024, c.count.Load()/10) || !c.compacting.CompareAndSwap(false, true) {
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer c.compacting.Store(false)
+		c.dead.Add(-d)
+		n := ix.Compact()
+		c.n.log.Debug("compacted lists", "collection", c.meta.Name, "reclaimed", n)
+	}()
 }
 
 // remove deletes user ids; it reports how many existed.

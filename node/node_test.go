@@ -449,3 +449,35 @@ func TestCommitTimeoutButApplied(t *testing.T) {
 		t.Fatalf("search: %+v %v", res, err)
 	}
 }
+
+// TestCompactionAfterDeletes: deleting many items compacts the lists in
+// the background; the deleted stay gone and the rest stay found.
+func TestCompactionAfterDeletes(t *testing.T) {
+	ctx := context.Background()
+	n := open(t, nodetest.NewMeta(), nodetest.NewStore(), node.Options{})
+	const d, nb = 4, 3000
+	n.CreateCollection(ctx, node.CollectionMeta{Name: "c", Dim: d, Metric: ivf.L2, NList: 4})
+	r := rand.New(rand.NewPCG(8, 8))
+	vecs := randVecs(r, nb, d)
+	n.Insert(ctx, "c", items("v", vecs, d))
+	n.Train(ctx, "c", 0)
+	waitState(t, n, "c", node.Ready)
+	for i := 0; i < 2000; i++ {
+		if err := n.Delete(ctx, "c", fmt.Sprintf("v%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, i := range []int{0, 1999, 2000, 2999} {
+		res, err := n.Search(ctx, "c", node.SearchRequest{Vector: vecs[i*d : (i+1)*d], K: 1, NProbe: 4, Refine: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("v%d", i)
+		if got := res.Hits[0].UserID; (i < 2000) == (got == want) {
+			t.Fatalf("search v%d: got %s", i, got)
+		}
+	}
+	if s, _ := n.Describe("c"); s.Count != 1000 {
+		t.Fatalf("count %d", s.Count)
+	}
+}
