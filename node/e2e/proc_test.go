@@ -29,7 +29,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = filepath.Join(dir, "lookalike")
-	build := exec.Command("go", "build", "-o", bin, "lookalike/cmd/lookalike")
+	args := []string{"build", "-o", bin}
+	if os.Getenv("LOOKALIKE_E2E_RACE") != "" {
+		args = append(args, "-race") // the servers under the race detector
+	}
+	build := exec.Command("go", append(args, "lookalike/cmd/lookalike")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: go build:", err)
