@@ -43,8 +43,18 @@ func (s *Store) Apply(ctx context.Context, b *Batch) (Result, error) {
 		if err != nil {
 			return err
 		}
-		pb = s.db.NewBatch()
-		r := &resolver{s: s, coll: b.coll, pb: pb, byUser: map[string]loc{}, byID: map[uint64]*Item{}}
+		ids, ok := s.idSets[b.coll]
+		if !ok {
+			if ids, err = s.loadIDSet(b.coll); err != nil {
+				return fmt.Errorf("store: collection %d id index: %w", b.coll, err)
+			}
+			s.idSets[b.coll] = ids
+		}
+		// Sized for the batch up front: growing a batch of 1,000 vectors
+		// (each written twice, as item and in the log record) step by
+		// step copied it over and over.
+		pb = s.db.NewBatchWithSize(b.sizeHint())
+		r := &resolver{s: s, coll: b.coll, pb: pb, ids: ids, byUser: map[string]loc{}, byID: map[uint64]*Item{}}
 		defer r.close()
 		for i := range b.ops {
 			found, err := r.op(i, &b.ops[i])
@@ -77,6 +87,7 @@ func (s *Store) Apply(ctx context.Context, b *Batch) (Result, error) {
 		}
 		st.last = seq
 		res.Seq = seq
+		ids.add(r.written)
 		return nil
 	})
 	s.writeMu.Unlock()
@@ -113,6 +124,10 @@ type resolver struct {
 	byUser map[string]loc   // user id → location, as of the ops so far
 	byID   map[uint64]*Item // internal id → item (nil: absent), as of the ops so far
 	ops    []Op
+	// ids says which internal ids are free without a lookup; written
+	// collects the ids the batch puts in the id index, for it.
+	ids     *idSet
+	written []uint64
 	// Iterators over the collection's directory and id index: a SeekGE on
 	// a reused iterator costs less than a Get, and writeMu keeps what they
 	// see current (the batch's own writes are in the overlays).
@@ -196,6 +211,15 @@ func (r *resolver) id(id uint64) (*Item, error) {
 	return &it, nil
 }
 
+// heldID is id, but answers nil without a read for an id that the idSet
+// knows to be free and that the batch has not written.
+func (r *resolver) heldID(id uint64) (*Item, error) {
+	if _, ok := r.byID[id]; !ok && r.ids.free(id) {
+		return nil, nil
+	}
+	return r.id(id)
+}
+
 // del removes a stored item, and its directory entry if that still names it.
 func (r *resolver) del(it *Item) error {
 	r.ops = append(r.ops, Op{Kind: OpDelete, Item: Item{UserID: it.UserID, List: it.List, ID: it.ID}})
@@ -217,6 +241,7 @@ func (r *resolver) put(it *Item) {
 	r.ops = append(r.ops, Op{Kind: OpPut, Item: *it})
 	_ = r.pb.Set(itemKey(r.coll, it.List, it.ID), encodeItem(it), nil)
 	_ = r.pb.Set(idKey(r.coll, it.ID), encodeList(it.List), nil)
+	r.written = append(r.written, it.ID)
 	_ = r.pb.Set(dirKey(r.coll, it.UserID), encodeLoc(it.List, it.ID), nil)
 	r.byUser[it.UserID] = loc{list: it.List, id: it.ID, present: true}
 	r.byID[it.ID] = it
@@ -244,7 +269,7 @@ func (r *resolver) op(i int, op *Op) (bool, error) {
 				return false, err
 			}
 		}
-		held, err := r.id(it.ID)
+		held, err := r.heldID(it.ID)
 		if err != nil {
 			return false, err
 		}
@@ -297,6 +322,7 @@ func (r *resolver) op(i int, op *Op) (bool, error) {
 			r.ops = append(r.ops, Op{Kind: OpPut, Item: moved})
 			_ = r.pb.Set(itemKey(r.coll, moved.List, moved.ID), encodeItem(&moved), nil)
 			_ = r.pb.Set(idKey(r.coll, moved.ID), encodeList(moved.List), nil)
+			r.written = append(r.written, moved.ID)
 			r.byID[moved.ID] = &moved
 			return true, nil
 		}

@@ -49,6 +49,18 @@ func (b *Batch) Move(id uint64, list uint32) {
 // a put.
 const opMove OpKind = 0xff
 
+// sizeHint estimates the bytes of the Pebble batch that applies b: each
+// put's vector, user id and metadata twice (item and log record) plus keys
+// and the directory and id index entries.
+func (b *Batch) sizeHint() int {
+	n := 64
+	for i := range b.ops {
+		it := &b.ops[i].Item
+		n += 2*(4*len(it.Vector)+len(it.UserID)+len(it.Meta)) + len(it.UserID) + 96
+	}
+	return n
+}
+
 // Len is the number of operations in the batch.
 func (b *Batch) Len() int { return len(b.ops) }
 

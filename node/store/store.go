@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -32,6 +33,8 @@ type Store struct {
 	// pointer, and guards shards.
 	writeMu sync.Mutex
 	shards  map[shardRef]*shardState
+	// idSets holds, per collection, the internal ids Apply knows are free.
+	idSets map[uint32]*idSet
 	// failed is set when a WAL sync fails: Pebble's state is then unknown,
 	// and every later Apply fails with it.
 	failed error
@@ -49,7 +52,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Store{opts: opts, dir: dir, indexDir: filepath.Join(dir, "index"), shards: map[shardRef]*shardState{}}
+	s := &Store{opts: opts, dir: dir, indexDir: filepath.Join(dir, "index"), shards: map[shardRef]*shardState{}, idSets: map[uint32]*idSet{}}
 	if err := os.MkdirAll(s.indexDir, 0o755); err != nil {
 		return nil, fmt.Errorf("store: open: %w", err)
 	}
@@ -60,9 +63,28 @@ func Open(dir string, opts Options) (*Store, error) {
 		Logger:       opts.Logger,
 	}
 	// Bloom filters on every level: Apply looks up each put's user id and
-	// internal id, and for new items both miss.
+	// internal id, and for new items both miss. No block compression: the
+	// bulk of the data is float32 vectors, which snappy cannot shrink but
+	// spends ingest CPU trying.
+	po.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionNone })
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	// Value separation: a flush writes values of 256 bytes and more (items
+	// and log records, i.e. the vectors) to blob files once, and
+	// compactions then move 17-byte keys and value handles instead of
+	// rewriting the vectors at every level. Ingest spent half its CPU in
+	// flushes and compactions without it. It needs format
+	// FormatValueSeparation, to which Open ratchets older stores.
+	po.FormatMajorVersion = pebble.FormatValueSeparation
+	po.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+		return pebble.ValueSeparationPolicy{
+			Enabled:               true,
+			MinimumSize:           256,
+			MaxBlobReferenceDepth: 10,
+			RewriteMinimumAge:     5 * time.Minute,
+			TargetGarbageRatio:    0.2,
+		}
 	}
 	db, err := pebble.Open(filepath.Join(dir, "pebble"), po)
 	if err != nil {
@@ -311,6 +333,7 @@ func (s *Store) DropCollection(ctx context.Context, coll uint32) error {
 		if err := pb.Commit(pebble.Sync); err != nil {
 			return fmt.Errorf("store: drop collection %d: %w", coll, err)
 		}
+		delete(s.idSets, coll)
 		for ref := range s.shards {
 			if ref.coll == coll {
 				delete(s.shards, ref)
