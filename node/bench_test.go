@@ -20,12 +20,20 @@ import (
 // batch of 1,000 128-d vectors per op into a trained collection of 256
 // lists.
 func BenchmarkUpsert(b *testing.B) {
+	b.Run("pebble", func(b *testing.B) {
+		st, err := node.OpenPebble(b.TempDir(), store.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer st.Close()
+		benchUpsert(b, st)
+	})
+	// The node's own ceiling: the same over the in-memory store.
+	b.Run("memory", func(b *testing.B) { benchUpsert(b, nodetest.NewStore()) })
+}
+
+func benchUpsert(b *testing.B, st node.Storage) {
 	ctx := context.Background()
-	st, err := node.OpenPebble(b.TempDir(), store.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
 	n, err := node.Open(node.Options{NodeID: "n1", AutoTrainAt: -1}, nodetest.NewMeta(), st)
 	if err != nil {
 		b.Fatal(err)
