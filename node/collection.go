@@ -516,11 +516,13 @@ func (c *collection) adopt(ix *ivf.Index, epoch uint64) error {
 	c.epoch.Store(epoch)
 	buf := c.buf.Load()
 	c.mu.Unlock()
-	// The buffered items, with their original floats and metadata; any
-	// that are deleted or upserted from here on leave buf and are skipped.
+	// The buffered items' ids and metadata (their floats stay in buf
+	// until their chunk moves); any that are deleted or upserted from
+	// here on leave buf and are skipped.
 	var moves []Item
 	err := c.n.store.Scan(c.meta.Name, func(it Item) error {
 		if it.List == BufferList {
+			it.Vector = nil // the buffer holds them, as inserted
 			moves = append(moves, it)
 		}
 		return nil
@@ -585,10 +587,15 @@ func (c *collection) moveChunk(ix *ivf.Index, items []Item, buf *flatBuffer) err
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if buf != nil {
+		// Keep the items still buffered, with their floats from the buffer
+		// (the move list holds no floats; see adopt).
+		d := c.meta.Dim
 		buf.mu.Lock()
+		v := buf.view.Load()
 		k := 0
 		for _, it := range items {
-			if _, ok := buf.pos[it.ID]; ok {
+			if p, ok := buf.pos[it.ID]; ok {
+				it.Vector = append([]float32(nil), v.vecs[p*d:(p+1)*d]...)
 				items[k] = it
 				k++
 			}
