@@ -8,7 +8,7 @@ FUZZTIME ?= 8s
 # instead of skipping.
 export LOOKALIKE_REQUIRE_COMPONENTS := 1
 
-.PHONY: all build build-faiss setup run test test-go test-race test-faiss fuzz bench bench-kernels lint generate faiss-avx2 clean
+.PHONY: all build build-faiss setup run bench-fmnist test test-go test-race test-faiss fuzz bench bench-kernels lint generate faiss-avx2 clean
 
 all: build
 
@@ -22,9 +22,13 @@ build-faiss: setup
 setup:
 	scripts/setup.sh
 
-# For now lookalike's runnable part is its index: benchmark it on
-# Fashion-MNIST beside FAISS, and draw the curves.
-run: build-faiss
+# A one-node lookalike on http://127.0.0.1:8080, its data in ./data
+# (Ctrl-C stops it cleanly; run it again and everything is still there).
+run: build
+	$(BIN)/lookalike serve --data data
+
+# The index against FAISS on Fashion-MNIST, with the curves in fmnist.png.
+bench-fmnist: build-faiss
 	$(BIN)/lookalike-faiss bench ivf --data fmnist --nprobe 1,2,4,8,16,32,64 --compare faiss --plot fmnist.png
 
 test: setup test-go test-race test-faiss fuzz
