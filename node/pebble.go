@@ -241,7 +241,14 @@ func (p *PebbleStorage) SaveIndex(coll string, ix *ivf.Index) error {
 	if err != nil {
 		return fmt.Errorf("node: save users of %q: %w", coll, err)
 	}
-	return p.s.SaveIndex(context.Background(), c, ix, store.Seqs{0: last})
+	ctx := context.Background()
+	if err := p.s.SaveIndex(ctx, c, ix, store.Seqs{0: last}); err != nil {
+		return err
+	}
+	// The saved index holds every batch through last: a restart replays
+	// only what follows, so the log before it can go. (With replicas, the
+	// cluster issue keeps what lagging backups still need.)
+	return p.s.TruncateLog(ctx, c, 0, last)
 }
 
 // LoadIndex implements Storage: the saved index, then the log after it.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"lookalike/ivf"
 	"lookalike/node"
@@ -70,6 +71,16 @@ func TestPebbleStorage(t *testing.T) {
 	}
 	waitState(t, n, "c", node.Ready)
 	check(n, nb-1)
+	// The index saved after the move covers the log, which is truncated.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		last, truncated, err := st.Store().LastSeq(node.CollectionNumber("c"), 0)
+		if err == nil && truncated > 0 && truncated == last {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log after the save: last %d, truncated %d, %v", last, truncated, err)
+		}
+	}
 	// Writes after the index was saved live only in the log.
 	more := randVecs(r, 10, d)
 	if _, err := n.Insert(ctx, "c", items("w", more, d)); err != nil {
