@@ -142,6 +142,12 @@ type Storage interface {
 	// SaveIndex persists ix as coll's index. The caller guarantees that ix
 	// holds every batch applied to coll when SaveIndex is called.
 	SaveIndex(coll string, ix *ivf.Index) error
+	// Checkpoint names the batches applied to coll so far, for a save
+	// that runs later: SaveIndexAt(coll, ix, cp) persists ix as covering
+	// them (ix must hold them; it may hold later ones too). A save older
+	// than one already done is skipped.
+	Checkpoint(coll string) (uint64, error)
+	SaveIndexAt(coll string, ix *ivf.Index, cp uint64) error
 	// LoadIndex returns the last saved index brought up to date with the
 	// batches applied after it was saved, or (nil, nil) when there is none.
 	LoadIndex(coll string, opts ivf.Options) (*ivf.Index, error)

@@ -37,6 +37,10 @@ type collection struct {
 	// compacting says whether one runs.
 	dead       atomic.Int64
 	compacting atomic.Bool
+	// writes counts items written to the trained lists since the last
+	// index save; saving says whether a background save runs.
+	writes atomic.Int64
+	saving atomic.Bool
 }
 
 // WriteItem is one item of an upsert, validated by the caller's decoder.
@@ -284,8 +288,37 @@ func (c *collection) upsert(ctx context.Context, items []WriteItem) error {
 		c.buf.Load().append(ids, vecs)
 	}
 	c.count.Add(int64(len(keep) - len(removed)))
+	c.maybeSave(ix, len(keep)+len(removed))
 	c.maybeTrain()
 	return nil
+}
+
+// maybeSave starts a background save of a trained index after SaveEvery
+// writes. Called with mu held: the checkpoint taken here names exactly
+// the batches ix holds, and the save runs without the lock.
+func (c *collection) maybeSave(ix *ivf.Index, n int) {
+	every := c.n.opts.SaveEvery
+	if ix == nil || c.buf.Load() != nil || every < 0 {
+		return
+	}
+	if c.writes.Add(int64(n)) < int64(every) || !c.saving.CompareAndSwap(false, true) {
+		return
+	}
+	cp, err := c.n.store.Checkpoint(c.meta.Name)
+	if err != nil {
+		c.saving.Store(false)
+		c.n.log.Warn("no checkpoint for a background save", "collection", c.meta.Name, "err", err)
+		return
+	}
+	c.writes.Store(0)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer c.saving.Store(false)
+		if err := c.n.store.SaveIndexAt(c.meta.Name, ix, cp); err != nil && c.ctx.Err() == nil {
+			c.n.log.Warn("background index save failed", "collection", c.meta.Name, "err", err)
+		}
+	}()
 }
 
 // dropMem removes an old copy from memory wherever it is (both places
@@ -335,6 +368,7 @@ func (c *collection) remove(ctx context.Context, userIDs []string) (int, error) 
 		c.dropMem(o.ID, o.List)
 	}
 	c.count.Add(-int64(len(removed)))
+	c.maybeSave(c.ix.Load(), len(removed))
 	return len(removed), nil
 }
 

@@ -33,6 +33,11 @@ type Options struct {
 	MoveChunk int
 	// CallTimeout bounds one gateway → shard call. Default 30 s.
 	CallTimeout time.Duration
+	// SaveEvery is how many writes (items put or deleted) to a trained
+	// collection trigger a save of its index in the background, bounding
+	// the log a restart after a crash replays. Default 100,000; negative:
+	// only after training and at shutdown.
+	SaveEvery int
 	// Logger receives the node's messages. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -59,6 +64,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.CallTimeout == 0 {
 		o.CallTimeout = 30 * time.Second
+	}
+	if o.SaveEvery == 0 {
+		o.SaveEvery = 100_000
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

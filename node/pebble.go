@@ -27,6 +27,9 @@ type PebbleStorage struct {
 
 	mu    sync.Mutex
 	users map[uint32]map[uint64]userRef // nil entry: not loaded yet
+
+	saveMu sync.Mutex
+	saved  map[uint32]uint64 // the checkpoint of the last save, per collection
 }
 
 // userRef is what PebbleStorage keeps in memory of an item: its user id,
@@ -42,7 +45,7 @@ func OpenPebble(dir string, o store.Options) (*PebbleStorage, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &PebbleStorage{s: s, dir: dir, users: map[uint32]map[uint64]userRef{}}, nil
+	return &PebbleStorage{s: s, dir: dir, users: map[uint32]map[uint64]userRef{}, saved: map[uint32]uint64{}}, nil
 }
 
 // Store returns the underlying store.
@@ -218,37 +221,59 @@ func (p *PebbleStorage) Drop(coll string) error {
 	p.mu.Lock()
 	delete(p.users, c)
 	p.mu.Unlock()
+	p.saveMu.Lock()
+	delete(p.saved, c)
+	p.saveMu.Unlock()
 	if err := os.Remove(usersPath(p.dir, c)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	return p.s.DropCollection(context.Background(), c)
 }
 
-// SaveIndex implements Storage: the index covers the shard's log through
-// its last sequence number, read first.
+// SaveIndex implements Storage.
 func (p *PebbleStorage) SaveIndex(coll string, ix *ivf.Index) error {
-	c := CollectionNumber(coll)
-	last, _, err := p.s.LastSeq(c, 0)
+	cp, err := p.Checkpoint(coll)
 	if err != nil {
 		return err
+	}
+	return p.SaveIndexAt(coll, ix, cp)
+}
+
+// Checkpoint implements Storage: the shard's last log sequence.
+func (p *PebbleStorage) Checkpoint(coll string) (uint64, error) {
+	last, _, err := p.s.LastSeq(CollectionNumber(coll), 0)
+	return last, err
+}
+
+// SaveIndexAt implements Storage: the users file and the index, both as
+// of cp, then the log through cp is truncated.
+func (p *PebbleStorage) SaveIndexAt(coll string, ix *ivf.Index, cp uint64) error {
+	c := CollectionNumber(coll)
+	p.saveMu.Lock()
+	defer p.saveMu.Unlock()
+	if done, ok := p.saved[c]; ok && cp <= done {
+		return nil // a newer save is in force
 	}
 	if err := p.loadUsers(c); err != nil {
 		return err
 	}
+	// The map may be newer than cp: replaying the log after cp onto it
+	// ends in the same state (puts and deletes replay in order).
 	p.mu.Lock()
-	err = writeUsers(p.dir, c, last, p.users[c])
+	err := writeUsers(p.dir, c, cp, p.users[c])
 	p.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("node: save users of %q: %w", coll, err)
 	}
 	ctx := context.Background()
-	if err := p.s.SaveIndex(ctx, c, ix, store.Seqs{0: last}); err != nil {
+	if err := p.s.SaveIndex(ctx, c, ix, store.Seqs{0: cp}); err != nil {
 		return err
 	}
-	// The saved index holds every batch through last: a restart replays
+	p.saved[c] = cp
+	// The saved index holds every batch through cp: a restart replays
 	// only what follows, so the log before it can go. (With replicas, the
 	// cluster issue keeps what lagging backups still need.)
-	return p.s.TruncateLog(ctx, c, 0, last)
+	return p.s.TruncateLog(ctx, c, 0, cp)
 }
 
 // LoadIndex implements Storage: the saved index, then the log after it.

@@ -24,7 +24,7 @@ func TestPebbleStorage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := node.Open(node.Options{NodeID: "n1", AutoTrainAt: -1, MoveChunk: 100}, meta, st)
+	n, err := node.Open(node.Options{NodeID: "n1", AutoTrainAt: -1, MoveChunk: 100, SaveEvery: 15}, meta, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +90,23 @@ func TestPebbleStorage(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(n, nb+9)
+	// A background save after SaveEvery (15) writes truncates the log.
+	before, _, _ := st.Store().LastSeq(node.CollectionNumber("c"), 0)
+	if _, err := n.Insert(ctx, "c", items("x", randVecs(r, 5, d), d)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		_, truncated, _ := st.Store().LastSeq(node.CollectionNumber("c"), 0)
+		if truncated > before {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no background save: truncated %d, last before %d", truncated, before)
+		}
+	}
+	if _, err := n.Insert(ctx, "c", items("y", randVecs(r, 1, d), d)); err != nil {
+		t.Fatal(err)
+	}
 	// Crash: the store closes under the node, no flush.
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
@@ -102,7 +119,7 @@ func TestPebbleStorage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check(n2, nb+9)
+	check(n2, nb+15)
 	res, _ := n2.Search(ctx, "c", node.SearchRequest{Vector: vecs[17*d : 18*d], K: 2, NProbe: 8, Refine: 4})
 	if res.Hits[1].UserID == "v17" {
 		t.Fatalf("v17 twice: %+v", res.Hits)
@@ -121,7 +138,7 @@ func TestPebbleStorage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n3.Close()
-	check(n3, nb+9)
+	check(n3, nb+15)
 	if err := n3.DropCollection(ctx, "c"); err != nil {
 		t.Fatal(err)
 	}

@@ -165,6 +165,8 @@ type Store struct {
 	dir     map[string]map[string]uint64
 	index   map[string][]byte
 	stale   map[string]bool
+	applied map[string]uint64 // batches per collection
+	savedAt map[string]uint64
 	Applies int // batches applied
 	// FailApply, when set, fails every Apply with it.
 	FailApply error
@@ -175,7 +177,8 @@ type Store struct {
 
 // NewStore returns an empty store.
 func NewStore() *Store {
-	return &Store{items: map[string]map[uint64]node.Item{}, dir: map[string]map[string]uint64{}, index: map[string][]byte{}, stale: map[string]bool{}}
+	return &Store{items: map[string]map[uint64]node.Item{}, dir: map[string]map[string]uint64{}, index: map[string][]byte{}, stale: map[string]bool{},
+		applied: map[string]uint64{}, savedAt: map[string]uint64{}}
 }
 
 func (s *Store) Apply(b *node.Batch) ([]node.Removed, error) {
@@ -210,6 +213,7 @@ func (s *Store) Apply(b *node.Batch) ([]node.Removed, error) {
 		drop(u)
 	}
 	s.stale[b.Collection] = true
+	s.applied[b.Collection]++
 	s.Applies++
 	return removed, nil
 }
@@ -270,18 +274,38 @@ func (s *Store) Drop(coll string) error {
 	delete(s.dir, coll)
 	delete(s.index, coll)
 	delete(s.stale, coll)
+	delete(s.applied, coll)
+	delete(s.savedAt, coll)
 	return nil
 }
 
 func (s *Store) SaveIndex(coll string, ix *ivf.Index) error {
+	cp, _ := s.Checkpoint(coll)
+	return s.SaveIndexAt(coll, ix, cp)
+}
+
+// Checkpoint is the number of batches applied to coll.
+func (s *Store) Checkpoint(coll string) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applied[coll], nil
+}
+
+// SaveIndexAt keeps ix's file; LoadIndex uses it only if no batch was
+// applied after cp.
+func (s *Store) SaveIndexAt(coll string, ix *ivf.Index, cp uint64) error {
 	var b bytes.Buffer
 	if _, err := ix.WriteTo(&b); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if cp < s.savedAt[coll] {
+		return nil
+	}
 	s.index[coll] = b.Bytes()
-	s.stale[coll] = false
+	s.savedAt[coll] = cp
+	s.stale[coll] = s.applied[coll] != cp
 	return nil
 }
 
