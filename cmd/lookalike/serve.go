@@ -68,6 +68,7 @@ the file. SIGTERM or Ctrl-C shuts down gracefully.`,
 	f.IntVar(&o.API.QueueReads, "queue-reads", 1024, "read requests waiting beyond those (then 429)")
 	f.IntVar(&o.Node.DefaultNProbe, "nprobe", 16, "nprobe of searches that give none")
 	f.IntVar(&o.Node.AutoTrainAt, "auto-train-at", 39*256, "count at which an nlist-auto collection trains by itself (negative: never; a fixed nlist trains at 39×nlist)")
+	f.IntVar(&o.Node.SaveEvery, "save-every", 100_000, "writes to a trained collection between background index saves (negative: only after training and at shutdown)")
 	f.BoolVar(&quiet, "quiet", false, "log warnings and errors only")
 	return c
 }
