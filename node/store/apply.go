@@ -172,8 +172,12 @@ func (r *resolver) user(userID string) (loc, error) {
 	if l, ok := r.byUser[userID]; ok {
 		return l, nil
 	}
+	// What the directory holds is the state as of the ops so far until an
+	// op changes it, so the answer is kept: an upsert asks twice (for the
+	// put, then for the delete of the old copy).
 	v, err := r.seek(&r.dirIt, recDir, dirKey(r.coll, userID))
 	if errors.Is(err, ErrNotFound) {
+		r.byUser[userID] = loc{}
 		return loc{}, nil
 	}
 	if err != nil {
@@ -183,7 +187,9 @@ func (r *resolver) user(userID string) (loc, error) {
 	if err != nil {
 		return loc{}, fmt.Errorf("store: directory entry %q: %w", userID, err)
 	}
-	return loc{list: list, id: id, present: true}, nil
+	l := loc{list: list, id: id, present: true}
+	r.byUser[userID] = l
+	return l, nil
 }
 
 func (r *resolver) id(id uint64) (*Item, error) {
@@ -218,6 +224,21 @@ func (r *resolver) heldID(id uint64) (*Item, error) {
 		return nil, nil
 	}
 	return r.id(id)
+}
+
+// named returns the item that the directory entry l of userID names. It
+// reads nothing unless the batch touched that internal id: the directory
+// entry holds the list and the internal id, which is all that deleting
+// the item and logging the delete take, so an upsert or delete by user id
+// does not fetch the old vector.
+func (r *resolver) named(userID string, l loc) (*Item, error) {
+	if it, ok := r.byID[l.id]; ok {
+		if it == nil {
+			return nil, fmt.Errorf("%w: directory names internal id %d for %q, which is absent", ErrCorrupt, l.id, userID)
+		}
+		return it, nil
+	}
+	return &Item{UserID: userID, List: l.list, ID: l.id}, nil
 }
 
 // del removes a stored item, and its directory entry if that still names it.
@@ -258,12 +279,9 @@ func (r *resolver) op(i int, op *Op) (bool, error) {
 			return false, err
 		}
 		if prev.present {
-			old, err := r.id(prev.id)
+			old, err := r.named(it.UserID, prev)
 			if err != nil {
 				return false, err
-			}
-			if old == nil {
-				return false, fmt.Errorf("%w: directory names internal id %d for %q, which is absent", ErrCorrupt, prev.id, it.UserID)
 			}
 			if err := r.del(old); err != nil {
 				return false, err
@@ -285,11 +303,8 @@ func (r *resolver) op(i int, op *Op) (bool, error) {
 			if err != nil || !u.present {
 				return false, err
 			}
-			if target, err = r.id(u.id); err != nil {
+			if target, err = r.named(it.UserID, u); err != nil {
 				return false, err
-			}
-			if target == nil {
-				return false, fmt.Errorf("%w: directory names internal id %d for %q, which is absent", ErrCorrupt, u.id, it.UserID)
 			}
 		} else {
 			var err error
