@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"os"
 	"sync"
 
@@ -30,6 +29,9 @@ type PebbleStorage struct {
 
 	saveMu sync.Mutex
 	saved  map[uint32]uint64 // the checkpoint of the last save, per collection
+
+	numMu sync.Mutex
+	nums  map[string]uint32 // collection name → store number
 }
 
 // userRef is what PebbleStorage keeps in memory of an item: its user id,
@@ -45,17 +47,27 @@ func OpenPebble(dir string, o store.Options) (*PebbleStorage, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &PebbleStorage{s: s, dir: dir, users: map[uint32]map[uint64]userRef{}, saved: map[uint32]uint64{}}, nil
+	return &PebbleStorage{s: s, dir: dir, users: map[uint32]map[uint64]userRef{}, saved: map[uint32]uint64{}, nums: map[string]uint32{}}, nil
 }
 
 // Store returns the underlying store.
 func (p *PebbleStorage) Store() *store.Store { return p.s }
 
-// CollectionNumber is the store number of a collection name.
-func CollectionNumber(name string) uint32 {
-	h := fnv.New32a()
-	h.Write([]byte(name))
-	return h.Sum32()
+// CollectionNumber is the store's number of a collection name
+// (store.CollectionID: assigned on first use, persisted, never reused, so
+// a collection dropped and created again starts from nothing).
+func (p *PebbleStorage) CollectionNumber(name string) (uint32, error) {
+	p.numMu.Lock()
+	defer p.numMu.Unlock()
+	if c, ok := p.nums[name]; ok {
+		return c, nil
+	}
+	c, err := p.s.CollectionID(context.Background(), name)
+	if err != nil {
+		return 0, storeErr(err)
+	}
+	p.nums[name] = c
+	return c, nil
 }
 
 func toStoreList(l int32) uint32 {
@@ -90,7 +102,10 @@ func storeErr(err error) error {
 
 // Apply implements Storage.
 func (p *PebbleStorage) Apply(b *Batch) ([]Removed, error) {
-	coll := CollectionNumber(b.Collection)
+	coll, err := p.CollectionNumber(b.Collection)
+	if err != nil {
+		return nil, err
+	}
 	sb := store.NewBatch(coll, 0, b.Dim)
 	for _, it := range b.Puts {
 		sb.Put(store.Item{UserID: it.UserID, ID: it.ID, List: toStoreList(it.List), Vector: it.Vector, Meta: it.Meta})
@@ -159,7 +174,11 @@ func (p *PebbleStorage) scan(coll uint32, fn func(store.Item) error) error {
 
 // Get implements Storage.
 func (p *PebbleStorage) Get(coll, userID string) (Item, error) {
-	it, err := p.s.GetByUserID(context.Background(), CollectionNumber(coll), userID)
+	c, err := p.CollectionNumber(coll)
+	if err != nil {
+		return Item{}, err
+	}
+	it, err := p.s.GetByUserID(context.Background(), c, userID)
 	if err != nil {
 		return Item{}, fmt.Errorf("%q: %w", userID, storeErr(err))
 	}
@@ -168,7 +187,10 @@ func (p *PebbleStorage) Get(coll, userID string) (Item, error) {
 
 // Item implements Storage.
 func (p *PebbleStorage) Item(coll string, id uint64) (Item, error) {
-	c := CollectionNumber(coll)
+	c, err := p.CollectionNumber(coll)
+	if err != nil {
+		return Item{}, err
+	}
 	if err := p.loadUsers(c); err != nil {
 		return Item{}, err
 	}
@@ -193,14 +215,21 @@ func (p *PebbleStorage) Item(coll string, id uint64) (Item, error) {
 
 // Vectors implements Storage.
 func (p *PebbleStorage) Vectors(coll string, ids []uint64, dst []float32) error {
-	return storeErr(p.s.Source(CollectionNumber(coll)).Vectors(ids, dst))
+	c, err := p.CollectionNumber(coll)
+	if err != nil {
+		return err
+	}
+	return storeErr(p.s.Source(c).Vectors(ids, dst))
 }
 
 // Scan implements Storage.
 func (p *PebbleStorage) Scan(coll string, fn func(Item) error) error {
-	c := CollectionNumber(coll)
+	c, err := p.CollectionNumber(coll)
+	if err != nil {
+		return err
+	}
 	m := map[uint64]userRef{}
-	err := p.scan(c, func(it store.Item) error {
+	err = p.scan(c, func(it store.Item) error {
 		m[it.ID] = userRef{it.UserID, len(it.Meta) > 0}
 		return fn(fromStoreItem(it))
 	})
@@ -217,7 +246,10 @@ func (p *PebbleStorage) Scan(coll string, fn func(Item) error) error {
 
 // Drop implements Storage.
 func (p *PebbleStorage) Drop(coll string) error {
-	c := CollectionNumber(coll)
+	c, err := p.CollectionNumber(coll)
+	if err != nil {
+		return err
+	}
 	p.mu.Lock()
 	delete(p.users, c)
 	p.mu.Unlock()
@@ -227,7 +259,13 @@ func (p *PebbleStorage) Drop(coll string) error {
 	if err := os.Remove(usersPath(p.dir, c)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	return p.s.DropCollection(context.Background(), c)
+	if err := p.s.DropCollection(context.Background(), c); err != nil {
+		return err
+	}
+	p.numMu.Lock()
+	delete(p.nums, coll) // the store forgot the name: the next use gets a new number
+	p.numMu.Unlock()
+	return nil
 }
 
 // SaveIndex implements Storage.
@@ -241,14 +279,21 @@ func (p *PebbleStorage) SaveIndex(coll string, ix *ivf.Index) error {
 
 // Checkpoint implements Storage: the shard's last log sequence.
 func (p *PebbleStorage) Checkpoint(coll string) (uint64, error) {
-	last, _, err := p.s.LastSeq(CollectionNumber(coll), 0)
+	c, err := p.CollectionNumber(coll)
+	if err != nil {
+		return 0, err
+	}
+	last, _, err := p.s.LastSeq(c, 0)
 	return last, err
 }
 
 // SaveIndexAt implements Storage: the users file and the index, both as
 // of cp, then the log through cp is truncated.
 func (p *PebbleStorage) SaveIndexAt(coll string, ix *ivf.Index, cp uint64) error {
-	c := CollectionNumber(coll)
+	c, err := p.CollectionNumber(coll)
+	if err != nil {
+		return err
+	}
 	p.saveMu.Lock()
 	defer p.saveMu.Unlock()
 	if done, ok := p.saved[c]; ok && cp <= done {
@@ -260,7 +305,7 @@ func (p *PebbleStorage) SaveIndexAt(coll string, ix *ivf.Index, cp uint64) error
 	// The map may be newer than cp: replaying the log after cp onto it
 	// ends in the same state (puts and deletes replay in order).
 	p.mu.Lock()
-	err := writeUsers(p.dir, c, cp, p.users[c])
+	err = writeUsers(p.dir, c, cp, p.users[c])
 	p.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("node: save users of %q: %w", coll, err)
@@ -278,7 +323,10 @@ func (p *PebbleStorage) SaveIndexAt(coll string, ix *ivf.Index, cp uint64) error
 
 // LoadIndex implements Storage: the saved index, then the log after it.
 func (p *PebbleStorage) LoadIndex(coll string, opts ivf.Options) (*ivf.Index, error) {
-	c := CollectionNumber(coll)
+	c, err := p.CollectionNumber(coll)
+	if err != nil {
+		return nil, err
+	}
 	ctx := context.Background()
 	ix, covered, err := p.s.LoadIndex(ctx, c, opts)
 	if errors.Is(err, store.ErrNoIndex) {

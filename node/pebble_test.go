@@ -73,7 +73,7 @@ func TestPebbleStorage(t *testing.T) {
 	check(n, nb-1)
 	// The index saved after the move covers the log, which is truncated.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		last, truncated, err := st.Store().LastSeq(node.CollectionNumber("c"), 0)
+		last, truncated, err := st.Store().LastSeq(num(t, st, "c"), 0)
 		if err == nil && truncated > 0 && truncated == last {
 			break
 		}
@@ -91,12 +91,12 @@ func TestPebbleStorage(t *testing.T) {
 	}
 	check(n, nb+9)
 	// A background save after SaveEvery (15) writes truncates the log.
-	before, _, _ := st.Store().LastSeq(node.CollectionNumber("c"), 0)
+	before, _, _ := st.Store().LastSeq(num(t, st, "c"), 0)
 	if _, err := n.Insert(ctx, "c", items("x", randVecs(r, 5, d), d)); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		_, truncated, _ := st.Store().LastSeq(node.CollectionNumber("c"), 0)
+		_, truncated, _ := st.Store().LastSeq(num(t, st, "c"), 0)
 		if truncated > before {
 			break
 		}
@@ -139,10 +139,30 @@ func TestPebbleStorage(t *testing.T) {
 	}
 	defer n3.Close()
 	check(n3, nb+15)
+	old := num(t, st3, "c")
 	if err := n3.DropCollection(ctx, "c"); err != nil {
 		t.Fatal(err)
+	}
+	// Created again under the same name, it starts from nothing.
+	if _, err := n3.CreateCollection(ctx, node.CollectionMeta{Name: "c", Dim: d, Metric: ivf.L2}); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := n3.Describe("c"); s.Count != 0 || num(t, st3, "c") == old {
+		t.Fatalf("recreated: %+v, number %d (was %d)", s, num(t, st3, "c"), old)
+	}
+	if _, err := n3.Get(ctx, "c", "v0", false); err == nil {
+		t.Fatal("an item of the dropped collection is back")
 	}
 	if st3.Stats()["disk_bytes"] <= 0 {
 		t.Fatal("no pebble stats")
 	}
+}
+
+func num(t *testing.T, st *node.PebbleStorage, name string) uint32 {
+	t.Helper()
+	c, err := st.CollectionNumber(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
