@@ -103,13 +103,21 @@ type Item struct {
 
 // Batch is one atomic write to a collection. Puts upsert by user id: a
 // user id that holds an item now loses it (the store removes the old copy,
-// wherever it is); a Put of an item's own internal id with another list
-// re-lists it (training's move step). Deletes name user ids.
+// wherever it is). Deletes name user ids.
 type Batch struct {
 	Collection string
 	Dim        int
 	Puts       []Item
 	Deletes    []string
+	// Moves re-list stored items by internal id, keeping everything else
+	// (training's move step); an absent id is skipped.
+	Moves []Move
+}
+
+// Move re-lists the stored item ID into List.
+type Move struct {
+	ID   uint64
+	List int32
 }
 
 // Removed is a copy that Apply removed: the old copy of an upserted user

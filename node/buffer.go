@@ -111,6 +111,18 @@ func (b *flatBuffer) search(q []float32, k int) []ivf.Hit {
 	return top.Sorted(nil)
 }
 
+// liveIDs returns the live ids of the current view.
+func (b *flatBuffer) liveIDs() []uint64 {
+	v := b.view.Load()
+	ids := make([]uint64, 0, v.live)
+	for i := 0; i < v.n; i++ {
+		if !v.deleted(i) {
+			ids = append(ids, v.ids[i])
+		}
+	}
+	return ids
+}
+
 // liveRows returns copies of the live ids and rows of the current view,
 // for training and the move.
 func (b *flatBuffer) liveRows() ([]uint64, []float32) {

@@ -550,19 +550,13 @@ func (c *collection) adopt(ix *ivf.Index, epoch uint64) error {
 	c.epoch.Store(epoch)
 	buf := c.buf.Load()
 	c.mu.Unlock()
-	// The buffered items' ids and metadata (their floats stay in buf
-	// until their chunk moves); any that are deleted or upserted from
-	// here on leave buf and are skipped.
+	// The buffered items by id; their floats come from buf chunk by chunk,
+	// and any deleted or upserted from here on leave buf and are skipped.
 	var moves []Item
-	err := c.n.store.Scan(c.meta.Name, func(it Item) error {
-		if it.List == BufferList {
-			it.Vector = nil // the buffer holds them, as inserted
-			moves = append(moves, it)
+	if buf != nil {
+		for _, id := range buf.liveIDs() {
+			moves = append(moves, Item{ID: id})
 		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	if err := c.moveRows(ix, moves, buf); err != nil {
 		return err
@@ -570,7 +564,7 @@ func (c *collection) adopt(ix *ivf.Index, epoch uint64) error {
 	c.mu.Lock()
 	c.buf.Store(nil)
 	c.state.Store(uint32(Ready))
-	err = c.n.store.SaveIndex(c.meta.Name, ix)
+	err := c.n.store.SaveIndex(c.meta.Name, ix)
 	c.mu.Unlock()
 	if err != nil {
 		return err
@@ -622,7 +616,7 @@ func (c *collection) moveChunk(ix *ivf.Index, items []Item, buf *flatBuffer) err
 	defer c.mu.Unlock()
 	if buf != nil {
 		// Keep the items still buffered, with their floats from the buffer
-		// (the move list holds no floats; see adopt).
+		// (the move list holds ids only; see adopt).
 		d := c.meta.Dim
 		buf.mu.Lock()
 		v := buf.view.Load()
@@ -651,10 +645,9 @@ func (c *collection) moveChunk(ix *ivf.Index, items []Item, buf *flatBuffer) err
 	if err != nil {
 		return err
 	}
-	b := &Batch{Collection: c.meta.Name, Dim: d, Puts: make([]Item, len(items))}
+	b := &Batch{Collection: c.meta.Name, Dim: d, Moves: make([]Move, len(items))}
 	for i, it := range items {
-		it.List = labels[i]
-		b.Puts[i] = it
+		b.Moves[i] = Move{ID: it.ID, List: labels[i]}
 	}
 	// The removed copies are the buffered ones: they stay in buf, which
 	// answers beside the lists until the move ends (MergeTopK drops the

@@ -113,6 +113,9 @@ func (p *PebbleStorage) Apply(b *Batch) ([]Removed, error) {
 	for _, u := range b.Deletes {
 		sb.Delete(u)
 	}
+	for _, m := range b.Moves {
+		sb.Move(m.ID, toStoreList(m.List))
+	}
 	if sb.Len() == 0 {
 		return nil, nil
 	}

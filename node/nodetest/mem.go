@@ -212,6 +212,13 @@ func (s *Store) Apply(b *node.Batch) ([]node.Removed, error) {
 	for _, u := range b.Deletes {
 		drop(u)
 	}
+	for _, mv := range b.Moves {
+		if it, ok := items[mv.ID]; ok {
+			removed = append(removed, node.Removed{ID: mv.ID, List: it.List})
+			it.List = mv.List
+			items[mv.ID] = it
+		}
+	}
 	s.stale[b.Collection] = true
 	s.applied[b.Collection]++
 	s.Applies++
