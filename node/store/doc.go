@@ -21,6 +21,11 @@
 // (and possibly one whose sync is still in flight, as with any Pebble
 // write).
 //
+// Ingest: Apply does not look up internal ids that it knows to be free
+// (above every id the collection held at Open and not written since; see
+// idSet), nor read the old item of an upsert (the directory entry names
+// its list and id). Figures in docs/format/keys.md, "Ingest".
+//
 // Restart: LoadIndex returns a collection's persisted ivf index and the
 // log sequence of each shard it covers; replaying each shard's log after
 // that (ScanLog, Replay) brings it up to date. Untrained collections have
