@@ -53,7 +53,7 @@ FUZZ_TARGETS = \
 	proto:FuzzDecodeCreateCollection proto:FuzzDecodeInsert proto:FuzzDecodeSearch \
 	proto:FuzzDecodeTrain proto:FuzzDecodeBulk \
 	coordinator/meta:FuzzDecode coordinator/meta:FuzzDecodeTable \
-	node/store:FuzzDecode
+	node/store:FuzzDecode node:FuzzDecodeUsers
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
