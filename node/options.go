@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"runtime"
 	"time"
+
+	"lookalike/ivf"
 )
 
 // Options configure a Node. The zero value of each field means its
@@ -38,6 +40,10 @@ type Options struct {
 	// the log a restart after a crash replays. Default 100,000; negative:
 	// only after training and at shutdown.
 	SaveEvery int
+	// Scanner scans the probed lists of every trained collection. Default
+	// (nil): ivf's CPU kernels. `lookalike serve --gpu` passes package
+	// cuda's GPU scanner here.
+	Scanner ivf.Scanner
 	// Logger receives the node's messages. Default slog.Default().
 	Logger *slog.Logger
 }

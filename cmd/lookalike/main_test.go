@@ -65,3 +65,12 @@ func TestRuntimeErrorExitsOne(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 }
+
+// A plain build has no GPU scanner: --gpu must say so, not start a node
+// that silently scans on the CPU.
+func TestServeGPUWithoutCUDABuild(t *testing.T) {
+	code, _, stderr := runCLI(t, "serve", "--gpu", "--data", t.TempDir(), "--http", "127.0.0.1:0", "--raft", "127.0.0.1:0")
+	if code != 1 || !strings.Contains(stderr, "built without the cuda build tag") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}

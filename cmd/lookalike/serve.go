@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"lookalike/cuda"
 	"lookalike/node"
 )
 
@@ -19,9 +20,11 @@ func init() {
 
 func newServeCmd() *cobra.Command {
 	var (
-		o      node.ServerOptions
-		config string
-		quiet  bool
+		o         node.ServerOptions
+		config    string
+		quiet     bool
+		gpu       bool
+		gpuMemory int64
 	)
 	c := &cobra.Command{
 		Use:   "serve",
@@ -45,11 +48,21 @@ the file. SIGTERM or Ctrl-C shuts down gracefully.`,
 			}
 			o.Logger = slog.New(slog.NewTextHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			o.RaftLog = c.ErrOrStderr()
+			if gpu {
+				sc, err := cuda.NewScanner(cuda.Options{MemoryBudget: gpuMemory})
+				if err != nil {
+					return fmt.Errorf("--gpu: %w", err)
+				}
+				defer sc.Close()
+				o.Node.Scanner = sc
+			}
 			return node.Run(c.Context(), o, nil)
 		},
 	}
 	f := c.Flags()
 	f.StringVar(&config, "config", "", "config file of `flag = value` lines")
+	f.BoolVar(&gpu, "gpu", false, "scan lists on the GPU (a binary built with -tags cuda: make cuda)")
+	f.Int64Var(&gpuMemory, "gpu-memory", 0, "GPU memory budget in bytes for resident lists (default: 80% of free memory less 256 MiB); what does not fit is scanned on the CPU")
 	f.StringVar(&o.DataDir, "data", "data", "data directory")
 	f.StringVar(&o.HTTPAddr, "http", "127.0.0.1:8080", "HTTP API listen address")
 	f.StringVar(&o.RaftAddr, "raft", "127.0.0.1:7947", "Raft listen address")
