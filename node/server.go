@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"lookalike/coordinator"
+	"lookalike/internal/fsutil"
 	"lookalike/node/store"
 )
 
@@ -160,24 +161,12 @@ func resolveNodeID(dir, want string) (string, error) {
 		err = os.Rename(tmp, p)
 	}
 	if err == nil {
-		err = syncDir(dir)
+		err = fsutil.SyncDir(dir)
 	}
 	if err != nil {
 		return "", fmt.Errorf("node: persist node id: %w", err)
 	}
 	return id, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // Run serves until ctx ends (SIGTERM), then shuts down gracefully: it

@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"lookalike/internal/fsutil"
 )
 
 // The users file: PebbleStorage's internal id → user id map of one
@@ -86,7 +88,7 @@ func writeUsers(dir string, coll uint32, seq uint64, m map[uint64]userRef) (err 
 	if err = os.Rename(f.Name(), usersPath(dir, coll)); err != nil {
 		return err
 	}
-	return syncDir(d)
+	return fsutil.SyncDir(d)
 }
 
 var errUsersFile = errors.New("node: unusable users file")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"lookalike/internal/fsutil"
 	"lookalike/ivf"
 )
 
@@ -102,19 +103,7 @@ func writeFileAtomic(ctx context.Context, dir, name string, ix *ivf.Index) (err 
 	if err = os.Rename(f.Name(), filepath.Join(dir, name)); err != nil {
 		return err
 	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return fsutil.SyncDir(dir)
 }
 
 // LoadIndex loads a collection's persisted index and the sequence numbers
