@@ -11,17 +11,9 @@ import (
 // /v1/collections. Replicas defaults to 1, NList to NListAuto.
 func DecodeCreateCollection(r io.Reader, limits Limits) (CreateCollection, error) {
 	var c CreateCollection
-	lim, err := limits.resolve()
+	_, _, ms, err := readObject(r, limits, false)
 	if err != nil {
 		return c, err
-	}
-	body, err := readBody(r, lim, false)
-	if err != nil {
-		return c, err
-	}
-	ms, err := members(body, nil)
-	if err != nil {
-		return c, Errorf(BadRequest, "body: %s", err.Error())
 	}
 	var p problems
 	seen := map[string]bool{}
@@ -124,19 +116,11 @@ func (c *CreateCollection) check(p *problems, skip map[string]bool) {
 // /v1/collections/{c}/vectors. What needs the collection (dim, metric) is
 // checked by Insert.ValidateVectors. For the bulk format, see DecodeBulk.
 func DecodeInsert(r io.Reader, limits Limits) (Insert, error) {
-	lim, err := limits.resolve()
-	if err != nil {
-		return Insert{}, err
-	}
-	body, err := readBody(r, lim, false)
+	lim, body, ms, err := readObject(r, limits, false)
 	if err != nil {
 		return Insert{}, err
 	}
 	defer putBody(body)
-	ms, err := members(body, nil)
-	if err != nil {
-		return Insert{}, Errorf(BadRequest, "body: %s", err.Error())
-	}
 	var p problems
 	var elems [][]byte
 	seen := map[string]bool{}
@@ -292,17 +276,9 @@ func (r *Insert) ValidateVectors(dim int, metric Metric) error {
 // checked by Search.ValidateVector.
 func DecodeSearch(r io.Reader, limits Limits) (Search, error) {
 	var s Search
-	lim, err := limits.resolve()
+	_, _, ms, err := readObject(r, limits, false)
 	if err != nil {
 		return s, err
-	}
-	body, err := readBody(r, lim, false)
-	if err != nil {
-		return s, err
-	}
-	ms, err := members(body, nil)
-	if err != nil {
-		return s, Errorf(BadRequest, "body: %s", err.Error())
 	}
 	var p problems
 	seen := map[string]bool{}
@@ -401,17 +377,9 @@ func (s *Search) ValidateVector(dim int, metric Metric) error {
 // empty, {} or {"nlist": N|"auto"}.
 func DecodeTrain(r io.Reader, limits Limits) (Train, error) {
 	var t Train
-	lim, err := limits.resolve()
-	if err != nil {
-		return t, err
-	}
-	body, err := readBody(r, lim, true)
+	_, body, ms, err := readObject(r, limits, true)
 	if err != nil || body == nil {
 		return t, err
-	}
-	ms, err := members(body, nil)
-	if err != nil {
-		return t, Errorf(BadRequest, "body: %s", err.Error())
 	}
 	var p problems
 	seen := map[string]bool{}
@@ -456,3 +424,23 @@ func once(p *problems, seen map[string]bool, prefix, key string) bool {
 type fieldError struct{ msg string }
 
 func (e *fieldError) Error() string { return e.msg }
+
+// readObject resolves limits, reads the body and splits it into the
+// members of its JSON object: the prologue every JSON decoder shares. body
+// is nil (with no error) only for an empty body when allowEmpty; an
+// Insert gives body back to the pool with putBody once done with ms.
+func readObject(r io.Reader, limits Limits, allowEmpty bool) (Limits, []byte, []member, error) {
+	lim, err := limits.resolve()
+	if err != nil {
+		return lim, nil, nil, err
+	}
+	body, err := readBody(r, lim, allowEmpty)
+	if err != nil || body == nil {
+		return lim, nil, nil, err
+	}
+	ms, err := members(body, nil)
+	if err != nil {
+		return lim, body, nil, Errorf(BadRequest, "body: %s", err.Error())
+	}
+	return lim, body, ms, nil
+}
