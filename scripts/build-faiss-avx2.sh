@@ -34,22 +34,9 @@ bin=$root/lookalike-faiss-avx2
 jobs=${JOBS:-$(nproc)}
 want_version=1.7.3
 
-SUDO=
-if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+. "$(dirname "$0")/apt.sh"
 
-ensure_packages() {
-	local missing=()
-	for p in dpkg-dev cmake make g++ libopenblas-dev liblapack-dev; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-	done
-	if [ ${#missing[@]} -eq 0 ]; then
-		log "build dependencies present"
-		return
-	fi
-	log "installing build dependencies: ${missing[*]}"
-	$SUDO apt-get install -y --no-install-recommends "${missing[@]}" ||
-		{ $SUDO apt-get update && $SUDO apt-get install -y --no-install-recommends "${missing[@]}"; }
-}
+ensure_packages() { apt_ensure dpkg-dev cmake make g++ libopenblas-dev liblapack-dev; }
 
 ensure_deb_src() {
 	if grep -rqsE '^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/ &&

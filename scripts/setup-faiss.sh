@@ -10,27 +10,10 @@ set -euo pipefail
 
 log() { printf 'setup-faiss: %s\n' "$*"; }
 
-SUDO=
-if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+. "$(dirname "$0")/apt.sh"
 arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
 
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-
-missing=()
-for p in libfaiss-dev libopenblas0-pthread; do
-	installed "$p" || missing+=("$p")
-done
-if [ ${#missing[@]} -eq 0 ]; then
-	log "already installed: libfaiss-dev libopenblas0-pthread"
-else
-	log "installing: ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	if ! $SUDO apt-get install -y --no-install-recommends "${missing[@]}"; then
-		log "apt-get update (package lists are stale or missing)"
-		$SUDO apt-get update
-		$SUDO apt-get install -y --no-install-recommends "${missing[@]}"
-	fi
-fi
+apt_ensure libfaiss-dev libopenblas0-pthread
 
 # select NAME: point the alternative NAME at OpenBLAS's library.
 select_openblas() {
