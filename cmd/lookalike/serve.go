@@ -25,6 +25,7 @@ func newServeCmd() *cobra.Command {
 		quiet     bool
 		gpu       bool
 		gpuMemory int64
+		debugAddr string
 	)
 	c := &cobra.Command{
 		Use:   "serve",
@@ -56,6 +57,13 @@ the file. SIGTERM or Ctrl-C shuts down gracefully.`,
 				defer sc.Close()
 				o.Node.Scanner = sc
 			}
+			if debugAddr != "" {
+				stop, err := serveDebug(c.Context(), debugAddr, o.Logger)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			return node.Run(c.Context(), o, nil)
 		},
 	}
@@ -83,6 +91,7 @@ the file. SIGTERM or Ctrl-C shuts down gracefully.`,
 	f.IntVar(&o.Node.AutoTrainAt, "auto-train-at", 39*256, "count at which an nlist-auto collection trains by itself (negative: never; a fixed nlist trains at 39×nlist)")
 	f.IntVar(&o.Node.SaveEvery, "save-every", 100_000, "writes to a trained collection between background index saves (negative: only after training and at shutdown)")
 	f.BoolVar(&quiet, "quiet", false, "log warnings and errors only")
+	f.StringVar(&debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof) on this address (off by default; no keys: keep it on loopback)")
 	return c
 }
 
