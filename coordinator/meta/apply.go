@@ -103,6 +103,10 @@ func applyCreateCollection(t *Table, c Command) (*Table, any, error) {
 		return nil, nil, fmt.Errorf("%w: %d (want 1..16)", ErrBadReplicas, r.Replicas)
 	case r.Shards < 0 || r.Shards > MaxShards:
 		return nil, nil, fmt.Errorf("%w: %d", ErrBadShards, r.Shards)
+	case r.ModelHash != "" && r.Model == "":
+		return nil, nil, fmt.Errorf("%w: model hash without a model", ErrBadModel)
+	case r.ModelHash != "" && !validModelHash(r.ModelHash):
+		return nil, nil, fmt.Errorf("%w: model hash %q, want 64 lower-case hex digits", ErrBadModel, r.ModelHash)
 	}
 	if _, ok := t.colls[r.Name]; ok {
 		return nil, nil, fmt.Errorf("%w: %q", ErrCollectionExists, r.Name)
@@ -117,7 +121,7 @@ func applyCreateCollection(t *Table, c Command) (*Table, any, error) {
 		shards = len(live)
 	}
 	col := &Collection{
-		Name: r.Name, Dim: r.Dim, Metric: r.Metric, NList: r.NList, Replicas: replicas, Model: r.Model,
+		Name: r.Name, Dim: r.Dim, Metric: r.Metric, NList: r.NList, Replicas: replicas, Model: r.Model, ModelHash: r.ModelHash,
 		State: Untrained, Epoch: 1,
 		Buffer: PlaceShards(shards, replicas, live, 1),
 	}
@@ -440,4 +444,18 @@ func applyRetireBuffer(t *Table, c Command) (*Table, any, error) {
 	nc := col.clone()
 	nc.Buffer = nil
 	return t.withCollection(nc), nil, nil
+}
+
+// validModelHash reports whether h is a hex SHA-256: 64 lower-case hex
+// digits.
+func validModelHash(h string) bool {
+	if len(h) != 64 {
+		return false
+	}
+	for i := range len(h) {
+		if c := h[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -3,6 +3,7 @@ package meta_test
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 
 	"lookalike/coordinator/meta"
@@ -74,6 +75,8 @@ func TestApplyErrors(t *testing.T) {
 		{"too many replicas", tb, meta.CreateCollection{Name: "d", Dim: 4, Metric: ivf.L2, Replicas: 3}, meta.ErrNotEnoughNodes},
 		{"no nodes", meta.New(), meta.CreateCollection{Name: "d", Dim: 4, Metric: ivf.L2}, meta.ErrNotEnoughNodes},
 		{"duplicate", tb, meta.CreateCollection{Name: "c", Dim: 4, Metric: ivf.L2}, meta.ErrCollectionExists},
+		{"model hash without model", tb, meta.CreateCollection{Name: "d", Dim: 4, Metric: ivf.L2, ModelHash: strings.Repeat("a", 64)}, meta.ErrBadModel},
+		{"bad model hash", tb, meta.CreateCollection{Name: "d", Dim: 4, Metric: ivf.L2, Model: "m", ModelHash: strings.Repeat("A", 64)}, meta.ErrBadModel},
 		{"drop unknown", tb, meta.DropCollection{Name: "zz"}, meta.ErrUnknownCollection},
 		{"allocate zero", tb, meta.AllocateIDs{N: 0}, meta.ErrBadCount},
 		{"allocate too many", tb, meta.AllocateIDs{N: meta.MaxAllocate + 1}, meta.ErrBadCount},

@@ -35,6 +35,12 @@ const (
 // (binary). See docs/format/raft.md.
 const bodyVersion = 1
 
+// createVersionModelHash is CreateCollection's body version 2: version 1
+// plus "model_hash". Encode writes it only for a collection that records
+// a model hash, so every other entry stays readable by version-1 code;
+// Decode reads both (a version-1 body may not carry model_hash).
+const createVersionModelHash = 2
+
 // MaxChunkSize is the largest PutBlobChunk payload: 512 KiB. Every chunk of
 // a blob but the last has exactly this size.
 const MaxChunkSize = 512 << 10
@@ -65,6 +71,10 @@ type CreateCollection struct {
 	Replicas int        `json:"replicas"` // 0 = 1
 	Model    string     `json:"model,omitempty"`
 	Shards   int        `json:"shards"` // flat buffer shards; 0 = one per live node
+	// ModelHash is the identity of Model (the hex SHA-256 of its ONNX
+	// file): nodes refuse to embed for the collection with another.
+	// Body version 2 only.
+	ModelHash string `json:"model_hash,omitempty"`
 }
 
 // DropCollection removes a collection. Its centroid blob becomes garbage
@@ -225,7 +235,11 @@ func Encode(c Command) []byte {
 		// always marshal.
 		panic(fmt.Sprintf("meta: encode %T: %v", c, err))
 	}
-	return append([]byte{byte(c.Type()), bodyVersion}, body...)
+	version := byte(bodyVersion)
+	if cc, ok := c.(CreateCollection); ok && cc.ModelHash != "" {
+		version = createVersionModelHash
+	}
+	return append([]byte{byte(c.Type()), version}, body...)
 }
 
 // deref turns a pointer to a command into the command value.
@@ -271,7 +285,7 @@ func Decode(b []byte) (Command, error) {
 	if c == nil {
 		return nil, fmt.Errorf("%w: %d", ErrUnknownCommand, t)
 	}
-	if b[1] != bodyVersion {
+	if b[1] != bodyVersion && !(t == TypeCreateCollection && b[1] == createVersionModelHash) {
 		return nil, fmt.Errorf("%w: type %d body version %d", ErrCorruptCommand, t, b[1])
 	}
 	body := b[2:]
@@ -294,6 +308,9 @@ func Decode(b []byte) (Command, error) {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%w: type %d: trailing data", ErrCorruptCommand, t)
+	}
+	if cc, ok := c.(*CreateCollection); ok && (b[1] == bodyVersion) != (cc.ModelHash == "") {
+		return nil, fmt.Errorf("%w: type %d body version %d with model_hash %q", ErrCorruptCommand, t, b[1], cc.ModelHash)
 	}
 	return deref(c), nil
 }

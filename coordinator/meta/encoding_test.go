@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 
 	"lookalike/coordinator/meta"
@@ -189,4 +190,56 @@ func FuzzDecodeTable(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestCreateCollectionVersions: a collection with a model hash is body
+// version 2; without one it stays version 1, which old entries are, and
+// both decode. A version-1 body may not carry model_hash, and no other
+// command has a version 2.
+func TestCreateCollectionVersions(t *testing.T) {
+	hash := strings.Repeat("0123456789abcdef", 4)
+	img := meta.CreateCollection{Name: "img", Dim: 1792, Metric: ivf.Cosine, Model: "mobilenet_v2_mid", ModelHash: hash}
+	b := meta.Encode(img)
+	if b[1] != 2 {
+		t.Fatalf("body version %d with a model hash, want 2", b[1])
+	}
+	got, err := meta.Decode(b)
+	if err != nil || !reflect.DeepEqual(got, img) {
+		t.Fatalf("decode v2: %+v, %v", got, err)
+	}
+	if v := meta.Encode(meta.CreateCollection{Name: "v", Dim: 4, Metric: ivf.L2}); v[1] != 1 {
+		t.Fatalf("body version %d without a model hash, want 1", v[1])
+	}
+	// An entry written before model hashes existed.
+	old := append([]byte{2, 1}, `{"name":"img","dim":1792,"metric":3,"nlist":0,"replicas":0,"model":"m","shards":0}`...)
+	got, err = meta.Decode(old)
+	want := meta.CreateCollection{Name: "img", Dim: 1792, Metric: ivf.Cosine, Model: "m"}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("decode an old v1 entry: %+v, %v", got, err)
+	}
+	for name, bad := range map[string][]byte{
+		"v1 with model_hash":    append([]byte{2, 1}, `{"name":"img","dim":4,"metric":3,"nlist":0,"replicas":0,"model":"m","shards":0,"model_hash":"`+hash+`"}`...),
+		"v2 without model_hash": append([]byte{2, 2}, `{"name":"img","dim":4,"metric":3,"nlist":0,"replicas":0,"model":"m","shards":0}`...),
+		"v2 of another type":    append([]byte{3, 2}, `{"name":"img"}`...),
+	} {
+		if _, err := meta.Decode(bad); !errors.Is(err, meta.ErrCorruptCommand) {
+			t.Errorf("%s: %v, want ErrCorruptCommand", name, err)
+		}
+	}
+	tb := must(t, meta.New(), meta.RegisterNode{ID: "n1", RaftAddr: "r1"}, img)
+	c, _ := tb.Collection("img")
+	if c.ModelHash != hash || c.Model != img.Model {
+		t.Fatalf("collection %+v", c)
+	}
+	var buf bytes.Buffer
+	if err := tb.Encode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := meta.DecodeTable(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2, _ := rt.Collection("img"); c2.ModelHash != hash {
+		t.Fatalf("model hash after a snapshot round trip: %q", c2.ModelHash)
+	}
 }

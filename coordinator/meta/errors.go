@@ -16,6 +16,7 @@ var (
 	ErrBadNList          = errors.New("meta: invalid nlist")
 	ErrBadReplicas       = errors.New("meta: invalid replica count")
 	ErrBadShards         = errors.New("meta: invalid shard count")
+	ErrBadModel          = errors.New("meta: invalid model")
 	ErrCollectionExists  = errors.New("meta: collection already exists")
 	ErrUnknownCollection = errors.New("meta: unknown collection")
 	ErrBadNode           = errors.New("meta: invalid node")

@@ -143,6 +143,9 @@ type Collection struct {
 	NList    int        `json:"nlist"` // requested; 0 = auto, chosen at training time (AutoNList)
 	Replicas int        `json:"replicas"`
 	Model    string     `json:"model,omitempty"`
+	// ModelHash identifies Model's weights (hex SHA-256 of the ONNX file);
+	// "" for a vector collection.
+	ModelHash string `json:"model_hash,omitempty"`
 
 	State State  `json:"state"`
 	Epoch uint64 `json:"epoch"` // bumped whenever routing changes (training commit, resharding)
