@@ -106,8 +106,11 @@ type Collection struct {
 	NList    NList  `json:"nlist"` // as created: a number or "auto"
 	Replicas int    `json:"replicas"`
 	Model    string `json:"model"` // "" for a vector collection
-	Count    int64  `json:"count"` // live items
-	State    State  `json:"state"`
+	// ModelHash is the model's identity (hex SHA-256 of its ONNX file),
+	// recorded at creation; "" for a vector collection.
+	ModelHash string `json:"model_hash,omitempty"`
+	Count     int64  `json:"count"` // live items
+	State     State  `json:"state"`
 	// TrainedNList is the number of lists of the current trained index
 	// (0 while untrained).
 	TrainedNList int `json:"trained_nlist"`
@@ -183,9 +186,17 @@ type Hit struct {
 // Item is the body of GET /v1/collections/{c}/items/{id}; Vector only with
 // ?vector=true.
 type Item struct {
-	ID     string          `json:"id"`
-	Meta   json.RawMessage `json:"meta,omitempty"`
-	Vector []float32       `json:"vector,omitempty"`
+	ID   string          `json:"id"`
+	Meta json.RawMessage `json:"meta,omitempty"`
+	// Source, Format, Width, Height and Original describe the image of an
+	// item of an image collection: where it came from (as uploaded), its
+	// format and size, and whether its original bytes are kept.
+	Source   string    `json:"source,omitempty"`
+	Format   string    `json:"format,omitempty"`
+	Width    int       `json:"width,omitempty"`
+	Height   int       `json:"height,omitempty"`
+	Original bool      `json:"original,omitempty"`
+	Vector   []float32 `json:"vector,omitempty"`
 }
 
 // Train is the optional body of POST /v1/collections/{c}/train; an empty

@@ -31,13 +31,22 @@ type Limits struct {
 	// MaxMetaBytes is the largest meta object of one item, in bytes of
 	// JSON as sent. Default 64 KiB. Larger is refused with too_large.
 	MaxMetaBytes int
+	// MaxImageBytes is the largest image file of an upload or a search by
+	// image. Default 32 MiB. Larger is refused with too_large.
+	MaxImageBytes int
+	// MaxImages is the most files in one image upload. Default 64 (each
+	// decoded image is held until the batch is embedded). More is refused
+	// with too_large.
+	MaxImages int
 }
 
 // Defaults of Limits.
 const (
-	DefaultMaxBodyBytes = 64 << 20
-	DefaultMaxItems     = 10_000
-	DefaultMaxMetaBytes = 64 << 10
+	DefaultMaxBodyBytes  = 64 << 20
+	DefaultMaxItems      = 10_000
+	DefaultMaxMetaBytes  = 64 << 10
+	DefaultMaxImageBytes = 32 << 20
+	DefaultMaxImages     = 64
 )
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -50,6 +59,12 @@ func (l *Limits) EnsureDefaults() {
 	}
 	if l.MaxMetaBytes == 0 {
 		l.MaxMetaBytes = DefaultMaxMetaBytes
+	}
+	if l.MaxImageBytes == 0 {
+		l.MaxImageBytes = DefaultMaxImageBytes
+	}
+	if l.MaxImages == 0 {
+		l.MaxImages = DefaultMaxImages
 	}
 }
 
@@ -64,6 +79,12 @@ func (l *Limits) Validate() error {
 	}
 	if l.MaxMetaBytes < 2 {
 		errs = append(errs, fmt.Errorf("proto: limits: max meta bytes %d, want ≥ 2", l.MaxMetaBytes))
+	}
+	if l.MaxImageBytes < 1 {
+		errs = append(errs, fmt.Errorf("proto: limits: max image bytes %d, want ≥ 1", l.MaxImageBytes))
+	}
+	if l.MaxImages < 1 {
+		errs = append(errs, fmt.Errorf("proto: limits: max images %d, want ≥ 1", l.MaxImages))
 	}
 	return errors.Join(errs...)
 }
