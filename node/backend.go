@@ -37,6 +37,9 @@ type CollectionMeta struct {
 	NList    int // requested; 0 = auto, chosen at training time
 	Replicas int
 	Model    string
+	// ModelHash is the identity of Model's weights, recorded at creation
+	// (embed.Embedder.ModelHash); "" for a vector collection.
+	ModelHash string
 
 	State        State
 	Epoch        uint64 // bumped by each training commit
@@ -99,6 +102,10 @@ type Item struct {
 	List   int32 // ivf list, or BufferList
 	Vector []float32
 	Meta   []byte // JSON object or nil
+	// Attachment is an opaque per-item blob stored with the item (an
+	// image item's ImageRecord), or nil. Apply writes it with the item;
+	// reads return it only where they say so.
+	Attachment []byte
 }
 
 // Batch is one atomic write to a collection. Puts upsert by user id: a
@@ -127,6 +134,17 @@ type Removed struct {
 	List int32
 }
 
+// AsyncStorage is a Storage that can split Apply at the point where a
+// batch's order is fixed: ApplyAsync returns the removed copies once the
+// batch is ordered and visible, and wait blocks until it is durable (the
+// acknowledgement). Writers apply their in-memory changes in commit order
+// under their lock and wait for the disk after releasing it, so that
+// concurrent batches share one sync. wait must be called exactly once.
+type AsyncStorage interface {
+	Storage
+	ApplyAsync(b *Batch) (removed []Removed, wait func() error, err error)
+}
+
 // Storage is the node's durable layer (Pebble). Apply commits a whole
 // batch in one synced write: when it returns nil the batch survives a
 // crash, and no crash leaves part of it visible. It must be safe for
@@ -141,6 +159,10 @@ type Storage interface {
 	// internal id (other fields may be left zero), or an error wrapping
 	// ErrNoItem.
 	Item(coll string, id uint64) (Item, error)
+	// Attachment returns the attachment of the item with that internal
+	// id: nil when it has none, an error wrapping ErrNoItem when the item
+	// is absent.
+	Attachment(coll string, id uint64) ([]byte, error)
 	// Vectors writes the floats of ids, in order, into dst.
 	Vectors(coll string, ids []uint64, dst []float32) error
 	// Scan calls fn for every live item of coll.

@@ -45,9 +45,10 @@ type collection struct {
 
 // WriteItem is one item of an upsert, validated by the caller's decoder.
 type WriteItem struct {
-	UserID string // non-empty
-	Vector []float32
-	Meta   []byte
+	UserID     string // non-empty
+	Vector     []float32
+	Meta       []byte
+	Attachment []byte // stored with the item (an image record), or nil
 }
 
 func (c *collection) State() State { return State(c.state.Load()) }
@@ -253,15 +254,30 @@ func (c *collection) upsert(ctx context.Context, items []WriteItem) error {
 	if err != nil {
 		return err
 	}
+	wait, err := c.upsertLocked(ix, labels, ids, keep, items, vecs, assign)
+	if err != nil {
+		return err
+	}
+	// The batch is ordered and applied in memory; the lock is free for
+	// the next batch while this one's sync runs, so that concurrent
+	// batches share syncs. The write is acknowledged only when it is durable.
+	return wait()
+}
+
+// upsertLocked commits a batch under the collection lock: in the store
+// (ordered, and durable once the returned wait says so) and in memory.
+func (c *collection) upsertLocked(ix *ivf.Index, labels []int32, ids []uint64, keep []int, items []WriteItem, vecs []float32,
+	assign func(*ivf.Index) ([]int32, error)) (wait func() error, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.ctx.Err(); err != nil {
-		return ErrNoCollection
+		return nil, ErrNoCollection
 	}
+	d := c.meta.Dim
 	if cur := c.ix.Load(); cur != ix {
 		ix = cur
 		if labels, err = assign(ix); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	b := &Batch{Collection: c.meta.Name, Dim: d, Puts: make([]Item, len(keep))}
@@ -271,18 +287,25 @@ func (c *collection) upsert(ctx context.Context, items []WriteItem) error {
 		if labels != nil {
 			l = labels[j]
 		}
-		b.Puts[j] = Item{ID: ids[j], UserID: it.UserID, List: l, Vector: it.Vector, Meta: it.Meta}
+		b.Puts[j] = Item{ID: ids[j], UserID: it.UserID, List: l, Vector: it.Vector, Meta: it.Meta, Attachment: it.Attachment}
 	}
-	removed, err := c.n.store.Apply(b)
+	var removed []Removed
+	wait = func() error { return nil }
+	if as, ok := c.n.store.(AsyncStorage); ok {
+		removed, wait, err = as.ApplyAsync(b)
+	} else {
+		removed, err = c.n.store.Apply(b)
+	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, o := range removed {
 		c.dropMem(o.ID, o.List)
 	}
 	if ix != nil {
 		if err := ix.Add(ids, vecs); err != nil {
-			return err // validated above: cannot happen
+			_ = wait()
+			return nil, err // validated above: cannot happen
 		}
 	} else {
 		c.buf.Load().append(ids, vecs)
@@ -290,7 +313,7 @@ func (c *collection) upsert(ctx context.Context, items []WriteItem) error {
 	c.count.Add(int64(len(keep) - len(removed)))
 	c.maybeSave(ix, len(keep)+len(removed))
 	c.maybeTrain()
-	return nil
+	return wait, nil
 }
 
 // maybeSave starts a background save of a trained index after SaveEvery

@@ -102,9 +102,22 @@ func storeErr(err error) error {
 
 // Apply implements Storage.
 func (p *PebbleStorage) Apply(b *Batch) ([]Removed, error) {
-	coll, err := p.CollectionNumber(b.Collection)
+	removed, wait, err := p.ApplyAsync(b)
 	if err != nil {
 		return nil, err
+	}
+	if err := wait(); err != nil {
+		return nil, err
+	}
+	return removed, nil
+}
+
+// ApplyAsync implements AsyncStorage: the batch's place in the log is
+// fixed and it is visible when it returns; wait says when it is durable.
+func (p *PebbleStorage) ApplyAsync(b *Batch) ([]Removed, func() error, error) {
+	coll, err := p.CollectionNumber(b.Collection)
+	if err != nil {
+		return nil, nil, err
 	}
 	sb := store.NewBatch(coll, 0, b.Dim)
 	for _, it := range b.Puts {
@@ -117,14 +130,14 @@ func (p *PebbleStorage) Apply(b *Batch) ([]Removed, error) {
 		sb.Move(m.ID, toStoreList(m.List))
 	}
 	if sb.Len() == 0 {
-		return nil, nil
+		return nil, func() error { return nil }, nil
 	}
 	if err := p.loadUsers(coll); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	res, err := p.s.Apply(context.Background(), sb)
+	res, wait, err := p.s.ApplyAsync(context.Background(), sb)
 	if err != nil {
-		return nil, storeErr(err)
+		return nil, nil, storeErr(err)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -139,7 +152,7 @@ func (p *PebbleStorage) Apply(b *Batch) ([]Removed, error) {
 			users[op.Item.ID] = userRef{op.Item.UserID, len(op.Item.Meta) > 0}
 		}
 	}
-	return removed, nil
+	return removed, func() error { return storeErr(wait()) }, nil
 }
 
 // loadUsers builds the id → user id map of coll once.

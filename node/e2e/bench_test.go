@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/binary"
+	"hash/crc32"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -28,75 +30,119 @@ import (
 //	go test -run '^$' -bench Ingest -benchtime 1x ./node/e2e
 func BenchmarkIngest(b *testing.B) {
 	for _, format := range []string{"bulk", "json"} {
-		b.Run(format, func(b *testing.B) {
-			s := startServerB(b, "--auto-train-at", "-1", "--quiet")
-			const d, batch, clients = 128, 1000, 4
-			s.must("POST", "/v1/collections", map[string]any{"name": "i", "metric": "l2", "dim": d, "nlist": 256}, 201, nil)
-			r := rand.New(rand.NewPCG(1, 1))
-			body := func(prefix string, n int, bulk bool) ([]byte, string) {
-				items := make([]proto.InsertItem, n)
-				for i := range items {
-					items[i] = proto.InsertItem{ID: fmt.Sprintf("%s-%d", prefix, i), Vector: vec(r, d)}
-				}
-				if bulk {
-					var buf bytes.Buffer
-					proto.EncodeBulk(&buf, items, true)
-					return buf.Bytes(), proto.BulkContentType
-				}
-				buf, _ := json.Marshal(proto.Insert{Items: items})
-				return buf, proto.JSONContentType
-			}
-			// Train on 20,000 vectors first (steady state is a trained collection).
-			for i := 0; i < 20; i++ {
-				bb, ct := body(fmt.Sprintf("seed%d", i), batch, true)
-				if st, _, err := s.call("POST", "/v1/collections/i/vectors", ct, bb, nil); st != 200 {
-					b.Fatal(err)
-				}
-			}
-			s.must("POST", "/v1/collections/i/train", nil, 202, nil)
-			s.waitReady("i")
-			// Pre-encode the request bodies so the clients measure the server.
-			bodies := make([][]byte, 64)
-			var ctype string
-			for i := range bodies {
-				bodies[i], ctype = body(fmt.Sprintf("b%d", i), batch, format == "bulk")
-			}
-			var n atomic.Int64
-			var lat []time.Duration
-			var mu sync.Mutex
-			stop := time.Now().Add(10 * time.Second)
-			var wg sync.WaitGroup
-			start := time.Now()
-			for c := 0; c < clients; c++ {
-				wg.Add(1)
-				go func(c int) {
-					defer wg.Done()
-					hc := &http.Client{}
-					for i := c; time.Now().Before(stop); i += clients {
-						t0 := time.Now()
-						resp, err := hc.Post("http://"+s.http+"/v1/collections/i/vectors", ctype, bytes.NewReader(bodies[i%len(bodies)]))
-						if err != nil || resp.StatusCode != 200 {
-							b.Error(err, resp)
-							return
-						}
-						resp.Body.Close()
-						mu.Lock()
-						lat = append(lat, time.Since(t0))
-						mu.Unlock()
-						n.Add(batch)
-					}
-				}(c)
-			}
-			wg.Wait()
-			el := time.Since(start)
-			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-			b.ReportMetric(float64(n.Load())/el.Seconds(), "vectors/s")
-			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-batch-ms")
-			b.Logf("%s: %d vectors in %v: %.0f vectors/s, batch p50 %v p99 %v", format, n.Load(), el.Round(time.Millisecond),
-				float64(n.Load())/el.Seconds(), lat[len(lat)/2], lat[len(lat)*99/100])
-			s.stop()
-		})
+		for _, mode := range []string{"new", "upsert"} {
+			b.Run(format+"/"+mode, func(b *testing.B) { benchIngest(b, format == "bulk", mode == "new") })
+		}
 	}
+}
+
+// benchIngest: with fresh, every request carries 1,000 ids never seen
+// before (the clients write a request number into fixed-width ids of
+// pre-encoded bodies, and renew the bulk CRC); without, the clients cycle
+// through 64 bodies, so past the first 64 requests every item is an
+// upsert of an existing id.
+func benchIngest(b *testing.B, bulk, fresh bool) {
+	s := startServerB(b, "--auto-train-at", "-1", "--quiet")
+	const d, batch, clients = 128, 1000, 4
+	s.must("POST", "/v1/collections", map[string]any{"name": "i", "metric": "l2", "dim": d, "nlist": 256}, 201, nil)
+	r := rand.New(rand.NewPCG(1, 1))
+	body := func(prefix string, n int, bulk bool) ([]byte, string) {
+		items := make([]proto.InsertItem, n)
+		for i := range items {
+			items[i] = proto.InsertItem{ID: fmt.Sprintf("%s%012d", prefix, i), Vector: vec(r, d)}
+		}
+		if bulk {
+			var buf bytes.Buffer
+			proto.EncodeBulk(&buf, items, true)
+			return buf.Bytes(), proto.BulkContentType
+		}
+		buf, _ := json.Marshal(proto.Insert{Items: items})
+		return buf, proto.JSONContentType
+	}
+	// Train on 20,000 vectors first (steady state is a trained collection).
+	for i := 0; i < 20; i++ {
+		bb, ct := body(fmt.Sprintf("seed%d-", i), batch, true)
+		if st, _, err := s.call("POST", "/v1/collections/i/vectors", ct, bb, nil); st != 200 {
+			b.Fatal(err)
+		}
+	}
+	s.must("POST", "/v1/collections/i/train", nil, 202, nil)
+	s.waitReady("i")
+	// Pre-encode the request bodies so the clients measure the server.
+	bodies := make([][]byte, 64)
+	var ctype string
+	for i := range bodies {
+		bodies[i], ctype = body(fmt.Sprintf("b%02d-", i), batch, bulk)
+	}
+	// Where each body's ids are, for the fresh mode's renaming.
+	var offs [][]int
+	if fresh {
+		offs = make([][]int, len(bodies))
+		for bi, bb := range bodies {
+			for i := 0; i < batch; i++ {
+				id := []byte(fmt.Sprintf("b%02d-%012d", bi, i))
+				at := bytes.Index(bb, id)
+				if at < 0 || bytes.Count(bb, id) != 1 {
+					b.Fatalf("id %s not found once in body %d", id, bi)
+				}
+				offs[bi] = append(offs[bi], at+4)
+			}
+		}
+	}
+	var n, reqs atomic.Int64
+	var lat []time.Duration
+	var mu sync.Mutex
+	stop := time.Now().Add(10 * time.Second)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			hc := &http.Client{}
+			var own []byte
+			for i := c; time.Now().Before(stop); i += clients {
+				bi := i % len(bodies)
+				bb := bodies[bi]
+				if fresh {
+					own = append(own[:0], bb...)
+					req := reqs.Add(1)
+					for j, at := range offs[bi] {
+						x := uint64(req)*batch + uint64(j)
+						for k := 11; k >= 0; k-- {
+							own[at+k] = byte('0' + x%10)
+							x /= 10
+						}
+					}
+					if bulk {
+						binary.LittleEndian.PutUint32(own[len(own)-4:], crc32.Checksum(own[:len(own)-4], crc32.MakeTable(crc32.Castagnoli)))
+					}
+					bb = own
+				}
+				t0 := time.Now()
+				resp, err := hc.Post("http://"+s.http+"/v1/collections/i/vectors", ctype, bytes.NewReader(bb))
+				if err != nil || resp.StatusCode != 200 {
+					b.Error(err, resp)
+					return
+				}
+				resp.Body.Close()
+				mu.Lock()
+				lat = append(lat, time.Since(t0))
+				mu.Unlock()
+				n.Add(batch)
+			}
+		}(c)
+	}
+	wg.Wait()
+	el := time.Since(start)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(n.Load())/el.Seconds(), "vectors/s")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-batch-ms")
+	var st proto.Collection
+	s.must("GET", "/v1/collections/i", nil, 200, &st)
+	b.Logf("%d vectors in %v: %.0f vectors/s, batch p50 %v p99 %v; collection holds %d", n.Load(), el.Round(time.Millisecond),
+		float64(n.Load())/el.Seconds(), lat[len(lat)/2], lat[len(lat)*99/100], st.Count)
+	s.stop()
 }
 
 // BenchmarkSearch measures search over HTTP against the same index

@@ -29,8 +29,26 @@ type Result struct {
 // and the shard's next log record in one synced Pebble batch. On any error
 // nothing is stored.
 func (s *Store) Apply(ctx context.Context, b *Batch) (Result, error) {
-	if err := b.validate(&s.opts); err != nil {
+	res, wait, err := s.ApplyAsync(ctx, b)
+	if err != nil {
 		return Result{}, err
+	}
+	if err := wait(); err != nil {
+		return Result{}, err
+	}
+	return res, nil
+}
+
+// ApplyAsync is Apply in two steps, for callers that order their own
+// in-memory state by commit order without holding a lock across the disk
+// sync: it returns once the batch has entered Pebble's commit pipeline
+// (its place in the log is fixed and it is visible to readers), and wait
+// blocks until it is durable. The batch is acknowledged only when wait
+// returns nil. The caller must call wait exactly once; an error from it
+// poisons the store, as a failed sync does in Apply.
+func (s *Store) ApplyAsync(ctx context.Context, b *Batch) (Result, func() error, error) {
+	if err := b.validate(&s.opts); err != nil {
+		return Result{}, nil, err
 	}
 	var res Result
 	var pb *pebble.Batch
@@ -91,21 +109,27 @@ func (s *Store) Apply(ctx context.Context, b *Batch) (Result, error) {
 		return nil
 	})
 	s.writeMu.Unlock()
-	if pb != nil {
-		defer pb.Close()
-	}
 	if err != nil {
-		return Result{}, err
+		if pb != nil {
+			_ = pb.Close()
+		}
+		return Result{}, nil, err
 	}
-	if len(res.Ops) > 0 {
+	if len(res.Ops) == 0 {
+		_ = pb.Close()
+		return res, func() error { return nil }, nil
+	}
+	wait := func() error {
+		defer pb.Close()
 		if err := pb.SyncWait(); err != nil {
 			s.writeMu.Lock()
+			defer s.writeMu.Unlock()
 			s.failed = fmt.Errorf("store: commit: WAL sync: %w", err)
-			s.writeMu.Unlock()
-			return Result{}, s.failed
+			return s.failed
 		}
+		return nil
 	}
-	return res, nil
+	return res, wait, nil
 }
 
 // loc is where a user id's item is (or is not).
