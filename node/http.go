@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"lookalike/ivf"
+	"lookalike/node/web"
 	"lookalike/proto"
 )
 
@@ -78,6 +79,8 @@ func (n *Node) Handler(o APIOptions) http.Handler {
 	}
 	route("GET /healthz", open, a.healthz)
 	mux.Handle("GET /metrics", a.metrics.handler())
+	route("GET /{$}", open, web.Serve) // the search page: public, its API calls carry the key
+	route("GET /web/{file}", open, web.Serve)
 	route("POST /v1/collections", write, a.createCollection)
 	route("GET /v1/collections", read, a.listCollections)
 	route("GET /v1/collections/{c}", read, a.getCollection)
