@@ -16,4 +16,10 @@ var (
 	ErrClosed        = errors.New("node: shutting down")
 	ErrTooFewVectors = errors.New("node: too few vectors to train")
 	ErrNotLeader     = errors.New("node: no raft leader")
+	// Image collections.
+	ErrBadImage      = errors.New("node: bad image")
+	ErrImageTooLarge = errors.New("node: image too large")
+	ErrModelMismatch = errors.New("node: model differs from the collection's")
+	ErrNoEmbedder    = errors.New("node: model not served by this node")
+	ErrCorruptRecord = errors.New("node: corrupt stored record")
 )

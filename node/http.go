@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"lookalike/embed"
 	"lookalike/ivf"
 	"lookalike/node/web"
 	"lookalike/proto"
@@ -86,6 +87,8 @@ func (n *Node) Handler(o APIOptions) http.Handler {
 	route("GET /v1/collections/{c}", read, a.getCollection)
 	route("DELETE /v1/collections/{c}", write, a.dropCollection)
 	route("POST /v1/collections/{c}/vectors", write, a.insert)
+	route("POST /v1/collections/{c}/images", write, a.insertImages)
+	route("GET /v1/collections/{c}/items/{id}/thumbnail", read, a.thumbnail)
 	route("POST /v1/collections/{c}/search", read, a.search)
 	route("GET /v1/collections/{c}/items/{id}", read, a.getItem)
 	route("DELETE /v1/collections/{c}/items/{id}", write, a.deleteItem)
@@ -172,8 +175,15 @@ func apiError(err error) *proto.Error {
 	switch {
 	case errors.Is(err, ErrNoCollection), errors.Is(err, ErrNoItem):
 		code = proto.NotFound
-	case errors.Is(err, ErrExists), errors.Is(err, ErrBadState), errors.Is(err, ErrTooFewVectors):
+	case errors.Is(err, ErrExists), errors.Is(err, ErrBadState), errors.Is(err, ErrTooFewVectors),
+		errors.Is(err, ErrModelMismatch):
 		code = proto.Conflict
+	case errors.Is(err, ErrImageTooLarge):
+		code = proto.TooLarge
+	case errors.Is(err, ErrBadImage):
+		code = proto.BadRequest
+	case errors.Is(err, ErrNoEmbedder), errors.Is(err, embed.ErrClosed):
+		code = proto.Unavailable
 	case errors.Is(err, ErrInvalid), errors.Is(err, ivf.ErrBadNProbe), errors.Is(err, ivf.ErrBadK),
 		errors.Is(err, ivf.ErrDimension), errors.Is(err, ivf.ErrNotFinite), errors.Is(err, ivf.ErrZeroVector),
 		errors.Is(err, ivf.ErrBadOptions):
@@ -276,7 +286,7 @@ func collectionName(r *http.Request) (string, error) {
 func toProto(s CollectionStatus) proto.Collection {
 	return proto.Collection{
 		Name: s.Name, Dim: s.Dim, Metric: proto.Metric(s.Metric.String()), NList: proto.NList(s.NList),
-		Replicas: s.Replicas, Model: s.Model, Count: s.Count, State: proto.State(s.State.String()),
+		Replicas: s.Replicas, Model: s.Model, ModelHash: s.ModelHash, Count: s.Count, State: proto.State(s.State.String()),
 		TrainedNList: s.TrainedNList, Epoch: s.Epoch,
 	}
 }
@@ -285,9 +295,6 @@ func (a *api) createCollection(w http.ResponseWriter, r *http.Request) error {
 	req, err := proto.DecodeCreateCollection(r.Body, a.o.Limits)
 	if err != nil {
 		return err
-	}
-	if req.Model != "" {
-		return proto.Errorf(proto.BadRequest, "model: %q: image collections come with the embedding issue; this server knows no models", req.Model)
 	}
 	m, err := ivf.ParseMetric(string(req.Metric))
 	if err != nil {
@@ -341,6 +348,9 @@ func (a *api) insert(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if s.Model != "" {
+		return proto.Errorf(proto.BadRequest, "collection %q is an image collection (model %q): send images to /v1/collections/%s/images", c, s.Model, c)
+	}
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	var req proto.Insert
 	// The bulk format by its content type; anything else must be JSON
@@ -377,6 +387,9 @@ func (a *api) search(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == proto.MultipartContentType {
+		return a.searchImage(w, r, c, start)
+	}
 	req, err := proto.DecodeSearch(r.Body, a.o.Limits)
 	if err != nil {
 		return err
@@ -388,6 +401,10 @@ func (a *api) search(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	return writeSearchResult(w, res, start)
+}
+
+func writeSearchResult(w http.ResponseWriter, res *SearchResult, start time.Time) error {
 	out := proto.SearchResult{Hits: make([]proto.Hit, len(res.Hits)), Partial: res.Partial, MissingShards: res.MissingShards}
 	for i, h := range res.Hits {
 		out.Hits[i] = proto.Hit{ID: h.UserID, Score: h.Score, Meta: h.Meta}
@@ -421,11 +438,24 @@ func (a *api) getItem(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return proto.Errorf(proto.BadRequest, "vector=%q: want true or false", v)
 	}
-	it, err := a.n.Get(r.Context(), c, id, withVec)
+	s, err := a.n.Describe(c)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, proto.Item{ID: it.UserID, Meta: it.Meta, Vector: it.Vector})
+	// An image collection's items carry their image record.
+	it, err := a.n.getItem(r.Context(), c, id, withVec, s.Model != "")
+	if err != nil {
+		return err
+	}
+	out := proto.Item{ID: it.UserID, Meta: it.Meta, Vector: it.Vector}
+	if len(it.Attachment) > 0 {
+		rec, err := DecodeImageRecord(it.Attachment)
+		if err != nil {
+			return err
+		}
+		out.Source, out.Format, out.Width, out.Height, out.Original = rec.Source, rec.Format, rec.Width, rec.Height, rec.Original != nil
+	}
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func (a *api) deleteItem(w http.ResponseWriter, r *http.Request) error {

@@ -148,8 +148,20 @@ type CollectionStatus struct {
 	Lists        int // ivf lists held here
 }
 
-// CreateCollection proposes a new collection and opens it.
+// CreateCollection proposes a new collection and opens it. With a Model
+// (an image collection) the dim comes from the model's embedder (m.Dim,
+// when set, must equal it) and the model's hash is recorded.
 func (n *Node) CreateCollection(ctx context.Context, m CollectionMeta) (CollectionStatus, error) {
+	if m.Model != "" {
+		e, err := n.imageModel(m.Model)
+		if err != nil {
+			return CollectionStatus{}, err
+		}
+		if m.Dim != 0 && m.Dim != e.Dim() {
+			return CollectionStatus{}, fmt.Errorf("%w: dim %d, but model %q gives vectors of %d (leave dim out for an image collection)", ErrInvalid, m.Dim, m.Model, e.Dim())
+		}
+		m.Dim, m.ModelHash = e.Dim(), e.ModelHash()
+	}
 	if _, ok := n.meta.Collection(m.Name); ok {
 		return CollectionStatus{}, fmt.Errorf("%w: %q", ErrExists, m.Name)
 	}
@@ -293,12 +305,16 @@ func (n *Node) Delete(ctx context.Context, name, userID string) error {
 	})
 }
 
-// Get reads one item.
+// Get reads one item (without its attachment).
 func (n *Node) Get(ctx context.Context, name, userID string, withVector bool) (*Item, error) {
+	return n.getItem(ctx, name, userID, withVector, false)
+}
+
+func (n *Node) getItem(ctx context.Context, name, userID string, withVector, withAttachment bool) (*Item, error) {
 	var it *Item
 	err := n.withEpoch(ctx, name, func(ctx context.Context, shards []Shard, epoch uint64, _ ivf.Metric) error {
 		var err error
-		it, err = shards[0].Get(ctx, &GetCall{Collection: name, Epoch: epoch, UserID: userID, WithVector: withVector})
+		it, err = shards[0].Get(ctx, &GetCall{Collection: name, Epoch: epoch, UserID: userID, WithVector: withVector, WithAttachment: withAttachment})
 		return err
 	})
 	return it, err

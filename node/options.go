@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"time"
 
+	"lookalike/embed"
 	"lookalike/ivf"
 )
 
@@ -44,6 +45,11 @@ type Options struct {
 	// (nil): ivf's CPU kernels. `lookalike serve --gpu` passes package
 	// cuda's GPU scanner here.
 	Scanner ivf.Scanner
+	// Embedders embed images for image collections, by model name (the
+	// "model" of a collection). Default none: creating an image
+	// collection is refused. A collection whose recorded model hash
+	// differs from its embedder's is refused too (ErrModelMismatch).
+	Embedders map[string]embed.Embedder
 	// Logger receives the node's messages. Default slog.Default().
 	Logger *slog.Logger
 }

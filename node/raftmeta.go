@@ -28,7 +28,7 @@ func (m *RaftMetadata) Server() *coordinator.Server { return m.s }
 
 func fromMeta(c *meta.Collection) CollectionMeta {
 	return CollectionMeta{
-		Name: c.Name, Dim: c.Dim, Metric: c.Metric, NList: c.NList, Replicas: c.Replicas, Model: c.Model,
+		Name: c.Name, Dim: c.Dim, Metric: c.Metric, NList: c.NList, Replicas: c.Replicas, Model: c.Model, ModelHash: c.ModelHash,
 		State: State(c.State), Epoch: c.Epoch, TrainedNList: c.TrainedNList, Buffered: len(c.Buffer) > 0,
 	}
 }
@@ -54,7 +54,7 @@ func metaErr(err error) error {
 	case errors.Is(err, coordinator.ErrClosed):
 		s = ErrClosed
 	case errors.Is(err, meta.ErrBadName), errors.Is(err, meta.ErrBadDim), errors.Is(err, meta.ErrBadMetric),
-		errors.Is(err, meta.ErrBadNList), errors.Is(err, meta.ErrBadReplicas):
+		errors.Is(err, meta.ErrBadNList), errors.Is(err, meta.ErrBadReplicas), errors.Is(err, meta.ErrBadModel):
 		s = ErrInvalid
 	default:
 		return err
@@ -85,7 +85,7 @@ func (m *RaftMetadata) propose(ctx context.Context, cmd meta.Command) (any, erro
 }
 
 func (m *RaftMetadata) CreateCollection(ctx context.Context, c CollectionMeta) error {
-	_, err := m.propose(ctx, meta.CreateCollection{Name: c.Name, Dim: c.Dim, Metric: c.Metric, NList: c.NList, Replicas: c.Replicas, Model: c.Model})
+	_, err := m.propose(ctx, meta.CreateCollection{Name: c.Name, Dim: c.Dim, Metric: c.Metric, NList: c.NList, Replicas: c.Replicas, Model: c.Model, ModelHash: c.ModelHash})
 	return err
 }
 

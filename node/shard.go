@@ -63,6 +63,8 @@ type GetCall struct {
 	Epoch      uint64
 	UserID     string
 	WithVector bool
+	// WithAttachment reads the item's attachment too.
+	WithAttachment bool
 }
 
 // localShard serves the collections of this node in process.
@@ -124,6 +126,12 @@ func (s localShard) Get(ctx context.Context, call *GetCall) (*Item, error) {
 	}
 	if !call.WithVector {
 		it.Vector = nil
+	}
+	it.Attachment = nil
+	if call.WithAttachment {
+		if it.Attachment, err = s.n.store.Attachment(c.meta.Name, it.ID); err != nil {
+			return nil, err
+		}
 	}
 	return &it, nil
 }

@@ -206,6 +206,7 @@ func (s *Store) Apply(b *node.Batch) ([]node.Removed, error) {
 	for _, it := range b.Puts {
 		drop(it.UserID)
 		it.Vector = append([]float32(nil), it.Vector...)
+		it.Attachment = bytes.Clone(it.Attachment)
 		items[it.ID] = it
 		dir[it.UserID] = it.ID
 	}
@@ -243,6 +244,16 @@ func (s *Store) Item(coll string, id uint64) (node.Item, error) {
 		return node.Item{}, node.ErrNoItem
 	}
 	return it, nil
+}
+
+func (s *Store) Attachment(coll string, id uint64) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, ok := s.items[coll][id]
+	if !ok {
+		return nil, node.ErrNoItem
+	}
+	return it.Attachment, nil
 }
 
 func (s *Store) Vectors(coll string, ids []uint64, dst []float32) error {
