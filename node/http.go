@@ -89,6 +89,7 @@ func (n *Node) Handler(o APIOptions) http.Handler {
 	route("POST /v1/collections/{c}/vectors", write, a.insert)
 	route("POST /v1/collections/{c}/images", write, a.insertImages)
 	route("GET /v1/collections/{c}/items/{id}/thumbnail", read, a.thumbnail)
+	route("POST /v1/collections/{c}/items/lookup", read, a.lookup)
 	route("POST /v1/collections/{c}/search", read, a.search)
 	route("GET /v1/collections/{c}/items/{id}", read, a.getItem)
 	route("DELETE /v1/collections/{c}/items/{id}", write, a.deleteItem)

@@ -92,3 +92,19 @@ func (a *api) thumbnail(w http.ResponseWriter, r *http.Request) error {
 	_, err = w.Write(rec.Thumb)
 	return err
 }
+
+func (a *api) lookup(w http.ResponseWriter, r *http.Request) error {
+	c, err := collectionName(r)
+	if err != nil {
+		return err
+	}
+	req, err := proto.DecodeLookup(r.Body, a.o.Limits)
+	if err != nil {
+		return err
+	}
+	found, err := a.n.Lookup(r.Context(), c, req.IDs)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, proto.LookupResult{Found: found})
+}

@@ -184,6 +184,11 @@ func TestImageUploadAndSearch(t *testing.T) {
 		t.Fatalf("thumbnail is not a JPEG: %v", err)
 	}
 	c.want("GET", "/v1/collections/i/items/zz/thumbnail", "", 404, proto.NotFound)
+	var lk proto.LookupResult
+	json.Unmarshal(c.want("POST", "/v1/collections/i/items/lookup", `{"ids":["a","zz","b"]}`, 200, ""), &lk)
+	if fmt.Sprint(lk.Found) != "[true false true]" {
+		t.Fatalf("lookup: %v", lk.Found)
+	}
 
 	// By image: the same file is its own best hit.
 	var res proto.SearchResult

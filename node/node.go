@@ -310,6 +310,23 @@ func (n *Node) Get(ctx context.Context, name, userID string, withVector bool) (*
 	return n.getItem(ctx, name, userID, withVector, false)
 }
 
+// Lookup reports which user ids are stored (an importer's resume check:
+// one request for a batch of ids, no vectors or attachments sent back).
+func (n *Node) Lookup(ctx context.Context, name string, userIDs []string) ([]bool, error) {
+	found := make([]bool, len(userIDs))
+	for i, u := range userIDs {
+		_, err := n.getItem(ctx, name, u, false, false)
+		switch {
+		case err == nil:
+			found[i] = true
+		case errors.Is(err, ErrNoItem):
+		default:
+			return nil, err
+		}
+	}
+	return found, nil
+}
+
 func (n *Node) getItem(ctx context.Context, name, userID string, withVector, withAttachment bool) (*Item, error) {
 	var it *Item
 	err := n.withEpoch(ctx, name, func(ctx context.Context, shards []Shard, epoch uint64, _ ivf.Metric) error {

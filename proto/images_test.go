@@ -164,3 +164,22 @@ func FuzzDecodeImageUpload(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeLookup(t *testing.T) {
+	l, err := DecodeLookup(strings.NewReader(`{"ids":["a","b/c.png"]}`), Limits{})
+	if err != nil || len(l.IDs) != 2 || l.IDs[1] != "b/c.png" {
+		t.Fatalf("%+v %v", l, err)
+	}
+	for body, code := range map[string]Code{
+		`{}`:                    BadRequest,
+		`{"ids":["a",""]}`:      BadRequest,
+		`{"ids":[1]}`:           BadRequest,
+		`{"ids":"a"}`:           BadRequest,
+		`{"ids":[],"x":1}`:      BadRequest,
+		`{"ids":["a","b","c"]}`: TooLarge,
+	} {
+		if _, err := DecodeLookup(strings.NewReader(body), Limits{MaxItems: 2}); CodeOf(err) != code {
+			t.Errorf("%s: %v, want %s", body, err, code)
+		}
+	}
+}
