@@ -121,7 +121,7 @@ func (p *PebbleStorage) ApplyAsync(b *Batch) ([]Removed, func() error, error) {
 	}
 	sb := store.NewBatch(coll, 0, b.Dim)
 	for _, it := range b.Puts {
-		sb.Put(store.Item{UserID: it.UserID, ID: it.ID, List: toStoreList(it.List), Vector: it.Vector, Meta: it.Meta})
+		sb.Put(store.Item{UserID: it.UserID, ID: it.ID, List: toStoreList(it.List), Vector: it.Vector, Meta: it.Meta, Attachment: it.Attachment})
 	}
 	for _, u := range b.Deletes {
 		sb.Delete(u)

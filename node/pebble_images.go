@@ -1,9 +1,16 @@
 package node
 
+import "context"
+
 // Attachment implements Storage.
-//
-// TODO(store attachments): until node/store keeps attachments
-// (store.Item.Attachment, Store.Attachment), items over Pebble have none.
 func (p *PebbleStorage) Attachment(coll string, id uint64) ([]byte, error) {
-	return nil, nil
+	c, err := p.CollectionNumber(coll)
+	if err != nil {
+		return nil, err
+	}
+	a, err := p.s.Attachment(context.Background(), c, id)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	return a, nil
 }

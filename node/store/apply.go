@@ -265,11 +265,16 @@ func (r *resolver) named(userID string, l loc) (*Item, error) {
 	return &Item{UserID: userID, List: l.list, ID: l.id}, nil
 }
 
-// del removes a stored item, and its directory entry if that still names it.
-func (r *resolver) del(it *Item) error {
+// del removes a stored item, and its directory entry if that still names
+// it, and its attachment unless the item is moving (a move keeps the
+// internal id, under which the attachment stays).
+func (r *resolver) del(it *Item, moving bool) error {
 	r.ops = append(r.ops, Op{Kind: OpDelete, Item: Item{UserID: it.UserID, List: it.List, ID: it.ID}})
 	_ = r.pb.Delete(itemKey(r.coll, it.List, it.ID), nil)
 	_ = r.pb.Delete(idKey(r.coll, it.ID), nil)
+	if !moving {
+		_ = r.pb.Delete(attachKey(r.coll, it.ID), nil)
+	}
 	r.byID[it.ID] = nil
 	u, err := r.user(it.UserID)
 	if err != nil {
@@ -285,6 +290,9 @@ func (r *resolver) del(it *Item) error {
 func (r *resolver) put(it *Item) {
 	r.ops = append(r.ops, Op{Kind: OpPut, Item: *it})
 	_ = r.pb.Set(itemKey(r.coll, it.List, it.ID), encodeItem(it), nil)
+	if len(it.Attachment) > 0 {
+		_ = r.pb.Set(attachKey(r.coll, it.ID), it.Attachment, nil)
+	}
 	_ = r.pb.Set(idKey(r.coll, it.ID), encodeList(it.List), nil)
 	r.written = append(r.written, it.ID)
 	_ = r.pb.Set(dirKey(r.coll, it.UserID), encodeLoc(it.List, it.ID), nil)
@@ -307,7 +315,7 @@ func (r *resolver) op(i int, op *Op) (bool, error) {
 			if err != nil {
 				return false, err
 			}
-			if err := r.del(old); err != nil {
+			if err := r.del(old, false); err != nil {
 				return false, err
 			}
 		}
@@ -336,7 +344,7 @@ func (r *resolver) op(i int, op *Op) (bool, error) {
 				return false, err
 			}
 		}
-		return true, r.del(target)
+		return true, r.del(target, false)
 	case opMove:
 		cur, err := r.id(it.ID)
 		if err != nil || cur == nil {
@@ -347,7 +355,7 @@ func (r *resolver) op(i int, op *Op) (bool, error) {
 		}
 		moved := *cur
 		moved.List = it.List
-		if err := r.del(cur); err != nil {
+		if err := r.del(cur, true); err != nil {
 			return false, err
 		}
 		// The directory entry goes with the item when it named it.

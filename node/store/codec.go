@@ -11,6 +11,10 @@ import (
 
 const valueVersion = 1
 
+// recordVersion is the version of the log records written now: 2 adds
+// the attachment to a put. Version 1 records (no attachment) still read.
+const recordVersion = 2
+
 // Item is one stored vector with its identity.
 type Item struct {
 	// UserID is the caller's id: 1..MaxUserIDBytes bytes.
@@ -23,6 +27,12 @@ type Item struct {
 	Vector []float32
 	// Meta is the item's metadata, JSON; empty for none.
 	Meta []byte
+	// Attachment is an opaque blob kept with the item under its own key
+	// (an image item's thumbnail and source), empty for none. It is
+	// written and logged with a put, deleted with the item, kept when the
+	// item moves to another list, and read only by Store.Attachment and
+	// ScanLog: item reads leave it nil.
+	Attachment []byte
 }
 
 // OpKind says what a logged operation did.
@@ -82,10 +92,10 @@ func encodeItem(it *Item) []byte {
 func encodeRecord(ops []Op) []byte {
 	n := 8
 	for i := range ops {
-		n += 32 + len(ops[i].Item.UserID) + 4*len(ops[i].Item.Vector) + len(ops[i].Item.Meta)
+		n += 40 + len(ops[i].Item.UserID) + 4*len(ops[i].Item.Vector) + len(ops[i].Item.Meta) + len(ops[i].Item.Attachment)
 	}
 	e := encoder{b: make([]byte, 0, n)}
-	e.u8(valueVersion)
+	e.u8(recordVersion)
 	e.uvarint(uint64(len(ops)))
 	for i := range ops {
 		op := &ops[i]
@@ -95,6 +105,7 @@ func encodeRecord(ops []Op) []byte {
 		switch op.Kind {
 		case OpPut:
 			e.itemBody(&op.Item)
+			e.bytesLen(op.Item.Attachment)
 		default:
 			e.str(op.Item.UserID)
 		}
@@ -270,7 +281,10 @@ func decodeItem(b []byte, list uint32, id uint64) (Item, error) {
 // decodeRecord decodes a log record value.
 func decodeRecord(b []byte, seq uint64) (Record, error) {
 	d := decoder{b: b}
-	d.version()
+	v := d.u8()
+	if d.err == nil && v != 1 && v != recordVersion {
+		d.fail("log record version %d, this build reads 1 and %d", v, recordVersion)
+	}
 	n := d.length(13) // every op takes at least 13 bytes
 	r := Record{Seq: seq, Ops: make([]Op, n)}
 	for i := range r.Ops {
@@ -281,6 +295,9 @@ func decodeRecord(b []byte, seq uint64) (Record, error) {
 		switch op.Kind {
 		case OpPut:
 			d.itemBody(&op.Item)
+			if v >= 2 {
+				op.Item.Attachment = d.bytesCopy()
+			}
 		case OpDelete:
 			op.Item.UserID = d.str()
 		default:

@@ -13,11 +13,12 @@ const (
 	recIndexPtr byte = 0x06 // coll → persisted index file and the sequences it covers
 	recName     byte = 0x07 // collection name → coll (not scoped by collection)
 	recNextColl byte = 0x08 // (no suffix) → the next collection number
+	recAttach   byte = 0x09 // coll, id → the item's attachment
 )
 
 // recordTypes lists every record type that is scoped by collection, for
 // DropCollection.
-var recordTypes = []byte{recItem, recDir, recID, recLog, recShard, recIndexPtr}
+var recordTypes = []byte{recItem, recDir, recID, recLog, recShard, recIndexPtr, recAttach}
 
 // BufferBase is the first flat-buffer list number: an untrained
 // collection's flat-buffer shard n keeps its items in list BufferBase+n
@@ -53,6 +54,10 @@ func dirKey(coll uint32, userID string) []byte {
 
 func idKey(coll uint32, id uint64) []byte {
 	return binary.BigEndian.AppendUint64(collPrefix(recID, coll), id)
+}
+
+func attachKey(coll uint32, id uint64) []byte {
+	return binary.BigEndian.AppendUint64(collPrefix(recAttach, coll), id)
 }
 
 func logPrefix(coll, shard uint32) []byte {

@@ -184,6 +184,41 @@ func (s *Store) GetByUserID(ctx context.Context, coll uint32, userID string) (It
 	return it, err
 }
 
+// Attachment returns the attachment of the live item with this internal
+// id: nil when it has none, ErrNotFound when there is no such item. The
+// two reads come from one snapshot.
+func (s *Store) Attachment(ctx context.Context, coll uint32, id uint64) ([]byte, error) {
+	var out []byte
+	err := s.read(func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		snap := s.db.NewSnapshot()
+		defer snap.Close()
+		get := func(k []byte) ([]byte, error) {
+			v, c, err := snap.Get(k)
+			if errors.Is(err, pebble.ErrNotFound) {
+				return nil, ErrNotFound
+			}
+			if err != nil {
+				return nil, err
+			}
+			defer c.Close()
+			return append([]byte(nil), v...), nil
+		}
+		if _, err := get(idKey(coll, id)); err != nil {
+			return err
+		}
+		v, err := get(attachKey(coll, id))
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		out = v
+		return err
+	})
+	return out, err
+}
+
 func (s *Store) item(coll, list uint32, id uint64) (Item, error) {
 	v, err := s.get(itemKey(coll, list, id))
 	if err != nil {
