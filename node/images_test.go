@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"image"
@@ -20,6 +21,7 @@ import (
 	"lookalike/embed/embedtest"
 	"lookalike/node"
 	"lookalike/node/nodetest"
+	"lookalike/node/store"
 	"lookalike/proto"
 )
 
@@ -365,4 +367,66 @@ func FuzzDecodeImageRecord(f *testing.F) {
 			t.Fatalf("%x: %+v does not survive a round trip: %+v, %v", b, r, r2, err)
 		}
 	})
+}
+
+// Over the real store: image records are written with their items, kept
+// across a restart and through training's move, and deleted with them.
+func TestImagesOverPebble(t *testing.T) {
+	dir := t.TempDir()
+	meta := nodetest.NewMeta()
+	e := embedtest.New("fake", 8)
+	opts := node.Options{NodeID: "n1", AutoTrainAt: -1, Embedders: map[string]embed.Embedder{"fake": e}}
+	st, err := node.OpenPebble(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.Open(opts, meta, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: "i", Metric: 3, Model: "fake", NList: 2}); err != nil {
+		t.Fatal(err)
+	}
+	var its []node.ImageItem
+	for i := range 100 {
+		its = append(its, node.ImageItem{Label: fmt.Sprint(i), Data: randomPNG(t, uint64(i), 10, 10), UserID: fmt.Sprintf("p%d", i), Source: fmt.Sprintf("/src/%d.png", i)})
+	}
+	if _, err := n.InsertImages(ctx, "i", its, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Train(ctx, "i", 2); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, n, "i", node.Ready)
+	if err := n.Delete(ctx, "i", "p1"); err != nil {
+		t.Fatal(err)
+	}
+	n.Close()
+	st.Close()
+
+	st, err = node.OpenPebble(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	n, err = node.Open(opts, meta, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	rec, err := n.Image(ctx, "i", "p7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Source != "/src/7.png" || !bytes.Equal(rec.Original, its[7].Data) || len(rec.Thumb) == 0 || rec.Format != "png" {
+		t.Fatalf("record of p7 after training and a restart: %+v", rec)
+	}
+	if _, err := n.Image(ctx, "i", "p1"); !errors.Is(err, node.ErrNoItem) {
+		t.Fatalf("deleted p1: %v", err)
+	}
+	res, err := n.SearchImage(ctx, "i", "q", its[42].Data, node.SearchRequest{K: 1, NProbe: 2})
+	if err != nil || len(res.Hits) != 1 || res.Hits[0].UserID != "p42" {
+		t.Fatalf("search by image: %+v %v", res, err)
+	}
 }
