@@ -19,8 +19,10 @@ require (
 	github.com/hashicorp/raft-boltdb/v2 v2.2.2
 	github.com/prometheus/client_golang v1.24.1
 	github.com/spf13/pflag v1.0.9
+	github.com/yalue/onnxruntime_go v1.27.0 // ONNX Runtime from Go (cgo; dlopens the library scripts/fetch-ort.sh fetches): embed runs its models with it
 	golang.org/x/image v0.48.0
 	golang.org/x/sync v0.25.0
+	google.golang.org/protobuf v1.36.12 // protowire only: embed/onnx writes ONNX protobuf without generated code
 )
 
 require (
@@ -74,5 +76,4 @@ require (
 	golang.org/x/exp v0.0.0-20230626212559-97b1e661b5df // indirect
 	golang.org/x/term v0.44.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
-	google.golang.org/protobuf v1.36.12 // indirect
 )
