@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"lookalike/cuda"
+	"lookalike/embed"
 	"lookalike/node"
 )
 
@@ -26,6 +27,7 @@ func newServeCmd() *cobra.Command {
 		gpu       bool
 		gpuMemory int64
 		debugAddr string
+		models    []string
 	)
 	c := &cobra.Command{
 		Use:   "serve",
@@ -57,6 +59,12 @@ the file. SIGTERM or Ctrl-C shuts down gracefully.`,
 				defer sc.Close()
 				o.Node.Scanner = sc
 			}
+			ms, err := openModels(models, o.API.Limits.MaxImageBytes, o.Logger)
+			if err != nil {
+				return err
+			}
+			defer ms.Close()
+			o.Node.Embedders = ms.embedders
 			if debugAddr != "" {
 				stop, err := serveDebug(c.Context(), debugAddr, o.Logger)
 				if err != nil {
@@ -83,6 +91,9 @@ the file. SIGTERM or Ctrl-C shuts down gracefully.`,
 	f.Int64Var(&o.API.Limits.MaxBodyBytes, "max-body-bytes", 64<<20, "largest request body")
 	f.IntVar(&o.API.Limits.MaxItems, "max-items", 10_000, "most items in one insert")
 	f.IntVar(&o.API.Limits.MaxMetaBytes, "max-meta-bytes", 64<<10, "largest metadata of one item")
+	f.IntVar(&o.API.Limits.MaxImageBytes, "max-image-bytes", 32<<20, "largest image file of an upload or a search")
+	f.IntVar(&o.API.Limits.MaxImages, "max-images", 64, "most image files in one upload")
+	f.StringArrayVar(&models, "model", nil, "image model directory (model.json + ONNX file), repeatable; default: the default model in the cache ($LOOKALIKE_CACHE/models/"+embed.DefaultModel+") when present")
 	f.IntVar(&o.API.MaxWrites, "max-writes", 16, "write requests running at once")
 	f.IntVar(&o.API.QueueWrites, "queue-writes", 64, "write requests waiting beyond those (then 429)")
 	f.IntVar(&o.API.MaxReads, "max-reads", 256, "read requests running at once")
