@@ -16,7 +16,7 @@ import (
 
 // ortLibrary returns the ONNX Runtime library the tests use, skipping (or
 // failing, under LOOKALIKE_REQUIRE_COMPONENTS=1) when it is missing.
-func ortLibrary(t *testing.T) string {
+func ortLibrary(t testing.TB) string {
 	t.Helper()
 	var o embed.ModelOptions
 	o.EnsureDefaults()
@@ -26,7 +26,7 @@ func ortLibrary(t *testing.T) string {
 
 // cachedModel returns the directory of a model converted by `lookalike
 // model fetch`, skipping (or failing) when it is not there.
-func cachedModel(t *testing.T, name string) string {
+func cachedModel(t testing.TB, name string) string {
 	t.Helper()
 	dir := filepath.Join(embed.ModelsDir(), name)
 	testenv.RequireFile(t, filepath.Join(dir, embed.ConfigFile), "the model "+name,

@@ -74,7 +74,7 @@ type referenceFeatures struct {
 }
 
 // referenceInput reads testdata/reference/NAME.rgb.gz: 224×224 RGB bytes.
-func referenceInput(t *testing.T, name string) []byte {
+func referenceInput(t testing.TB, name string) []byte {
 	t.Helper()
 	f, err := os.Open(filepath.Join("testdata", "reference", name+".rgb.gz"))
 	if err != nil {
