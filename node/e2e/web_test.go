@@ -1,14 +1,22 @@
 package e2e
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"math/rand/v2"
+	"mime/multipart"
+	"os"
+	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"lookalike/embed"
+	"lookalike/internal/testenv"
 	"lookalike/node/web/webtest"
 	"lookalike/proto"
 )
@@ -88,3 +96,108 @@ func TestWebPageVectors(t *testing.T) {
 }
 
 func slicesEqual(a, b []string) bool { return strings.Join(a, "\x00") == strings.Join(b, "\x00") }
+
+// webImages picks the test's images: per category of Debian's
+// openclipart-png (public domain), the first perCat PNGs by name with
+// distinct bytes, ids "category/file.png"; without the package,
+// generated pictures.
+func webImages(t *testing.T, cats []string, perCat int) (ids, paths []string) {
+	t.Helper()
+	const root = "/usr/share/openclipart/png"
+	seen := map[[32]byte]bool{}
+	for _, c := range cats {
+		files, _ := filepath.Glob(filepath.Join(root, c, "*.png"))
+		sort.Strings(files)
+		n := 0
+		for _, f := range files {
+			b, err := os.ReadFile(f) // follows a symlink
+			if err != nil || len(b) == 0 || len(b) > 1<<20 {
+				continue
+			}
+			if h := sha256.Sum256(b); !seen[h] {
+				seen[h] = true
+				ids, paths = append(ids, c+"/"+filepath.Base(f)), append(paths, f)
+				if n++; n == perCat {
+					break
+				}
+			}
+		}
+	}
+	if len(ids) >= 2*perCat {
+		return ids, paths
+	}
+	t.Logf("openclipart-png is not installed (scripts/setup-browser.sh installs it): generated pictures instead")
+	ids, paths = nil, nil
+	dir := t.TempDir()
+	for i := 0; i < len(cats)*perCat; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("pic-%02d.png", i))
+		if err := os.WriteFile(p, webtest.PNG(i), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ids, paths = append(ids, fmt.Sprintf("generated/pic-%02d.png", i)), append(paths, p)
+	}
+	return ids, paths
+}
+
+// TestWebPageImages is the user's story end to end: `lookalike serve`
+// with the real default model, an image collection with a few dozen
+// pictures, the page in headless Chromium: choose a file, see the grid
+// (that picture first, every thumbnail loaded), click a result and see
+// new results with it first. It needs ONNX Runtime
+// (scripts/fetch-ort.sh) and the default model (`lookalike model fetch`).
+func TestWebPageImages(t *testing.T) {
+	ctx := webtest.Browser(t)
+	lib := os.Getenv("LOOKALIKE_ORT_LIB")
+	if lib == "" {
+		lib = filepath.Join(embed.CacheDir(), "ort", "libonnxruntime.so.1")
+	}
+	testenv.RequireFile(t, lib, "ONNX Runtime", "run scripts/fetch-ort.sh")
+	testenv.RequireFile(t, filepath.Join(embed.ModelsDir(), embed.DefaultModel, embed.ConfigFile), "the default model", "run `lookalike model fetch`")
+
+	s := startServer(t, "--quiet")
+	s.must("POST", "/v1/collections", map[string]any{"name": "clipart", "metric": "cosine", "model": embed.DefaultModel}, 201, nil)
+	ids, paths := webImages(t, []string{"animals", "food", "buildings", "transportation"}, 9)
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	for i, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fw, _ := mw.CreateFormFile("file", filepath.Base(p))
+		fw.Write(b)
+		mw.WriteField("id", ids[i])
+		mw.WriteField("source", p)
+	}
+	mw.Close()
+	var ins proto.Inserted
+	if st, _, err := s.call("POST", "/v1/collections/clipart/images", mw.FormDataContentType(), body.Bytes(), &ins); st != 200 || ins.Inserted != len(ids) {
+		t.Fatalf("import %d images: %d %v %+v", len(ids), st, err, ins)
+	}
+
+	const k = 12
+	query := 4 // the fifth picture of the first category
+	webtest.Do(t, ctx, "open the page",
+		chromedp.Navigate(s.url("/")),
+		chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.querySelector('[data-stat=items]')?.textContent === '%d'`, len(ids))),
+		chromedp.SetValue(chromedp.ID("k"), fmt.Sprint(k)))
+	webtest.Do(t, ctx, "choose an image",
+		chromedp.SetUploadFiles(chromedp.ID("file"), []string{paths[query]}),
+		webtest.WaitFirstHit(ids[query], k),
+		webtest.WaitThumbnails())
+	first := webtest.HitIDs(t, ctx)
+	score := webtest.Get(t, ctx, chromedp.Text(chromedp.CSS("#results .hit .score")))
+	if score != "similarity 1.0000" && score != "similarity 0.9999" {
+		t.Errorf("the uploaded picture itself scores %q, want similarity 1", score)
+	}
+	clicked := first[2]
+	webtest.Do(t, ctx, "click the third result",
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#results .hit[data-id=%q]`, clicked))),
+		webtest.WaitFirstHit(clicked, k),
+		webtest.WaitThumbnails())
+	if got := webtest.HitIDs(t, ctx); slicesEqual(got, first) {
+		t.Fatalf("after clicking %s: the same hits %v", clicked, got)
+	}
+	t.Logf("query %s: %v; clicked %s", ids[query], first, clicked)
+	webtest.ScreenshotFromEnv(t, ctx)
+}

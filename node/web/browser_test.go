@@ -5,9 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"image"
-	"image/color"
-	"image/png"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -24,33 +21,6 @@ import (
 	"lookalike/node/nodetest"
 	"lookalike/node/web/webtest"
 )
-
-// pngOf draws picture i: a disc and a bar in colours of their own on a
-// light background, so that every file differs.
-func pngOf(i int) []byte {
-	const s = 96
-	img := image.NewRGBA(image.Rect(0, 0, s, s))
-	bg := color.RGBA{245, 245, 250, 255}
-	fg := color.RGBA{uint8(40 + 53*i%200), uint8(90 + 71*i%160), uint8(200 - 37*i%180), 255}
-	bar := color.RGBA{uint8(220 - 29*i%150), uint8(60 + 17*i%120), uint8(30 + 43*i%200), 255}
-	cx, cy, r := 30+3*i%40, 40+5*i%30, 14+i%12
-	for y := 0; y < s; y++ {
-		for x := 0; x < s; x++ {
-			c := bg
-			if (x-cx)*(x-cx)+(y-cy)*(y-cy) <= r*r {
-				c = fg
-			} else if y > 70 && x > 10+2*i%30 && x < 60+3*i%30 {
-				c = bar
-			}
-			img.Set(x, y, c)
-		}
-	}
-	var b bytes.Buffer
-	if err := png.Encode(&b, img); err != nil {
-		panic(err)
-	}
-	return b.Bytes()
-}
 
 // TestPageImages drives the page in headless Chromium over an image
 // collection of an in-process node whose model is embedtest's fake (a
@@ -89,7 +59,7 @@ func TestPageImages(t *testing.T) {
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
 	for i := 0; i < total; i++ {
-		p := pngOf(i)
+		p := webtest.PNG(i)
 		name := fmt.Sprintf("pic-%02d.png", i)
 		if err := os.WriteFile(filepath.Join(dir, name), p, 0o644); err != nil {
 			t.Fatal(err)
@@ -142,7 +112,7 @@ func TestPageImages(t *testing.T) {
 				: new ClipboardEvent('paste', {clipboardData: dt, bubbles: true, cancelable: true});
 			target.dispatchEvent(ev);
 			return true;
-		})()`, base64.StdEncoding.EncodeToString(pngOf(i)), event)
+		})()`, base64.StdEncoding.EncodeToString(webtest.PNG(i)), event)
 		ev := chromedp.Evaluate[bool](js)
 		return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
 			_, err := ev(ctx, tg)

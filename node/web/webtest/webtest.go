@@ -9,8 +9,12 @@
 package webtest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -139,4 +143,31 @@ func ScreenshotFromEnv(t *testing.T, ctx context.Context) {
 	if p := os.Getenv("LOOKALIKE_WEB_SCREENSHOT"); p != "" {
 		Screenshot(t, ctx, p)
 	}
+}
+
+// PNG draws picture i, 96×96: a disc and a bar in colours of their own
+// on a light background, so that every file differs.
+func PNG(i int) []byte {
+	const s = 96
+	img := image.NewRGBA(image.Rect(0, 0, s, s))
+	bg := color.RGBA{245, 245, 250, 255}
+	fg := color.RGBA{uint8(40 + 53*i%200), uint8(90 + 71*i%160), uint8(200 - 37*i%180), 255}
+	bar := color.RGBA{uint8(220 - 29*i%150), uint8(60 + 17*i%120), uint8(30 + 43*i%200), 255}
+	cx, cy, r := 30+3*i%40, 40+5*i%30, 14+i%12
+	for y := 0; y < s; y++ {
+		for x := 0; x < s; x++ {
+			c := bg
+			if (x-cx)*(x-cx)+(y-cy)*(y-cy) <= r*r {
+				c = fg
+			} else if y > 70 && x > 10+2*i%30 && x < 60+3*i%30 {
+				c = bar
+			}
+			img.Set(x, y, c)
+		}
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		panic(err)
+	}
+	return b.Bytes()
 }
