@@ -3,7 +3,7 @@ module lookalike
 go 1.26.0
 
 require (
-	github.com/chromedp/chromedp v0.23.0 // tests only: drives headless Chromium (Debian's chromium) in the web page's end-to-end test (node/e2e/web_test.go); pure Go over the DevTools protocol, no driver binary to fetch
+	github.com/chromedp/chromedp v0.23.0 // tests only (node/web/webtest, imported by the web page's tests in node/web and node/e2e): drives headless Chromium (Debian's chromium) over the DevTools protocol in pure Go, no driver binary to fetch
 	github.com/cockroachdb/pebble/v2 v2.1.7 // node storage (node/store): synced batches, range deletes, the LSM of decision 6
 	github.com/schollz/progressbar/v3 v3.19.1 // progress bars for the minutes-long ground-truth and data generation runs
 	github.com/spf13/cobra v1.10.2
