@@ -640,7 +640,8 @@ func photo(w, h int) *image.RGBA {
 }
 
 // BenchmarkPrepare measures Prepare, thumbnail included, on images of a
-// typical upload size, for the default model's 224×224 NHWC input.
+// typical upload size, for the default model's 224×224 NHWC input. Run it
+// with -cpu 1 for cpu-ms/op to mean one image's work.
 func BenchmarkPrepare(b *testing.B) {
 	c := testConfig(NHWC, 224)
 	for _, sz := range [][2]int{{1600, 1200}, {4000, 3000}} {
@@ -662,11 +663,15 @@ func BenchmarkPrepare(b *testing.B) {
 			b.Run(fmt.Sprintf("%s-%.0fMP", f.name, mp), func(b *testing.B) {
 				b.SetBytes(int64(len(f.data)))
 				b.ReportAllocs()
+				cpu0 := cpuTime()
 				for b.Loop() {
 					if _, err := Prepare(f.data, c, Limits{}); err != nil {
 						b.Fatal(err)
 					}
 				}
+				// CPU time, GC included: wall time on a shared machine
+				// says more about the neighbours.
+				b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
 			})
 		}
 	}
