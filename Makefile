@@ -22,10 +22,12 @@ build-faiss: setup
 setup:
 	scripts/setup.sh
 
-# A one-node lookalike on http://127.0.0.1:8080, its data in ./data
-# (Ctrl-C stops it cleanly; run it again and everything is still there).
-run: build
-	$(BIN)/lookalike serve --data data
+# A one-node lookalike on http://127.0.0.1:8080, its data in ./data, with
+# the default image model and Debian's openclipart images imported on the
+# first run (scripts/run.sh; Ctrl-C stops it cleanly; run it again and
+# everything is still there).
+run:
+	scripts/run.sh
 
 # The index against FAISS on Fashion-MNIST, with the curves in fmnist.png.
 bench-fmnist: build-faiss
@@ -40,7 +42,7 @@ test-go:
 # The concurrency contracts of the index, the coordinator and the store,
 # under the race detector.
 test-race:
-	$(GO) test -race -count=1 ./ivf/... ./coordinator/... ./node/store/...
+	$(GO) test -race -count=1 ./ivf/... ./coordinator/... ./node/store/... ./embed/...
 
 test-faiss:
 	$(GO) vet -tags faiss ./bench/... ./cmd/...
@@ -56,7 +58,9 @@ FUZZ_TARGETS = \
 	proto:FuzzDecodeCreateCollection proto:FuzzDecodeInsert proto:FuzzDecodeSearch \
 	proto:FuzzDecodeTrain proto:FuzzDecodeBulk \
 	coordinator/meta:FuzzDecode coordinator/meta:FuzzDecodeTable \
-	node/store:FuzzDecode node:FuzzDecodeUsers
+	node/store:FuzzDecode node:FuzzDecodeUsers \
+	proto:FuzzDecodeImageUpload node:FuzzDecodeImageRecord \
+	embed:FuzzPrepare embed:FuzzExifOrientation embed/tfjs:FuzzLoad
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# setup.sh — install the system packages lookalike's tests and benchmarks
-# need on Debian 12: the Fashion-MNIST data set, and FAISS on OpenBLAS
-# (through setup-faiss.sh). Idempotent: installs only what is missing and
+# setup.sh — install what lookalike's tests and benchmarks need on Debian
+# 12: the Fashion-MNIST data set and Debian's openclipart images, FAISS on
+# OpenBLAS (setup-faiss.sh), ONNX Runtime (fetch-ort.sh) and the image
+# models (`lookalike model fetch`), Chromium for the browser test
+# (setup-browser.sh). Idempotent: installs only what is missing and
 # says what it did. Run as root or with sudo.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -11,5 +13,11 @@ log() { printf 'setup: %s\n' "$*"; }
 
 command -v go >/dev/null || { log "error: Go 1.26 is not on PATH (https://go.dev/dl)"; exit 1; }
 
-apt_ensure dataset-fashion-mnist gcc g++ make
+apt_ensure dataset-fashion-mnist openclipart-png gcc g++ make
 "$here/setup-faiss.sh"
+# ONNX Runtime (npm's onnxruntime-node; installs nodejs/npm if missing),
+# then the default model, converted from npm's nsfwjs by our own code.
+"$here/fetch-ort.sh"
+(cd "$here/.." && go run ./cmd/lookalike model fetch --name all)
+# Chromium and its driver, for the web page's browser test.
+"$here/setup-browser.sh"
