@@ -75,7 +75,6 @@
 
   const hints = {
     unauthorized: 'This node needs a key for reads: enter it in “Read key”.',
-    not_found: '',
     too_large: 'The image is larger than this node accepts.',
     overloaded: 'The node is busy: try again in a moment.',
     unavailable: 'Part of the cluster is unavailable: try again in a moment.',

@@ -23,11 +23,11 @@ import (
 )
 
 // TestPageImages drives the page in headless Chromium over an image
-// collection of an in-process node whose model is embedtest's fake (a
-// vector is a function of the file's bytes, so a search with a stored
-// file finds that item first): pick a file, drop one, paste one, see the
-// grid with its thumbnails loaded, click a result and get new results
-// with it first. node/e2e's TestWebPageImages does the same with the real
+// collection of an in-process node behind a read key, whose model is
+// embedtest's fake (a vector is a function of the file's bytes, so a
+// search with a stored file finds that item first): pick a file, drop
+// one, paste one, see the grid with its thumbnails loaded (fetched with
+// the key), click a result and get new results with it first. node/e2e's TestWebPageImages does the same with the real
 // binary and the real model.
 func TestPageImages(t *testing.T) {
 	ctx := webtest.Browser(t)
@@ -37,7 +37,7 @@ func TestPageImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	srv := httptest.NewServer(n.Handler(node.APIOptions{}))
+	srv := httptest.NewServer(n.Handler(node.APIOptions{ReadKey: "rk"})) // thumbnails then come as blobs fetched with the key
 	t.Cleanup(srv.Close)
 
 	post := func(path, ctype string, body []byte) {
@@ -71,8 +71,10 @@ func TestPageImages(t *testing.T) {
 	mw.Close()
 	post("/v1/collections/pics/images", mw.FormDataContentType(), body.Bytes())
 
-	webtest.Do(t, ctx, "open the page",
+	webtest.Do(t, ctx, "open the page, enter the read key",
 		chromedp.Navigate(srv.URL+"/"),
+		chromedp.SendKeys(chromedp.ID("key"), "rk"),
+		chromedp.Blur(chromedp.ID("key")),
 		chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.querySelector('[data-stat=items]')?.textContent === '%d'`, total)),
 		chromedp.SetValue(chromedp.ID("k"), fmt.Sprint(k)))
 
@@ -82,6 +84,9 @@ func TestPageImages(t *testing.T) {
 		webtest.WaitThumbnails(),
 		chromedp.Poll[chromedp.Void](`(() => { const q = document.getElementById('query-img'); return !q.hidden && q.naturalWidth > 0; })()`))
 	first := webtest.HitIDs(t, ctx)
+	if src := webtest.Get(t, ctx, chromedp.Evaluate[string](`document.querySelector('#results .hit img').src`)); !strings.HasPrefix(src, "blob:") {
+		t.Errorf("thumbnail src %q: with a read key it must be fetched with the key (a blob)", src)
+	}
 	if status := webtest.Get(t, ctx, chromedp.Text(chromedp.ID("status"))); !strings.HasPrefix(status, fmt.Sprintf("%d results in ", k)) {
 		t.Errorf("status %q", status)
 	}
