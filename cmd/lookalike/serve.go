@@ -93,7 +93,7 @@ the file. SIGTERM or Ctrl-C shuts down gracefully.`,
 	f.IntVar(&o.API.Limits.MaxMetaBytes, "max-meta-bytes", 64<<10, "largest metadata of one item")
 	f.IntVar(&o.API.Limits.MaxImageBytes, "max-image-bytes", 32<<20, "largest image file of an upload or a search")
 	f.IntVar(&o.API.Limits.MaxImages, "max-images", 64, "most image files in one upload")
-	f.StringArrayVar(&models, "model", nil, "image model directory (model.json + ONNX file), repeatable; default: the default model in the cache ($LOOKALIKE_CACHE/models/"+embed.DefaultModel+") when present")
+	f.StringArrayVar(&models, "model", nil, "image model directory (model.json + ONNX file), repeatable; default: the default model in the cache ($LOOKALIKE_CACHE/models/"+embed.DefaultModel+") when present, loaded in the background; \"none\": no image model")
 	f.IntVar(&o.API.MaxWrites, "max-writes", 16, "write requests running at once")
 	f.IntVar(&o.API.QueueWrites, "queue-writes", 64, "write requests waiting beyond those (then 429)")
 	f.IntVar(&o.API.MaxReads, "max-reads", 256, "read requests running at once")
