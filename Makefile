@@ -58,7 +58,7 @@ FUZZ_TARGETS = \
 	proto:FuzzDecodeCreateCollection proto:FuzzDecodeInsert proto:FuzzDecodeSearch \
 	proto:FuzzDecodeTrain proto:FuzzDecodeBulk \
 	coordinator/meta:FuzzDecode coordinator/meta:FuzzDecodeTable \
-	node/store:FuzzDecode node:FuzzDecodeUsers \
+	node/store:FuzzDecode \
 	proto:FuzzDecodeImageUpload node:FuzzDecodeImageRecord \
 	embed:FuzzPrepare embed:FuzzExifOrientation embed/tfjs:FuzzLoad
 fuzz:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"lookalike/ivf"
@@ -15,17 +16,11 @@ import (
 // number is the FNV-32a hash of its name; on one node every collection is
 // one shard, number 0, whose write log covers all its batches.
 //
-// node/store has no read by internal id, which a search needs to name its
-// hits; until it grows one, PebbleStorage keeps each collection's internal
-// id → user id map in memory (with a bit saying whether the item has
-// metadata, so hits without metadata need no read), built by a scan when
-// the collection is first read and kept up to date by Apply.
+// A search names its hits with store.ItemByID (the id index, then the
+// item): the node keeps nothing per item in memory beside the codes.
 type PebbleStorage struct {
 	s   *store.Store
 	dir string
-
-	mu    sync.Mutex
-	users map[uint32]map[uint64]userRef // nil entry: not loaded yet
 
 	saveMu sync.Mutex
 	saved  map[uint32]uint64 // the checkpoint of the last save, per collection
@@ -34,20 +29,19 @@ type PebbleStorage struct {
 	nums  map[string]uint32 // collection name → store number
 }
 
-// userRef is what PebbleStorage keeps in memory of an item: its user id,
-// and whether it has metadata (if not, naming a hit reads nothing).
-type userRef struct {
-	id      string
-	hasMeta bool
-}
-
 // OpenPebble opens (creating if needed) the store in dir.
 func OpenPebble(dir string, o store.Options) (*PebbleStorage, error) {
 	s, err := store.Open(dir, o)
 	if err != nil {
 		return nil, err
 	}
-	return &PebbleStorage{s: s, dir: dir, users: map[uint32]map[uint64]userRef{}, saved: map[uint32]uint64{}, nums: map[string]uint32{}}, nil
+	// Builds before this one kept an id → user id map per collection in
+	// DIR/users; nothing reads it now.
+	if err := os.RemoveAll(filepath.Join(dir, "users")); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return &PebbleStorage{s: s, dir: dir, saved: map[uint32]uint64{}, nums: map[string]uint32{}}, nil
 }
 
 // Store returns the underlying store.
@@ -132,46 +126,17 @@ func (p *PebbleStorage) ApplyAsync(b *Batch) ([]Removed, func() error, error) {
 	if sb.Len() == 0 {
 		return nil, func() error { return nil }, nil
 	}
-	if err := p.loadUsers(coll); err != nil {
-		return nil, nil, err
-	}
 	res, wait, err := p.s.ApplyAsync(context.Background(), sb)
 	if err != nil {
 		return nil, nil, storeErr(err)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	users := p.users[coll]
 	var removed []Removed
 	for _, op := range res.Ops {
-		switch op.Kind {
-		case store.OpDelete:
+		if op.Kind == store.OpDelete {
 			removed = append(removed, Removed{ID: op.Item.ID, List: fromStoreList(op.Item.List)})
-			delete(users, op.Item.ID)
-		case store.OpPut:
-			users[op.Item.ID] = userRef{op.Item.UserID, len(op.Item.Meta) > 0}
 		}
 	}
 	return removed, func() error { return storeErr(wait()) }, nil
-}
-
-// loadUsers builds the id → user id map of coll once.
-func (p *PebbleStorage) loadUsers(coll uint32) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.users[coll] != nil {
-		return nil
-	}
-	m := map[uint64]userRef{}
-	err := p.scan(coll, func(it store.Item) error {
-		m[it.ID] = userRef{it.UserID, len(it.Meta) > 0}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	p.users[coll] = m
-	return nil
 }
 
 func (p *PebbleStorage) scan(coll uint32, fn func(store.Item) error) error {
@@ -207,26 +172,11 @@ func (p *PebbleStorage) Item(coll string, id uint64) (Item, error) {
 	if err != nil {
 		return Item{}, err
 	}
-	if err := p.loadUsers(c); err != nil {
-		return Item{}, err
-	}
-	p.mu.Lock()
-	u, ok := p.users[c][id]
-	p.mu.Unlock()
-	if !ok {
-		return Item{}, fmt.Errorf("%w: internal id %d", ErrNoItem, id)
-	}
-	if !u.hasMeta {
-		return Item{ID: id, UserID: u.id, List: BufferList}, nil // List unknown here; callers of Item use the id and metadata
-	}
-	it, err := p.Get(coll, u.id)
+	it, err := p.s.ItemByID(context.Background(), c, id, false)
 	if err != nil {
-		return Item{}, err
+		return Item{}, fmt.Errorf("internal id %d: %w", id, storeErr(err))
 	}
-	if it.ID != id {
-		return Item{}, fmt.Errorf("%w: internal id %d was replaced", ErrNoItem, id)
-	}
-	return it, nil
+	return fromStoreItem(it), nil
 }
 
 // Vectors implements Storage.
@@ -244,20 +194,7 @@ func (p *PebbleStorage) Scan(coll string, fn func(Item) error) error {
 	if err != nil {
 		return err
 	}
-	m := map[uint64]userRef{}
-	err = p.scan(c, func(it store.Item) error {
-		m[it.ID] = userRef{it.UserID, len(it.Meta) > 0}
-		return fn(fromStoreItem(it))
-	})
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	if p.users[c] == nil {
-		p.users[c] = m
-	}
-	p.mu.Unlock()
-	return nil
+	return p.scan(c, func(it store.Item) error { return fn(fromStoreItem(it)) })
 }
 
 // Drop implements Storage.
@@ -266,15 +203,9 @@ func (p *PebbleStorage) Drop(coll string) error {
 	if err != nil {
 		return err
 	}
-	p.mu.Lock()
-	delete(p.users, c)
-	p.mu.Unlock()
 	p.saveMu.Lock()
 	delete(p.saved, c)
 	p.saveMu.Unlock()
-	if err := os.Remove(usersPath(p.dir, c)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
 	if err := p.s.DropCollection(context.Background(), c); err != nil {
 		return err
 	}
@@ -303,8 +234,8 @@ func (p *PebbleStorage) Checkpoint(coll string) (uint64, error) {
 	return last, err
 }
 
-// SaveIndexAt implements Storage: the users file and the index, both as
-// of cp, then the log through cp is truncated.
+// SaveIndexAt implements Storage: the index as of cp, then the log
+// through cp is truncated.
 func (p *PebbleStorage) SaveIndexAt(coll string, ix *ivf.Index, cp uint64) error {
 	c, err := p.CollectionNumber(coll)
 	if err != nil {
@@ -314,17 +245,6 @@ func (p *PebbleStorage) SaveIndexAt(coll string, ix *ivf.Index, cp uint64) error
 	defer p.saveMu.Unlock()
 	if done, ok := p.saved[c]; ok && cp <= done {
 		return nil // a newer save is in force
-	}
-	if err := p.loadUsers(c); err != nil {
-		return err
-	}
-	// The map may be newer than cp: replaying the log after cp onto it
-	// ends in the same state (puts and deletes replay in order).
-	p.mu.Lock()
-	err = writeUsers(p.dir, c, cp, p.users[c])
-	p.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("node: save users of %q: %w", coll, err)
 	}
 	ctx := context.Background()
 	if err := p.s.SaveIndex(ctx, c, ix, store.Seqs{0: cp}); err != nil {
@@ -351,31 +271,13 @@ func (p *PebbleStorage) LoadIndex(coll string, opts ivf.Options) (*ivf.Index, er
 	if err != nil {
 		return nil, err
 	}
-	// The users file saved with this index, if it matches, spares a scan.
-	var users map[uint64]userRef
-	if seq, m, err := readUsers(p.dir, c); err == nil && seq == covered[0] {
-		users = m
-	}
 	err = p.s.ScanLog(ctx, c, 0, covered[0]+1, func(r store.Record) error {
-		if users != nil {
-			ops := make([]storeOp, len(r.Ops))
-			for i, op := range r.Ops {
-				ops[i] = storeOp{put: op.Kind == store.OpPut, id: op.Item.ID, user: op.Item.UserID, hasMeta: len(op.Item.Meta) > 0}
-			}
-			applyUserOps(users, ops)
-		}
 		return store.Replay(ix, r.Ops)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("replay the log after the saved index: %w", err)
 	}
-	if users != nil {
-		p.mu.Lock()
-		p.users[c] = users
-		p.mu.Unlock()
-		return ix, nil
-	}
-	return ix, p.loadUsers(c)
+	return ix, nil
 }
 
 // Close implements Storage.

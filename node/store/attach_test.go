@@ -123,3 +123,36 @@ func TestRecordVersion1(t *testing.T) {
 		t.Fatalf("version 3: %v", err)
 	}
 }
+
+// TestItemByID: reads by internal id follow moves and upserts and never
+// return a deleted item; without the vector they leave it nil.
+func TestItemByID(t *testing.T) {
+	s := openT(t, t.TempDir())
+	const dim = 3
+	b := NewBatch(1, 0, dim)
+	a := item("a", 10, BufferList(0), dim)
+	a.Meta = []byte(`{"k":1}`)
+	b.Put(a)
+	b.Put(item("b", 11, BufferList(1), dim))
+	apply(t, s, b)
+	get := func(id uint64, vec bool) (Item, error) { return s.ItemByID(ctx, 1, id, vec) }
+	if it, err := get(10, true); err != nil || it.UserID != "a" || string(it.Meta) != `{"k":1}` || len(it.Vector) != dim || it.List != BufferList(0) {
+		t.Fatalf("a: %+v %v", it, err)
+	}
+	if it, err := get(10, false); err != nil || it.UserID != "a" || string(it.Meta) != `{"k":1}` || it.Vector != nil {
+		t.Fatalf("a without vector: %+v %v", it, err)
+	}
+	b = NewBatch(1, 0, dim)
+	b.Move(10, 7)
+	b.Delete("b")
+	apply(t, s, b)
+	if it, err := get(10, false); err != nil || it.List != 7 || it.UserID != "a" {
+		t.Fatalf("a after move: %+v %v", it, err)
+	}
+	if _, err := get(11, false); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted b: %v", err)
+	}
+	if _, err := get(99, false); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("never stored: %v", err)
+	}
+}

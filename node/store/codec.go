@@ -271,10 +271,22 @@ func (d *decoder) itemBody(it *Item) {
 
 // decodeItem decodes an item value; list and id come from the key.
 func decodeItem(b []byte, list uint32, id uint64) (Item, error) {
+	return decodeItemOpt(b, list, id, true)
+}
+
+// decodeItemOpt is decodeItem, checking but not copying the vector
+// unless withVector.
+func decodeItemOpt(b []byte, list uint32, id uint64, withVector bool) (Item, error) {
 	d := decoder{b: b}
 	d.version()
 	it := Item{List: list, ID: id}
-	d.itemBody(&it)
+	if withVector {
+		d.itemBody(&it)
+	} else {
+		it.UserID = d.str()
+		d.take(4 * d.length(4))
+		it.Meta = d.bytesCopy()
+	}
 	return it, d.done()
 }
 

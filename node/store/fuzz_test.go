@@ -24,6 +24,12 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("item %x re-encodes to %x: %v", b, e, err)
 			}
 		}
+		// Without the vector: the same verdict, the same user id and metadata.
+		full, errFull := decodeItem(b, 2, 3)
+		if part, err := decodeItemOpt(b, 2, 3, false); (err == nil) != (errFull == nil) ||
+			err == nil && (part.UserID != full.UserID || !slices.Equal(part.Meta, full.Meta) || part.Vector != nil) {
+			t.Fatalf("item %x: without vector %+v %v, with %+v %v", b, part, err, full, errFull)
+		}
 		if r, err := decodeRecord(b, 1); err == nil {
 			e := encodeRecord(r.Ops)
 			r2, err := decodeRecord(e, 1)

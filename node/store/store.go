@@ -219,6 +219,44 @@ func (s *Store) Attachment(ctx context.Context, coll uint32, id uint64) ([]byte,
 	return out, err
 }
 
+// ItemByID returns the live item with this internal id, or ErrNotFound:
+// the id index gives its list, and the item follows. Without withVector
+// the vector is left nil (naming a search's hits needs the user id and
+// the metadata only). An item that moves or goes between the two reads is
+// looked up again once.
+func (s *Store) ItemByID(ctx context.Context, coll uint32, id uint64, withVector bool) (Item, error) {
+	var it Item
+	err := s.read(func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var prev uint32
+		for try := 0; ; try++ {
+			v, err := s.get(idKey(coll, id))
+			if err != nil {
+				return err
+			}
+			list, err := decodeList(v)
+			if err != nil {
+				return fmt.Errorf("store: id entry %d: %w", id, err)
+			}
+			v, err = s.get(itemKey(coll, list, id))
+			if errors.Is(err, ErrNotFound) && (try == 0 || list != prev) {
+				prev = list
+				continue // moved or deleted meanwhile: ask the id index again
+			}
+			if err != nil {
+				return err
+			}
+			if it, err = decodeItemOpt(v, list, id, withVector); err != nil {
+				return fmt.Errorf("store: item %d in list %d: %w", id, list, err)
+			}
+			return nil
+		}
+	})
+	return it, err
+}
+
 func (s *Store) item(coll, list uint32, id uint64) (Item, error) {
 	v, err := s.get(itemKey(coll, list, id))
 	if err != nil {
