@@ -227,10 +227,11 @@ func (r *resolver) id(id uint64) (*Item, error) {
 	if err != nil {
 		return nil, err
 	}
-	list, err := decodeList(v)
+	e, err := decodeIDEntry(v)
 	if err != nil {
 		return nil, fmt.Errorf("store: id entry %d: %w", id, err)
 	}
+	list := e.list
 	it, err := r.s.item(r.coll, list, id)
 	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("%w: id index names item %d in list %d, which is absent", ErrCorrupt, id, list)
@@ -293,7 +294,7 @@ func (r *resolver) put(it *Item) {
 	if len(it.Attachment) > 0 {
 		_ = r.pb.Set(attachKey(r.coll, it.ID), it.Attachment, nil)
 	}
-	_ = r.pb.Set(idKey(r.coll, it.ID), encodeList(it.List), nil)
+	_ = r.pb.Set(idKey(r.coll, it.ID), encodeIDEntry(it), nil)
 	r.written = append(r.written, it.ID)
 	_ = r.pb.Set(dirKey(r.coll, it.UserID), encodeLoc(it.List, it.ID), nil)
 	r.byUser[it.UserID] = loc{list: it.List, id: it.ID, present: true}
@@ -368,7 +369,7 @@ func (r *resolver) op(i int, op *Op) (bool, error) {
 			// the item without its directory entry.
 			r.ops = append(r.ops, Op{Kind: OpPut, Item: moved})
 			_ = r.pb.Set(itemKey(r.coll, moved.List, moved.ID), encodeItem(&moved), nil)
-			_ = r.pb.Set(idKey(r.coll, moved.ID), encodeList(moved.List), nil)
+			_ = r.pb.Set(idKey(r.coll, moved.ID), encodeIDEntry(&moved), nil)
 			r.written = append(r.written, moved.ID)
 			r.byID[moved.ID] = &moved
 			return true, nil

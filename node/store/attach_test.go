@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // TestAttachment: an item's attachment is written and logged with its
@@ -154,5 +156,24 @@ func TestItemByID(t *testing.T) {
 	}
 	if _, err := get(99, false); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("never stored: %v", err)
+	}
+}
+
+// TestItemByIDOldEntry: a 4-byte id index entry (list only, as written
+// before entries named their item) still leads to the item.
+func TestItemByIDOldEntry(t *testing.T) {
+	s := openT(t, t.TempDir())
+	b := NewBatch(1, 0, 3)
+	b.Put(item("a", 10, 4, 3))
+	apply(t, s, b)
+	if err := s.db.Set(idKey(1, 10), encodeList(4), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if it, err := s.ItemByID(ctx, 1, 10, false); err != nil || it.UserID != "a" || it.List != 4 {
+		t.Fatalf("%+v %v", it, err)
+	}
+	vec := make([]float32, 3)
+	if err := s.Source(1).Vectors([]uint64{10}, vec); err != nil {
+		t.Fatal(err)
 	}
 }

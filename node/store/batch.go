@@ -56,7 +56,7 @@ func (b *Batch) sizeHint() int {
 	n := 64
 	for i := range b.ops {
 		it := &b.ops[i].Item
-		n += 2*(4*len(it.Vector)+len(it.UserID)+len(it.Meta)+len(it.Attachment)) + len(it.UserID) + 96
+		n += 2*(4*len(it.Vector)+len(it.UserID)+len(it.Meta)+len(it.Attachment)) + 2*len(it.UserID) + 96
 	}
 	return n
 }

@@ -122,6 +122,49 @@ func encodeLoc(list uint32, id uint64) []byte {
 
 func encodeList(list uint32) []byte { return binary.LittleEndian.AppendUint32(nil, list) }
 
+// idEntry is an id index value: the item's list and, in entries written
+// since the format grew them, its user id and whether it has metadata, so
+// that naming a search hit without metadata reads only this small value.
+type idEntry struct {
+	list    uint32
+	userID  string
+	hasMeta bool
+	named   bool // userID and hasMeta are known (not a 4-byte entry)
+}
+
+// Flags of an id index entry.
+const idFlagMeta = 0x01 // the item has metadata
+
+func encodeIDEntry(it *Item) []byte {
+	e := encoder{b: make([]byte, 0, 6+len(it.UserID)+binary.MaxVarintLen16)}
+	e.u32(it.List)
+	var flags uint8
+	if len(it.Meta) > 0 {
+		flags |= idFlagMeta
+	}
+	e.u8(flags)
+	e.str(it.UserID)
+	return e.b
+}
+
+// decodeIDEntry reads an id index value: 4 bytes (list only, as first
+// written) or list, flags, user id.
+func decodeIDEntry(b []byte) (idEntry, error) {
+	d := decoder{b: b}
+	var e idEntry
+	e.list = d.u32()
+	if d.err == nil && len(d.b) > 0 {
+		flags := d.u8()
+		if d.err == nil && flags&^idFlagMeta != 0 {
+			d.fail("id entry flags %#x", flags)
+		}
+		e.hasMeta = flags&idFlagMeta != 0
+		e.userID = d.str()
+		e.named = true
+	}
+	return e, d.done()
+}
+
 func decodeList(b []byte) (uint32, error) {
 	d := decoder{b: b}
 	list := d.u32()

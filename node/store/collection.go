@@ -111,10 +111,11 @@ func (s *Store) ScanCollection(ctx context.Context, coll uint32, fn func(Item) e
 			if err != nil {
 				return err
 			}
-			list, err := decodeList(v)
+			e, err := decodeIDEntry(v)
 			if err != nil {
 				return fmt.Errorf("store: id entry %d: %w", id, err)
 			}
+			list := e.list
 			iv, c, err := snap.Get(itemKey(coll, list, id))
 			if errors.Is(err, pebble.ErrNotFound) {
 				return fmt.Errorf("%w: id index names item %d in list %d, which is absent", ErrCorrupt, id, list)

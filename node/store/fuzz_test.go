@@ -13,6 +13,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(encodeItem(&it))
 	f.Add(encodeRecord([]Op{{Kind: OpDelete, Item: Item{UserID: "x", List: 1, ID: 2}}, {Kind: OpPut, Item: it}}))
 	f.Add(encodeLoc(4, 5))
+	f.Add(encodeIDEntry(&it))
 	f.Add(encodeShardState(9, 3))
 	f.Add(encodeIndexPtr(&indexPtr{File: "c00000001-0000000000000002.ivf", Covered: Seqs{1: 2, 3: 4}}))
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
@@ -41,6 +42,15 @@ func FuzzDecode(f *testing.F) {
 			t.Fatal("loc does not round-trip")
 		}
 		_, _ = decodeList(b)
+		if e, err := decodeIDEntry(b); err == nil && e.named {
+			it := Item{List: e.list, UserID: e.userID}
+			if e.hasMeta {
+				it.Meta = []byte("{}")
+			}
+			if !slices.Equal(encodeIDEntry(&it), b) {
+				t.Fatal("id entry does not round-trip")
+			}
+		}
 		if last, tr, err := decodeShardState(b); err == nil && !slices.Equal(encodeShardState(last, tr), b) {
 			t.Fatal("shard state does not round-trip")
 		}

@@ -222,7 +222,8 @@ func (s *Store) Attachment(ctx context.Context, coll uint32, id uint64) ([]byte,
 // ItemByID returns the live item with this internal id, or ErrNotFound:
 // the id index gives its list, and the item follows. Without withVector
 // the vector is left nil (naming a search's hits needs the user id and
-// the metadata only). An item that moves or goes between the two reads is
+// the metadata only), and an item without metadata is named from its id
+// index entry alone, one small read. An item that moves or goes between the two reads is
 // looked up again once.
 func (s *Store) ItemByID(ctx context.Context, coll uint32, id uint64, withVector bool) (Item, error) {
 	var it Item
@@ -236,9 +237,14 @@ func (s *Store) ItemByID(ctx context.Context, coll uint32, id uint64, withVector
 			if err != nil {
 				return err
 			}
-			list, err := decodeList(v)
+			e, err := decodeIDEntry(v)
 			if err != nil {
 				return fmt.Errorf("store: id entry %d: %w", id, err)
+			}
+			list := e.list
+			if e.named && !e.hasMeta && !withVector {
+				it = Item{UserID: e.userID, ID: id, List: list}
+				return nil // all there is to know, from the small entry
 			}
 			v, err = s.get(itemKey(coll, list, id))
 			if errors.Is(err, ErrNotFound) && (try == 0 || list != prev) {
@@ -364,11 +370,11 @@ func (v *Source) Vectors(ids []uint64, dst []float32) error {
 			if err != nil {
 				return fmt.Errorf("store: vector %d: %w", id, err)
 			}
-			list, err := decodeList(lv)
+			e, err := decodeIDEntry(lv)
 			if err != nil {
 				return fmt.Errorf("store: vector %d: %w", id, err)
 			}
-			it, err := v.s.item(v.coll, list, id)
+			it, err := v.s.item(v.coll, e.list, id)
 			if err != nil {
 				return fmt.Errorf("store: vector %d: %w", id, err)
 			}
