@@ -24,10 +24,11 @@ type PipelineOptions struct {
 	// QueryMaxBatch is the largest Query batch; default 8. Small, so a
 	// visitor's run is short.
 	QueryMaxBatch int
-	// MaxWait is how long a free worker lets the oldest waiting image
-	// wait for its batch to fill; default 2 ms; negative: no wait. Busy
-	// workers batch without it: what queues during a run goes together
-	// into the next.
+	// MaxWait is how long a free worker lets the oldest waiting Bulk
+	// image wait for its batch to fill; default 2 ms; negative: no wait.
+	// Query images never wait for company: a visitor alone would pay it
+	// on every search. Busy workers batch without it: what queues during
+	// a run goes together into the next.
 	MaxWait time.Duration
 	// Limits bound Prepare; zero fields take DefaultLimits.
 	Limits Limits
@@ -99,8 +100,8 @@ func (o PipelineOptions) Validate() error {
 //
 // Each lane has a FIFO queue of images. A free worker takes from the
 // Query queue whenever it holds anything, else from the Bulk queue: up
-// to QueryMaxBatch or MaxBatch images of one lane, once the batch is full
-// or its oldest image has waited MaxWait. So a search waits for at most
+// to QueryMaxBatch or MaxBatch images of one lane: queries at once, bulk
+// images once the batch is full or its oldest image has waited MaxWait. So a search waits for at most
 // the one run each worker has in flight, however large an import is.
 // Under a steady stream of queries the Bulk lane waits.
 //
@@ -318,7 +319,9 @@ func (p *Pipeline) next(timer *time.Timer) (Lane, []*item) {
 		q := p.lanes[lane]
 		var wait time.Duration
 		if len(q) > 0 {
-			wait = p.o.MaxWait - time.Since(q[0].queued)
+			if lane == Bulk {
+				wait = p.o.MaxWait - time.Since(q[0].queued)
+			}
 			if len(q) >= limit || wait <= 0 {
 				n := min(len(q), limit)
 				batch := slices.Clone(q[:n])

@@ -222,26 +222,33 @@ func TestPipelineGathers(t *testing.T) {
 	}
 }
 
-// TestPipelineMaxWait: a free worker waits up to MaxWait for a batch to
-// fill, and no longer.
+// TestPipelineMaxWait: a free worker waits up to MaxWait for a Bulk
+// batch to fill, and no longer; a query never waits for company.
 func TestPipelineMaxWait(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) }) // after the pipeline's Close, registered later
 	r := &fakeRunner{}
 	p := newTestPipeline(t, r, PipelineOptions{Workers: 1, MaxWait: 50 * time.Millisecond})
 	start := time.Now()
-	if _, err := p.Embed(context.Background(), Query, imgs(1)); err != nil {
+	if _, err := p.Embed(context.Background(), Bulk, imgs(1)); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d < 40*time.Millisecond || d > 2*time.Second {
-		t.Errorf("a lone image took %v, want about MaxWait (50ms)", d)
+		t.Errorf("a lone bulk image took %v, want about MaxWait (50ms)", d)
 	}
-	p2 := newTestPipeline(t, r, PipelineOptions{Workers: 1, MaxWait: -1})
 	start = time.Now()
-	if _, err := p2.Embed(context.Background(), Query, imgs(1)); err != nil {
+	if _, err := p.Embed(context.Background(), Query, imgs(2)); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d > 40*time.Millisecond {
-		t.Errorf("with MaxWait < 0 a lone image took %v", d)
+		t.Errorf("a lone query took %v, want no wait", d)
+	}
+	p2 := newTestPipeline(t, r, PipelineOptions{Workers: 1, MaxWait: -1})
+	start = time.Now()
+	if _, err := p2.Embed(context.Background(), Bulk, imgs(1)); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 40*time.Millisecond {
+		t.Errorf("with MaxWait < 0 a lone bulk image took %v", d)
 	}
 }
 
