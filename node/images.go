@@ -96,6 +96,9 @@ func prepareAll(e embed.Embedder, labels []string, data [][]byte) ([]*embed.Prep
 		if err == nil {
 			continue
 		}
+		if errors.Is(err, ErrNoEmbedder) {
+			return nil, err // the model, not the image: unavailable
+		}
 		if !errors.Is(err, embed.ErrTooLarge) {
 			allLarge = false
 		}

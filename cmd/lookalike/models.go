@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"lookalike/embed"
+	"lookalike/node"
 )
 
 // servedModels are the image models a node embeds with.
@@ -125,10 +126,10 @@ func openModelBackground(dir string, maxImageBytes int, log *slog.Logger) (*lazy
 		e, closeFn, err := openModel(dir, maxImageBytes)
 		switch {
 		case err != nil:
-			l.err = fmt.Errorf("image model %s: %w", cfg.Name, err)
+			l.err = fmt.Errorf("%w: image model %s failed to load: %w", node.ErrNoEmbedder, cfg.Name, err)
 			log.Warn("the image model failed to load: image requests will fail", "dir", dir, "err", err)
 		case e.ModelHash() != l.hash:
-			l.err = fmt.Errorf("image model %s changed on disk while loading", cfg.Name)
+			l.err = fmt.Errorf("%w: image model %s changed on disk while loading", node.ErrNoEmbedder, cfg.Name)
 			_ = closeFn()
 		default:
 			l.e, l.closeFn = e, closeFn
