@@ -222,6 +222,11 @@ func TestVectorsCached(t *testing.T) {
 
 func TestRunQuality(t *testing.T) {
 	files := writeImages(t, 8)
+	// A copy of 0.png under another name, in the other category.
+	b, _ := os.ReadFile(files[0].Path)
+	cp := filepath.Join(filepath.Dir(files[0].Path), "copy.png")
+	os.WriteFile(cp, b, 0o644)
+	files = append(files, File{Path: cp, Label: "b"})
 	px, err := PixelMethod(8)
 	if err != nil {
 		t.Fatal(err)
@@ -231,8 +236,23 @@ func TestRunQuality(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 1 || rows[0].Images != 8 || rows[0].Categories != 2 || rows[0].Precision < 0 || rows[0].Precision > 1 {
+	if len(rows) != 1 || rows[0].Images != 9 || rows[0].Categories != 2 || rows[0].Precision < 0 || rows[0].Precision > 1 || rows[0].Cached != 1 {
 		t.Fatalf("rows %+v", rows)
+	}
+	var macro float64
+	for _, p := range rows[0].PerCategory {
+		macro += p / 2
+	}
+	if math.Abs(macro-rows[0].Macro) > 1e-9 {
+		t.Fatalf("macro %v, per category %v", rows[0].Macro, rows[0].PerCategory)
+	}
+	rows, err = RunQuality(context.Background(), QualityOptions{Files: files, Methods: []Method{px}, K: 2, Dedupe: true}, &out, &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// "0.png" < "copy.png": the copy goes.
+	if rows[0].Images != 8 || rows[0].Duplicates != 1 {
+		t.Fatalf("deduplicated rows %+v", rows)
 	}
 	if !strings.Contains(out.String(), "pixels-8") || !strings.Contains(out.String(), "precision@2") {
 		t.Fatalf("output %q", out.String())

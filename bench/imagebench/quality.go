@@ -134,6 +134,9 @@ func PixelMethod(side int) (Method, error) {
 type VectorStats struct {
 	Cached, Computed, Failed int
 	Seconds                  float64 // wall time of the whole call
+	// Sums are the files' SHA-256s (zero for a file that could not be
+	// read).
+	Sums [][32]byte
 }
 
 // Vectors returns m's vector of every file (nil where errs has the
@@ -144,6 +147,7 @@ func Vectors(ctx context.Context, files []File, m Method, cache *VectorCache, pr
 	start := time.Now()
 	vecs := make([][]float32, len(files))
 	errs := make([]error, len(files))
+	sums := make([][32]byte, len(files))
 	var cached, computed atomic.Int64
 	conc := m.Concurrency
 	if conc <= 0 {
@@ -158,7 +162,7 @@ func Vectors(ctx context.Context, files []File, m Method, cache *VectorCache, pr
 				if i >= len(files) {
 					return
 				}
-				vecs[i], errs[i] = vectorOf(ctx, files[i], m, cache, &cached, &computed)
+				vecs[i], sums[i], errs[i] = vectorOf(ctx, files[i], m, cache, &cached, &computed)
 				if errs[i] != nil {
 					errs[i] = fmt.Errorf("%s: %w", files[i].Path, errs[i])
 				}
@@ -172,7 +176,7 @@ func Vectors(ctx context.Context, files []File, m Method, cache *VectorCache, pr
 	if err := ctx.Err(); err != nil {
 		return nil, nil, VectorStats{}, err
 	}
-	st := VectorStats{Cached: int(cached.Load()), Computed: int(computed.Load()), Seconds: time.Since(start).Seconds()}
+	st := VectorStats{Cached: int(cached.Load()), Computed: int(computed.Load()), Seconds: time.Since(start).Seconds(), Sums: sums}
 	for _, e := range errs {
 		if e != nil {
 			st.Failed++
@@ -186,32 +190,32 @@ func Vectors(ctx context.Context, files []File, m Method, cache *VectorCache, pr
 	return vecs, errs, st, nil
 }
 
-func vectorOf(ctx context.Context, f File, m Method, cache *VectorCache, cached, computed *atomic.Int64) ([]float32, error) {
+func vectorOf(ctx context.Context, f File, m Method, cache *VectorCache, cached, computed *atomic.Int64) ([]float32, [32]byte, error) {
 	data, err := os.ReadFile(f.Path)
 	if err != nil {
-		return nil, err
+		return nil, [32]byte{}, err
 	}
 	sum := sha256.Sum256(data)
 	if cache != nil {
 		if v, ok := cache.Get(sum); ok {
 			cached.Add(1)
-			return v, nil
+			return v, sum, nil
 		}
 	}
 	v, err := m.Vector(ctx, data)
 	if err != nil {
-		return nil, err
+		return nil, sum, err
 	}
 	if len(v) != m.Dim {
-		return nil, fmt.Errorf("%d floats, want %d", len(v), m.Dim)
+		return nil, sum, fmt.Errorf("%d floats, want %d", len(v), m.Dim)
 	}
 	computed.Add(1)
 	if cache != nil {
 		if err := cache.Put(sum, v); err != nil {
-			return nil, err
+			return nil, sum, err
 		}
 	}
-	return v, nil
+	return v, sum, nil
 }
 
 // PrecisionAtK is the mean, over every row taken as a query, of the
@@ -269,6 +273,11 @@ type QualityOptions struct {
 	// CacheDir keeps each method's vectors (VectorCache); "" turns the
 	// cache off.
 	CacheDir string
+	// Dedupe leaves out every file whose content (SHA-256) equals that
+	// of a file with a smaller path, so that no query finds an exact copy
+	// of itself. openclipart-png holds about 1,200 such copies (the same
+	// picture under two names or in two folders).
+	Dedupe bool
 	// JSON prints one JSON object per method instead of tables.
 	JSON bool
 }
@@ -279,11 +288,13 @@ type QualityRow struct {
 	Images      int                `json:"images"`
 	Categories  int                `json:"categories"`
 	K           int                `json:"k"`
-	Precision   float64            `json:"precision"`
+	Precision   float64            `json:"precision"`       // mean over every query image
+	Macro       float64            `json:"precision_macro"` // mean over the categories of their queries' mean
 	PerCategory map[string]float64 `json:"per_category"`
-	Cached      int                `json:"cached"`   // vectors read from the cache
-	Embedded    int                `json:"embedded"` // vectors computed in this run
-	Failed      int                `json:"failed"`   // files this method could not use
+	Duplicates  int                `json:"duplicates_left_out"` // files whose content an earlier path has (Dedupe)
+	Cached      int                `json:"cached"`              // vectors read from the cache
+	Embedded    int                `json:"embedded"`            // vectors computed in this run
+	Failed      int                `json:"failed"`              // files this method could not use
 	Seconds     float64            `json:"vectors_s"`
 	Load1       float64            `json:"load1"` // 1-minute load average after the vectors
 }
@@ -300,6 +311,7 @@ func RunQuality(ctx context.Context, o QualityOptions, out, log io.Writer) ([]Qu
 	}
 	rows := make([]QualityRow, len(o.Methods))
 	all := make([][][]float32, len(o.Methods))
+	var sums [][32]byte
 	bad := make([]bool, len(o.Files))
 	for mi, m := range o.Methods {
 		cache, err := OpenVectorCache(o.CacheDir, m.Key, m.Dim)
@@ -333,10 +345,34 @@ func RunQuality(ctx context.Context, o QualityOptions, out, log io.Writer) ([]Qu
 			}
 		}
 		all[mi] = vecs
+		if sums == nil {
+			sums = st.Sums
+		}
 		rows[mi] = QualityRow{Method: m.Name, K: o.K, Cached: st.Cached, Embedded: st.Computed, Failed: st.Failed,
 			Seconds: st.Seconds, Load1: LoadAvg()}
 		fmt.Fprintf(log, "%s: %d vectors computed, %d from the cache, %d failed, in %.1f s (load %.2f)\n",
 			m.Name, st.Computed, st.Cached, st.Failed, st.Seconds, rows[mi].Load1)
+	}
+	dups := 0
+	if o.Dedupe {
+		first := map[[32]byte]int{}
+		for i, f := range o.Files {
+			if bad[i] {
+				continue
+			}
+			sum := sums[i]
+			if j, ok := first[sum]; ok {
+				dups++
+				if f.Path < o.Files[j].Path {
+					bad[j], first[sum] = true, i
+				} else {
+					bad[i] = true
+				}
+				continue
+			}
+			first[sum] = i
+		}
+		fmt.Fprintf(log, "%d duplicate files left out\n", dups)
 	}
 	var labels []string
 	for i, f := range o.Files {
@@ -360,7 +396,10 @@ func RunQuality(ctx context.Context, o QualityOptions, out, log io.Writer) ([]Qu
 			return nil, err
 		}
 		r := &rows[mi]
-		r.Images, r.Categories, r.Precision, r.PerCategory = len(labels), len(cats), p, per
+		r.Images, r.Categories, r.Precision, r.PerCategory, r.Duplicates = len(labels), len(cats), p, per, dups
+		for _, x := range per {
+			r.Macro += x / float64(len(per))
+		}
 		if o.JSON {
 			b, _ := json.Marshal(r)
 			fmt.Fprintf(out, "%s\n", b)
@@ -369,9 +408,9 @@ func RunQuality(ctx context.Context, o QualityOptions, out, log io.Writer) ([]Qu
 	if o.JSON {
 		return rows, nil
 	}
-	fmt.Fprintf(out, "%-20s %7s %10s %13s %8s %8s %6s\n", "method", "images", "categories", "precision@"+fmt.Sprint(o.K), "embedded", "cached", "load")
+	fmt.Fprintf(out, "%-20s %7s %10s %13s %9s %8s %8s %6s\n", "method", "images", "categories", "precision@"+fmt.Sprint(o.K), "macro", "embedded", "cached", "load")
 	for _, r := range rows {
-		fmt.Fprintf(out, "%-20s %7d %10d %13.4f %8d %8d %6.2f\n", r.Method, r.Images, r.Categories, r.Precision, r.Embedded, r.Cached, r.Load1)
+		fmt.Fprintf(out, "%-20s %7d %10d %13.4f %9.4f %8d %8d %6.2f\n", r.Method, r.Images, r.Categories, r.Precision, r.Macro, r.Embedded, r.Cached, r.Load1)
 	}
 	fmt.Fprintf(out, "\n%-20s %6s", "category", "images")
 	for _, r := range rows {

@@ -31,7 +31,11 @@ const openclipartDir = "/usr/share/openclipart/png"
 // labelledImages lists the image files under dir (as `lookalike import`
 // finds them: recursive, symlinks followed, no directory entered twice),
 // each labelled by its top-level folder.
-func labelledImages(dir string) ([]imagebench.File, error) {
+func labelledImages(dir string) ([]imagebench.File, error) { return labelledImagesDepth(dir, 1) }
+
+// labelledImagesDepth labels each file by the first depth folders of its
+// path below dir (as far as it has them).
+func labelledImagesDepth(dir string, depth int) ([]imagebench.File, error) {
 	found, err := walkImages(dir)
 	if err != nil {
 		return nil, fmt.Errorf("%w (Debian's openclipart-png: apt-get install openclipart-png)", err)
@@ -41,8 +45,9 @@ func labelledImages(dir string) ([]imagebench.File, error) {
 	}
 	files := make([]imagebench.File, len(found.files))
 	for i, f := range found.files {
-		label, _, ok := strings.Cut(f.id, "/")
-		if !ok {
+		parts := strings.Split(f.id, "/")
+		label := strings.Join(parts[:min(depth, len(parts)-1)], "/")
+		if label == "" {
 			label = "."
 		}
 		files[i] = imagebench.File{Path: f.path, Label: label}
@@ -177,6 +182,7 @@ func newBenchQualityCmd() *cobra.Command {
 		seed   uint64
 		pixels int
 		batch  int
+		depth  int
 		noCach bool
 	)
 	c := &cobra.Command{
@@ -193,15 +199,20 @@ same preprocessing, RGB, L2-normalised.
 Vectors are cached in the cache directory by model hash (and a fingerprint
 of the preprocessing) and file content, so a rerun embeds nothing and a run
 over more files embeds only the new ones. --limit takes a seeded sample (a
-prefix of the same permutation for every limit).`,
+prefix of the same permutation for every limit). precision is the mean over
+all query images; macro is the mean of the categories' means.
+
+Copies of one picture under two names count as they are found: a copy in
+the same folder is a relevant hit for both methods. --dedupe keeps one file
+per content instead (the smallest path).`,
 		Example: `  lookalike bench quality
   lookalike bench quality --limit 2000 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if pixels < 1 || pixels > 256 || batch < 1 || limit < 0 {
-				return usageError{fmt.Errorf("--pixels 1..256, --batch ≥ 1, --limit ≥ 0")}
+			if pixels < 1 || pixels > 256 || batch < 1 || limit < 0 || depth < 1 {
+				return usageError{fmt.Errorf("--pixels 1..256, --batch ≥ 1, --limit ≥ 0, --label-depth ≥ 1")}
 			}
-			files, err := labelledImages(dir)
+			files, err := labelledImagesDepth(dir, depth)
 			if err != nil {
 				return err
 			}
@@ -240,10 +251,12 @@ prefix of the same permutation for every limit).`,
 	f.IntVar(&limit, "limit", 0, "use a seeded sample of this many files (0: all)")
 	f.Uint64Var(&seed, "seed", 1, "seed of the sample")
 	f.IntVar(&o.K, "k", 10, "k of precision@k")
+	f.IntVar(&depth, "label-depth", 1, "folders of a file's path that make its category (1: the top-level folder)")
 	f.IntVar(&pixels, "pixels", 32, "side of the raw-pixel baseline")
 	f.IntVar(&batch, "batch", 32, "largest batch given to the model")
 	f.StringVar(&o.CacheDir, "cache", "", "vector cache directory (default $LOOKALIKE_CACHE/vectors or ~/.cache/lookalike/vectors)")
 	f.BoolVar(&noCach, "no-cache", false, "neither read nor write the vector cache")
+	f.BoolVar(&o.Dedupe, "dedupe", false, "leave out files whose content a file with a smaller path has (openclipart holds about 1,200 copies)")
 	f.BoolVar(&o.JSON, "json", false, "print one JSON object per method")
 	return c
 }

@@ -103,3 +103,23 @@ func TestBenchImport(t *testing.T) {
 		t.Fatalf("--n 0: exit %d: %s", code, stderr)
 	}
 }
+
+func TestLabelledImagesDepth(t *testing.T) {
+	dir := t.TempDir()
+	for i, p := range []string{"top.png", "a/1.png", "a/x/2.png", "a/x/y/3.png"} {
+		writePNG(t, filepath.Join(dir, p), uint64(i))
+	}
+	for depth, want := range map[int]string{1: "a a a .", 2: "a a/x a/x .", 3: "a a/x a/x/y ."} { // files sorted by path
+		files, err := labelledImagesDepth(dir, depth)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, f := range files {
+			got = append(got, f.Label)
+		}
+		if strings.Join(got, " ") != want {
+			t.Errorf("depth %d: labels %q, want %q", depth, got, want)
+		}
+	}
+}
