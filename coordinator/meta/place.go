@@ -15,9 +15,13 @@ import (
 //
 // The algorithm is greedy largest-first (LPT): shards by decreasing weight
 // (ties by id) each go to the replicas nodes that hold the least weight so
-// far (ties: fewer shards, then the order of nodes); every replica counts
-// the shard's full weight, since each copy stores and can serve all of it.
-// Each node then holds at most R·W/(N−R+1) + w_max, where W is the total
+// far, chosen one by one (ties: the node sharing the fewest shards with the
+// replicas already chosen for this shard, then fewer shards, then the order
+// of nodes); every replica counts the shard's full weight, since each copy
+// stores and can serve all of it. The co-location tie-break keeps equal
+// shards from pairing the same nodes over and over (mirrors), so a failed
+// node's shards have their other copies on many nodes, which share its
+// reads. Each node then holds at most R·W/(N−R+1) + w_max, where W is the total
 // weight, N the number of nodes, R replicas and w_max the largest shard: the
 // mean R·W/N plus little more than one shard. The primary of each shard is
 // the replica whose node leads the least weight of primaries so far (ties:
@@ -57,25 +61,46 @@ func PlaceByWeight(weights []float64, replicas int, nodes []string, epoch uint64
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(weights[b], weights[a]) })
 
-	load := make([]float64, len(nodes))
-	count := make([]int, len(nodes))
-	lead := make([]float64, len(nodes)) // weight of the shards each node is primary of
-	byLoad := make([]int, len(nodes))
-	for i := range byLoad {
-		byLoad[i] = i
-	}
+	nn := len(nodes)
+	load := make([]float64, nn)
+	count := make([]int, nn)
+	lead := make([]float64, nn)  // weight of the shards each node is primary of
+	shared := make([]int, nn*nn) // shards held by both nodes a and b
 	out := make([]Shard, len(weights))
+	chosen := make([]int, 0, replicas)
 	for _, s := range order {
-		slices.SortFunc(byLoad, func(a, b int) int {
-			if c := cmp.Compare(load[a], load[b]); c != 0 {
-				return c
+		chosen = chosen[:0]
+		with := func(a int) (k int) {
+			for _, c := range chosen {
+				k += shared[a*nn+c]
 			}
-			if c := cmp.Compare(count[a], count[b]); c != 0 {
-				return c
+			return k
+		}
+		for range replicas {
+			best := -1
+			for n := range nn {
+				switch {
+				case slices.Contains(chosen, n):
+				case best < 0, load[n] < load[best]:
+					best = n
+				case load[n] > load[best]:
+				case with(n) != with(best):
+					if with(n) < with(best) {
+						best = n
+					}
+				case count[n] < count[best]:
+					best = n
+				}
 			}
-			return cmp.Compare(a, b)
-		})
-		chosen := slices.Clone(byLoad[:replicas])
+			chosen = append(chosen, best)
+		}
+		for _, a := range chosen {
+			for _, b := range chosen {
+				if a != b {
+					shared[a*nn+b]++
+				}
+			}
+		}
 		slices.Sort(chosen) // node order
 		primary := chosen[0]
 		for _, n := range chosen {

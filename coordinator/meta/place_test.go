@@ -105,6 +105,24 @@ func TestPlaceByWeight(t *testing.T) {
 						t.Fatalf("node %s: load %v, primary of %d", id, load[id], lead[id])
 					}
 				}
+				// Not mirrored pairs: each node's other copies lie on
+				// several nodes.
+				partners := map[string]map[string]bool{}
+				for _, s := range shards {
+					a, b := s.Replicas[0], s.Replicas[1]
+					if partners[a] == nil {
+						partners[a] = map[string]bool{}
+					}
+					if partners[b] == nil {
+						partners[b] = map[string]bool{}
+					}
+					partners[a][b], partners[b][a] = true, true
+				}
+				for _, id := range nodes {
+					if len(partners[id]) < 3 { // mirrors: 1
+						t.Fatalf("node %s shares its shards with only %d nodes", id, len(partners[id]))
+					}
+				}
 			}
 		})
 	}
