@@ -12,9 +12,12 @@
 // Server runs one Raft peer: log and stable store in BoltDB
 // (raft-boltdb/v2), snapshots in files, a TCP transport. A one-node server
 // bootstraps itself as the only voter when its data directory is empty and
-// keeps its state across restarts. Today only the leader proposes; the
-// Options.Forward hook is where the cluster issue forwards a follower's
-// proposals to the leader.
+// keeps its state across restarts. A clustered server opens without
+// bootstrapping; node decides from gossip when one server calls Bootstrap
+// with the founding members, and the leader changes the configuration
+// with AddMember (voters and non-voters; cluster.go). A follower's
+// proposals go through the Options.Forward hook, which node sets to an
+// HTTP call to the leader.
 //
 // Formats: docs/format/raft.md.
 package coordinator
