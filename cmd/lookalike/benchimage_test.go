@@ -90,13 +90,13 @@ func TestBenchImport(t *testing.T) {
 	defer srv.Close()
 	dir := categoryTree(t, []string{"a", "b"}, 4)
 	code, out, stderr := runCLI(t, "bench", "import", "--server", srv.URL, "--model", model, "--images", dir,
-		"--n", "3", "--queries", "2", "--batch", "2", "--concurrency", "2", "--json")
+		"--n", "3", "--queries", "2", "--batch", "2", "--concurrency", "2", "--rounds", "1", "--json")
 	if code != 0 {
 		t.Fatalf("bench import: exit %d: %s", code, stderr)
 	}
 	rows := jsonLines(t, out)
-	if len(rows) != 4 || rows[0]["mode"] != "in-process" || rows[1]["mode"] != "server" || rows[1]["images"] != 3.0 ||
-		rows[2]["mode"] != "idle" || rows[2]["queries"] != 2.0 || rows[3]["mode"] != "during import" {
+	if len(rows) != 5 || rows[0]["mode"] != "in-process" || rows[1]["mode"] != "server" || rows[1]["images"] != 3.0 ||
+		rows[2]["mode"] != "median" || rows[3]["mode"] != "idle" || rows[3]["queries"] != 2.0 || rows[4]["mode"] != "during import" {
 		t.Fatalf("bench import printed %s", out)
 	}
 	if code, _, stderr := runCLI(t, "bench", "import", "--n", "0"); code != 2 {

@@ -6,6 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
+	_ "image/gif" // headers for withinLimits
+	_ "image/jpeg"
+	_ "image/png"
 	"io"
 	"mime/multipart"
 	"net"
@@ -14,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +45,7 @@ type importBench struct {
 	Concurrency int    // import's --concurrency
 	Batch       int    // import's --batch
 	K           int
+	Rounds      int    // in-process and server imports take turns this many times
 	Server      string // an existing server; "" starts one
 	JSON        bool
 	Out, Log    io.Writer
@@ -48,7 +54,8 @@ type importBench struct {
 // importRow is one figure of `bench import`.
 type importRow struct {
 	Part    string  `json:"part"` // "import" or "search"
-	Mode    string  `json:"mode"` // in-process, server; idle, during import
+	Mode    string  `json:"mode"` // in-process, server, median; idle, during import
+	Round   int     `json:"round,omitempty"`
 	Images  int     `json:"images,omitempty"`
 	Seconds float64 `json:"seconds,omitempty"`
 	PerSec  float64 `json:"images_per_s,omitempty"`
@@ -60,6 +67,18 @@ type importRow struct {
 	// for searches during an import, that import's rate.
 	Ratio        float64 `json:"ratio,omitempty"`
 	ImportPerSec float64 `json:"import_images_per_s,omitempty"`
+	// InProcessPerSec: the median's in-process rate.
+	InProcessPerSec float64 `json:"in_process_images_per_s,omitempty"`
+}
+
+// median of xs (not empty).
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return s[len(s)/2]
 }
 
 func (b *importBench) emit(r importRow) {
@@ -70,13 +89,18 @@ func (b *importBench) emit(r importRow) {
 	}
 	switch r.Part {
 	case "import":
-		fmt.Fprintf(b.Out, "import  %-14s %5d images in %6.1f s: %6.1f images/s", r.Mode, r.Images, r.Seconds, r.PerSec)
+		if r.Mode == "median" {
+			fmt.Fprintf(b.Out, "import  median of %d rounds: server %.1f images/s, in-process %.1f images/s: %.2f×  load %.2f\n",
+				b.Rounds, r.PerSec, r.InProcessPerSec, r.Ratio, r.Load1)
+			return
+		}
+		fmt.Fprintf(b.Out, "import  %-10s r%d %5d images in %6.1f s: %6.1f images/s", r.Mode, r.Round, r.Images, r.Seconds, r.PerSec)
 		if r.Ratio > 0 {
 			fmt.Fprintf(b.Out, " (%.2f× in-process)", r.Ratio)
 		}
 		fmt.Fprintf(b.Out, "  load %.2f\n", r.Load1)
 	case "search":
-		fmt.Fprintf(b.Out, "search  %-14s %5d queries: p50 %7.1f ms, p99 %7.1f ms", r.Mode, r.Queries, r.P50ms, r.P99ms)
+		fmt.Fprintf(b.Out, "search  %-13s %5d queries: p50 %7.1f ms, p99 %7.1f ms", r.Mode, r.Queries, r.P50ms, r.P99ms)
 		if r.ImportPerSec > 0 {
 			fmt.Fprintf(b.Out, " (import meanwhile %.1f images/s)", r.ImportPerSec)
 		}
@@ -93,8 +117,18 @@ func (b *importBench) run(ctx context.Context) error {
 		return fmt.Errorf("--n %d: only %d images under %s", b.N, len(all), b.Dir)
 	}
 	// Two disjoint sets of N files (the second one is imported while the
-	// searches run) and the queries, all from one seeded permutation.
+	// searches run) and the queries, all from one seeded permutation,
+	// without the few files a node refuses (openclipart has pictures of
+	// more than embed's 64 Mi pixels): both paths would drop them, but the
+	// server only after refusing a whole request.
 	perm := imagebench.Sample(all, 0, b.Seed)
+	perm = slices.DeleteFunc(perm, func(f imagebench.File) bool {
+		if !withinLimits(f.Path) {
+			fmt.Fprintf(b.Log, "left out (beyond the default limits): %s\n", f.Path)
+			return true
+		}
+		return false
+	})
 	pick := func(fs []imagebench.File) []imageFile {
 		out := make([]imageFile, len(fs))
 		for i, f := range fs {
@@ -122,19 +156,10 @@ func (b *importBench) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer closeModel()
 	if err := warmEmbedder(ctx, e, queries[0]); err != nil {
-		closeModel()
 		return err
 	}
-	fmt.Fprintf(b.Log, "in-process embedding of %d files, %d workers × batches of %d (load %.2f)\n", len(first), b.Concurrency, b.Batch, imagebench.LoadAvg())
-	took, err := embedInProcess(ctx, e, first, b.Concurrency, b.Batch)
-	closeModel()
-	if err != nil {
-		return err
-	}
-	inproc := importRow{Part: "import", Mode: "in-process", Images: len(first), Seconds: took.Seconds(),
-		PerSec: float64(len(first)) / took.Seconds(), Load1: imagebench.LoadAvg()}
-	b.emit(inproc)
 
 	server := b.Server
 	if server == "" {
@@ -153,30 +178,60 @@ func (b *importBench) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	coll1, coll2 := fmt.Sprintf("bench-import-%d", time.Now().UnixNano()), fmt.Sprintf("bench-during-%d", time.Now().UnixNano())
-	for _, coll := range []string{coll1, coll2} {
+	var colls []string
+	newColl := func(kind string) (string, error) {
+		coll := fmt.Sprintf("bench-%s-%d", kind, time.Now().UnixNano())
 		if err := ensureCollection(ctx, cl, coll, true, model.Name, "cosine", io.Discard); err != nil {
-			return err
+			return "", err
 		}
+		colls = append(colls, coll)
+		return coll, nil
 	}
 	if b.Server == "" {
 		defer func() {
-			for _, coll := range []string{coll1, coll2} {
+			for _, coll := range colls {
 				cl.json(context.Background(), "DELETE", collPath(coll), nil, nil)
 			}
 		}()
 	}
-	if _, err := searchImage(ctx, cl, coll1, queries[0], b.K); err != nil { // the server's first run
-		return fmt.Errorf("warm-up search: %w", err)
-	}
 
-	fmt.Fprintf(b.Log, "import of the same files through %s (load %.2f)\n", server, imagebench.LoadAvg())
-	imp, took, err := importFiles(ctx, cl, coll1, first, b.Concurrency, b.Batch, b.Log)
-	if err != nil {
-		return err
+	// The two take turns, Rounds times, each server round into a new
+	// collection, so that a change in the machine's load falls on both.
+	var coll1 string
+	var inRates, srvRates []float64
+	for round := range b.Rounds {
+		fmt.Fprintf(b.Log, "round %d: in-process embedding of %d files, %d workers × batches of %d (load %.2f)\n",
+			round+1, len(first), b.Concurrency, b.Batch, imagebench.LoadAvg())
+		took, err := embedInProcess(ctx, e, first, b.Concurrency, b.Batch)
+		if err != nil {
+			return err
+		}
+		r := importRow{Part: "import", Mode: "in-process", Round: round + 1, Images: len(first), Seconds: took.Seconds(),
+			PerSec: float64(len(first)) / took.Seconds(), Load1: imagebench.LoadAvg()}
+		inRates = append(inRates, r.PerSec)
+		b.emit(r)
+
+		if coll1, err = newColl("import"); err != nil {
+			return err
+		}
+		if round == 0 {
+			if _, err := searchImage(ctx, cl, coll1, queries[0], b.K); err != nil { // the server's first run
+				return fmt.Errorf("warm-up search: %w", err)
+			}
+		}
+		fmt.Fprintf(b.Log, "round %d: import of the same files through %s (load %.2f)\n", round+1, server, imagebench.LoadAvg())
+		imp, took, err := importFiles(ctx, cl, coll1, first, b.Concurrency, b.Batch, b.Log)
+		if err != nil {
+			return err
+		}
+		r = importRow{Part: "import", Mode: "server", Round: round + 1, Images: imp, Seconds: took.Seconds(),
+			PerSec: float64(imp) / took.Seconds(), Load1: imagebench.LoadAvg()}
+		r.Ratio = r.PerSec / inRates[len(inRates)-1]
+		srvRates = append(srvRates, r.PerSec)
+		b.emit(r)
 	}
-	b.emit(importRow{Part: "import", Mode: "server", Images: imp, Seconds: took.Seconds(),
-		PerSec: float64(imp) / took.Seconds(), Ratio: (float64(imp) / took.Seconds()) / inproc.PerSec, Load1: imagebench.LoadAvg()})
+	b.emit(importRow{Part: "import", Mode: "median", PerSec: median(srvRates), InProcessPerSec: median(inRates),
+		Ratio: median(srvRates) / median(inRates), Load1: imagebench.LoadAvg()})
 
 	// Search by image, one client, one query at a time: idle, then while
 	// the second set is imported into another collection.
@@ -189,6 +244,10 @@ func (b *importBench) run(ctx context.Context) error {
 
 	if len(second) == 0 {
 		return nil
+	}
+	coll2, err := newColl("during")
+	if err != nil {
+		return err
 	}
 	done := make(chan struct{})
 	var (
@@ -212,6 +271,19 @@ func (b *importBench) run(ctx context.Context) error {
 	b.emit(importRow{Part: "search", Mode: "during import", Queries: l.N, P50ms: ms(l.P50), P99ms: ms(l.P99),
 		ImportPerSec: float64(imp2) / took2.Seconds(), Load1: imagebench.LoadAvg()})
 	return nil
+}
+
+// withinLimits reports whether the file's header is one that
+// embed.DefaultLimits accepts.
+func withinLimits(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	cfg, _, err := image.DecodeConfig(f)
+	lim := embed.DefaultLimits()
+	return err == nil && cfg.Width <= lim.MaxSide && cfg.Height <= lim.MaxSide && int64(cfg.Width)*int64(cfg.Height) <= lim.MaxPixels
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -438,6 +510,8 @@ func newBenchImportCmd() *cobra.Command {
 		Short: "Import through a real server against in-process embedding, and search-by-image p99 idle and during an import",
 		Long: `Measure, with the real model:
 
+(1 and 2 take turns --rounds times; the median of each is compared.)
+
 1. in-process embedding of --n image files (a seeded sample of --images):
    --concurrency workers, each reading --batch files, decoding them on all
    cores (with thumbnails, as a node does) and embedding them in one Bulk
@@ -454,8 +528,8 @@ func newBenchImportCmd() *cobra.Command {
   lookalike bench import --n 500 --queries 50 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if b.N < 1 || b.Queries < 1 || b.Concurrency < 1 || b.Batch < 1 || b.Batch > proto.DefaultMaxImages || b.K < 1 {
-				return usageError{fmt.Errorf("--n, --queries, --concurrency, --k ≥ 1 and --batch 1..%d", proto.DefaultMaxImages)}
+			if b.N < 1 || b.Queries < 1 || b.Concurrency < 1 || b.Batch < 1 || b.Batch > proto.DefaultMaxImages || b.K < 1 || b.Rounds < 1 {
+				return usageError{fmt.Errorf("--n, --queries, --concurrency, --k, --rounds ≥ 1 and --batch 1..%d", proto.DefaultMaxImages)}
 			}
 			b.Model = modelDir(model)
 			if abs, err := filepath.Abs(b.Model); err == nil {
@@ -474,6 +548,7 @@ func newBenchImportCmd() *cobra.Command {
 	f.IntVar(&b.Concurrency, "concurrency", 4, "requests in flight (lookalike import's default)")
 	f.IntVar(&b.Batch, "batch", 16, "files per request (lookalike import's default)")
 	f.IntVar(&b.K, "k", 10, "hits per search")
+	f.IntVar(&b.Rounds, "rounds", 2, "times the in-process run and the server import take turns (each import into a new collection)")
 	f.StringVar(&b.Server, "server", "", "use this running server instead of starting one (it must serve the same model)")
 	f.BoolVar(&b.JSON, "json", false, "print one JSON object per figure")
 	return c
