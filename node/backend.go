@@ -60,6 +60,10 @@ type ClusterInfo struct {
 type ClusterNode struct {
 	ID, RaftAddr, HTTPAddr, State string
 	Voter                         bool
+	// GossipAddr is its memberlist address ("" on one node); Raft its
+	// place in the Raft configuration: "voter", "nonvoter" or "" (not in
+	// it yet).
+	GossipAddr, Raft string
 }
 
 // Metadata is what a node needs of the coordinator (the Raft FSM of the

@@ -95,6 +95,7 @@ func (n *Node) Handler(o APIOptions) http.Handler {
 	route("DELETE /v1/collections/{c}/items/{id}", write, a.deleteItem)
 	route("POST /v1/collections/{c}/train", write, a.train)
 	route("GET /v1/cluster", read, a.cluster)
+	route("POST "+forwardPath, write, a.raftApply) // a follower's proposal, forwarded to the leader (forward.go)
 	route("/", open, func(w http.ResponseWriter, r *http.Request) error {
 		return proto.Errorf(proto.NotFound, "no route %s %s", r.Method, r.URL.Path)
 	})
@@ -495,7 +496,8 @@ func (a *api) cluster(w http.ResponseWriter, r *http.Request) error {
 	ci := a.n.Cluster()
 	out := proto.Cluster{Leader: ci.Leader, Nodes: []proto.ClusterNode{}, Shards: []proto.ClusterShard{}}
 	for _, nd := range ci.Nodes {
-		out.Nodes = append(out.Nodes, proto.ClusterNode{ID: nd.ID, Addr: nd.HTTPAddr, State: nd.State, Voter: nd.Voter})
+		out.Nodes = append(out.Nodes, proto.ClusterNode{ID: nd.ID, Addr: nd.HTTPAddr, State: nd.State, Voter: nd.Voter,
+			RaftAddr: nd.RaftAddr, GossipAddr: nd.GossipAddr, Raft: nd.Raft})
 	}
 	for _, s := range a.n.Collections() {
 		sh := proto.ClusterShard{Collection: s.Name, Shard: fmt.Sprintf("%s/0", s.Name), Epoch: s.Epoch, Lists: s.Lists,

@@ -14,8 +14,9 @@ import (
 // coordinator): reads come from the replicated table, writes are
 // proposals. On one node the node is the only voter and the leader.
 type RaftMetadata struct {
-	s      *coordinator.Server
-	nodeID string
+	s       *coordinator.Server
+	nodeID  string
+	cluster *clusterRuntime // nil on one node; set before serving
 }
 
 // NewRaftMetadata wraps an open coordinator server.
@@ -151,6 +152,9 @@ func (m *RaftMetadata) AllocateIDs(ctx context.Context, n uint64) (uint64, error
 }
 
 func (m *RaftMetadata) Cluster() ClusterInfo {
+	if m.cluster != nil {
+		return m.cluster.info()
+	}
 	st := m.s.Stats()
 	ci := ClusterInfo{Leader: st.Leader, RaftState: strings.ToLower(st.State)}
 	for _, n := range m.s.Table().Nodes() {

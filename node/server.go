@@ -55,6 +55,9 @@ type ServerOptions struct {
 	Logger *slog.Logger
 	// RaftLog receives Raft's log. Default: stderr at warn level.
 	RaftLog io.Writer
+	// Cluster makes the server one node of a cluster (gossip, bootstrap,
+	// joins; cluster.go). Zero: a one-node cluster.
+	Cluster ClusterOptions
 }
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -100,6 +103,7 @@ func (o *ServerOptions) Validate() error {
 	if o.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout %v", o.ShutdownTimeout))
 	}
+	errs = append(errs, o.Cluster.validate()...)
 	if len(errs) == 0 {
 		return nil
 	}
@@ -196,15 +200,22 @@ func Run(ctx context.Context, opts ServerOptions, ready func(httpAddr string)) (
 
 	openCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	cs, err := coordinator.Open(openCtx, coordinator.Options{
+	copts := coordinator.Options{
 		NodeID: id, DataDir: o.DataDir, RaftAddr: o.RaftAddr, Advertise: o.Advertise, HTTPAddr: httpAddr,
 		Bootstrap: true, LogOutput: o.RaftLog, LogLevel: "warn",
 		// A lone voter waits one heartbeat timeout before it elects
 		// itself at every start: keep that short (raft's default is 1 s).
-		// The cluster issue sets these from flags for real peers.
 		HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 		LeaderLeaseTimeout: 200 * time.Millisecond,
-	})
+	}
+	cr := &clusterRuntime{o: o.Cluster, log: log, id: id, nudge: make(chan struct{}, 1), stop: make(chan struct{})}
+	if o.Cluster.enabled() {
+		// Bootstrap follows the members gossip finds (cluster.go).
+		copts.Bootstrap = false
+		copts.HeartbeatTimeout, copts.ElectionTimeout, copts.LeaderLeaseTimeout = clusterHeartbeat, clusterElection, clusterLeaderLease
+		copts.Forward = clusterForwarder(cr, o.TLSCert != "", o.API.APIKey)
+	}
+	cs, err := coordinator.Open(openCtx, copts)
 	if err != nil {
 		return err
 	}
@@ -225,7 +236,8 @@ func Run(ctx context.Context, opts ServerOptions, ready func(httpAddr string)) (
 	no := o.Node
 	no.NodeID, no.Logger = id, log
 	start := time.Now()
-	n, err := Open(no, NewRaftMetadata(cs), st)
+	rm := NewRaftMetadata(cs)
+	n, err := Open(no, rm, st)
 	if err != nil {
 		return err
 	}
@@ -234,6 +246,15 @@ func Run(ctx context.Context, opts ServerOptions, ready func(httpAddr string)) (
 			err = cerr
 		}
 	}()
+	if o.Cluster.enabled() {
+		cr.cs, rm.cluster = cs, cr
+		if err := cr.start(n, httpAddr, o.TLSCert != ""); err != nil {
+			return err
+		}
+		defer cr.close()
+		log.Info("gossip", "addr", o.Cluster.Gossip, "join", strings.Join(o.Cluster.Join, ","), "bootstrap_expect", o.Cluster.BootstrapExpect,
+			"voter", o.Cluster.Voter, "encrypted", o.Cluster.GossipKey != nil)
+	}
 
 	srv := &http.Server{
 		Handler:           n.Handler(o.API),

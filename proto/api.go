@@ -231,6 +231,13 @@ type ClusterNode struct {
 	// State: "alive", "suspect" or "dead" (membership's view).
 	State string `json:"state"`
 	Voter bool   `json:"voter"` // a Raft voter
+	// RaftAddr and GossipAddr are its Raft and memberlist addresses
+	// (GossipAddr empty on a one-node cluster).
+	RaftAddr   string `json:"raft_addr,omitempty"`
+	GossipAddr string `json:"gossip_addr,omitempty"`
+	// Raft is its place in the Raft configuration: "voter", "nonvoter",
+	// or "" while the leader has not added it yet.
+	Raft string `json:"raft,omitempty"`
 }
 
 // ClusterShard is one shard of the shard map.

@@ -108,9 +108,33 @@ node's URL, --key (LOOKALIKE_API_KEY) the key for admin calls.`,
 				return err
 			}
 			w := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintf(w, "leader\t%s\n\nNODE\tADDR\tSTATE\tVOTER\n", cu.Leader)
+			leader := cu.Leader
+			if leader == "" {
+				leader = "(none)"
+			}
+			var voters, nonvoters []string
+			fmt.Fprintf(w, "leader\t%s\n\nNODE\tHTTP\tRAFT\tGOSSIP\tSTATE\tRAFT ROLE\n", leader)
 			for _, n := range cu.Nodes {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%v\n", n.ID, n.Addr, n.State, n.Voter)
+				role := n.Raft
+				switch {
+				case role == "" && n.Voter:
+					role = "voter"
+				case role == "":
+					role = "-"
+				}
+				if n.ID == cu.Leader {
+					role += " (leader)"
+				}
+				switch n.Raft {
+				case "voter":
+					voters = append(voters, n.ID)
+				case "nonvoter":
+					nonvoters = append(nonvoters, n.ID)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", n.ID, n.Addr, dash(n.RaftAddr), dash(n.GossipAddr), n.State, role)
+			}
+			if len(voters)+len(nonvoters) > 0 {
+				fmt.Fprintf(w, "\nvoters\t%s\nnon-voters\t%s\n", dash(strings.Join(voters, ",")), dash(strings.Join(nonvoters, ",")))
 			}
 			fmt.Fprintf(w, "\nSHARD\tEPOCH\tLISTS\tPRIMARY\tREPLICAS\n")
 			for _, s := range cu.Shards {
@@ -193,6 +217,14 @@ node's URL, --key (LOOKALIKE_API_KEY) the key for admin calls.`,
 func quoteAuto(s string) string {
 	if s == "auto" {
 		return `"auto"`
+	}
+	return s
+}
+
+// dash stands in for an empty field of a table.
+func dash(s string) string {
+	if s == "" {
+		return "-"
 	}
 	return s
 }

@@ -13,6 +13,7 @@ import (
 	"lookalike/cuda"
 	"lookalike/embed"
 	"lookalike/node"
+	"lookalike/node/membership"
 )
 
 func init() {
@@ -28,6 +29,7 @@ func newServeCmd() *cobra.Command {
 		gpuMemory int64
 		debugAddr string
 		models    []string
+		gossipKey string
 	)
 	c := &cobra.Command{
 		Use:   "serve",
@@ -48,6 +50,13 @@ the file. SIGTERM or Ctrl-C shuts down gracefully.`,
 			level := slog.LevelInfo
 			if quiet {
 				level = slog.LevelWarn
+			}
+			if gossipKey != "" {
+				k, err := membership.ParseKey(gossipKey)
+				if err != nil {
+					return usageError{fmt.Errorf("--gossip-key: %w", err)}
+				}
+				o.Cluster.GossipKey = k
 			}
 			o.Logger = slog.New(slog.NewTextHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			o.RaftLog = c.ErrOrStderr()
@@ -101,6 +110,11 @@ the file. SIGTERM or Ctrl-C shuts down gracefully.`,
 	f.IntVar(&o.Node.DefaultNProbe, "nprobe", 16, "nprobe of searches that give none")
 	f.IntVar(&o.Node.AutoTrainAt, "auto-train-at", 39*256, "count at which an nlist-auto collection trains by itself (negative: never; a fixed nlist trains at 39×nlist)")
 	f.IntVar(&o.Node.SaveEvery, "save-every", 100_000, "writes to a trained collection between background index saves (negative: only after training and at shutdown)")
+	f.StringVar(&o.Cluster.Gossip, "gossip", "", "gossip (memberlist) address, host:port: run as one node of a cluster (default: a one-node cluster, no gossip)")
+	f.StringSliceVar(&o.Cluster.Join, "join", nil, "gossip addresses of nodes to join, host:port[,host:port] (retried until one answers)")
+	f.IntVar(&o.Cluster.BootstrapExpect, "bootstrap-expect", 0, "found a new cluster once this many nodes are seen (give every founding node the same N; the lowest node id bootstraps Raft)")
+	f.BoolVar(&o.Cluster.Voter, "voter", false, "be a Raft voter even when the cluster has three (by default the first three nodes vote, later ones do not)")
+	f.StringVar(&gossipKey, "gossip-key", "", "encrypt gossip with this key: base64 of 16, 24 or 32 bytes, the same on every node (e.g. head -c32 /dev/urandom | base64)")
 	f.BoolVar(&quiet, "quiet", false, "log warnings and errors only")
 	f.StringVar(&debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof) on this address (off by default; no keys: keep it on loopback)")
 	return c

@@ -1,0 +1,370 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"lookalike/coordinator"
+	"lookalike/coordinator/meta"
+	"lookalike/node/membership"
+)
+
+// ClusterOptions make a server one node of a cluster (docs/node.md,
+// "Membership"). With Gossip empty the server is a one-node cluster.
+type ClusterOptions struct {
+	// Gossip is the memberlist address (UDP and TCP), host:port; it is
+	// also the address other nodes --join. Empty: no cluster.
+	Gossip string
+	// Join lists gossip addresses of nodes to join, tried until one
+	// answers.
+	Join []string
+	// BootstrapExpect: a node without Raft state waits until it sees this
+	// many members (itself included); then the one with the lowest id
+	// bootstraps Raft with all of them. 0: never bootstrap; wait for a
+	// leader to add this node.
+	BootstrapExpect int
+	// Voter asks to be a Raft voter even when three voters exist.
+	Voter bool
+	// GossipKey encrypts gossip (16, 24 or 32 bytes; every node needs the
+	// same one). Nil: gossip in the clear.
+	GossipKey []byte
+	// Membership overrides the failure detector's timings (tests); its
+	// Meta, BindAddr, Join, Key, OnChange and Logger are set by Run.
+	Membership membership.Options
+}
+
+// MaxVoters is how many voters the leader adds on its own: the first
+// three nodes; more only with --voter.
+const MaxVoters = 3
+
+// Raft timing of a clustered server: a follower that hears nothing from
+// the leader for 0.5–1 s stands for election (raft's defaults are 1 s).
+const (
+	clusterHeartbeat   = 500 * time.Millisecond
+	clusterElection    = 500 * time.Millisecond
+	clusterLeaderLease = 250 * time.Millisecond
+)
+
+func (c *ClusterOptions) enabled() bool { return c.Gossip != "" }
+
+func (c *ClusterOptions) validate() []error {
+	var errs []error
+	if !c.enabled() {
+		if len(c.Join) > 0 || c.BootstrapExpect != 0 || c.Voter || c.GossipKey != nil {
+			errs = append(errs, errors.New("--join, --bootstrap-expect, --voter and --gossip-key need --gossip"))
+		}
+		return errs
+	}
+	if c.BootstrapExpect < 0 {
+		errs = append(errs, fmt.Errorf("bootstrap-expect %d", c.BootstrapExpect))
+	}
+	if c.BootstrapExpect == 0 && len(c.Join) == 0 {
+		errs = append(errs, errors.New("--gossip needs --join (a cluster to join) or --bootstrap-expect (a cluster to found)"))
+	}
+	return errs
+}
+
+// clusterRuntime runs membership, bootstrap and the leader's
+// reconciliation of the Raft configuration and node table with gossip.
+type clusterRuntime struct {
+	o     ClusterOptions
+	cs    *coordinator.Server
+	ml    *membership.Membership
+	log   *slog.Logger
+	id    string
+	nudge chan struct{}
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	lastSeen   []string  // bootstrap: the member set at the previous check
+	lastReport time.Time // bootstrap: last "waiting" log line
+}
+
+// clusterForwarder is the coordinator's Forward hook for a clustered
+// server; cr is filled in once membership runs.
+func clusterForwarder(cr *clusterRuntime, tls bool, apiKey string) coordinator.ForwardFunc {
+	f := &forwarder{scheme: "http", apiKey: apiKey, client: &http.Client{Timeout: 30 * time.Second}}
+	if tls {
+		f.scheme = "https"
+	}
+	f.waitVersion = func(ctx context.Context, version uint64) error {
+		for cr.cs.Table().Version() < version {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		return nil
+	}
+	f.httpAddr = func(id string) string {
+		if cr.ml != nil {
+			if m, ok := cr.ml.Member(id); ok && m.State != membership.Dead {
+				return m.HTTPAddr
+			}
+		}
+		if cr.cs != nil {
+			if n, ok := cr.cs.Table().Node(id); ok {
+				return n.HTTPAddr
+			}
+		}
+		return ""
+	}
+	return f.forward
+}
+
+// start joins gossip and starts the loop. n's runtime is synced with
+// every table change (collections created through other nodes).
+func (cr *clusterRuntime) start(n *Node, httpAddr string, tls bool) error {
+	mo := cr.o.Membership
+	mo.Meta = membership.Meta{NodeID: cr.id, HTTPAddr: httpAddr, RaftAddr: cr.cs.Addr()}
+	if cr.o.Voter {
+		mo.Meta.Flags |= membership.FlagVoter
+	}
+	if tls {
+		mo.Meta.Flags |= membership.FlagTLS
+	}
+	if conf, err := cr.cs.Configuration(); err == nil && len(conf) > 0 {
+		mo.Meta.Flags |= membership.FlagRaft
+	}
+	mo.BindAddr, mo.Join, mo.Key, mo.Logger = cr.o.Gossip, cr.o.Join, cr.o.GossipKey, cr.log
+	mo.OnChange = func() {
+		select {
+		case cr.nudge <- struct{}{}:
+		default:
+		}
+	}
+	ml, err := membership.Start(mo)
+	if err != nil {
+		return err
+	}
+	cr.ml = ml
+	tables, cancel := cr.cs.Watch()
+	cr.wg.Add(2)
+	go func() {
+		defer cr.wg.Done()
+		defer cancel()
+		for {
+			select {
+			case <-cr.stop:
+				return
+			case <-tables:
+				if err := n.Sync(); err != nil && !errors.Is(err, ErrClosed) {
+					cr.log.Warn("cluster: open collections of the table", "err", err)
+				}
+			}
+		}
+	}()
+	go cr.loop()
+	return nil
+}
+
+// close leaves gossip and stops the goroutines.
+func (cr *clusterRuntime) close() error {
+	if cr.ml == nil {
+		return nil
+	}
+	close(cr.stop)
+	cr.wg.Wait()
+	_ = cr.ml.Leave(time.Second)
+	return cr.ml.Close()
+}
+
+func (cr *clusterRuntime) loop() {
+	defer cr.wg.Done()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-cr.stop:
+			return
+		case <-tick.C:
+		case <-cr.nudge:
+		}
+		conf, err := cr.cs.Configuration()
+		if err != nil {
+			continue
+		}
+		if len(conf) == 0 {
+			cr.maybeBootstrap()
+			continue
+		}
+		if cr.ml.Flags()&membership.FlagRaft == 0 {
+			if err := cr.ml.SetFlags(cr.ml.Flags()|membership.FlagRaft, time.Second); err != nil {
+				cr.log.Warn("cluster: gossip metadata", "err", err)
+			}
+		}
+		if cr.cs.IsLeader() {
+			cr.reconcile(conf)
+		}
+	}
+}
+
+// maybeBootstrap applies the bootstrap rule: with BootstrapExpect N, once
+// this node sees at least N live members, none of which holds Raft state,
+// the same set on two checks in a row, the member with the lowest id
+// bootstraps Raft with all of them: the first MaxVoters (by id) and those
+// started with --voter as voters, the others as non-voters. The other
+// members wait to be contacted by the leader.
+func (cr *clusterRuntime) maybeBootstrap() {
+	if cr.o.BootstrapExpect == 0 {
+		return
+	}
+	var live []membership.Member
+	for _, m := range cr.ml.Members() {
+		if m.State == membership.Dead {
+			continue
+		}
+		if m.Flags&membership.FlagRaft != 0 {
+			return // a cluster exists: its leader adds this node
+		}
+		live = append(live, m)
+	}
+	ids := make([]string, len(live))
+	for i, m := range live {
+		ids[i] = m.NodeID
+	}
+	if len(live) < cr.o.BootstrapExpect {
+		if time.Since(cr.lastReport) > 5*time.Second {
+			cr.lastReport = time.Now()
+			cr.log.Info("cluster: waiting for members to bootstrap", "seen", len(live), "expect", cr.o.BootstrapExpect, "members", strings.Join(ids, ","))
+		}
+		cr.lastSeen = nil
+		return
+	}
+	stable := slices.Equal(ids, cr.lastSeen)
+	cr.lastSeen = ids
+	if !stable || ids[0] != cr.id {
+		return
+	}
+	var members []coordinator.Member
+	voters := 0
+	for _, m := range live {
+		sf := coordinator.Nonvoter
+		if voters < MaxVoters || m.Flags&membership.FlagVoter != 0 {
+			sf = coordinator.Voter
+			voters++
+		}
+		members = append(members, coordinator.Member{ID: m.NodeID, Addr: m.RaftAddr, Suffrage: sf})
+	}
+	if err := cr.cs.Bootstrap(members); err != nil {
+		cr.log.Error("cluster: bootstrap", "err", err)
+		return
+	}
+	cr.log.Info("cluster: bootstrapped Raft", "members", strings.Join(ids, ","), "voters", voters)
+}
+
+// reconcile (leader only) adds live members missing from the Raft
+// configuration (voters while fewer than MaxVoters, or when started with
+// --voter; non-voters otherwise), updates changed Raft addresses, and
+// records every member in the node table: up while gossip sees it, down
+// once gossip declares it dead. Nothing is removed from the
+// configuration (docs/node.md, "Membership").
+func (cr *clusterRuntime) reconcile(conf []coordinator.Member) {
+	inConf := map[string]coordinator.Member{}
+	voters := 0
+	for _, c := range conf {
+		inConf[c.ID] = c
+		if c.Suffrage == coordinator.Voter {
+			voters++
+		}
+	}
+	const timeout = 5 * time.Second
+	members := cr.ml.Members()
+	for _, m := range members {
+		if m.State != membership.Alive {
+			continue
+		}
+		c, ok := inConf[m.NodeID]
+		wantVoter := m.Flags&membership.FlagVoter != 0
+		switch {
+		case !ok:
+			sf := coordinator.Nonvoter
+			if voters < MaxVoters || wantVoter {
+				sf = coordinator.Voter
+				voters++
+			}
+			if err := cr.cs.AddMember(coordinator.Member{ID: m.NodeID, Addr: m.RaftAddr, Suffrage: sf}, timeout); err != nil {
+				cr.log.Warn("cluster: add to raft", "node", m.NodeID, "err", err)
+				return
+			}
+			cr.log.Info("cluster: added to raft", "node", m.NodeID, "suffrage", sf)
+		case c.Suffrage == coordinator.Nonvoter && (wantVoter || voters < MaxVoters):
+			voters++
+			if err := cr.cs.AddMember(coordinator.Member{ID: m.NodeID, Addr: m.RaftAddr, Suffrage: coordinator.Voter}, timeout); err != nil {
+				cr.log.Warn("cluster: promote to voter", "node", m.NodeID, "err", err)
+				return
+			}
+			cr.log.Info("cluster: promoted to voter", "node", m.NodeID)
+		case c.Addr != m.RaftAddr:
+			if err := cr.cs.AddMember(coordinator.Member{ID: m.NodeID, Addr: m.RaftAddr, Suffrage: c.Suffrage}, timeout); err != nil {
+				cr.log.Warn("cluster: update raft address", "node", m.NodeID, "err", err)
+				return
+			}
+		}
+	}
+	t := cr.cs.Table()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for _, m := range members {
+		want := meta.Node{ID: m.NodeID, RaftAddr: m.RaftAddr, HTTPAddr: m.HTTPAddr, State: meta.NodeUp}
+		if m.State == membership.Dead {
+			want.State = meta.NodeDown
+		}
+		have, ok := t.Node(m.NodeID)
+		if ok && *have == want || !ok && want.State != meta.NodeUp {
+			continue
+		}
+		if _, err := cr.cs.Propose(ctx, meta.RegisterNode{ID: want.ID, RaftAddr: want.RaftAddr, HTTPAddr: want.HTTPAddr, State: want.State}); err != nil {
+			cr.log.Warn("cluster: record node", "node", m.NodeID, "err", err)
+			return
+		}
+	}
+}
+
+// info is the cluster as this node sees it: every node that gossip, the
+// Raft configuration or the node table knows, with gossip's liveness and
+// the Raft suffrage.
+func (cr *clusterRuntime) info() ClusterInfo {
+	st := cr.cs.Stats()
+	ci := ClusterInfo{Leader: st.Leader, RaftState: strings.ToLower(st.State)}
+	byID := map[string]*ClusterNode{}
+	get := func(id string) *ClusterNode {
+		if n := byID[id]; n != nil {
+			return n
+		}
+		n := &ClusterNode{ID: id, State: string(membership.Dead)} // unknown to gossip: unreachable
+		byID[id] = n
+		return n
+	}
+	for _, n := range cr.cs.Table().Nodes() {
+		c := get(n.ID)
+		c.RaftAddr, c.HTTPAddr = n.RaftAddr, n.HTTPAddr
+	}
+	for _, m := range cr.ml.Members() {
+		c := get(m.NodeID)
+		c.RaftAddr, c.HTTPAddr, c.GossipAddr, c.State = m.RaftAddr, m.HTTPAddr, m.GossipAddr, string(m.State)
+	}
+	if conf, err := cr.cs.Configuration(); err == nil {
+		for _, s := range conf {
+			c := get(s.ID)
+			c.Raft, c.Voter = string(s.Suffrage), s.Suffrage == coordinator.Voter
+			if c.RaftAddr == "" {
+				c.RaftAddr = s.Addr
+			}
+		}
+	}
+	for _, c := range byID {
+		ci.Nodes = append(ci.Nodes, *c)
+	}
+	slices.SortFunc(ci.Nodes, func(a, b ClusterNode) int { return strings.Compare(a.ID, b.ID) })
+	return ci
+}
