@@ -92,8 +92,9 @@ func roles(cu proto.Cluster) (voters, nonvoters []string) {
 // TestClusterMembership: three processes found a cluster with
 // --bootstrap-expect 3 (one leader, three voters, every member alive), a
 // collection created through a follower reaches the leader and every
-// node, the leader killed with SIGKILL is replaced within a bound, and a
-// fourth node joins as a non-voter.
+// node, the leader killed with SIGKILL is replaced within a bound, a
+// fourth node joins as a non-voter, and the old leader restarts into the
+// cluster without bootstrapping again.
 func TestClusterMembership(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts four server processes")
@@ -211,6 +212,24 @@ func TestClusterMembership(t *testing.T) {
 	})
 	for _, name := range []string{"shared", "after"} {
 		n4.collection(name) // the table reached the non-voter
+	}
+
+	// The killed leader restarts with its Raft state: it does not
+	// bootstrap again, rejoins as the voter it was and catches up.
+	leader.restart()
+	waitCluster(t, leader, 20*time.Second, "the old leader back as a voter, alive", func(cu proto.Cluster) bool {
+		v, nv := roles(cu)
+		alive := 0
+		for _, n := range cu.Nodes {
+			if n.State == "alive" {
+				alive++
+			}
+		}
+		return cu.Leader != "" && len(v) == 3 && len(nv) == 1 && alive == 4
+	})
+	leader.collection("after") // created while it was dead
+	if strings.Contains(leader.log.String(), "bootstrapped Raft") {
+		t.Fatalf("a restarted node bootstrapped again:\n%s", leader.log)
 	}
 	t.Logf("whole test %v", time.Since(begin).Round(time.Millisecond))
 }

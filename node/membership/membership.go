@@ -284,12 +284,15 @@ func (p pings) NotifyPingComplete(other *memberlist.Node, rtt time.Duration, pay
 }
 
 // logWriter turns memberlist's log lines ("[WARN] memberlist: ...") into
-// slog records: errors and warnings as warnings, the rest at debug.
+// slog records: errors and warnings as warnings (but those of a probe
+// racing shutdown), the rest at debug.
 type logWriter struct{ log *slog.Logger }
 
 func (w *logWriter) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
 	switch {
+	case strings.Contains(line, "use of closed network connection"):
+		w.log.Debug(line) // a probe racing Close
 	case strings.Contains(line, "[ERR]"), strings.Contains(line, "[WARN]"):
 		w.log.Warn(line)
 	default:
