@@ -8,7 +8,7 @@ FUZZTIME ?= 30000x
 # instead of skipping.
 export LOOKALIKE_REQUIRE_COMPONENTS := 1
 
-.PHONY: all build build-faiss setup run bench-fmnist test test-go test-race test-faiss fuzz bench bench-kernels lint generate faiss-avx2 clean
+.PHONY: all build build-faiss setup run cluster bench-fmnist test test-go test-race test-faiss fuzz bench bench-kernels lint generate faiss-avx2 clean
 
 all: build
 
@@ -28,6 +28,11 @@ setup:
 # everything is still there).
 run:
 	scripts/run.sh
+
+# A local 3-node cluster on loopback (HTTP 127.0.0.1:8081-8083, data in
+# data/cluster/); Ctrl-C stops it.
+cluster:
+	scripts/cluster.sh
 
 # The index against FAISS on Fashion-MNIST, with the curves in fmnist.png.
 bench-fmnist: build-faiss
