@@ -65,7 +65,8 @@ FUZZ_TARGETS = \
 	coordinator/meta:FuzzDecode coordinator/meta:FuzzDecodeTable \
 	node/store:FuzzDecode \
 	proto:FuzzDecodeImageUpload node:FuzzDecodeImageRecord \
-	embed:FuzzPrepare embed:FuzzExifOrientation embed/tfjs:FuzzLoad
+	embed:FuzzPrepare embed:FuzzExifOrientation embed/tfjs:FuzzLoad \
+	node/membership:FuzzDecodeMeta
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
