@@ -43,7 +43,7 @@ func BenchmarkIngest(b *testing.B) {
 // through 64 bodies, so past the first 64 requests every item is an
 // upsert of an existing id.
 func benchIngest(b *testing.B, bulk, fresh bool) {
-	s := startServerB(b, "--auto-train-at", "-1", "--quiet")
+	s := startServerB(b, "--auto-train-at", "-1", "--quiet", "--model", "none")
 	const d, batch, clients = 128, 1000, 4
 	s.must("POST", "/v1/collections", map[string]any{"name": "i", "metric": "l2", "dim": d, "nlist": 256}, 201, nil)
 	r := rand.New(rand.NewPCG(1, 1))
@@ -159,7 +159,7 @@ func BenchmarkSearch(b *testing.B) {
 		fmt.Sscan(v, &nb)
 	}
 	const d, nprobe, k, nq = 128, 16, 10, 1000
-	s := startServerB(b, "--auto-train-at", "-1", "--quiet")
+	s := startServerB(b, "--auto-train-at", "-1", "--quiet", "--model", "none")
 	s.must("POST", "/v1/collections", map[string]any{"name": "s", "metric": "l2", "dim": d}, 201, nil)
 	r := rand.New(rand.NewPCG(7, 7))
 	centres := make([][]float32, 64)
