@@ -320,3 +320,42 @@ func TestThroughputValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestParseShapes(t *testing.T) {
+	s, err := ParseShapes("2x32, 1x8")
+	if err != nil || len(s) != 2 || s[0] != (Shape{2, 32}) || s[1].String() != "1x8" {
+		t.Fatalf("%v %v", s, err)
+	}
+	for _, bad := range []string{"", "2", "0x8", "2x", "ax3"} {
+		if _, err := ParseShapes(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+func TestRunLanes(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	files := writeImages(t, 16)
+	data, err := ReadAll(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &fakeRunner{cfg: embed.Config{Name: "fake", Layout: embed.NHWC, Size: 8, Std: [3]float32{1, 1, 1}, Dim: 4}}
+	var out, log bytes.Buffer
+	rows, err := RunLanes(context.Background(), LanesOptions{
+		Images: data, Runner: r, Hash: "h", Shapes: []Shape{{2, 32}, {1, 4}}, BulkClients: 2, BulkBatch: 8,
+		Every: time.Millisecond, Duration: 150 * time.Millisecond, Warmup: 20 * time.Millisecond, Rounds: 1,
+		Limits: embed.Limits{ThumbSide: -1},
+	}, &out, &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[1].MaxBatch != 4 {
+		t.Fatalf("rows %+v", rows)
+	}
+	for _, r := range rows {
+		if r.Queries < 5 || r.BulkPerSec <= 0 || r.P99ms < r.P50ms {
+			t.Fatalf("row %+v\n%s", r, log.String())
+		}
+	}
+}

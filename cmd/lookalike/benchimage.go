@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -18,7 +19,7 @@ func init() {
 	extraCommands = append(extraCommands, func(root *cobra.Command) {
 		for _, c := range root.Commands() {
 			if c.Name() == "bench" {
-				c.AddCommand(newBenchEmbedCmd(), newBenchQualityCmd(), newBenchImportCmd())
+				c.AddCommand(newBenchEmbedCmd(), newBenchQualityCmd(), newBenchImportCmd(), newBenchLanesCmd())
 			}
 		}
 	})
@@ -258,5 +259,71 @@ per content instead (the smallest path).`,
 	f.BoolVar(&noCach, "no-cache", false, "neither read nor write the vector cache")
 	f.BoolVar(&o.Dedupe, "dedupe", false, "leave out files whose content a file with a smaller path has (openclipart holds about 1,200 copies)")
 	f.BoolVar(&o.JSON, "json", false, "print one JSON object per method")
+	return c
+}
+
+func newBenchLanesCmd() *cobra.Command {
+	var (
+		o      imagebench.LanesOptions
+		mf     modelFlags
+		dir    string
+		n      int
+		seed   uint64
+		shapes string
+	)
+	c := &cobra.Command{
+		Use:   "lanes",
+		Short: "Search latency on the Query lane while the Bulk lane is busy, by pipeline workers and MaxBatch",
+		Long: `Measure, in process with the real model, what a search waits for during an
+import: --bulk-clients goroutines keep the pipeline's Bulk lane busy with
+calls of --bulk-batch images (lookalike import's 4 × 16), while one client
+embeds single images on the Query lane, pausing --every between them, for
+--duration per pipeline shape. Shapes are WORKERSxMAXBATCH; 2x32 is what
+lookalike serve runs on 2 cores (Workers = GOMAXPROCS, MaxBatch 32). The
+shapes take turns --rounds times; rows give the query latency over all
+rounds and the Bulk lane's mean throughput meanwhile.`,
+		Example: `  lookalike bench lanes
+  lookalike bench lanes --shapes 2x32,1x32,1x8,1x4 --duration 10s --json`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			var err error
+			if o.Shapes, err = imagebench.ParseShapes(shapes); err != nil {
+				return usageError{fmt.Errorf("--shapes: %w", err)}
+			}
+			if n < 2 || o.BulkClients < 1 || o.BulkBatch < 1 || o.Rounds < 1 || o.Duration <= 0 || o.Every < 0 {
+				return usageError{fmt.Errorf("--n ≥ 2, --bulk-clients, --bulk-batch, --rounds ≥ 1, --duration > 0")}
+			}
+			files, err := labelledImages(dir)
+			if err != nil {
+				return err
+			}
+			if o.Images, err = imagebench.ReadAll(imagebench.Sample(files, n, seed)); err != nil {
+				return err
+			}
+			m, err := mf.open()
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			o.Runner, o.Hash = m, m.Hash()
+			o.Limits.ThumbSide = -1
+			fmt.Fprintf(c.ErrOrStderr(), "ONNX Runtime %s: %d session(s), intra-op threads %s\n",
+				embed.RuntimeVersion(), mf.sessions, threadsName(mf.threads))
+			_, err = imagebench.RunLanes(c.Context(), o, c.OutOrStdout(), c.ErrOrStderr())
+			return err
+		},
+	}
+	mf.add(c)
+	f := c.Flags()
+	f.StringVar(&dir, "images", openclipartDir, "directory of image files (recursive)")
+	f.IntVar(&n, "n", 300, "images in the sample (the last eighth are the queries)")
+	f.Uint64Var(&seed, "seed", 1, "seed of the sample")
+	f.StringVar(&shapes, "shapes", "2x32,1x32,1x8", "pipelines compared, WORKERSxMAXBATCH")
+	f.IntVar(&o.BulkClients, "bulk-clients", 4, "concurrent Bulk callers")
+	f.IntVar(&o.BulkBatch, "bulk-batch", 16, "images per Bulk call")
+	f.DurationVar(&o.Every, "every", 20*time.Millisecond, "pause between queries")
+	f.DurationVar(&o.Duration, "duration", 20*time.Second, "queries measured per shape and round")
+	f.IntVar(&o.Rounds, "rounds", 2, "times the shapes take turns")
+	f.BoolVar(&o.JSON, "json", false, "print one JSON object per shape")
 	return c
 }

@@ -51,6 +51,15 @@ func TestBenchEmbedAndQuality(t *testing.T) {
 		t.Fatalf("bench embed printed %s", out)
 	}
 
+	code, out, stderr = runCLI(t, "bench", "lanes", "--model", model, "--images", dir, "--n", "8", "--shapes", "1x4",
+		"--bulk-clients", "1", "--bulk-batch", "2", "--duration", "300ms", "--rounds", "1", "--json")
+	if rows := jsonLines(t, out); code != 0 || len(rows) != 1 || rows[0]["max_batch"] != 4.0 || rows[0]["queries"].(float64) < 1 {
+		t.Fatalf("bench lanes: exit %d: %s %s", code, out, stderr)
+	}
+	if code, _, _ := runCLI(t, "bench", "lanes", "--shapes", "2y3"); code != 2 {
+		t.Fatalf("bad --shapes: exit %d", code)
+	}
+
 	cache := t.TempDir()
 	args := []string{"bench", "quality", "--model", model, "--images", dir, "--k", "2", "--cache", cache, "--json"}
 	code, out, stderr = runCLI(t, args...)
