@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -15,11 +14,17 @@ import (
 // its comment gives.
 type PipelineOptions struct {
 	// Workers is how many model runs may be in flight at once; default
-	// GOMAXPROCS. With a runner that spreads one run over all cores
-	// (ONNX Runtime's intra-op threads), 1 or 2 is enough: a second
-	// worker lets the next batch form and start while one finishes.
+	// 1, for a runner that spreads one run over all cores (ONNX Runtime's
+	// intra-op threads; one session). More workers than sessions put a
+	// second batch in line for the session, and a query behind it:
+	// `bench lanes` measured search p99 during an import at 2.46 s with
+	// 2 workers × batches of 32, 0.18 s with 1 × 8, at the same import
+	// rate.
 	Workers int
-	// MaxBatch is the largest Bulk batch; default 32.
+	// MaxBatch is the largest Bulk batch; default 8: a query waits for at
+	// most the one bulk run in flight, so its size bounds search latency
+	// during an import, and larger batches gained nothing on this CPU
+	// (`bench embed`'s sweep is flat from 1 to 32).
 	MaxBatch int
 	// QueryMaxBatch is the largest Query batch; default 8. Small, so a
 	// visitor's run is short.
@@ -54,10 +59,10 @@ type BatchInfo struct {
 // EnsureDefaults sets every zero field to its default.
 func (o *PipelineOptions) EnsureDefaults() {
 	if o.Workers == 0 {
-		o.Workers = runtime.GOMAXPROCS(0)
+		o.Workers = 1
 	}
 	if o.MaxBatch == 0 {
-		o.MaxBatch = 32
+		o.MaxBatch = 8
 	}
 	if o.QueryMaxBatch == 0 {
 		o.QueryMaxBatch = 8

@@ -499,7 +499,7 @@ func TestPipelineOptions(t *testing.T) {
 	t.Log(err)
 	var o PipelineOptions
 	o.EnsureDefaults()
-	if o.Workers < 1 || o.MaxBatch != 32 || o.QueryMaxBatch != 8 || o.MaxWait != 2*time.Millisecond || o.Limits != DefaultLimits() {
+	if o.Workers != 1 || o.MaxBatch != 8 || o.QueryMaxBatch != 8 || o.MaxWait != 2*time.Millisecond || o.Limits != DefaultLimits() {
 		t.Errorf("defaults %+v", o)
 	}
 	if err := o.Validate(); err == nil {
