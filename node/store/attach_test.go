@@ -67,25 +67,30 @@ func TestAttachment(t *testing.T) {
 		t.Fatalf("%d attachment keys, want 1 (a's new copy)", n)
 	}
 
-	// The log carries it with the put.
+	// Reading the log, a put comes with its item's attachment; the puts
+	// that later operations undid (a's first copy and its move, c) are
+	// Gone.
 	var logged [][]byte
+	var gone []bool
 	if err := s.ScanLog(ctx, 1, 0, 1, func(r Record) error {
 		for _, op := range r.Ops {
 			if op.Kind == OpPut {
 				logged = append(logged, op.Item.Attachment)
+				gone = append(gone, op.Gone)
 			}
 		}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	want := [][]byte{[]byte("thumb-a"), nil, nil, []byte("thumb-a2"), []byte("thumb-c")}
+	want := [][]byte{nil, nil, nil, []byte("thumb-a2"), nil}
+	wantGone := []bool{true, false, true, false, true}
 	if len(logged) != len(want) {
 		t.Fatalf("logged puts %q, want %q", logged, want)
 	}
 	for i := range want {
-		if !bytes.Equal(logged[i], want[i]) {
-			t.Fatalf("logged put %d: %q, want %q", i, logged[i], want[i])
+		if !bytes.Equal(logged[i], want[i]) || gone[i] != wantGone[i] {
+			t.Fatalf("logged put %d: %q gone=%v, want %q gone=%v", i, logged[i], gone[i], want[i], wantGone[i])
 		}
 	}
 

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -39,7 +40,10 @@ func (s *Store) ScanLog(ctx context.Context, coll, shard uint32, from uint64, fn
 		return fmt.Errorf("%w: shard %d/%d from %d, truncated through %d", ErrLogTruncated, coll, shard, from, truncated)
 	}
 	return s.read(func() error {
-		it, err := s.db.NewIter(&pebble.IterOptions{
+		// One snapshot for the log and the items its puts name.
+		snap := s.db.NewSnapshot()
+		defer snap.Close()
+		it, err := snap.NewIter(&pebble.IterOptions{
 			LowerBound: logKey(coll, shard, from),
 			UpperBound: prefixEnd(logPrefix(coll, shard)),
 		})
@@ -66,6 +70,9 @@ func (s *Store) ScanLog(ctx context.Context, coll, shard uint32, from uint64, fn
 				return err
 			}
 			r, err := decodeRecord(v, seq)
+			if err == nil && r.byRef {
+				err = fillPuts(snap, coll, &r)
+			}
 			if err != nil {
 				return fmt.Errorf("store: log %d/%d seq %d: %w", coll, shard, seq, err)
 			}
@@ -75,6 +82,55 @@ func (s *Store) ScanLog(ctx context.Context, coll, shard uint32, from uint64, fn
 		}
 		return it.Error()
 	})
+}
+
+// fillPuts reads the items that a by-reference record's puts name (and
+// their attachments) from snap. A put whose item is gone was undone by a
+// later record — a delete, an upsert or a move, each logged after it —
+// and is marked Gone: its content is no longer known, and applying the
+// rest of the log without it ends in the same state.
+func fillPuts(snap *pebble.Snapshot, coll uint32, r *Record) error {
+	get := func(k []byte) ([]byte, bool, error) {
+		v, c, err := snap.Get(k)
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		defer c.Close()
+		return v, true, nil
+	}
+	for i := range r.Ops {
+		op := &r.Ops[i]
+		if op.Kind == OpPut {
+			v, ok, err := get(itemKey(coll, op.Item.List, op.Item.ID))
+			if err != nil {
+				return err
+			}
+			if !ok {
+				op.Gone = true
+				continue
+			}
+			it, err := decodeItem(v, op.Item.List, op.Item.ID)
+			if err != nil {
+				return fmt.Errorf("item %d in list %d: %w", op.Item.ID, op.Item.List, err)
+			}
+			if it.UserID != op.Item.UserID {
+				op.Gone = true // the internal id was put again under another user id later
+				continue
+			}
+			a, ok, err := get(attachKey(coll, op.Item.ID))
+			if err != nil {
+				return err
+			}
+			if ok {
+				it.Attachment = append([]byte(nil), a...)
+			}
+			op.Item = it
+		}
+	}
+	return nil
 }
 
 // TruncateLog deletes a shard's log records through sequence number
@@ -125,6 +181,9 @@ func Replay(ix *ivf.Index, ops []Op) error {
 				ix.DeleteFromList(int(it.List), it.ID)
 			}
 		case OpPut:
+			if ops[i].Gone {
+				continue // undone by a later op of the log
+			}
 			if IsBufferList(it.List) {
 				return fmt.Errorf("store: replay: item %d is in flat-buffer list %d", it.ID, it.List&^BufferBase)
 			}
