@@ -15,7 +15,11 @@ type Options struct {
 	MaxMetaBytes int
 	// MaxBatchItems bounds the operations in one Batch. Default 100,000.
 	MaxBatchItems int
-	// CacheBytes is Pebble's block cache. Default 64 MiB.
+	// CacheBytes is Pebble's block cache. Default 256 MiB: a search names
+	// its hits by internal id (ItemByID), one point read each in the id
+	// index; at 1M items the index and filter blocks it walks outgrew a
+	// 64 MiB cache and every read went to the disk (pread). The cache
+	// fills as blocks are read; it is not allocated up front.
 	CacheBytes int64
 	// MemTableBytes is Pebble's memtable size. Default 32 MiB.
 	MemTableBytes uint64
@@ -33,7 +37,7 @@ func (o *Options) EnsureDefaults() {
 		o.MaxBatchItems = 100_000
 	}
 	if o.CacheBytes == 0 {
-		o.CacheBytes = 64 << 20
+		o.CacheBytes = 256 << 20
 	}
 	if o.MemTableBytes == 0 {
 		o.MemTableBytes = 32 << 20
