@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -40,7 +39,7 @@ type ThroughputOptions struct {
 	// default the largest of Batches, so that every batch size can fill.
 	SweepClients int
 	// Workers is the pipeline's Workers (runs in flight); default the
-	// pipeline's default, GOMAXPROCS, as `lookalike serve` runs it.
+	// pipeline's default, 1, as `lookalike serve` runs it.
 	Workers int
 	// Lane is the lane the clients use; default Bulk (an import).
 	Lane embed.Lane
@@ -190,7 +189,7 @@ func RunThroughput(ctx context.Context, o ThroughputOptions, out, log io.Writer)
 	}
 	workers := o.Workers
 	if workers == 0 {
-		workers = runtime.GOMAXPROCS(0)
+		workers = 1 // embed.PipelineOptions' default, as lookalike serve runs
 	}
 	fmt.Fprintf(log, "%d images, model %s, pipeline workers %d, lane %v, %d rounds, load %.2f at the start\n",
 		len(o.Images), cfg.Name, workers, laneName(o.Lane), o.Rounds, LoadAvg())

@@ -102,7 +102,7 @@ pipeline's MaxBatch over --batches with --sweep-clients concurrent clients.
 
 ONNX Runtime uses every core in all of them: one session whose intra-op
 thread pool has one thread per core (--sessions, --threads change that), and
-the pipeline runs GOMAXPROCS batches at a time (--workers), as lookalike
+the pipeline runs one batch at a time (--workers), as lookalike
 serve does. Thumbnails are not made unless --thumbnails.`,
 		Example: `  lookalike bench embed
   lookalike bench embed --n 100 --clients 1,2,4,8 --batches 1,8,32 --json`,
@@ -159,7 +159,7 @@ serve does. Thumbnails are not made unless --thumbnails.`,
 	f.StringVar(&clients, "clients", "1,8", "concurrent clients of the pipeline in the clients part")
 	f.StringVar(&batches, "batches", "1,2,4,8,16,32", "MaxBatch values of the sweep (none: no sweep)")
 	f.IntVar(&o.SweepClients, "sweep-clients", 0, "concurrent clients in the sweep (default: the largest batch)")
-	f.IntVar(&o.Workers, "workers", 0, "pipeline workers, runs in flight (default GOMAXPROCS, as lookalike serve)")
+	f.IntVar(&o.Workers, "workers", 0, "pipeline workers, runs in flight (default 1, as lookalike serve)")
 	f.StringVar(&lane, "lane", "bulk", "lane the clients use: bulk or query")
 	f.BoolVar(&thumbs, "thumbnails", false, "make thumbnails too, as a node does on import")
 	f.IntVar(&o.Rounds, "rounds", 3, "times each part runs, its configurations taking turns (rows give the median)")
@@ -279,7 +279,7 @@ import: --bulk-clients goroutines keep the pipeline's Bulk lane busy with
 calls of --bulk-batch images (lookalike import's 4 × 16), while one client
 embeds single images on the Query lane, pausing --every between them, for
 --duration per pipeline shape. Shapes are WORKERSxMAXBATCH; 2x32 is what
-lookalike serve runs on 2 cores (Workers = GOMAXPROCS, MaxBatch 32). The
+lookalike serve ran on 2 cores before this benchmark (Workers = GOMAXPROCS, MaxBatch 32; now 1 × 8). The
 shapes take turns --rounds times; rows give the query latency over all
 rounds and the Bulk lane's mean throughput meanwhile.`,
 		Example: `  lookalike bench lanes
