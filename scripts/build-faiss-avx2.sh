@@ -46,14 +46,14 @@ ensure_deb_src() {
 	fi
 	local f=/etc/apt/sources.list.d/lookalike-deb-src.sources
 	if [ ! -e "$f" ]; then
-		log "adding deb-src for bookworm main in $f"
-		$SUDO tee "$f" >/dev/null <<'SRC'
-Types: deb-src
-URIs: http://deb.debian.org/debian
-Suites: bookworm
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
+		# The mirror this machine already uses for binary packages.
+		local uri
+		uri=$(grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources | head -1 | awk '{print $2}')
+		[ -n "$uri" ] || uri=$(grep -hsE '^deb ' /etc/apt/sources.list | head -1 | awk '{print $2}')
+		[ -n "$uri" ] || { log "error: no Debian mirror found in /etc/apt to add deb-src for"; exit 1; }
+		log "adding deb-src for bookworm main ($uri) in $f"
+		printf 'Types: deb-src\nURIs: %s\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$uri" |
+			$SUDO tee "$f" >/dev/null
 	fi
 	log "apt-get update (for the source index)"
 	$SUDO apt-get update
