@@ -40,6 +40,16 @@ func CacheDir() string {
 // per model name under CacheDir()/models.
 func ModelsDir() string { return filepath.Join(CacheDir(), "models") }
 
+// DefaultLibrary is the ONNX Runtime library Open loads when
+// ModelOptions.Library is empty: $LOOKALIKE_ORT_LIB, else
+// CacheDir()/ort/libonnxruntime.so.1, where scripts/fetch-ort.sh puts it.
+func DefaultLibrary() string {
+	if l := os.Getenv("LOOKALIKE_ORT_LIB"); l != "" {
+		return l
+	}
+	return filepath.Join(CacheDir(), "ort", "libonnxruntime.so.1")
+}
+
 // ModelOptions configure Open.
 type ModelOptions struct {
 	// Library is the ONNX Runtime shared library. Default:
@@ -58,10 +68,7 @@ type ModelOptions struct {
 // EnsureDefaults fills in the defaults documented on each field.
 func (o *ModelOptions) EnsureDefaults() {
 	if o.Library == "" {
-		o.Library = os.Getenv("LOOKALIKE_ORT_LIB")
-	}
-	if o.Library == "" {
-		o.Library = filepath.Join(CacheDir(), "ort", "libonnxruntime.so.1")
+		o.Library = DefaultLibrary()
 	}
 	if o.Sessions == 0 {
 		o.Sessions = 1

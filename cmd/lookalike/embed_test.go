@@ -9,23 +9,11 @@ import (
 	"testing"
 
 	"lookalike/embed"
-	"lookalike/internal/testenv"
+	"lookalike/embed/embedtest"
 )
 
-// requireDefaultModel skips (or fails under LOOKALIKE_REQUIRE_COMPONENTS=1)
-// without ONNX Runtime and the default model, and returns the model's
-// directory.
-func requireDefaultModel(t *testing.T) string {
-	t.Helper()
-	lib := os.Getenv("LOOKALIKE_ORT_LIB")
-	if lib == "" {
-		lib = filepath.Join(embed.CacheDir(), "ort", "libonnxruntime.so.1")
-	}
-	testenv.RequireFile(t, lib, "ONNX Runtime", "run scripts/fetch-ort.sh")
-	dir := filepath.Join(embed.ModelsDir(), embed.DefaultModel)
-	testenv.RequireFile(t, filepath.Join(dir, embed.ConfigFile), "the default model", "run `lookalike model fetch`")
-	return dir
-}
+// requireDefaultModel is embedtest.RequireDefaultModel.
+var requireDefaultModel = embedtest.RequireDefaultModel
 
 func parseEmbedLines(t *testing.T, out string) []embedLine {
 	t.Helper()

@@ -105,8 +105,8 @@ func (w weight) n() int {
 func synthetic() (model, shard []byte) {
 	const scale, min = 0.5, -1.0
 	ws := []weight{
-		{"mul_y", nil, []byte{6}},    // 2
-		{"sub_y", nil, []byte{4}},    // 1
+		{"mul_y", nil, []byte{6}}, // 2
+		{"sub_y", nil, []byte{4}}, // 1
 		{"conv_w", []int{3, 3, 2, 4}, nil},
 		{"conv_b", []int{4}, nil},
 		{"dw_w", []int{3, 3, 4, 1}, nil},

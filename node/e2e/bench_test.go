@@ -3,9 +3,9 @@ package e2e
 import (
 	"bytes"
 	"encoding/binary"
-	"hash/crc32"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -331,8 +331,8 @@ func waitIdle(b *testing.B, pid int, limit time.Duration) time.Duration {
 		}
 		f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
 		var ut, st int64
-		fmt.Sscan(f[11], &ut) // utime, field 14 of stat
-		fmt.Sscan(f[12], &st) // stime, field 15
+		fmt.Sscan(f[11], &ut)                               // utime, field 14 of stat
+		fmt.Sscan(f[12], &st)                               // stime, field 15
 		return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ = 100
 	}
 	start := time.Now()

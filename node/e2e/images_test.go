@@ -16,24 +16,13 @@ import (
 	"testing"
 
 	"lookalike/embed"
+	"lookalike/embed/embedtest"
 	"lookalike/internal/testenv"
 	"lookalike/proto"
 )
 
-// requireModel skips (or, under LOOKALIKE_REQUIRE_COMPONENTS=1, fails)
-// without ONNX Runtime and the default model, and returns the model's
-// directory.
-func requireModel(t *testing.T) string {
-	t.Helper()
-	lib := os.Getenv("LOOKALIKE_ORT_LIB")
-	if lib == "" {
-		lib = filepath.Join(embed.CacheDir(), "ort", "libonnxruntime.so.1")
-	}
-	testenv.RequireFile(t, lib, "ONNX Runtime", "run scripts/fetch-ort.sh")
-	dir := filepath.Join(embed.ModelsDir(), embed.DefaultModel)
-	testenv.RequireFile(t, filepath.Join(dir, embed.ConfigFile), "the default model", "run `lookalike model fetch`")
-	return dir
-}
+// requireModel is embedtest.RequireDefaultModel.
+var requireModel = embedtest.RequireDefaultModel
 
 // shapesDir writes n PNGs of distinct shapes and colours into a new
 // directory, two levels deep, and returns it.

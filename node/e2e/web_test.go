@@ -16,7 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"lookalike/embed"
-	"lookalike/internal/testenv"
+	"lookalike/embed/embedtest"
 	"lookalike/node/web/webtest"
 	"lookalike/proto"
 )
@@ -147,12 +147,7 @@ func webImages(t *testing.T, cats []string, perCat int) (ids, paths []string) {
 // (scripts/fetch-ort.sh) and the default model (`lookalike model fetch`).
 func TestWebPageImages(t *testing.T) {
 	ctx := webtest.Browser(t)
-	lib := os.Getenv("LOOKALIKE_ORT_LIB")
-	if lib == "" {
-		lib = filepath.Join(embed.CacheDir(), "ort", "libonnxruntime.so.1")
-	}
-	testenv.RequireFile(t, lib, "ONNX Runtime", "run scripts/fetch-ort.sh")
-	testenv.RequireFile(t, filepath.Join(embed.ModelsDir(), embed.DefaultModel, embed.ConfigFile), "the default model", "run `lookalike model fetch`")
+	embedtest.RequireDefaultModel(t)
 
 	s := startServer(t, "--quiet")
 	s.must("POST", "/v1/collections", map[string]any{"name": "clipart", "metric": "cosine", "model": embed.DefaultModel}, 201, nil)
