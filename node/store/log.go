@@ -90,27 +90,16 @@ func (s *Store) ScanLog(ctx context.Context, coll, shard uint32, from uint64, fn
 // and is marked Gone: its content is no longer known, and applying the
 // rest of the log without it ends in the same state.
 func fillPuts(snap *pebble.Snapshot, coll uint32, r *Record) error {
-	get := func(k []byte) ([]byte, bool, error) {
-		v, c, err := snap.Get(k)
-		if errors.Is(err, pebble.ErrNotFound) {
-			return nil, false, nil
-		}
-		if err != nil {
-			return nil, false, err
-		}
-		defer c.Close()
-		return v, true, nil
-	}
 	for i := range r.Ops {
 		op := &r.Ops[i]
 		if op.Kind == OpPut {
-			v, ok, err := get(itemKey(coll, op.Item.List, op.Item.ID))
-			if err != nil {
-				return err
-			}
-			if !ok {
+			v, err := getCopy(snap, itemKey(coll, op.Item.List, op.Item.ID))
+			if errors.Is(err, ErrNotFound) {
 				op.Gone = true
 				continue
+			}
+			if err != nil {
+				return err
 			}
 			it, err := decodeItem(v, op.Item.List, op.Item.ID)
 			if err != nil {
@@ -120,13 +109,11 @@ func fillPuts(snap *pebble.Snapshot, coll uint32, r *Record) error {
 				op.Gone = true // the internal id was put again under another user id later
 				continue
 			}
-			a, ok, err := get(attachKey(coll, op.Item.ID))
-			if err != nil {
+			a, err := getCopy(snap, attachKey(coll, op.Item.ID))
+			if err != nil && !errors.Is(err, ErrNotFound) {
 				return err
 			}
-			if ok {
-				it.Attachment = append([]byte(nil), a...)
-			}
+			it.Attachment = a
 			op.Item = it
 		}
 	}

@@ -128,8 +128,13 @@ func (s *Store) read(f func() error) error {
 }
 
 // get returns a copy of the value at key, or ErrNotFound.
-func (s *Store) get(key []byte) ([]byte, error) {
-	v, c, err := s.db.Get(key)
+func (s *Store) get(key []byte) ([]byte, error) { return getCopy(s.db, key) }
+
+// getCopy returns a copy of the value at key in r (the database or a
+// snapshot), or ErrNotFound. Pebble's value is valid only until its closer
+// is closed; the copy outlives it.
+func getCopy(r pebble.Reader, key []byte) ([]byte, error) {
+	v, c, err := r.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, ErrNotFound
 	}
@@ -195,21 +200,10 @@ func (s *Store) Attachment(ctx context.Context, coll uint32, id uint64) ([]byte,
 		}
 		snap := s.db.NewSnapshot()
 		defer snap.Close()
-		get := func(k []byte) ([]byte, error) {
-			v, c, err := snap.Get(k)
-			if errors.Is(err, pebble.ErrNotFound) {
-				return nil, ErrNotFound
-			}
-			if err != nil {
-				return nil, err
-			}
-			defer c.Close()
-			return append([]byte(nil), v...), nil
-		}
-		if _, err := get(idKey(coll, id)); err != nil {
+		if _, err := getCopy(snap, idKey(coll, id)); err != nil {
 			return err
 		}
-		v, err := get(attachKey(coll, id))
+		v, err := getCopy(snap, attachKey(coll, id))
 		if errors.Is(err, ErrNotFound) {
 			return nil
 		}
@@ -231,36 +225,43 @@ func (s *Store) ItemByID(ctx context.Context, coll uint32, id uint64, withVector
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		var prev uint32
-		for try := 0; ; try++ {
-			v, err := s.get(idKey(coll, id))
-			if err != nil {
-				return err
-			}
-			e, err := decodeIDEntry(v)
-			if err != nil {
-				return fmt.Errorf("store: id entry %d: %w", id, err)
-			}
-			list := e.list
-			if e.named && !e.hasMeta && !withVector {
-				it = Item{UserID: e.userID, ID: id, List: list}
-				return nil // all there is to know, from the small entry
-			}
-			v, err = s.get(itemKey(coll, list, id))
-			if errors.Is(err, ErrNotFound) && (try == 0 || list != prev) {
-				prev = list
-				continue // moved or deleted meanwhile: ask the id index again
-			}
-			if err != nil {
-				return err
-			}
-			if it, err = decodeItemOpt(v, list, id, withVector); err != nil {
-				return fmt.Errorf("store: item %d in list %d: %w", id, list, err)
-			}
-			return nil
-		}
+		var err error
+		it, err = s.itemByID(coll, id, withVector)
+		return err
 	})
 	return it, err
+}
+
+// itemByID is ItemByID for a caller inside s.read.
+func (s *Store) itemByID(coll uint32, id uint64, withVector bool) (Item, error) {
+	var prev uint32
+	for try := 0; ; try++ {
+		v, err := s.get(idKey(coll, id))
+		if err != nil {
+			return Item{}, err
+		}
+		e, err := decodeIDEntry(v)
+		if err != nil {
+			return Item{}, fmt.Errorf("store: id entry %d: %w", id, err)
+		}
+		list := e.list
+		if e.named && !e.hasMeta && !withVector {
+			return Item{UserID: e.userID, ID: id, List: list}, nil // all there is to know, from the small entry
+		}
+		v, err = s.get(itemKey(coll, list, id))
+		if errors.Is(err, ErrNotFound) && (try == 0 || list != prev) {
+			prev = list
+			continue // moved or deleted meanwhile: ask the id index again
+		}
+		if err != nil {
+			return Item{}, err
+		}
+		it, err := decodeItemOpt(v, list, id, withVector)
+		if err != nil {
+			return Item{}, fmt.Errorf("store: item %d in list %d: %w", id, list, err)
+		}
+		return it, nil
+	}
 }
 
 func (s *Store) item(coll, list uint32, id uint64) (Item, error) {
@@ -366,15 +367,7 @@ func (v *Source) Vectors(ids []uint64, dst []float32) error {
 	d := len(dst) / len(ids)
 	return v.s.read(func() error {
 		for i, id := range ids {
-			lv, err := v.s.get(idKey(v.coll, id))
-			if err != nil {
-				return fmt.Errorf("store: vector %d: %w", id, err)
-			}
-			e, err := decodeIDEntry(lv)
-			if err != nil {
-				return fmt.Errorf("store: vector %d: %w", id, err)
-			}
-			it, err := v.s.item(v.coll, e.list, id)
+			it, err := v.s.itemByID(v.coll, id, true)
 			if err != nil {
 				return fmt.Errorf("store: vector %d: %w", id, err)
 			}
