@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
 
 	"lookalike/coordinator"
 )
@@ -15,17 +14,7 @@ import (
 // bootstraps twice.
 func TestMembers(t *testing.T) {
 	ids := []string{"a", "b", "c"}
-	trans := make([]*raft.InmemTransport, 3)
-	for i := range trans {
-		_, trans[i] = raft.NewInmemTransport(raft.ServerAddress(ids[i]))
-	}
-	for i := range trans {
-		for j := range trans {
-			if i != j {
-				trans[i].Connect(trans[j].LocalAddr(), trans[j])
-			}
-		}
-	}
+	trans := connectedTransports(ids)
 	srv := make([]*coordinator.Server, 3)
 	for i, id := range ids {
 		o := fast(id)

@@ -112,17 +112,7 @@ func train(t *testing.T, s *coordinator.Server, c string, n, nlist int, node str
 
 func TestCluster(t *testing.T) {
 	ids := []string{"n1", "n2", "n3"}
-	trans := make([]*raft.InmemTransport, 3)
-	for i := range trans {
-		_, trans[i] = raft.NewInmemTransport(raft.ServerAddress(ids[i]))
-	}
-	for i := range trans {
-		for j := range trans {
-			if i != j {
-				trans[i].Connect(trans[j].LocalAddr(), trans[j])
-			}
-		}
-	}
+	trans := connectedTransports(ids)
 	srv := make([]*coordinator.Server, 3)
 	for i, id := range ids {
 		o := fast(id)
@@ -428,4 +418,21 @@ func TestProposeDeadline(t *testing.T) {
 	if _, err := s.Propose(ctxT(t), meta.AllocateIDs{N: 1}); !errors.Is(err, coordinator.ErrClosed) {
 		t.Fatalf("proposal after close: %v", err)
 	}
+}
+
+// connectedTransports returns an in-memory Raft transport per id, each
+// connected to all the others.
+func connectedTransports(ids []string) []*raft.InmemTransport {
+	trans := make([]*raft.InmemTransport, len(ids))
+	for i := range trans {
+		_, trans[i] = raft.NewInmemTransport(raft.ServerAddress(ids[i]))
+	}
+	for i := range trans {
+		for j := range trans {
+			if i != j {
+				trans[i].Connect(trans[j].LocalAddr(), trans[j])
+			}
+		}
+	}
+	return trans
 }
