@@ -34,6 +34,7 @@ var appliers = map[CommandType]applyFunc{
 	TypeMoveLists:        applyMoveLists,
 	TypeGCBlobs:          applyGCBlobs,
 	TypeRetireBuffer:     applyRetireBuffer,
+	TypeSetReplicas:      applySetReplicas,
 }
 
 // Apply returns the table after c and the command's result (nil, IDRange,
@@ -443,6 +444,49 @@ func applyRetireBuffer(t *Table, c Command) (*Table, any, error) {
 	}
 	nc := col.clone()
 	nc.Buffer = nil
+	return t.withCollection(nc), nil, nil
+}
+
+func applySetReplicas(t *Table, c Command) (*Table, any, error) {
+	r := c.(SetReplicas)
+	col, ok := t.colls[r.Collection]
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: %q", ErrUnknownCollection, r.Collection)
+	}
+	shards := col.Shards.Shards
+	if r.Buffer {
+		shards = col.Buffer
+	}
+	if int(r.Shard) >= len(shards) {
+		return nil, nil, fmt.Errorf("%w: shard %d of %d", ErrBadShardMap, r.Shard, len(shards))
+	}
+	old := shards[r.Shard]
+	if !slices.Equal(old.Replicas, r.From) {
+		return nil, nil, fmt.Errorf("%w: shard %d has replicas %v, the proposer saw %v", ErrStaleShard, r.Shard, old.Replicas, r.From)
+	}
+	if len(r.Replicas) == 0 || len(r.Replicas) > col.Replicas {
+		return nil, nil, fmt.Errorf("%w: %d replicas (collection wants %d)", ErrBadShardMap, len(r.Replicas), col.Replicas)
+	}
+	for j, id := range r.Replicas {
+		if _, ok := t.nodes[id]; !ok {
+			return nil, nil, fmt.Errorf("%w: replica %q", ErrUnknownNode, id)
+		}
+		if slices.Index(r.Replicas, id) != j {
+			return nil, nil, fmt.Errorf("%w: replica %q twice", ErrBadShardMap, id)
+		}
+	}
+	if !slices.Contains(r.Replicas, r.Primary) {
+		return nil, nil, fmt.Errorf("%w: primary %q is not a replica", ErrBadShardMap, r.Primary)
+	}
+	nc := col.clone()
+	var target *Shard
+	if r.Buffer {
+		target = &nc.Buffer[r.Shard]
+	} else {
+		target = &nc.Shards.Shards[r.Shard]
+	}
+	target.Replicas = slices.Clone(r.Replicas)
+	target.Primary = r.Primary
 	return t.withCollection(nc), nil, nil
 }
 

@@ -172,6 +172,27 @@ func TestLifecycle(t *testing.T) {
 	if c.Epoch != 4 || c.Shards.Shards[0].Epoch != 3 || c.Shards.Shards[1].Epoch != 4 {
 		t.Fatalf("set map epochs: %+v", c.Shards.Shards)
 	}
+	// SetReplicas: a failover changes one shard's set and primary, not
+	// the epoch; a proposal from a stale view fails.
+	tb = must(t, tb, meta.SetReplicas{Collection: "c", Buffer: true, Shard: 1, Replicas: []string{"n2"}, Primary: "n2", From: c.Buffer[1].Replicas})
+	c, _ = tb.Collection("c")
+	if c.Epoch != 4 || c.Buffer[1].Primary != "n2" || len(c.Buffer[1].Replicas) != 1 {
+		t.Fatalf("set replicas: %+v", c)
+	}
+	for _, bad := range []struct {
+		cmd  meta.SetReplicas
+		want error
+	}{
+		{meta.SetReplicas{Collection: "c", Shard: 0, Replicas: []string{"n1"}, Primary: "n1", From: []string{"n9"}}, meta.ErrStaleShard},
+		{meta.SetReplicas{Collection: "c", Shard: 0, Replicas: []string{"n2"}, Primary: "n1", From: c.Shards.Shards[0].Replicas}, meta.ErrBadShardMap},
+		{meta.SetReplicas{Collection: "c", Shard: 0, Replicas: []string{"n7"}, Primary: "n7", From: c.Shards.Shards[0].Replicas}, meta.ErrUnknownNode},
+		{meta.SetReplicas{Collection: "c", Shard: 5, Replicas: []string{"n1"}, Primary: "n1", From: nil}, meta.ErrBadShardMap},
+		{meta.SetReplicas{Collection: "x", Replicas: []string{"n1"}, Primary: "n1"}, meta.ErrUnknownCollection},
+	} {
+		if _, _, err := tb.Apply(bad.cmd); !errors.Is(err, bad.want) {
+			t.Fatalf("%+v: %v, want %v", bad.cmd, err, bad.want)
+		}
+	}
 	tb = must(t, tb, meta.RetireBuffer{Collection: "c", Epoch: 4})
 	if c, _ := tb.Collection("c"); c.Buffer != nil {
 		t.Fatal("buffer kept")

@@ -28,6 +28,7 @@ const (
 	TypeMoveLists        CommandType = 10
 	TypeGCBlobs          CommandType = 11
 	TypeRetireBuffer     CommandType = 12
+	TypeSetReplicas      CommandType = 13
 )
 
 // bodyVersion is the second byte of every entry: the version of the body
@@ -156,6 +157,24 @@ type RetireBuffer struct {
 	Epoch      uint64 `json:"epoch"`
 }
 
+// SetReplicas changes one shard's in-sync replica set and primary without
+// moving lists, so the collection epoch stays: a failed replica leaves the
+// set (the leader when gossip declares its node dead, or the primary
+// before it acknowledges a write its backup did not take), a failed
+// primary is replaced by an in-sync backup. Buffer selects a flat buffer
+// shard instead of a list shard. Result: nil.
+type SetReplicas struct {
+	Collection string   `json:"collection"`
+	Buffer     bool     `json:"buffer,omitempty"`
+	Shard      uint32   `json:"shard"`
+	Replicas   []string `json:"replicas"`
+	Primary    string   `json:"primary"`
+	// From is the replica set the proposer saw: the command fails with
+	// ErrStaleShard when the shard has changed since, so two proposers
+	// racing on one shard cannot undo each other.
+	From []string `json:"from"`
+}
+
 // IDRange is the half-open range [First, First+N) of internal ids.
 type IDRange struct {
 	First uint64 `json:"first"`
@@ -180,6 +199,7 @@ func (SetShardMap) Type() CommandType      { return TypeSetShardMap }
 func (MoveLists) Type() CommandType        { return TypeMoveLists }
 func (GCBlobs) Type() CommandType          { return TypeGCBlobs }
 func (RetireBuffer) Type() CommandType     { return TypeRetireBuffer }
+func (SetReplicas) Type() CommandType      { return TypeSetReplicas }
 
 // newCommand returns a pointer to a zero command of type t, or nil.
 func newCommand(t CommandType) Command {
@@ -208,6 +228,8 @@ func newCommand(t CommandType) Command {
 		return &GCBlobs{}
 	case TypeRetireBuffer:
 		return &RetireBuffer{}
+	case TypeSetReplicas:
+		return &SetReplicas{}
 	}
 	return nil
 }
@@ -268,6 +290,8 @@ func deref(c Command) Command {
 	case *GCBlobs:
 		return *p
 	case *RetireBuffer:
+		return *p
+	case *SetReplicas:
 		return *p
 	}
 	return c

@@ -34,7 +34,7 @@ func randomCommands(seed uint64, n int) []meta.Command {
 			e = uint64(r.IntN(4))
 		}
 		var c meta.Command
-		switch r.IntN(10) {
+		switch r.IntN(11) {
 		case 0:
 			c = meta.CreateCollection{Name: name, Dim: r.IntN(8), Metric: ivf.Metric(1 + r.IntN(3)), NList: r.IntN(8), Shards: r.IntN(3)}
 			epoch[name] = 1
@@ -57,6 +57,8 @@ func randomCommands(seed uint64, n int) []meta.Command {
 			c = meta.GCBlobs{}
 		case 8:
 			c = meta.RetireBuffer{Collection: name, Epoch: e}
+		case 10:
+			c = meta.SetReplicas{Collection: name, Buffer: r.IntN(2) == 0, Replicas: []string{"n1"}, Primary: "n1", From: []string{"n1"}}
 		case 9:
 			c = meta.RegisterNode{ID: fmt.Sprintf("n%d", 1+r.IntN(3)), RaftAddr: "x", State: meta.NodeState(1 + r.IntN(2))}
 		}

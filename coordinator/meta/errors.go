@@ -25,6 +25,7 @@ var (
 	ErrBadCount          = errors.New("meta: invalid id count")
 	ErrIDSpaceExhausted  = errors.New("meta: internal id space exhausted")
 	ErrStaleEpoch        = errors.New("meta: stale epoch")
+	ErrStaleShard        = errors.New("meta: the shard changed since the proposer read it")
 	ErrBadState          = errors.New("meta: collection is not in a state that allows this")
 	ErrBadShardMap       = errors.New("meta: invalid shard map")
 	ErrBadChunk          = errors.New("meta: invalid blob chunk")
