@@ -89,7 +89,8 @@ type CreateCollection struct {
 	Dim int `json:"dim,omitempty"`
 	// NList: lists of the trained index, or NListAuto (the default).
 	NList NList `json:"nlist"`
-	// Replicas: copies of each shard, 1..MaxReplicas. Default 1.
+	// Replicas: copies of each shard, 1..MaxReplicas; 0 (absent): the
+	// server's default, 1 on one or two nodes, 2 from three nodes on.
 	Replicas int `json:"replicas,omitempty"`
 	// Model: the embedding model of an image collection, 1..128 bytes of
 	// a-z, A-Z, 0-9, '.', '_' and '-'. Empty for a vector collection. The

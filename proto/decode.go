@@ -8,7 +8,8 @@ import (
 )
 
 // DecodeCreateCollection reads and validates the body of POST
-// /v1/collections. Replicas defaults to 1, NList to NListAuto.
+// /v1/collections. Replicas stays 0 when absent (the server's default: 1
+// on one or two nodes, 2 from three nodes on), NList defaults to NListAuto.
 func DecodeCreateCollection(r io.Reader, limits Limits) (CreateCollection, error) {
 	var c CreateCollection
 	_, _, ms, err := readObject(r, limits, false)
@@ -66,9 +67,6 @@ func DecodeCreateCollection(r io.Reader, limits Limits) (CreateCollection, error
 		p.add(BadRequest, "metric", "missing (want l2, ip or cosine)")
 		bad["metric"] = true
 	}
-	if c.Replicas == 0 {
-		c.Replicas = 1 // absent or null
-	}
 	c.check(&p, bad)
 	if err := p.err(); err != nil {
 		return CreateCollection{}, err
@@ -102,7 +100,7 @@ func (c *CreateCollection) check(p *problems, skip map[string]bool) {
 	if (c.NList < 0 || c.NList > MaxNList) && !skip["nlist"] {
 		p.add(BadRequest, "nlist", "%d, want 1..%d or \"auto\"", c.NList, MaxNList)
 	}
-	if (c.Replicas < 1 || c.Replicas > MaxReplicas) && !skip["replicas"] {
+	if (c.Replicas < 0 || c.Replicas > MaxReplicas) && !skip["replicas"] {
 		p.add(BadRequest, "replicas", "%d, want 1..%d", c.Replicas, MaxReplicas)
 	}
 	if c.Model != "" && !skip["model"] {

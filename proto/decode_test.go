@@ -41,12 +41,12 @@ func TestDecodeCreateCollection(t *testing.T) {
 		body string
 		want CreateCollection
 	}{
-		{`{"name":"imgs","metric":"l2","dim":128}`, CreateCollection{Name: "imgs", Metric: L2, Dim: 128, Replicas: 1}},
+		{`{"name":"imgs","metric":"l2","dim":128}`, CreateCollection{Name: "imgs", Metric: L2, Dim: 128}},
 		{` {"name":"a-b_c9","metric":"cosine","dim":3,"nlist":"auto","replicas":3} `, CreateCollection{Name: "a-b_c9", Metric: Cosine, Dim: 3, Replicas: 3}},
-		{`{"name":"x","metric":"ip","dim":65536,"nlist":1024}`, CreateCollection{Name: "x", Metric: IP, Dim: 65536, NList: 1024, Replicas: 1}},
-		{`{"name":"photos","metric":"cosine","model":"mobilenet_v2_mid"}`, CreateCollection{Name: "photos", Metric: Cosine, Replicas: 1, Model: "mobilenet_v2_mid"}},
-		{`{"name":"photos","metric":"cosine","model":"m","dim":1792,"nlist":null}`, CreateCollection{Name: "photos", Metric: Cosine, Dim: 1792, Replicas: 1, Model: "m"}},
-		{`{"n\u0061me":"esc","metric":"l2","dim":1}`, CreateCollection{Name: "esc", Metric: L2, Dim: 1, Replicas: 1}},
+		{`{"name":"x","metric":"ip","dim":65536,"nlist":1024}`, CreateCollection{Name: "x", Metric: IP, Dim: 65536, NList: 1024}},
+		{`{"name":"photos","metric":"cosine","model":"mobilenet_v2_mid"}`, CreateCollection{Name: "photos", Metric: Cosine, Model: "mobilenet_v2_mid"}},
+		{`{"name":"photos","metric":"cosine","model":"m","dim":1792,"nlist":null}`, CreateCollection{Name: "photos", Metric: Cosine, Dim: 1792, Model: "m"}},
+		{`{"n\u0061me":"esc","metric":"l2","dim":1}`, CreateCollection{Name: "esc", Metric: L2, Dim: 1}},
 	}
 	for _, g := range good {
 		got, err := DecodeCreateCollection(strings.NewReader(g.body), Limits{})
@@ -342,7 +342,7 @@ func TestDecodeReportsAllFieldsOnce(t *testing.T) {
 		t.Errorf("a field reported twice: %v", err)
 	}
 	c, err := DecodeCreateCollection(strings.NewReader(`{"name":"x","metric":"l2","dim":2,"replicas":null}`), Limits{})
-	if err != nil || c.Replicas != 1 {
+	if err != nil || c.Replicas != 0 {
 		t.Errorf("replicas null: %+v, %v", c, err)
 	}
 	_, err = DecodeSearch(strings.NewReader(`{"vector":[1,"x"],"k":0,"refine":65}`), Limits{})

@@ -1,0 +1,175 @@
+package proto
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+)
+
+// The internal RPC between nodes (docs/format/rpc.md): POST
+// /v1/internal/shard/{op} on the callee's HTTP API, the request and the
+// reply each one value of the types below in encoding/gob, with the header
+// RPCHeader: RPCVersion. Vectors travel as little-endian float32 bytes
+// (PackVector), which gob copies as one byte string. A failed call answers
+// with a non-200 status and an RPCError. Fields may be added (gob ignores
+// fields it does not know and zeroes those it does not get); a change that
+// alters the meaning of a field bumps RPCVersion, and a callee refuses a
+// call of another version.
+
+// RPCVersion is the version of the internal RPC.
+const RPCVersion = "1"
+
+// RPCHeader carries RPCVersion on every call.
+const RPCHeader = "Lookalike-Rpc"
+
+// RPCContentType is the media type of gob bodies.
+const RPCContentType = "application/x-lookalike-gob"
+
+// Internal RPC operations: the last path element.
+const (
+	OpWrite     = "write"     // a gateway's write to the primary of the items' shards
+	OpReplicate = "replicate" // a primary's ordered write to a backup
+	OpSearch    = "search"    // scan some lists (and/or the buffer) of a collection
+	OpGet       = "get"       // read one item by user id
+	OpDelete    = "delete"    // delete user ids from every copy the callee holds
+	OpTrain     = "train"     // start training on the buffer's primary
+)
+
+// RPCItem is one item of a write. ID 0 asks the primary to allocate one;
+// a non-zero ID is kept (the buffer's move after training, replication).
+// List is the ivf list the gateway assigned, or -1 for the flat buffer.
+type RPCItem struct {
+	UserID     string
+	ID         uint64
+	List       int32
+	Vector     []byte // PackVector
+	Meta       []byte
+	Attachment []byte
+}
+
+// RPCWrite asks the primary of the items' shards to store them. Version
+// is the caller's table version: the callee waits until its own table is
+// at least as new before it checks that it is the primary.
+type RPCWrite struct {
+	Collection string
+	Epoch      uint64
+	Version    uint64
+	Items      []RPCItem
+}
+
+// RPCWriteReply gives the internal id each item got, in order.
+type RPCWriteReply struct {
+	IDs []uint64
+}
+
+// RPCReplicate is a primary's write to one backup: the items as the
+// primary stored them (ids and lists set). Seq orders the calls of one
+// Stream (one primary process, collection and backup): the backup applies
+// them in Seq order, starting at 1.
+type RPCReplicate struct {
+	Collection string
+	Version    uint64
+	From       string // the primary's node id
+	Stream     uint64
+	Seq        uint64
+	Items      []RPCItem
+}
+
+// RPCSearch scans Lists (with Dists, each list's coarse distance, as
+// ivf.Probe carries it) and, with Buffer, the flat buffer.
+type RPCSearch struct {
+	Collection string
+	Epoch      uint64
+	Vector     []byte // PackVector
+	K          int
+	Refine     int
+	Lists      []int32
+	Dists      []float32
+	Buffer     bool
+}
+
+// RPCHit is one hit: internal id and distance, with the user id and
+// metadata so the gateway needs no second round trip.
+type RPCHit struct {
+	ID     uint64
+	Dist   float32
+	UserID string
+	Meta   []byte
+}
+
+// RPCSearchReply is the callee's top-K, best first.
+type RPCSearchReply struct {
+	Hits []RPCHit
+}
+
+// RPCGet reads one item.
+type RPCGet struct {
+	Collection     string
+	Epoch          uint64
+	UserID         string
+	WithVector     bool
+	WithAttachment bool
+}
+
+// RPCGetReply is the item, if the callee holds it.
+type RPCGetReply struct {
+	Found bool
+	Item  RPCItem
+}
+
+// RPCDelete deletes user ids from every copy the callee holds. With Keep
+// (one internal id per user id) a copy whose internal id is the kept one
+// stays: the eviction of old copies after an upsert placed the new copy
+// on another shard.
+type RPCDelete struct {
+	Collection string
+	Epoch      uint64
+	UserIDs    []string
+	Keep       []uint64
+}
+
+// RPCDeleteReply counts the copies removed.
+type RPCDeleteReply struct {
+	Removed int
+}
+
+// RPCTrain starts training (NList 0: the collection's).
+type RPCTrain struct {
+	Collection string
+	NList      int
+}
+
+// RPCTrainReply is the epoch training will commit.
+type RPCTrainReply struct {
+	Epoch uint64
+}
+
+// RPCError is a failed call's body. Code names the node error it wraps
+// (docs/format/rpc.md lists them).
+type RPCError struct {
+	Code    string
+	Message string
+}
+
+func (e *RPCError) Error() string { return e.Message }
+
+// PackVector encodes v as little-endian float32 bytes.
+func PackVector(v []float32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return b
+}
+
+// UnpackVector decodes PackVector's bytes.
+func UnpackVector(b []byte) ([]float32, error) {
+	if len(b)%4 != 0 {
+		return nil, fmt.Errorf("vector of %d bytes is not float32s", len(b))
+	}
+	v := make([]float32, len(b)/4)
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return v, nil
+}
