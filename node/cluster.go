@@ -121,6 +121,22 @@ func clusterForwarder(cr *clusterRuntime, tls bool, apiKey string) coordinator.F
 	return f.forward
 }
 
+// httpAddr is a node's HTTP address: gossip's while the member is not
+// dead, else the node table's.
+func (cr *clusterRuntime) httpAddr(id string) string {
+	if cr.ml != nil {
+		if m, ok := cr.ml.Member(id); ok && m.State != membership.Dead {
+			return m.HTTPAddr
+		}
+	}
+	if cr.cs != nil {
+		if n, ok := cr.cs.Table().Node(id); ok {
+			return n.HTTPAddr
+		}
+	}
+	return ""
+}
+
 // start joins gossip and starts the loop. n's runtime is synced with
 // every table change (collections created through other nodes).
 func (cr *clusterRuntime) start(n *Node, httpAddr string, tls bool) error {
@@ -204,6 +220,7 @@ func (cr *clusterRuntime) loop() {
 		}
 		if cr.cs.IsLeader() {
 			cr.reconcile(conf)
+			cr.failover()
 		}
 	}
 }
@@ -326,6 +343,49 @@ func (cr *clusterRuntime) reconcile(conf []coordinator.Member) {
 		if _, err := cr.cs.Propose(ctx, meta.RegisterNode{ID: want.ID, RaftAddr: want.RaftAddr, HTTPAddr: want.HTTPAddr, State: want.State}); err != nil {
 			cr.log.Warn("cluster: record node", "node", m.NodeID, "err", err)
 			return
+		}
+	}
+}
+
+// failover (leader only) takes the nodes gossip declares dead out of the
+// replica sets of every shard, so that primaries stop waiting for them
+// and reads stop choosing them; a shard whose primary died gets the first
+// surviving in-sync replica as primary. A shard whose every replica is
+// dead keeps its set (searches say "partial" until one comes back).
+func (cr *clusterRuntime) failover() {
+	dead := map[string]bool{}
+	for _, m := range cr.ml.Members() {
+		if m.State == membership.Dead {
+			dead[m.NodeID] = true
+		}
+	}
+	if len(dead) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, c := range cr.cs.Table().Collections() {
+		for _, buffer := range []bool{false, true} {
+			shards := c.Shards.Shards
+			if buffer {
+				shards = c.Buffer
+			}
+			for _, s := range shards {
+				rest := slices.DeleteFunc(slices.Clone(s.Replicas), func(r string) bool { return dead[r] })
+				if len(rest) == len(s.Replicas) || len(rest) == 0 {
+					continue
+				}
+				primary := s.Primary
+				if dead[primary] {
+					primary = rest[0]
+				}
+				cmd := meta.SetReplicas{Collection: c.Name, Buffer: buffer, Shard: s.ID, Replicas: rest, Primary: primary, From: s.Replicas}
+				if _, err := cr.cs.Propose(ctx, cmd); err != nil {
+					cr.log.Warn("cluster: failover", "collection", c.Name, "shard", s.ID, "err", err)
+					continue
+				}
+				cr.log.Info("cluster: failover", "collection", c.Name, "shard", s.ID, "buffer", buffer, "replicas", strings.Join(rest, ","), "primary", primary)
+			}
 		}
 	}
 }

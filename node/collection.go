@@ -41,6 +41,17 @@ type collection struct {
 	// index save; saving says whether a background save runs.
 	writes atomic.Int64
 	saving atomic.Bool
+
+	// The cluster data plane (dist.go, replicate.go): followMu serialises
+	// loading centroids trained elsewhere; dropping says whether the
+	// buffered copies are being dropped; out numbers this primary's calls
+	// to each backup (under mu); in orders each primary's calls to this
+	// backup (under streamMu).
+	followMu sync.Mutex
+	dropping atomic.Bool
+	out      map[string]*outStream
+	streamMu sync.Mutex
+	in       map[string]*inStream
 }
 
 // WriteItem is one item of an upsert, validated by the caller's decoder.
@@ -49,6 +60,8 @@ type WriteItem struct {
 	Vector     []float32
 	Meta       []byte
 	Attachment []byte // stored with the item (an image record), or nil
+
+	list int32 // the list a cluster gateway assigned (dist.go)
 }
 
 func (c *collection) State() State { return State(c.state.Load()) }
@@ -67,7 +80,7 @@ func (n *Node) openCollection(m CollectionMeta) (*collection, error) {
 		cancel()
 		return nil, fmt.Errorf("node: open collection %q: %w", m.Name, err)
 	}
-	if m.State == Training {
+	if m.State == Training && n.trainsHere(m.Name) {
 		// A crash (or a lost leader) interrupted k-means: train again.
 		c.state.Store(uint32(Training))
 		c.wg.Add(1)
@@ -102,6 +115,9 @@ func (c *collection) load(m CollectionMeta) error {
 		c.count.Store(int64(buf.len()))
 		c.state.Store(uint32(Untrained))
 		return nil
+	}
+	if _, ok := c.n.distRoute(m.Name); ok {
+		return c.loadDistributed(m)
 	}
 	ix, err := st.LoadIndex(m.Name, c.indexOptions(0))
 	if err != nil {
@@ -568,6 +584,9 @@ func (c *collection) train(epoch uint64, nlist int) {
 // to the lists; searches read the buffer and the lists and MergeTopK drops
 // the duplicates until the buffer is retired.
 func (c *collection) adopt(ix *ivf.Index, epoch uint64) error {
+	if _, ok := c.n.distRoute(c.meta.Name); ok {
+		return c.adoptDistributed(ix, epoch)
+	}
 	c.mu.Lock()
 	c.ix.Store(ix)
 	c.epoch.Store(epoch)

@@ -16,6 +16,9 @@ var (
 	ErrClosed        = errors.New("node: shutting down")
 	ErrTooFewVectors = errors.New("node: too few vectors to train")
 	ErrNotLeader     = errors.New("node: no raft leader")
+	// Cluster data plane.
+	ErrNotPrimary  = errors.New("node: not the primary of the shard")
+	ErrUnavailable = errors.New("node: replica unavailable")
 	// Image collections.
 	ErrBadImage      = errors.New("node: bad image")
 	ErrImageTooLarge = errors.New("node: image too large")

@@ -49,7 +49,7 @@ var forwardSentinels = map[string]error{
 	"bad_node": meta.ErrBadNode, "unknown_node": meta.ErrUnknownNode, "not_enough_nodes": meta.ErrNotEnoughNodes,
 	"bad_count": meta.ErrBadCount, "id_space_exhausted": meta.ErrIDSpaceExhausted, "stale_epoch": meta.ErrStaleEpoch,
 	"bad_state": meta.ErrBadState, "bad_shard_map": meta.ErrBadShardMap, "bad_chunk": meta.ErrBadChunk,
-	"blob_hash": meta.ErrBlobHash, "unknown_blob": meta.ErrUnknownBlob, "incomplete_blob": meta.ErrIncompleteBlob,
+	"blob_hash": meta.ErrBlobHash, "stale_shard": meta.ErrStaleShard, "unknown_blob": meta.ErrUnknownBlob, "incomplete_blob": meta.ErrIncompleteBlob,
 }
 
 func encodeForwardReply(v any, err error) forwardReply {

@@ -95,7 +95,8 @@ func (n *Node) Handler(o APIOptions) http.Handler {
 	route("DELETE /v1/collections/{c}/items/{id}", write, a.deleteItem)
 	route("POST /v1/collections/{c}/train", write, a.train)
 	route("GET /v1/cluster", read, a.cluster)
-	route("POST "+forwardPath, write, a.raftApply) // a follower's proposal, forwarded to the leader (forward.go)
+	route("POST "+forwardPath, write, a.raftApply)   // a follower's proposal, forwarded to the leader (forward.go)
+	route("POST "+rpcPrefix+"{op}", internal, a.rpc) // the data plane between nodes (rpc.go)
 	route("/", open, func(w http.ResponseWriter, r *http.Request) error {
 		return proto.Errorf(proto.NotFound, "no route %s %s", r.Method, r.URL.Path)
 	})
@@ -108,6 +109,7 @@ const (
 	open accessClass = iota
 	read
 	write
+	internal // node to node: the API key, no queue (a queued internal call could wait on the very requests that wait on it)
 )
 
 // wrap adds authentication, the bounded queues, the latency histogram and
@@ -149,7 +151,7 @@ func (a *api) serve(w http.ResponseWriter, r *http.Request, class accessClass, h
 func (a *api) authorize(r *http.Request, class accessClass) error {
 	var keys []string
 	switch {
-	case class == write && a.o.APIKey != "":
+	case (class == write || class == internal) && a.o.APIKey != "":
 		keys = []string{a.o.APIKey}
 	case class == read && a.o.ReadKey != "":
 		keys = []string{a.o.ReadKey, a.o.APIKey}
@@ -195,7 +197,7 @@ func apiError(err error) *proto.Error {
 	case errors.Is(err, ErrOverloaded):
 		code = proto.Overloaded
 	case errors.Is(err, ErrStaleEpoch), errors.Is(err, ErrClosed), errors.Is(err, ErrNotLeader),
-		errors.Is(err, context.DeadlineExceeded):
+		errors.Is(err, ErrNotPrimary), errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		code = proto.Unavailable
 	}
 	return &proto.Error{Code: code, Message: err.Error()}
@@ -498,6 +500,22 @@ func (a *api) cluster(w http.ResponseWriter, r *http.Request) error {
 	for _, nd := range ci.Nodes {
 		out.Nodes = append(out.Nodes, proto.ClusterNode{ID: nd.ID, Addr: nd.HTTPAddr, State: nd.State, Voter: nd.Voter,
 			RaftAddr: nd.RaftAddr, GossipAddr: nd.GossipAddr, Raft: nd.Raft})
+	}
+	if p, ok := a.n.meta.(placer); ok {
+		// The table's shard map: list shards, then the flat buffer's
+		// shards while a collection has one. The replica sets are the
+		// in-sync sets (a replica that fails leaves them).
+		for _, c := range p.table().Collections() {
+			for _, s := range c.Shards.Shards {
+				out.Shards = append(out.Shards, proto.ClusterShard{Collection: c.Name, Shard: fmt.Sprintf("%s/%d", c.Name, s.ID),
+					Epoch: s.Epoch, Lists: len(c.Shards.Lists(s.ID)), Primary: s.Primary, Replicas: s.Replicas, InSync: s.Replicas})
+			}
+			for _, s := range c.Buffer {
+				out.Shards = append(out.Shards, proto.ClusterShard{Collection: c.Name, Shard: fmt.Sprintf("%s/buffer/%d", c.Name, s.ID),
+					Epoch: s.Epoch, Primary: s.Primary, Replicas: s.Replicas, InSync: s.Replicas})
+			}
+		}
+		return writeJSON(w, http.StatusOK, out)
 	}
 	for _, s := range a.n.Collections() {
 		sh := proto.ClusterShard{Collection: s.Name, Shard: fmt.Sprintf("%s/0", s.Name), Epoch: s.Epoch, Lists: s.Lists,

@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"lookalike/ivf"
+	"lookalike/proto"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Node is one server process's runtime: the collections it serves and the
@@ -31,6 +34,12 @@ type Node struct {
 	colls  map[string]*collection
 	closed bool
 	shard  Shard
+
+	// peers calls the other nodes of a cluster (rpc.go); nil outside one,
+	// which keeps every collection on the one-node path.
+	peers *peers
+	// nodesContacted observes how many nodes each search called.
+	nodesContacted prometheus.Histogram
 }
 
 // Open starts a node over meta and store and opens every collection of
@@ -46,6 +55,11 @@ func Open(opts Options, meta Metadata, store Storage) (*Node, error) {
 	n := &Node{opts: opts, meta: meta, store: store, log: opts.Logger, ctx: ctx, cancel: cancel, colls: map[string]*collection{}}
 	n.ids = idAllocator{meta: meta, block: opts.IDBlock}
 	n.shard = localShard{n}
+	n.nodesContacted = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "lookalike_search_nodes_contacted",
+		Help:    "Nodes a search called (this one included), per search this node routed.",
+		Buckets: []float64{1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64},
+	})
 	if err := n.Sync(); err != nil {
 		n.Close()
 		return nil, err
@@ -74,7 +88,8 @@ func (n *Node) Sync() error {
 	}
 	var errs []error
 	for name, m := range want {
-		if _, ok := n.colls[name]; ok {
+		if c, ok := n.colls[name]; ok {
+			c.syncTable(m)
 			continue
 		}
 		c, err := n.openCollection(m)
@@ -170,7 +185,11 @@ func (n *Node) CreateCollection(ctx context.Context, m CollectionMeta) (Collecti
 	}
 	m.State, m.Epoch = Untrained, 1
 	if m.Replicas == 0 {
+		// decision 3: one copy on one node, two from three nodes on.
 		m.Replicas = 1
+		if ln, ok := n.meta.(interface{ LiveNodes() []string }); ok && n.peers != nil && len(ln.LiveNodes()) >= 3 {
+			m.Replicas = 2
+		}
 	}
 	if err := n.meta.CreateCollection(ctx, m); err != nil {
 		return CollectionStatus{}, err
@@ -278,11 +297,22 @@ func (n *Node) Insert(ctx context.Context, name string, items []WriteItem) ([]st
 		return nil, fmt.Errorf("%w: empty batch", ErrInvalid)
 	}
 	ids := make([]string, len(items))
+	given := false
 	for i := range items {
 		if items[i].UserID == "" {
 			items[i].UserID = newUserID()
+		} else {
+			given = true
 		}
 		ids[i] = items[i].UserID
+	}
+	if _, ok := n.distRoute(name); ok {
+		// A generated id is new: only a given one may have an old copy on
+		// another shard to evict.
+		if _, err := n.distInsert(ctx, name, items, nil, given); err != nil {
+			return nil, err
+		}
+		return ids, nil
 	}
 	err := n.withEpoch(ctx, name, func(ctx context.Context, shards []Shard, epoch uint64, _ ivf.Metric) error {
 		// One node: one shard holds every list and the buffer.
@@ -296,6 +326,15 @@ func (n *Node) Insert(ctx context.Context, name string, items []WriteItem) ([]st
 
 // Delete deletes one item; deleting an absent id is ErrNoItem.
 func (n *Node) Delete(ctx context.Context, name, userID string) error {
+	if rt, ok := n.distRoute(name); ok {
+		ctx, cancel := context.WithTimeout(ctx, n.opts.CallTimeout)
+		defer cancel()
+		got, err := n.distDelete(ctx, rt, &proto.RPCDelete{Collection: name, UserIDs: []string{userID}})
+		if err == nil && got == 0 {
+			err = fmt.Errorf("%w: %q", ErrNoItem, userID)
+		}
+		return err
+	}
 	return n.withEpoch(ctx, name, func(ctx context.Context, shards []Shard, epoch uint64, _ ivf.Metric) error {
 		got, err := shards[0].Delete(ctx, &DeleteCall{Collection: name, Epoch: epoch, UserIDs: []string{userID}})
 		if err == nil && got == 0 {
@@ -328,6 +367,9 @@ func (n *Node) Lookup(ctx context.Context, name string, userIDs []string) ([]boo
 }
 
 func (n *Node) getItem(ctx context.Context, name, userID string, withVector, withAttachment bool) (*Item, error) {
+	if rt, ok := n.distRoute(name); ok {
+		return n.distGet(ctx, rt, &proto.RPCGet{Collection: name, UserID: userID, WithVector: withVector, WithAttachment: withAttachment})
+	}
 	var it *Item
 	err := n.withEpoch(ctx, name, func(ctx context.Context, shards []Shard, epoch uint64, _ ivf.Metric) error {
 		var err error
@@ -360,6 +402,9 @@ func (n *Node) Search(ctx context.Context, name string, req SearchRequest) (*Sea
 			return nil, err
 		}
 		req.Vector = it.Vector
+	}
+	if rt, ok := n.distRoute(name); ok {
+		return n.distSearchRetry(ctx, name, rt, req)
 	}
 	var res *SearchResult
 	err := n.withEpoch(ctx, name, func(ctx context.Context, shards []Shard, epoch uint64, metric ivf.Metric) error {
@@ -415,6 +460,9 @@ func classify(err error) callClass {
 
 // Train starts training now and returns the epoch it will commit.
 func (n *Node) Train(ctx context.Context, name string, nlist int) (uint64, error) {
+	if rt, ok := n.distRoute(name); ok {
+		return n.distTrain(ctx, rt, nlist)
+	}
 	c, err := n.collection(name)
 	if err != nil {
 		return 0, err

@@ -1,13 +1,17 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"lookalike/coordinator"
 	"lookalike/coordinator/meta"
+	"lookalike/ivf"
+	"lookalike/node/membership"
 )
 
 // RaftMetadata is Metadata over the Raft coordinator (package
@@ -80,13 +84,49 @@ func (m *RaftMetadata) Collection(name string) (CollectionMeta, bool) {
 	return fromMeta(c), true
 }
 
+// The placer side (dist.go).
+
+func (m *RaftMetadata) table() *meta.Table { return m.s.Table() }
+
+func (m *RaftMetadata) self() string { return m.nodeID }
+
+func (m *RaftMetadata) waitVersion(ctx context.Context, v uint64) error {
+	for m.s.Table().Version() < v {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// alive says whether gossip sees the node (this node always; without
+// gossip, only this node).
+func (m *RaftMetadata) alive(id string) bool {
+	if id == m.nodeID {
+		return true
+	}
+	if m.cluster == nil || m.cluster.ml == nil {
+		return false
+	}
+	mem, ok := m.cluster.ml.Member(id)
+	return ok && mem.State != membership.Dead
+}
+
+// LiveNodes returns the nodes the table has up.
+func (m *RaftMetadata) LiveNodes() []string { return m.s.Table().LiveNodes() }
+
 func (m *RaftMetadata) propose(ctx context.Context, cmd meta.Command) (any, error) {
 	v, err := m.s.Propose(ctx, cmd)
 	return v, metaErr(err)
 }
 
 func (m *RaftMetadata) CreateCollection(ctx context.Context, c CollectionMeta) error {
-	_, err := m.propose(ctx, meta.CreateCollection{Name: c.Name, Dim: c.Dim, Metric: c.Metric, NList: c.NList, Replicas: c.Replicas, Model: c.Model, ModelHash: c.ModelHash})
+	// One flat buffer shard (with its replicas): training runs where it
+	// lives, on all of the collection's vectors (docs/node.md, "Shards on
+	// several nodes").
+	_, err := m.propose(ctx, meta.CreateCollection{Name: c.Name, Dim: c.Dim, Metric: c.Metric, NList: c.NList, Replicas: c.Replicas, Model: c.Model, ModelHash: c.ModelHash, Shards: 1})
 	return err
 }
 
@@ -106,8 +146,11 @@ func (m *RaftMetadata) AbortTraining(ctx context.Context, name string, epoch uin
 }
 
 // CommitTraining uploads the centroids as a chunked blob (decision 13) and
-// commits them with a shard map of one shard, on this node, holding every
-// list.
+// commits them with the collection's shard map: on one node, one shard
+// here holding every list; on several, the lists grouped into one shard
+// per live node by a balanced clustering of the centroids
+// (meta.GroupLists), the shards placed with the collection's replicas,
+// balanced (meta.PlaceByWeight).
 func (m *RaftMetadata) CommitTraining(ctx context.Context, name string, epoch uint64, nlist int, centroids []byte) error {
 	ref, err := m.s.PutBlob(ctx, centroids)
 	if err != nil {
@@ -117,8 +160,45 @@ func (m *RaftMetadata) CommitTraining(ctx context.Context, name string, epoch ui
 		ListShard: make([]uint32, nlist),
 		Shards:    []meta.Shard{{ID: 0, Replicas: []string{m.nodeID}, Primary: m.nodeID}},
 	}
+	t := m.s.Table()
+	col, ok := t.Collection(name)
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrNoCollection, name)
+	}
+	if live := t.LiveNodes(); len(live) > 1 && m.cluster != nil {
+		if sm, err = placeLists(centroids, col, live); err != nil {
+			return err
+		}
+	}
 	_, err = m.propose(ctx, meta.CommitTraining{Collection: name, Epoch: epoch, Centroids: ref, NList: nlist, Shards: sm})
 	return err
+}
+
+// placeLists is the shard map of a trained collection on several nodes.
+func placeLists(centroids []byte, col *meta.Collection, live []string) (meta.ShardMap, error) {
+	ix, err := ivf.Load(bytes.NewReader(centroids), ivf.Options{Dim: col.Dim, Metric: col.Metric})
+	if err != nil {
+		return meta.ShardMap{}, fmt.Errorf("node: place lists: %w", err)
+	}
+	nl := ix.NList()
+	cents := make([]float32, 0, nl*col.Dim)
+	for l := 0; l < nl; l++ {
+		cents = append(cents, ix.Centroid(l)...)
+	}
+	shards := min(len(live), nl)
+	listShard, err := meta.GroupLists(cents, col.Dim, shards, meta.GroupOptions{Seed: 1})
+	if err != nil {
+		return meta.ShardMap{}, fmt.Errorf("node: group lists: %w", err)
+	}
+	weights := make([]float64, shards)
+	for _, s := range listShard {
+		weights[s]++
+	}
+	placed, err := meta.PlaceByWeight(weights, min(max(col.Replicas, 1), len(live)), live, 0)
+	if err != nil {
+		return meta.ShardMap{}, fmt.Errorf("node: place shards: %w", err)
+	}
+	return meta.ShardMap{ListShard: listShard, Shards: placed}, nil
 }
 
 func (m *RaftMetadata) RetireBuffer(ctx context.Context, name string, epoch uint64) error {

@@ -248,6 +248,7 @@ func Run(ctx context.Context, opts ServerOptions, ready func(httpAddr string)) (
 	}()
 	if o.Cluster.enabled() {
 		cr.cs, rm.cluster = cs, cr
+		n.peers = newPeers(o.TLSCert != "", o.API.APIKey, cr.httpAddr)
 		if err := cr.start(n, httpAddr, o.TLSCert != ""); err != nil {
 			return err
 		}

@@ -1,0 +1,1144 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"lookalike/coordinator/meta"
+	"lookalike/ivf"
+	"lookalike/proto"
+)
+
+// The cluster data plane (docs/node.md, "Shards on several nodes"). A
+// collection whose shard map names nodes other than this one is served
+// by the gateway functions here: writes go to the primaries of the
+// items' shards (rpc op write), which replicate them to their backups
+// (replicate.go) before they answer; searches go to one replica of each
+// shard holding a probed list, one call per node; deletes go to every
+// node holding a replica. A collection placed on this node alone takes
+// the one-node path of node.go.
+
+// placer is what the data plane needs of the coordinator beyond Metadata.
+// RaftMetadata implements it.
+type placer interface {
+	table() *meta.Table
+	self() string
+	// waitVersion waits until the local table reaches version v.
+	waitVersion(ctx context.Context, v uint64) error
+	// propose proposes a command through the leader.
+	propose(ctx context.Context, cmd meta.Command) (any, error)
+	// alive reports whether gossip sees the node (true for this node).
+	alive(id string) bool
+}
+
+// route is one read of a collection's placement.
+type route struct {
+	p       placer
+	self    string
+	version uint64
+	c       *meta.Collection
+}
+
+// distRoute returns the placement of a collection served by several
+// nodes; ok is false for a collection placed on this node alone (or a
+// node outside a cluster), which the one-node path serves.
+func (n *Node) distRoute(name string) (*route, bool) {
+	p, ok := n.meta.(placer)
+	if !ok || n.peers == nil {
+		return nil, false
+	}
+	t := p.table()
+	c, ok := t.Collection(name)
+	if !ok {
+		return nil, false
+	}
+	rt := &route{p: p, self: p.self(), version: t.Version(), c: c}
+	for _, s := range rt.shards() {
+		for _, r := range s.Replicas {
+			if r != rt.self {
+				return rt, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// shards returns the list shards then the buffer shards.
+func (rt *route) shards() []meta.Shard {
+	return append(slices.Clone(rt.c.Shards.Shards), rt.c.Buffer...)
+}
+
+// trained reports whether writes go to lists (centroids committed).
+func (rt *route) trained() bool { return !rt.c.Centroids.IsZero() && rt.c.State != meta.Untrained }
+
+// shardOf returns the shard holding list l (BufferList: the buffer shard
+// of userID).
+func (rt *route) shardOf(l int32, userID string) (meta.Shard, bool) {
+	if l == BufferList {
+		if len(rt.c.Buffer) == 0 {
+			return meta.Shard{}, false
+		}
+		return rt.c.Buffer[meta.BufferShard(userID, len(rt.c.Buffer))], true
+	}
+	if int(l) >= len(rt.c.Shards.ListShard) {
+		return meta.Shard{}, false
+	}
+	return rt.c.Shards.Shards[rt.c.Shards.ListShard[l]], true
+}
+
+// nodes returns every node holding a replica of some shard, sorted.
+func (rt *route) nodes() []string {
+	var out []string
+	for _, s := range rt.shards() {
+		for _, r := range s.Replicas {
+			if !slices.Contains(out, r) {
+				out = append(out, r)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// pick chooses the replica of s that serves a read: this node if it holds
+// one, else one already called for this request, else the live replica
+// with the fewest reads assigned so far in this request, the primary
+// first. ok is false when no replica is alive.
+func (rt *route) pick(s meta.Shard, load map[string]int, avoid map[string]bool) (string, bool) {
+	if slices.Contains(s.Replicas, rt.self) && !avoid[rt.self] {
+		return rt.self, true
+	}
+	best, bestLoad := "", -1
+	for _, r := range append([]string{s.Primary}, s.Replicas...) {
+		if avoid[r] || !rt.p.alive(r) {
+			continue
+		}
+		if l, called := load[r]; called {
+			return r, true
+		} else if best == "" || l < bestLoad {
+			best, bestLoad = r, l
+		}
+	}
+	return best, best != ""
+}
+
+// retryable reports whether a data-plane call may succeed when routed
+// again after the table moves on (a failover, a training commit).
+func retryable(err error) bool {
+	return errors.Is(err, ErrStaleEpoch) || errors.Is(err, ErrNotPrimary) || errors.Is(err, ErrUnavailable) ||
+		errors.Is(err, ErrNotLeader)
+}
+
+// backoff sleeps before the next try, or returns the context's error.
+func backoff(ctx context.Context, delay *time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(*delay):
+	}
+	*delay = min(2**delay, 200*time.Millisecond)
+	return nil
+}
+
+// --- gateway ---
+
+// distInsert writes items through the primaries of their shards. Items
+// with ids already set (preset non-nil) keep them: the buffer's move.
+// It returns the internal id of each item.
+func (n *Node) distInsert(ctx context.Context, name string, items []WriteItem, preset []uint64, evict bool) ([]uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.opts.CallTimeout)
+	defer cancel()
+	ids := make([]uint64, len(items))
+	todo := make([]int, len(items))
+	for i := range todo {
+		todo[i] = i
+	}
+	delay := 5 * time.Millisecond
+	var lastErr error
+	var rt *route
+	for len(todo) > 0 {
+		var ok bool
+		rt, ok = n.distRoute(name)
+		if !ok {
+			if _, exists := n.meta.Collection(name); !exists {
+				return nil, fmt.Errorf("%w: %q", ErrNoCollection, name)
+			}
+			// Every replica is on this node now (failovers): the local
+			// primary path still works.
+			rt = n.localRoute(name)
+			if rt == nil {
+				return nil, fmt.Errorf("%w: %q", ErrNoCollection, name)
+			}
+		}
+		groups, err := n.groupWrites(rt, items, todo)
+		if err != nil {
+			if !retryable(err) {
+				return nil, err
+			}
+			lastErr = err
+			if berr := backoff(ctx, &delay); berr != nil {
+				return nil, fmt.Errorf("%w (after %v)", lastErr, berr)
+			}
+			continue
+		}
+		type result struct {
+			idx []int
+			ids []uint64
+			err error
+		}
+		results := make(chan result, len(groups))
+		for node, idx := range groups {
+			call := &proto.RPCWrite{Collection: name, Epoch: rt.c.Epoch, Version: rt.version, Items: make([]proto.RPCItem, len(idx))}
+			for j, i := range idx {
+				it := items[i]
+				call.Items[j] = proto.RPCItem{UserID: it.UserID, List: it.list, Vector: proto.PackVector(it.Vector), Meta: it.Meta, Attachment: it.Attachment}
+				if preset != nil {
+					call.Items[j].ID = preset[i]
+				}
+			}
+			go func() {
+				got, err := n.writeTo(ctx, node, call)
+				results <- result{idx, got, err}
+			}()
+		}
+		var next []int
+		for range groups {
+			r := <-results
+			switch {
+			case r.err == nil && len(r.ids) == len(r.idx):
+				for j, i := range r.idx {
+					ids[i] = r.ids[j]
+				}
+			case r.err == nil:
+				return nil, fmt.Errorf("node: a primary answered %d ids for %d items", len(r.ids), len(r.idx))
+			case retryable(r.err):
+				lastErr = r.err
+				next = append(next, r.idx...)
+			default:
+				return nil, r.err
+			}
+		}
+		todo = next
+		if len(todo) > 0 {
+			if berr := backoff(ctx, &delay); berr != nil {
+				return nil, fmt.Errorf("%w (after %v)", lastErr, berr)
+			}
+		}
+	}
+	if evict && rt != nil {
+		// An upsert may have placed a user id's new copy on another shard
+		// than its old one: every other holder drops copies other than the
+		// new (docs/node.md, "Shards on several nodes").
+		users := make([]string, len(items))
+		for i, it := range items {
+			users[i] = it.UserID
+		}
+		if _, err := n.distDelete(ctx, rt, &proto.RPCDelete{Collection: name, UserIDs: users, Keep: ids}); err != nil {
+			return nil, fmt.Errorf("written, but old copies of the ids may remain: %w", err)
+		}
+	}
+	return ids, nil
+}
+
+// localRoute is the route of a collection whose replicas are all here.
+func (n *Node) localRoute(name string) *route {
+	p, ok := n.meta.(placer)
+	if !ok {
+		return nil
+	}
+	t := p.table()
+	c, ok := t.Collection(name)
+	if !ok {
+		return nil
+	}
+	return &route{p: p, self: p.self(), version: t.Version(), c: c}
+}
+
+// groupWrites assigns each item of todo its list (the buffer before
+// training) and groups the items by the node of their shard's primary.
+// It sets items[i].list.
+func (n *Node) groupWrites(rt *route, items []WriteItem, todo []int) (map[string][]int, error) {
+	groups := map[string][]int{}
+	if rt.trained() {
+		c, err := n.collection(rt.c.Name)
+		if err != nil {
+			return nil, err
+		}
+		ix := c.follow()
+		if ix == nil {
+			return nil, fmt.Errorf("%w: collection %q: centroids not loaded yet", ErrStaleEpoch, rt.c.Name)
+		}
+		vecs := make([]float32, 0, len(todo)*rt.c.Dim)
+		for _, i := range todo {
+			if err := c.checkVector(items[i].Vector); err != nil {
+				return nil, fmt.Errorf("items[%d]: %w", i, err)
+			}
+			vecs = append(vecs, items[i].Vector...)
+		}
+		labels, err := ix.Assign(vecs)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		for j, i := range todo {
+			items[i].list = labels[j]
+		}
+	} else {
+		for _, i := range todo {
+			items[i].list = BufferList
+		}
+	}
+	for _, i := range todo {
+		s, ok := rt.shardOf(items[i].list, items[i].UserID)
+		if !ok {
+			return nil, fmt.Errorf("%w: collection %q has no shard for list %d", ErrStaleEpoch, rt.c.Name, items[i].list)
+		}
+		groups[s.Primary] = append(groups[s.Primary], i)
+	}
+	return groups, nil
+}
+
+// writeTo calls a primary, in process when it is this node.
+func (n *Node) writeTo(ctx context.Context, node string, call *proto.RPCWrite) ([]uint64, error) {
+	if node == n.opts.NodeID {
+		return n.primaryWrite(ctx, call)
+	}
+	var reply proto.RPCWriteReply
+	if err := n.peers.call(ctx, node, proto.OpWrite, call, &reply); err != nil {
+		return nil, err
+	}
+	return reply.IDs, nil
+}
+
+// distDelete sends a delete to every node holding a replica and returns
+// the most copies one node removed (each replica holds every item of its
+// shards, so that is how many ids existed).
+func (n *Node) distDelete(ctx context.Context, rt *route, call *proto.RPCDelete) (int, error) {
+	delay := 5 * time.Millisecond
+	done := map[string]bool{}
+	best := 0
+	for {
+		call.Epoch = rt.c.Epoch
+		var targets []string
+		for _, node := range rt.nodes() {
+			if !done[node] {
+				targets = append(targets, node)
+			}
+		}
+		type result struct {
+			node    string
+			removed int
+			err     error
+		}
+		results := make(chan result, len(targets))
+		for _, node := range targets {
+			go func() {
+				var r int
+				var err error
+				if node == rt.self {
+					r, err = n.deleteLocal(ctx, call)
+				} else {
+					var reply proto.RPCDeleteReply
+					err = n.peers.call(ctx, node, proto.OpDelete, call, &reply)
+					r = reply.Removed
+				}
+				results <- result{node, r, err}
+			}()
+		}
+		var lastErr error
+		for range targets {
+			r := <-results
+			switch {
+			case r.err == nil:
+				done[r.node] = true
+				best = max(best, r.removed)
+			case retryable(r.err):
+				lastErr = r.err
+			default:
+				return 0, r.err
+			}
+		}
+		if lastErr == nil {
+			return best, nil
+		}
+		// A replica failed: once the leader has taken it out of the
+		// shards (or it answers again), the delete is complete.
+		if err := backoff(ctx, &delay); err != nil {
+			return 0, fmt.Errorf("%w (after %v)", lastErr, err)
+		}
+		next, ok := n.distRoute(rt.c.Name)
+		if !ok {
+			if next = n.localRoute(rt.c.Name); next == nil {
+				return 0, fmt.Errorf("%w: %q", ErrNoCollection, rt.c.Name)
+			}
+		}
+		rt = next
+	}
+}
+
+// distSearch scans the probed lists on one replica of each shard holding
+// them, one call per node, and merges the answers.
+func (n *Node) distSearch(ctx context.Context, rt *route, req SearchRequest) (*SearchResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.opts.CallTimeout)
+	defer cancel()
+	name := rt.c.Name
+	c, err := n.collection(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.checkVector(req.Vector); err != nil {
+		return nil, err
+	}
+	// What to scan: shard → probes, and the buffer shards.
+	type part struct {
+		shard  meta.Shard
+		name   string
+		probes []ivf.Probe
+		buffer bool
+	}
+	var parts []*part
+	if rt.trained() {
+		ix := c.follow()
+		if ix == nil {
+			return nil, fmt.Errorf("%w: collection %q: centroids not loaded yet", ErrStaleEpoch, name)
+		}
+		nprobe := req.NProbe
+		nl := ix.NList()
+		if nprobe > nl {
+			return nil, fmt.Errorf("%w: nprobe %d exceeds nlist %d", ErrInvalid, nprobe, nl)
+		}
+		if nprobe <= 0 {
+			nprobe = min(n.opts.DefaultNProbe, nl)
+		}
+		probes, err := ix.Probes(req.Vector, nprobe)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		byShard := map[uint32]*part{}
+		for _, p := range probes {
+			if int(p.List) >= len(rt.c.Shards.ListShard) {
+				return nil, fmt.Errorf("%w: list %d outside the shard map", ErrStaleEpoch, p.List)
+			}
+			sid := rt.c.Shards.ListShard[p.List]
+			pt := byShard[sid]
+			if pt == nil {
+				pt = &part{shard: rt.c.Shards.Shards[sid], name: fmt.Sprintf("%s/%d", name, sid)}
+				byShard[sid] = pt
+				parts = append(parts, pt)
+			}
+			pt.probes = append(pt.probes, p)
+		}
+	}
+	for i, s := range rt.c.Buffer {
+		parts = append(parts, &part{shard: s, name: fmt.Sprintf("%s/buffer/%d", name, i), buffer: true})
+	}
+	res := &SearchResult{}
+	var replies [][]ivf.Hit
+	named := map[uint64]proto.RPCHit{}
+	load := map[string]int{}
+	avoid := map[string]bool{}
+	contacted := map[string]bool{}
+	todo := parts
+	for round := 0; len(todo) > 0 && round < 3; round++ {
+		byNode := map[string][]*part{}
+		for _, pt := range todo {
+			node, ok := rt.pick(pt.shard, load, avoid)
+			if !ok {
+				res.Partial = true
+				res.MissingShards = append(res.MissingShards, pt.name)
+				continue
+			}
+			load[node] += len(pt.probes) + 1
+			byNode[node] = append(byNode[node], pt)
+		}
+		type result struct {
+			node  string
+			parts []*part
+			reply *proto.RPCSearchReply
+			err   error
+		}
+		results := make(chan result, len(byNode))
+		for node, pts := range byNode {
+			contacted[node] = true
+			call := &proto.RPCSearch{Collection: name, Epoch: rt.c.Epoch, Vector: proto.PackVector(req.Vector), K: req.K, Refine: req.Refine}
+			for _, pt := range pts {
+				call.Buffer = call.Buffer || pt.buffer
+				for _, p := range pt.probes {
+					call.Lists = append(call.Lists, p.List)
+					call.Dists = append(call.Dists, p.Dist)
+				}
+			}
+			go func() {
+				var reply *proto.RPCSearchReply
+				var err error
+				if node == rt.self {
+					reply, err = n.searchPart(call)
+				} else {
+					reply = new(proto.RPCSearchReply)
+					err = n.peers.call(ctx, node, proto.OpSearch, call, reply)
+				}
+				results <- result{node, pts, reply, err}
+			}()
+		}
+		todo = nil
+		for range byNode {
+			r := <-results
+			switch classify(r.err) {
+			case callOK:
+				hits := make([]ivf.Hit, len(r.reply.Hits))
+				for i, h := range r.reply.Hits {
+					hits[i] = ivf.Hit{ID: h.ID, Dist: h.Dist}
+					named[h.ID] = h
+				}
+				replies = append(replies, hits)
+			case callFatal:
+				if errors.Is(r.err, ErrStaleEpoch) || errors.Is(r.err, ErrNoCollection) || errors.Is(r.err, ErrClosed) {
+					// That replica is behind or going away: try another.
+					avoid[r.node] = true
+					todo = append(todo, r.parts...)
+					continue
+				}
+				return nil, r.err
+			case callMissing:
+				avoid[r.node] = true
+				todo = append(todo, r.parts...)
+			}
+		}
+	}
+	for _, pt := range todo { // three rounds failed
+		res.Partial = true
+		res.MissingShards = append(res.MissingShards, pt.name)
+	}
+	n.nodesContacted.Observe(float64(len(contacted)))
+	if len(replies) == 0 && len(parts) > 0 {
+		return nil, fmt.Errorf("%w: no replica of collection %q answered", ErrUnavailable, name)
+	}
+	merged := ivf.MergeTopK(req.K, replies...)
+	res.Hits = make([]Hit, len(merged))
+	for i, h := range merged {
+		nh := named[h.ID]
+		res.Hits[i] = Hit{UserID: nh.UserID, Score: rt.c.Metric.Score(h.Dist), Meta: nh.Meta}
+	}
+	return res, nil
+}
+
+// distSearchRetry is distSearch, routed again (for a bounded time) while
+// the table moves on under it.
+func (n *Node) distSearchRetry(ctx context.Context, name string, rt *route, req SearchRequest) (*SearchResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.opts.CallTimeout)
+	defer cancel()
+	delay := 2 * time.Millisecond
+	for {
+		res, err := n.distSearch(ctx, rt, req)
+		if err == nil || !errors.Is(err, ErrStaleEpoch) {
+			return res, err
+		}
+		if berr := backoff(ctx, &delay); berr != nil {
+			return nil, err
+		}
+		next, ok := n.distRoute(name)
+		if !ok {
+			return n.Search(ctx, name, req)
+		}
+		rt = next
+	}
+}
+
+// distGet reads an item from one replica of every shard (this node
+// first) and returns the first copy found.
+func (n *Node) distGet(ctx context.Context, rt *route, call *proto.RPCGet) (*Item, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.opts.CallTimeout)
+	defer cancel()
+	call.Epoch = rt.c.Epoch
+	if it, err := n.getLocal(call); err == nil && it.Found {
+		return itemOf(&it.Item)
+	}
+	var nodes []string
+	load := map[string]int{rt.self: 0}
+	for _, s := range rt.shards() {
+		node, ok := rt.pick(s, load, nil)
+		if !ok {
+			continue
+		}
+		load[node]++
+		if node != rt.self && !slices.Contains(nodes, node) {
+			nodes = append(nodes, node)
+		}
+	}
+	type result struct {
+		reply proto.RPCGetReply
+		err   error
+	}
+	results := make(chan result, len(nodes))
+	for _, node := range nodes {
+		go func() {
+			var r result
+			r.err = n.peers.call(ctx, node, proto.OpGet, call, &r.reply)
+			results <- r
+		}()
+	}
+	var firstErr error
+	for range nodes {
+		r := <-results
+		if r.err == nil && r.reply.Found {
+			return itemOf(&r.reply.Item)
+		}
+		if r.err != nil && firstErr == nil {
+			firstErr = r.err
+		}
+	}
+	if firstErr != nil && !errors.Is(firstErr, ErrNoItem) {
+		return nil, firstErr
+	}
+	return nil, fmt.Errorf("%w: %q", ErrNoItem, call.UserID)
+}
+
+func itemOf(ri *proto.RPCItem) (*Item, error) {
+	it := &Item{ID: ri.ID, UserID: ri.UserID, List: ri.List, Meta: ri.Meta, Attachment: ri.Attachment}
+	if ri.Vector != nil {
+		v, err := proto.UnpackVector(ri.Vector)
+		if err != nil {
+			return nil, err
+		}
+		it.Vector = v
+	}
+	return it, nil
+}
+
+// distTrain starts training on the buffer's primary.
+func (n *Node) distTrain(ctx context.Context, rt *route, nlist int) (uint64, error) {
+	if len(rt.c.Buffer) == 0 {
+		return 0, fmt.Errorf("%w: collection %q is %v", ErrBadState, rt.c.Name, rt.c.State)
+	}
+	primary := rt.c.Buffer[0].Primary
+	if primary == rt.self {
+		return n.trainLocal(ctx, rt.c.Name, nlist)
+	}
+	var reply proto.RPCTrainReply
+	if err := n.peers.call(ctx, primary, proto.OpTrain, &proto.RPCTrain{Collection: rt.c.Name, NList: nlist}, &reply); err != nil {
+		return 0, err
+	}
+	return reply.Epoch, nil
+}
+
+// --- callee side ---
+
+// callColl opens the collection of a call after the local table has
+// reached the caller's version.
+func (n *Node) callColl(ctx context.Context, name string, version uint64) (*collection, *route, error) {
+	p, ok := n.meta.(placer)
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: not a cluster node", ErrInvalid)
+	}
+	if version > 0 {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := p.waitVersion(wctx, version)
+		cancel()
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: table behind the caller's version %d: %v", ErrStaleEpoch, version, err)
+		}
+	}
+	c, err := n.collection(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	rt := n.localRoute(name)
+	if rt == nil {
+		return nil, nil, fmt.Errorf("%w: %q", ErrNoCollection, name)
+	}
+	return c, rt, nil
+}
+
+// unpackItems turns a call's items into the collection's, validated.
+func (c *collection) unpackItems(in []proto.RPCItem) ([]WriteItem, []int32, []uint64, error) {
+	items := make([]WriteItem, len(in))
+	lists := make([]int32, len(in))
+	ids := make([]uint64, len(in))
+	for i, ri := range in {
+		v, err := proto.UnpackVector(ri.Vector)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("%w: items[%d]: %v", ErrInvalid, i, err)
+		}
+		if err := c.checkVector(v); err != nil {
+			return nil, nil, nil, fmt.Errorf("items[%d]: %w", i, err)
+		}
+		if ri.UserID == "" {
+			return nil, nil, nil, fmt.Errorf("%w: items[%d] has no user id", ErrInvalid, i)
+		}
+		items[i] = WriteItem{UserID: ri.UserID, Vector: v, Meta: ri.Meta, Attachment: ri.Attachment}
+		lists[i], ids[i] = ri.List, ri.ID
+	}
+	return items, lists, ids, nil
+}
+
+// primaryWrite stores a gateway's items on this node, the primary of
+// their shards, and replicates them to the backups before it returns.
+func (n *Node) primaryWrite(ctx context.Context, call *proto.RPCWrite) ([]uint64, error) {
+	c, rt, err := n.callColl(ctx, call.Collection, call.Version)
+	if err != nil {
+		return nil, err
+	}
+	if rt.c.Epoch != call.Epoch {
+		return nil, fmt.Errorf("%w: collection %q is at epoch %d, call carries %d", ErrStaleEpoch, call.Collection, rt.c.Epoch, call.Epoch)
+	}
+	items, lists, ids, err := c.unpackItems(call.Items)
+	if err != nil {
+		return nil, err
+	}
+	for i := range items {
+		s, ok := rt.shardOf(lists[i], items[i].UserID)
+		if !ok || s.Primary != rt.self {
+			return nil, fmt.Errorf("%w: list %d of %q", ErrNotPrimary, lists[i], call.Collection)
+		}
+	}
+	if rt.trained() && c.follow() == nil {
+		return nil, fmt.Errorf("%w: collection %q: centroids not loaded yet", ErrStaleEpoch, call.Collection)
+	}
+	return c.writeAsPrimary(ctx, rt, items, lists, ids)
+}
+
+// applyReplica applies a primary's write in its stream's order.
+func (n *Node) applyReplica(ctx context.Context, call *proto.RPCReplicate) error {
+	c, rt, err := n.callColl(ctx, call.Collection, call.Version)
+	if err != nil {
+		return err
+	}
+	items, lists, ids, err := c.unpackItems(call.Items)
+	if err != nil {
+		return err
+	}
+	for i := range items {
+		s, ok := rt.shardOf(lists[i], items[i].UserID)
+		if !ok || s.Primary != call.From || !slices.Contains(s.Replicas, rt.self) {
+			return fmt.Errorf("%w: %s is not the primary of list %d of %q with this node a replica", ErrNotPrimary, call.From, lists[i], call.Collection)
+		}
+		if ids[i] == 0 {
+			return fmt.Errorf("%w: replicated item without an id", ErrInvalid)
+		}
+	}
+	if rt.trained() && c.follow() == nil {
+		return fmt.Errorf("%w: collection %q: centroids not loaded yet", ErrStaleEpoch, call.Collection)
+	}
+	return c.applyAsBackup(ctx, call.From, call.Stream, call.Seq, items, lists, ids)
+}
+
+// searchPart scans the lists (and buffer) a gateway asked this node for.
+func (n *Node) searchPart(call *proto.RPCSearch) (*proto.RPCSearchReply, error) {
+	c, err := n.collection(call.Collection)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.checkEpoch(call.Epoch); err != nil {
+		if rt := n.localRoute(call.Collection); rt == nil || rt.c.Epoch != call.Epoch {
+			return nil, err
+		}
+	}
+	q, err := proto.UnpackVector(call.Vector)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := c.checkVector(q); err != nil {
+		return nil, err
+	}
+	if len(call.Lists) != len(call.Dists) {
+		return nil, fmt.Errorf("%w: %d lists, %d distances", ErrInvalid, len(call.Lists), len(call.Dists))
+	}
+	probes := make([]ivf.Probe, len(call.Lists))
+	for i, l := range call.Lists {
+		probes[i] = ivf.Probe{List: l, Dist: call.Dists[i]}
+	}
+	hits, err := c.searchProbes(q, call.K, call.Refine, probes, call.Buffer)
+	if err != nil {
+		return nil, err
+	}
+	out := &proto.RPCSearchReply{Hits: make([]proto.RPCHit, 0, len(hits))}
+	for _, h := range hits {
+		it, err := n.store.Item(call.Collection, h.ID)
+		if err != nil {
+			continue // deleted between the scan and this read: the delete wins
+		}
+		out.Hits = append(out.Hits, proto.RPCHit{ID: h.ID, Dist: h.Dist, UserID: it.UserID, Meta: it.Meta})
+	}
+	return out, nil
+}
+
+// getLocal reads an item from this node's store.
+func (n *Node) getLocal(call *proto.RPCGet) (*proto.RPCGetReply, error) {
+	c, err := n.collection(call.Collection)
+	if err != nil {
+		return nil, err
+	}
+	it, err := n.store.Get(c.meta.Name, call.UserID)
+	if errors.Is(err, ErrNoItem) {
+		return &proto.RPCGetReply{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	r := &proto.RPCGetReply{Found: true, Item: proto.RPCItem{UserID: it.UserID, ID: it.ID, List: it.List, Meta: it.Meta}}
+	if call.WithVector {
+		r.Item.Vector = proto.PackVector(it.Vector)
+	}
+	if call.WithAttachment {
+		if r.Item.Attachment, err = n.store.Attachment(c.meta.Name, it.ID); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// deleteLocal deletes user ids from this node's copies (with Keep: the
+// copies other than the kept internal ids).
+func (n *Node) deleteLocal(ctx context.Context, call *proto.RPCDelete) (int, error) {
+	c, err := n.collection(call.Collection)
+	if err != nil {
+		return 0, err
+	}
+	if call.Keep != nil && len(call.Keep) != len(call.UserIDs) {
+		return 0, fmt.Errorf("%w: %d kept ids for %d user ids", ErrInvalid, len(call.Keep), len(call.UserIDs))
+	}
+	if call.Keep == nil {
+		return c.remove(ctx, call.UserIDs)
+	}
+	return c.evict(ctx, call.UserIDs, call.Keep)
+}
+
+// trainLocal starts training here (this node holds the buffer).
+func (n *Node) trainLocal(ctx context.Context, name string, nlist int) (uint64, error) {
+	c, err := n.collection(name)
+	if err != nil {
+		return 0, err
+	}
+	return c.startTraining(ctx, nlist)
+}
+
+// --- the collection's side ---
+
+// follow brings a collection that another node trained in line with the
+// table: it loads the committed centroids, so this node can assign lists
+// and scan the lists it holds. It returns the index (nil while the table
+// has no centroids for it).
+func (c *collection) follow() *ivf.Index {
+	if ix := c.ix.Load(); ix != nil {
+		return ix
+	}
+	m, ok := c.n.meta.Collection(c.meta.Name)
+	if !ok || m.State == Untrained || m.TrainedNList == 0 && m.State != Ready {
+		return nil
+	}
+	c.followMu.Lock()
+	defer c.followMu.Unlock()
+	if ix := c.ix.Load(); ix != nil {
+		return ix
+	}
+	if c.State() == Training {
+		return nil // this node trains: adopt installs the index
+	}
+	blob, err := c.n.meta.Centroids(c.meta.Name)
+	if err != nil {
+		return nil
+	}
+	ix, err := ivf.Load(bytes.NewReader(blob), c.indexOptions(0))
+	if err != nil {
+		c.n.log.Error("committed centroids unreadable", "collection", c.meta.Name, "err", err)
+		return nil
+	}
+	c.mu.Lock()
+	c.ix.Store(ix)
+	c.epoch.Store(m.Epoch)
+	c.state.Store(uint32(Ready))
+	c.mu.Unlock()
+	c.n.log.Info("adopted centroids trained elsewhere", "collection", c.meta.Name, "nlist", ix.NList(), "epoch", m.Epoch)
+	return ix
+}
+
+// syncTable follows a table change: the epoch, centroids trained
+// elsewhere, and the end of the buffer.
+func (c *collection) syncTable(m CollectionMeta) {
+	if c.State() == Training {
+		return
+	}
+	if m.State == Ready {
+		c.follow()
+	}
+	if m.Epoch > c.epoch.Load() {
+		c.epoch.Store(m.Epoch)
+	}
+	if m.State == Ready && !m.Buffered && c.buf.Load() != nil && c.ix.Load() != nil {
+		c.dropBufferLater()
+	}
+}
+
+// dropBufferLater deletes the buffered copies this node still holds once
+// the table has retired the buffer: every item moved to its list shard,
+// on this node or another.
+func (c *collection) dropBufferLater() {
+	if !c.dropping.CompareAndSwap(false, true) {
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer c.dropping.Store(false)
+		var users []string
+		err := c.n.store.Scan(c.meta.Name, func(it Item) error {
+			if it.List == BufferList {
+				users = append(users, it.UserID)
+			}
+			return nil
+		})
+		if err != nil {
+			c.n.log.Warn("buffer copies not dropped", "collection", c.meta.Name, "err", err)
+			return
+		}
+		for i := 0; i < len(users); i += 4096 {
+			if _, err := c.evictBuffered(users[i:min(i+4096, len(users))]); err != nil {
+				c.n.log.Warn("buffer copies not dropped", "collection", c.meta.Name, "err", err)
+				return
+			}
+		}
+		c.mu.Lock()
+		c.buf.Store(nil)
+		c.mu.Unlock()
+		c.n.log.Info("dropped buffered copies", "collection", c.meta.Name, "items", len(users))
+	}()
+}
+
+// searchProbes scans the given lists and, with buffer, the flat buffer.
+func (c *collection) searchProbes(q []float32, k, refine int, probes []ivf.Probe, buffer bool) ([]ivf.Hit, error) {
+	if k < 1 || k > ivf.MaxK {
+		return nil, fmt.Errorf("%w: k %d outside 1..%d", ErrInvalid, k, ivf.MaxK)
+	}
+	var parts [][]ivf.Hit
+	if buf := c.buf.Load(); buffer && buf != nil {
+		qq := q
+		if c.meta.Metric == ivf.Cosine {
+			qq = append([]float32(nil), q...)
+			ivf.Normalize(qq)
+		}
+		parts = append(parts, buf.search(qq, k))
+	}
+	if len(probes) > 0 {
+		ix := c.follow()
+		if ix == nil {
+			return nil, fmt.Errorf("%w: collection %q has no centroids here yet", ErrStaleEpoch, c.meta.Name)
+		}
+		o := ivf.SearchOptions{K: k}
+		if refine > 1 {
+			o.Refine, o.Source = refine, storeSource{c.n.store, c.meta.Name}
+		}
+		h, err := ix.SearchProbes(q, probes, o)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		parts = append(parts, h)
+	}
+	return ivf.MergeTopK(k, parts...), nil
+}
+
+// evict deletes the copies of user ids whose internal id is not the kept
+// one. It reports how many it removed.
+func (c *collection) evict(ctx context.Context, users []string, keep []uint64) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var del []string
+	for i, u := range users {
+		it, err := c.n.store.Get(c.meta.Name, u)
+		if errors.Is(err, ErrNoItem) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if it.ID != keep[i] {
+			del = append(del, u)
+		}
+	}
+	return c.removeLocked(del)
+}
+
+// evictBuffered deletes the copies of user ids that are still buffered.
+func (c *collection) evictBuffered(users []string) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var del []string
+	for _, u := range users {
+		it, err := c.n.store.Get(c.meta.Name, u)
+		if errors.Is(err, ErrNoItem) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if it.List == BufferList {
+			del = append(del, u)
+		}
+	}
+	return c.removeLocked(del)
+}
+
+// removeLocked deletes user ids; mu is held.
+func (c *collection) removeLocked(users []string) (int, error) {
+	if len(users) == 0 {
+		return 0, nil
+	}
+	if err := c.ctx.Err(); err != nil {
+		return 0, ErrNoCollection
+	}
+	removed, err := c.n.store.Apply(&Batch{Collection: c.meta.Name, Dim: c.meta.Dim, Deletes: users})
+	if err != nil {
+		return 0, err
+	}
+	for _, o := range removed {
+		c.dropMem(o.ID, o.List)
+	}
+	c.count.Add(-int64(len(removed)))
+	c.maybeSave(c.ix.Load(), len(removed))
+	return len(removed), nil
+}
+
+// adoptDistributed is adopt for a collection whose lists live on several
+// nodes: this node (the buffer's primary, which trained) switches to ix
+// and sends every buffered item, with its internal id, through the
+// gateway's write path to the primary of its list's shard (this node or
+// another), then retires the buffer. The buffered copies stay searchable
+// until the table retires the buffer; then every node drops the copies it
+// still holds (dropBufferLater).
+func (c *collection) adoptDistributed(ix *ivf.Index, epoch uint64) error {
+	c.mu.Lock()
+	c.ix.Store(ix)
+	c.epoch.Store(epoch)
+	buf := c.buf.Load()
+	c.mu.Unlock()
+	var ids []uint64
+	if buf != nil {
+		ids = buf.liveIDs()
+	}
+	chunk := c.n.opts.MoveChunk
+	moved := 0
+	for i0 := 0; i0 < len(ids); i0 += chunk {
+		if err := c.ctx.Err(); err != nil {
+			return err
+		}
+		part := ids[i0:min(i0+chunk, len(ids))]
+		items := make([]WriteItem, 0, len(part))
+		preset := make([]uint64, 0, len(part))
+		d := c.meta.Dim
+		for _, id := range part {
+			buf.mu.Lock()
+			p, ok := buf.pos[id]
+			var v []float32
+			if ok {
+				v = append([]float32(nil), buf.view.Load().vecs[p*d:(p+1)*d]...)
+			}
+			buf.mu.Unlock()
+			if !ok {
+				continue // deleted or upserted since
+			}
+			it, err := c.n.store.Item(c.meta.Name, id)
+			if err != nil {
+				continue
+			}
+			att, err := c.n.store.Attachment(c.meta.Name, id)
+			if err != nil {
+				continue
+			}
+			items = append(items, WriteItem{UserID: it.UserID, Vector: v, Meta: it.Meta, Attachment: att})
+			preset = append(preset, id)
+		}
+		if len(items) == 0 {
+			continue
+		}
+		if _, err := c.n.distInsert(c.ctx, c.meta.Name, items, preset, false); err != nil {
+			return fmt.Errorf("move %d buffered items: %w", len(items), err)
+		}
+		moved += len(items)
+	}
+	c.mu.Lock()
+	c.state.Store(uint32(Ready))
+	err := c.n.store.SaveIndex(c.meta.Name, ix)
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	c.n.log.Info("moved the buffer to the list shards", "collection", c.meta.Name, "items", moved)
+	return c.retireBuffer(epoch)
+}
+
+// trainsHere reports whether this node runs a collection's training: the
+// buffer's primary in a cluster, the node itself otherwise.
+func (n *Node) trainsHere(name string) bool {
+	rt, ok := n.distRoute(name)
+	if !ok {
+		return true
+	}
+	return len(rt.c.Buffer) > 0 && rt.c.Buffer[0].Primary == rt.self
+}
+
+// loadDistributed opens a trained collection of a cluster: the lists
+// this node holds from the persisted index (or rebuilt from the items
+// and the committed centroids), and the buffered copies while the table
+// still has a buffer. Unlike one node, it finishes no move: the trainer
+// owns the move, and copies left in the buffer stay searchable there.
+func (c *collection) loadDistributed(m CollectionMeta) error {
+	st := c.n.store
+	ix, err := st.LoadIndex(m.Name, c.indexOptions(0))
+	if err != nil {
+		c.n.log.Warn("persisted index unusable, rebuilding from items", "collection", m.Name, "err", err)
+		ix = nil
+	}
+	rebuild := ix == nil
+	if rebuild {
+		blob, err := c.n.meta.Centroids(m.Name)
+		if err != nil {
+			return err
+		}
+		if ix, err = ivf.Load(bytes.NewReader(blob), c.indexOptions(0)); err != nil {
+			return fmt.Errorf("centroids: %w", err)
+		}
+	}
+	buf := newFlatBuffer(m.Dim, m.Metric)
+	var (
+		ids, bids   []uint64
+		vecs, bvecs []float32
+		count       int64
+	)
+	err = st.Scan(m.Name, func(it Item) error {
+		count++
+		if it.List == BufferList {
+			bids, bvecs = append(bids, it.ID), append(bvecs, it.Vector...)
+			return nil
+		}
+		if !rebuild {
+			return nil
+		}
+		ids, vecs = append(ids, it.ID), append(vecs, it.Vector...)
+		if len(ids) == 1<<16 {
+			if err := ix.Add(ids, vecs); err != nil {
+				return err
+			}
+			ids, vecs = ids[:0], vecs[:0]
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := ix.Add(ids, vecs); err != nil {
+		return err
+	}
+	c.ix.Store(ix)
+	c.count.Store(count)
+	c.state.Store(uint32(Ready))
+	if len(bids) > 0 {
+		buf.append(bids, bvecs)
+		c.buf.Store(buf)
+		if !m.Buffered {
+			c.dropBufferLater()
+		}
+	}
+	return nil
+}

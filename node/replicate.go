@@ -1,0 +1,391 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"lookalike/coordinator/meta"
+	"lookalike/proto"
+)
+
+// Replication (decision 3; docs/node.md, "Replication"). The primary of a
+// shard orders its writes under the collection lock and sends each backup
+// of the items' shards the items as it stored them, numbered in a stream
+// of its own (one per primary process, collection and backup). A backup
+// applies a stream's calls strictly in order, so every replica applies a
+// shard's writes in the primary's order. The primary answers the gateway
+// once its own write is durable and every backup has applied and synced
+// its part; a backup that fails to is first taken out of the shard's
+// replica set through Raft (SetReplicas), and a write whose backup cannot
+// be removed (no quorum) fails with 503.
+
+// replicaTimeout bounds one replicate call: a backup that has not applied
+// a write by then is taken out of the shard.
+const replicaTimeout = 5 * time.Second
+
+// outStream numbers a primary's calls to one backup.
+type outStream struct {
+	id  uint64
+	seq uint64
+}
+
+// inStream orders a backup's application of one primary's calls.
+type inStream struct {
+	mu      sync.Mutex
+	id      uint64
+	next    uint64
+	changed chan struct{}
+}
+
+var errDuplicate = errors.New("node: replicated call already applied")
+
+func randomStreamID() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:]) | 1
+}
+
+// await returns when call seq of stream id is next. A new stream starts
+// at seq 1 and replaces the old one.
+func (s *inStream) await(ctx context.Context, id, seq uint64) error {
+	for {
+		s.mu.Lock()
+		if s.id != id && seq == 1 {
+			s.id, s.next = id, 1
+		}
+		if s.id == id && s.next == seq {
+			s.mu.Unlock()
+			return nil
+		}
+		if s.id == id && seq < s.next {
+			s.mu.Unlock()
+			return errDuplicate
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: replicated call %d of stream %x waits for %d: %v", ErrUnavailable, seq, id, s.nextSeq(), ctx.Err())
+		}
+	}
+}
+
+func (s *inStream) nextSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.next
+}
+
+// advance lets the next call of the stream in.
+func (s *inStream) advance() {
+	s.mu.Lock()
+	s.next++
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (c *collection) inStream(from string) *inStream {
+	c.streamMu.Lock()
+	defer c.streamMu.Unlock()
+	if c.in == nil {
+		c.in = map[string]*inStream{}
+	}
+	s := c.in[from]
+	if s == nil {
+		s = &inStream{changed: make(chan struct{})}
+		c.in[from] = s
+	}
+	return s
+}
+
+// replicaCall is one backup's part of a write.
+type replicaCall struct {
+	node   string
+	shards []meta.Shard // the shards of its items (their replica sets as routed)
+	bufs   []bool       // shards[i] is a buffer shard
+	call   *proto.RPCReplicate
+}
+
+// writeAsPrimary stores items (lists assigned by the gateway; ids
+// allocated here where preset[i] is 0) and replicates them. Repeated user
+// ids: the last wins. It returns each item's internal id.
+func (c *collection) writeAsPrimary(ctx context.Context, rt *route, items []WriteItem, lists []int32, preset []uint64) ([]uint64, error) {
+	last := make(map[string]int, len(items))
+	for i, it := range items {
+		last[it.UserID] = i
+	}
+	var keep []int
+	need := 0
+	for i, it := range items {
+		if last[it.UserID] == i {
+			keep = append(keep, i)
+			if preset[i] == 0 {
+				need++
+			}
+		}
+	}
+	fresh, err := c.n.ids.take(ctx, need)
+	if err != nil {
+		return nil, err
+	}
+	ids := slices.Clone(preset)
+	for _, i := range keep {
+		if ids[i] == 0 {
+			ids[i], fresh = fresh[0], fresh[1:]
+		}
+	}
+	for i, it := range items {
+		ids[i] = ids[last[it.UserID]]
+	}
+
+	c.mu.Lock()
+	if preset != nil {
+		// A preset id is the buffer's move: skip an item whose user id got
+		// a newer copy meanwhile.
+		k := 0
+		for _, i := range keep {
+			if preset[i] != 0 {
+				if cur, err := c.n.store.Get(c.meta.Name, items[i].UserID); err == nil && cur.ID != preset[i] {
+					continue
+				}
+			}
+			keep[k] = i
+			k++
+		}
+		keep = keep[:k]
+	}
+	wait, err := c.applyLocked(items, lists, ids, keep, true)
+	if err != nil {
+		c.mu.Unlock()
+		return nil, err
+	}
+	// Number the backups' parts in commit order.
+	calls := c.replicaCalls(rt, items, lists, ids, keep)
+	c.mu.Unlock()
+
+	errs := make(chan error, len(calls))
+	for _, rc := range calls {
+		go func() { errs <- c.sendReplica(ctx, rt, rc) }()
+	}
+	werr := wait()
+	var rerr error
+	for range calls {
+		if err := <-errs; err != nil && rerr == nil {
+			rerr = err
+		}
+	}
+	if werr != nil {
+		return nil, werr
+	}
+	if rerr != nil {
+		return nil, rerr
+	}
+	return ids, nil
+}
+
+// replicaCalls splits the kept items by backup and numbers each part in
+// its stream. mu is held.
+func (c *collection) replicaCalls(rt *route, items []WriteItem, lists []int32, ids []uint64, keep []int) []*replicaCall {
+	byNode := map[string]*replicaCall{}
+	var order []string
+	for _, i := range keep {
+		s, _ := rt.shardOf(lists[i], items[i].UserID)
+		for _, r := range s.Replicas {
+			if r == rt.self {
+				continue
+			}
+			rc := byNode[r]
+			if rc == nil {
+				rc = &replicaCall{node: r, call: &proto.RPCReplicate{Collection: c.meta.Name, Version: rt.version, From: rt.self}}
+				byNode[r] = rc
+				order = append(order, r)
+			}
+			it := items[i]
+			rc.call.Items = append(rc.call.Items, proto.RPCItem{UserID: it.UserID, ID: ids[i], List: lists[i],
+				Vector: proto.PackVector(it.Vector), Meta: it.Meta, Attachment: it.Attachment})
+			isBuf, seen := lists[i] == BufferList, false
+			for k, x := range rc.shards {
+				seen = seen || x.ID == s.ID && rc.bufs[k] == isBuf
+			}
+			if !seen {
+				rc.shards = append(rc.shards, s)
+				rc.bufs = append(rc.bufs, isBuf)
+			}
+		}
+	}
+	if c.out == nil {
+		c.out = map[string]*outStream{}
+	}
+	calls := make([]*replicaCall, 0, len(order))
+	for _, r := range order {
+		st := c.out[r]
+		if st == nil {
+			st = &outStream{id: randomStreamID()}
+			c.out[r] = st
+		}
+		st.seq++
+		rc := byNode[r]
+		rc.call.Stream, rc.call.Seq = st.id, st.seq
+		calls = append(calls, rc)
+	}
+	return calls
+}
+
+// sendReplica sends one backup its part. When the backup fails, it is
+// taken out of the shards (so the write is acknowledged without it) and
+// its stream is forgotten (a later re-add starts a new one).
+func (c *collection) sendReplica(ctx context.Context, rt *route, rc *replicaCall) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), replicaTimeout)
+	err := c.n.peers.call(cctx, rc.node, proto.OpReplicate, rc.call, &struct{}{})
+	cancel()
+	if err == nil {
+		return nil
+	}
+	c.n.log.Warn("backup failed a write: removing it from the shard", "collection", c.meta.Name, "backup", rc.node, "err", err)
+	c.mu.Lock()
+	if st := c.out[rc.node]; st != nil && st.id == rc.call.Stream {
+		delete(c.out, rc.node)
+	}
+	c.mu.Unlock()
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	for i, s := range rc.shards {
+		if err := c.removeReplica(pctx, rt.p, s.ID, rc.bufs[i], rc.node); err != nil {
+			return fmt.Errorf("%w: backup %s failed (%v) and could not be taken out of shard %d: %v", ErrUnavailable, rc.node, err, s.ID, err)
+		}
+	}
+	return nil
+}
+
+// removeReplica takes node out of a shard's replica set through Raft
+// (the primary stays, or the first other replica becomes primary). It
+// succeeds when the node is out, by this call or another.
+func (c *collection) removeReplica(ctx context.Context, p placer, shard uint32, buffer bool, node string) error {
+	for try := 0; ; try++ {
+		t := p.table()
+		col, ok := t.Collection(c.meta.Name)
+		if !ok {
+			return fmt.Errorf("%w: %q", ErrNoCollection, c.meta.Name)
+		}
+		shards := col.Shards.Shards
+		if buffer {
+			shards = col.Buffer
+		}
+		if int(shard) >= len(shards) {
+			return nil
+		}
+		s := shards[shard]
+		if !slices.Contains(s.Replicas, node) {
+			return nil
+		}
+		rest := slices.DeleteFunc(slices.Clone(s.Replicas), func(r string) bool { return r == node })
+		if len(rest) == 0 {
+			return fmt.Errorf("%w: %s is the last replica of shard %d", ErrUnavailable, node, shard)
+		}
+		primary := s.Primary
+		if primary == node {
+			primary = rest[0]
+		}
+		_, err := p.propose(ctx, meta.SetReplicas{Collection: c.meta.Name, Buffer: buffer, Shard: shard, Replicas: rest, Primary: primary, From: s.Replicas})
+		if err == nil || try >= 5 {
+			return err
+		}
+		if !errors.Is(err, meta.ErrStaleShard) {
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// applyAsBackup applies a primary's call in its stream's order.
+func (c *collection) applyAsBackup(ctx context.Context, from string, stream, seq uint64, items []WriteItem, lists []int32, ids []uint64) error {
+	in := c.inStream(from)
+	if err := in.await(ctx, stream, seq); err != nil {
+		if errors.Is(err, errDuplicate) {
+			return nil
+		}
+		return err
+	}
+	keep := make([]int, len(items))
+	for i := range keep {
+		keep[i] = i
+	}
+	c.mu.Lock()
+	wait, err := c.applyLocked(items, lists, ids, keep, false)
+	c.mu.Unlock()
+	in.advance()
+	if err != nil {
+		return err
+	}
+	return wait()
+}
+
+// applyLocked commits the kept items (ids and lists set) in the store and
+// in memory. primary: a buffered write may start training. mu is held.
+func (c *collection) applyLocked(items []WriteItem, lists []int32, ids []uint64, keep []int, primary bool) (wait func() error, err error) {
+	if err := c.ctx.Err(); err != nil {
+		return nil, ErrNoCollection
+	}
+	if len(keep) == 0 {
+		return func() error { return nil }, nil
+	}
+	d := c.meta.Dim
+	ix, buf := c.ix.Load(), c.buf.Load()
+	b := &Batch{Collection: c.meta.Name, Dim: d, Puts: make([]Item, len(keep))}
+	var listIDs, bufIDs []uint64
+	var listVecs, bufVecs []float32
+	for j, i := range keep {
+		it := items[i]
+		if lists[i] == BufferList {
+			if buf == nil {
+				return nil, fmt.Errorf("%w: collection %q has no buffer here", ErrStaleEpoch, c.meta.Name)
+			}
+			bufIDs, bufVecs = append(bufIDs, ids[i]), append(bufVecs, it.Vector...)
+		} else {
+			if ix == nil || int(lists[i]) >= ix.NList() {
+				return nil, fmt.Errorf("%w: collection %q has no list %d here", ErrStaleEpoch, c.meta.Name, lists[i])
+			}
+			listIDs, listVecs = append(listIDs, ids[i]), append(listVecs, it.Vector...)
+		}
+		b.Puts[j] = Item{ID: ids[i], UserID: it.UserID, List: lists[i], Vector: it.Vector, Meta: it.Meta, Attachment: it.Attachment}
+	}
+	var removed []Removed
+	wait = func() error { return nil }
+	if as, ok := c.n.store.(AsyncStorage); ok {
+		removed, wait, err = as.ApplyAsync(b)
+	} else {
+		removed, err = c.n.store.Apply(b)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range removed {
+		c.dropMem(o.ID, o.List)
+	}
+	if len(listIDs) > 0 {
+		if err := ix.Add(listIDs, listVecs); err != nil {
+			_ = wait()
+			return nil, err
+		}
+	}
+	if len(bufIDs) > 0 {
+		buf.append(bufIDs, bufVecs)
+	}
+	c.count.Add(int64(len(keep) - len(removed)))
+	c.maybeSave(ix, len(keep)+len(removed))
+	if primary && len(bufIDs) > 0 {
+		c.maybeTrain()
+	}
+	return wait, nil
+}

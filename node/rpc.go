@@ -1,0 +1,185 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"lookalike/proto"
+)
+
+// The data plane between nodes: a gateway's calls to the nodes holding a
+// collection's shards, and a primary's calls to its backups, as HTTP POSTs
+// of gob values on the node's own API (docs/format/rpc.md).
+
+// rpcPrefix is the route of the internal calls; the op follows.
+const rpcPrefix = "/v1/internal/shard/"
+
+// rpcCodes name the errors a call can fail with, by the code they
+// travel under. Append only.
+var rpcCodes = []struct {
+	code string
+	err  error
+}{
+	{"stale_epoch", ErrStaleEpoch}, {"not_primary", ErrNotPrimary}, {"unavailable", ErrUnavailable},
+	{"invalid", ErrInvalid}, {"no_collection", ErrNoCollection}, {"no_item", ErrNoItem},
+	{"closed", ErrClosed}, {"bad_state", ErrBadState}, {"too_few_vectors", ErrTooFewVectors},
+	{"not_leader", ErrNotLeader}, {"overloaded", ErrOverloaded},
+}
+
+func rpcErrorOf(err error) *proto.RPCError {
+	for _, c := range rpcCodes {
+		if errors.Is(err, c.err) {
+			return &proto.RPCError{Code: c.code, Message: err.Error()}
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return &proto.RPCError{Code: "unavailable", Message: err.Error()}
+	}
+	return &proto.RPCError{Code: "internal", Message: err.Error()}
+}
+
+// rpcErr turns a callee's error back into one wrapping the same sentinel.
+func rpcErr(node string, e *proto.RPCError) error {
+	for _, c := range rpcCodes {
+		if c.code == e.Code {
+			return fmt.Errorf("%w (node %s: %s)", c.err, node, e.Message)
+		}
+	}
+	return fmt.Errorf("node %s: %s", node, e.Message)
+}
+
+// rpc serves POST /v1/internal/shard/{op}.
+func (a *api) rpc(w http.ResponseWriter, r *http.Request) error {
+	if v := r.Header.Get(proto.RPCHeader); v != proto.RPCVersion {
+		return proto.Errorf(proto.BadRequest, "internal RPC version %q, this node speaks %q", v, proto.RPCVersion)
+	}
+	dec := gob.NewDecoder(r.Body)
+	var reply any
+	var err error
+	n := a.n
+	ctx := r.Context()
+	switch op := r.PathValue("op"); op {
+	case proto.OpWrite:
+		var c proto.RPCWrite
+		if err = dec.Decode(&c); err == nil {
+			var ids []uint64
+			ids, err = n.primaryWrite(ctx, &c)
+			reply = &proto.RPCWriteReply{IDs: ids}
+		}
+	case proto.OpReplicate:
+		var c proto.RPCReplicate
+		if err = dec.Decode(&c); err == nil {
+			err = n.applyReplica(ctx, &c)
+			reply = &struct{}{}
+		}
+	case proto.OpSearch:
+		var c proto.RPCSearch
+		if err = dec.Decode(&c); err == nil {
+			reply, err = n.searchPart(&c)
+		}
+	case proto.OpGet:
+		var c proto.RPCGet
+		if err = dec.Decode(&c); err == nil {
+			reply, err = n.getLocal(&c)
+		}
+	case proto.OpDelete:
+		var c proto.RPCDelete
+		if err = dec.Decode(&c); err == nil {
+			var removed int
+			removed, err = n.deleteLocal(ctx, &c)
+			reply = &proto.RPCDeleteReply{Removed: removed}
+		}
+	case proto.OpTrain:
+		var c proto.RPCTrain
+		if err = dec.Decode(&c); err == nil {
+			var e uint64
+			e, err = n.trainLocal(ctx, c.Collection, c.NList)
+			reply = &proto.RPCTrainReply{Epoch: e}
+		}
+	default:
+		return proto.Errorf(proto.NotFound, "no internal op %q", op)
+	}
+	w.Header().Set("Content-Type", proto.RPCContentType)
+	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			err = fmt.Errorf("%w: truncated call: %v", ErrInvalid, err)
+		}
+		w.WriteHeader(http.StatusConflict)
+		return gob.NewEncoder(w).Encode(rpcErrorOf(err))
+	}
+	w.WriteHeader(http.StatusOK)
+	return gob.NewEncoder(w).Encode(reply)
+}
+
+// peers calls other nodes.
+type peers struct {
+	scheme string
+	apiKey string
+	client *http.Client
+	addr   func(id string) string // the node's HTTP address, "" when unknown
+}
+
+func newPeers(tls bool, apiKey string, addr func(string) string) *peers {
+	p := &peers{scheme: "http", apiKey: apiKey, addr: addr}
+	if tls {
+		p.scheme = "https"
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	tr.IdleConnTimeout = 90 * time.Second
+	p.client = &http.Client{Transport: tr}
+	return p
+}
+
+// call sends req to node's op and decodes the reply into resp. Transport
+// failures wrap ErrUnavailable; the callee's errors come back wrapping
+// their sentinels.
+func (p *peers) call(ctx context.Context, node, op string, req, resp any) error {
+	addr := p.addr(node)
+	if addr == "" {
+		return fmt.Errorf("%w: node %s has no known address", ErrUnavailable, node)
+	}
+	var body bytes.Buffer
+	if err := gob.NewEncoder(&body).Encode(req); err != nil {
+		return fmt.Errorf("node: encode %s call: %w", op, err)
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, p.scheme+"://"+addr+rpcPrefix+op, &body)
+	if err != nil {
+		return err
+	}
+	hr.Header.Set("Content-Type", proto.RPCContentType)
+	hr.Header.Set(proto.RPCHeader, proto.RPCVersion)
+	if p.apiKey != "" {
+		hr.Header.Set("Authorization", "Bearer "+p.apiKey)
+	}
+	res, err := p.client.Do(hr)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %s to node %s: %v", ErrUnavailable, op, node, ctx.Err())
+		}
+		return fmt.Errorf("%w: %s to node %s: %v", ErrUnavailable, op, node, err)
+	}
+	defer res.Body.Close()
+	if res.Header.Get("Content-Type") != proto.RPCContentType {
+		b, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
+		return fmt.Errorf("%w: %s to node %s: status %d: %s", ErrUnavailable, op, node, res.StatusCode, bytes.TrimSpace(b))
+	}
+	dec := gob.NewDecoder(res.Body)
+	if res.StatusCode != http.StatusOK {
+		var e proto.RPCError
+		if err := dec.Decode(&e); err != nil {
+			return fmt.Errorf("%w: %s to node %s: status %d", ErrUnavailable, op, node, res.StatusCode)
+		}
+		return rpcErr(node, &e)
+	}
+	if err := dec.Decode(resp); err != nil {
+		return fmt.Errorf("%w: %s reply of node %s: %v", ErrUnavailable, op, node, err)
+	}
+	return nil
+}
