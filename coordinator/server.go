@@ -156,6 +156,20 @@ func (s *Server) Watch() (<-chan *meta.Table, func()) { return s.fsm.Watch() }
 // IsLeader reports whether this server is the Raft leader.
 func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
 
+// LastContact is how long ago this server last heard from a leader: 0 on
+// the leader (which steps down once it loses a quorum for its leader
+// lease), -1 when it never has.
+func (s *Server) LastContact() time.Duration {
+	if s.raft.State() == raft.Leader {
+		return 0
+	}
+	t := s.raft.LastContact()
+	if t.IsZero() {
+		return -1
+	}
+	return time.Since(t)
+}
+
 // Leader returns the leader as this server knows it; zero when unknown.
 func (s *Server) Leader() Peer {
 	addr, id := s.raft.LeaderWithID()

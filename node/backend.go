@@ -120,6 +120,10 @@ type Batch struct {
 	Dim        int
 	Puts       []Item
 	Deletes    []string
+	// DeleteIDs delete items by internal id (an absent id is skipped): a
+	// cluster node dropping the copies of a shard it no longer holds,
+	// whatever their user ids name now.
+	DeleteIDs []uint64
 	// Moves re-list stored items by internal id, keeping everything else
 	// (training's move step); an absent id is skipped.
 	Moves []Move

@@ -221,6 +221,7 @@ func (cr *clusterRuntime) loop() {
 		if cr.cs.IsLeader() {
 			cr.reconcile(conf)
 			cr.failover()
+			cr.restore()
 		}
 	}
 }
@@ -385,6 +386,68 @@ func (cr *clusterRuntime) failover() {
 					continue
 				}
 				cr.log.Info("cluster: failover", "collection", c.Name, "shard", s.ID, "buffer", buffer, "replicas", strings.Join(rest, ","), "primary", primary)
+			}
+		}
+	}
+}
+
+// restore (leader only) brings shards back to their collection's replica
+// count: a shard with fewer replicas and joining nodes than that gets a
+// live node that holds none of it as joining (the one holding the fewest
+// copies of the collection), and its primary copies the shard there
+// (copy.go). One node per shard per pass.
+func (cr *clusterRuntime) restore() {
+	alive := map[string]bool{}
+	for _, m := range cr.ml.Members() {
+		if m.State == membership.Alive {
+			alive[m.NodeID] = true
+		}
+	}
+	t := cr.cs.Table()
+	var live []string
+	for _, id := range t.LiveNodes() {
+		if alive[id] {
+			live = append(live, id)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, c := range t.Collections() {
+		held := map[string]int{}
+		for _, s := range append(slices.Clone(c.Shards.Shards), c.Buffer...) {
+			for _, r := range append(slices.Clone(s.Replicas), s.Joining...) {
+				held[r]++
+			}
+		}
+		for _, buffer := range []bool{false, true} {
+			shards := c.Shards.Shards
+			if buffer {
+				shards = c.Buffer
+			}
+			for _, s := range shards {
+				if len(s.Replicas)+len(s.Joining) >= c.Replicas || !alive[s.Primary] {
+					continue
+				}
+				best := ""
+				for _, id := range live {
+					if slices.Contains(s.Replicas, id) || slices.Contains(s.Joining, id) {
+						continue
+					}
+					if best == "" || held[id] < held[best] {
+						best = id
+					}
+				}
+				if best == "" {
+					continue
+				}
+				cmd := meta.SetReplicas{Collection: c.Name, Buffer: buffer, Shard: s.ID, Replicas: s.Replicas, Primary: s.Primary,
+					Joining: append(slices.Clone(s.Joining), best), From: s.Replicas, FromJoining: s.Joining}
+				if _, err := cr.cs.Propose(ctx, cmd); err != nil {
+					cr.log.Warn("cluster: restore replicas", "collection", c.Name, "shard", s.ID, "err", err)
+					continue
+				}
+				held[best]++
+				cr.log.Info("cluster: copying a shard to a new replica", "collection", c.Name, "shard", s.ID, "buffer", buffer, "node", best)
 			}
 		}
 	}

@@ -52,6 +52,16 @@ type collection struct {
 	out      map[string]*outStream
 	streamMu sync.Mutex
 	in       map[string]*inStream
+	// Copies to joining replicas (copy.go): joining are the joiners this
+	// primary streams to (under mu), copies the copies running (under
+	// streamMu); on a joiner, copying counts the copies coming in and
+	// touched records the user ids written or deleted meanwhile (under
+	// mu). purging says whether unheld copies are being dropped.
+	joining map[copyKey]bool
+	copies  map[copyKey]bool
+	copying int
+	touched map[string]bool
+	purging atomic.Bool
 }
 
 // WriteItem is one item of an upsert, validated by the caller's decoder.
@@ -399,16 +409,7 @@ func (c *collection) remove(ctx context.Context, userIDs []string) (int, error) 
 	if err := c.ctx.Err(); err != nil {
 		return 0, ErrNoCollection
 	}
-	removed, err := c.n.store.Apply(&Batch{Collection: c.meta.Name, Dim: c.meta.Dim, Deletes: userIDs})
-	if err != nil {
-		return 0, err
-	}
-	for _, o := range removed {
-		c.dropMem(o.ID, o.List)
-	}
-	c.count.Add(-int64(len(removed)))
-	c.maybeSave(c.ix.Load(), len(removed))
-	return len(removed), nil
+	return c.removeLocked(userIDs)
 }
 
 // search answers q from the buffer (exactly) and the index, merged

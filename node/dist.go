@@ -33,6 +33,9 @@ type placer interface {
 	propose(ctx context.Context, cmd meta.Command) (any, error)
 	// alive reports whether gossip sees the node (true for this node).
 	alive(id string) bool
+	// lease says whether this node may serve reads and writes (decision
+	// 14): ErrCutOff once it has not heard from the leader for a lease.
+	lease() error
 }
 
 // route is one read of a collection's placement.
@@ -67,6 +70,20 @@ func (n *Node) distRoute(name string) (*route, bool) {
 	return nil, false
 }
 
+// leased fails with ErrCutOff when this node's lease has ended.
+func (rt *route) leased() error { return rt.p.lease() }
+
+// holdsBuffer reports whether this node is an in-sync replica of a buffer
+// shard.
+func (rt *route) holdsBuffer() bool {
+	for _, s := range rt.c.Buffer {
+		if slices.Contains(s.Replicas, rt.self) {
+			return true
+		}
+	}
+	return false
+}
+
 // shards returns the list shards then the buffer shards.
 func (rt *route) shards() []meta.Shard {
 	return append(slices.Clone(rt.c.Shards.Shards), rt.c.Buffer...)
@@ -90,11 +107,12 @@ func (rt *route) shardOf(l int32, userID string) (meta.Shard, bool) {
 	return rt.c.Shards.Shards[rt.c.Shards.ListShard[l]], true
 }
 
-// nodes returns every node holding a replica of some shard, sorted.
+// nodes returns every node holding or joining a replica of some shard,
+// sorted.
 func (rt *route) nodes() []string {
 	var out []string
 	for _, s := range rt.shards() {
-		for _, r := range s.Replicas {
+		for _, r := range append(slices.Clone(s.Replicas), s.Joining...) {
 			if !slices.Contains(out, r) {
 				out = append(out, r)
 			}
@@ -150,6 +168,9 @@ func backoff(ctx context.Context, delay *time.Duration) error {
 // with ids already set (preset non-nil) keep them: the buffer's move.
 // It returns the internal id of each item.
 func (n *Node) distInsert(ctx context.Context, name string, items []WriteItem, preset []uint64, evict bool) ([]uint64, error) {
+	if err := n.lease(); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, n.opts.CallTimeout)
 	defer cancel()
 	ids := make([]uint64, len(items))
@@ -317,6 +338,9 @@ func (n *Node) writeTo(ctx context.Context, node string, call *proto.RPCWrite) (
 // the most copies one node removed (each replica holds every item of its
 // shards, so that is how many ids existed).
 func (n *Node) distDelete(ctx context.Context, rt *route, call *proto.RPCDelete) (int, error) {
+	if err := rt.leased(); err != nil {
+		return 0, err
+	}
 	delay := 5 * time.Millisecond
 	done := map[string]bool{}
 	best := 0
@@ -382,6 +406,9 @@ func (n *Node) distDelete(ctx context.Context, rt *route, call *proto.RPCDelete)
 // distSearch scans the probed lists on one replica of each shard holding
 // them, one call per node, and merges the answers.
 func (n *Node) distSearch(ctx context.Context, rt *route, req SearchRequest) (*SearchResult, error) {
+	if err := rt.leased(); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, n.opts.CallTimeout)
 	defer cancel()
 	name := rt.c.Name
@@ -550,6 +577,9 @@ func (n *Node) distSearchRetry(ctx context.Context, name string, rt *route, req 
 // distGet reads an item from one replica of every shard (this node
 // first) and returns the first copy found.
 func (n *Node) distGet(ctx context.Context, rt *route, call *proto.RPCGet) (*Item, error) {
+	if err := rt.leased(); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, n.opts.CallTimeout)
 	defer cancel()
 	call.Epoch = rt.c.Epoch
@@ -610,6 +640,9 @@ func itemOf(ri *proto.RPCItem) (*Item, error) {
 
 // distTrain starts training on the buffer's primary.
 func (n *Node) distTrain(ctx context.Context, rt *route, nlist int) (uint64, error) {
+	if err := rt.leased(); err != nil {
+		return 0, err
+	}
 	if len(rt.c.Buffer) == 0 {
 		return 0, fmt.Errorf("%w: collection %q is %v", ErrBadState, rt.c.Name, rt.c.State)
 	}
@@ -624,6 +657,15 @@ func (n *Node) distTrain(ctx context.Context, rt *route, nlist int) (uint64, err
 	return reply.Epoch, nil
 }
 
+// lease fails with ErrCutOff when this node of a cluster has not heard
+// from the Raft leader for a lease (decision 14).
+func (n *Node) lease() error {
+	if p, ok := n.meta.(placer); ok && n.peers != nil {
+		return p.lease()
+	}
+	return nil
+}
+
 // --- callee side ---
 
 // callColl opens the collection of a call after the local table has
@@ -632,6 +674,9 @@ func (n *Node) callColl(ctx context.Context, name string, version uint64) (*coll
 	p, ok := n.meta.(placer)
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: not a cluster node", ErrInvalid)
+	}
+	if err := p.lease(); err != nil {
+		return nil, nil, err
 	}
 	if version > 0 {
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -712,7 +757,7 @@ func (n *Node) applyReplica(ctx context.Context, call *proto.RPCReplicate) error
 	}
 	for i := range items {
 		s, ok := rt.shardOf(lists[i], items[i].UserID)
-		if !ok || s.Primary != call.From || !slices.Contains(s.Replicas, rt.self) {
+		if !ok || s.Primary != call.From || !slices.Contains(s.Replicas, rt.self) && !slices.Contains(s.Joining, rt.self) {
 			return fmt.Errorf("%w: %s is not the primary of list %d of %q with this node a replica", ErrNotPrimary, call.From, lists[i], call.Collection)
 		}
 		if ids[i] == 0 {
@@ -731,10 +776,25 @@ func (n *Node) searchPart(call *proto.RPCSearch) (*proto.RPCSearchReply, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := c.checkEpoch(call.Epoch); err != nil {
-		if rt := n.localRoute(call.Collection); rt == nil || rt.c.Epoch != call.Epoch {
-			return nil, err
+	if err := n.lease(); err != nil {
+		return nil, err
+	}
+	rt := n.localRoute(call.Collection)
+	if rt == nil {
+		return nil, fmt.Errorf("%w: %q", ErrNoCollection, call.Collection)
+	}
+	if rt.c.Epoch != call.Epoch {
+		return nil, fmt.Errorf("%w: collection %q is at epoch %d, call carries %d", ErrStaleEpoch, call.Collection, rt.c.Epoch, call.Epoch)
+	}
+	// Serve only what this node holds in sync, as its table says: a
+	// gateway with an older table may still name a replica that left.
+	for _, l := range call.Lists {
+		if s, ok := rt.shardOf(l, ""); !ok || !slices.Contains(s.Replicas, rt.self) {
+			return nil, fmt.Errorf("%w: list %d of %q is not held here in sync", ErrStaleEpoch, l, call.Collection)
 		}
+	}
+	if call.Buffer && !rt.holdsBuffer() {
+		return nil, fmt.Errorf("%w: the buffer of %q is not held here in sync", ErrStaleEpoch, call.Collection)
 	}
 	q, err := proto.UnpackVector(call.Vector)
 	if err != nil {
@@ -765,8 +825,13 @@ func (n *Node) searchPart(call *proto.RPCSearch) (*proto.RPCSearchReply, error) 
 	return out, nil
 }
 
-// getLocal reads an item from this node's store.
+// getLocal reads an item from this node's store; a copy in a shard this
+// node does not hold in sync (left over from before it failed) does not
+// count.
 func (n *Node) getLocal(call *proto.RPCGet) (*proto.RPCGetReply, error) {
+	if err := n.lease(); err != nil {
+		return nil, err
+	}
 	c, err := n.collection(call.Collection)
 	if err != nil {
 		return nil, err
@@ -777,6 +842,11 @@ func (n *Node) getLocal(call *proto.RPCGet) (*proto.RPCGetReply, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if rt, ok := n.distRoute(call.Collection); ok {
+		if s, ok := rt.shardOf(it.List, it.UserID); !ok || !slices.Contains(s.Replicas, rt.self) {
+			return &proto.RPCGetReply{}, nil
+		}
 	}
 	r := &proto.RPCGetReply{Found: true, Item: proto.RPCItem{UserID: it.UserID, ID: it.ID, List: it.List, Meta: it.Meta}}
 	if call.WithVector {
@@ -870,6 +940,10 @@ func (c *collection) syncTable(m CollectionMeta) {
 	if m.State == Ready && !m.Buffered && c.buf.Load() != nil && c.ix.Load() != nil {
 		c.dropBufferLater()
 	}
+	if rt, ok := c.n.distRoute(c.meta.Name); ok {
+		c.startCopies(rt)
+		c.purgeUnheld(rt)
+	}
 }
 
 // dropBufferLater deletes the buffered copies this node still holds once
@@ -944,6 +1018,7 @@ func (c *collection) searchProbes(q []float32, k, refine int, probes []ivf.Probe
 func (c *collection) evict(ctx context.Context, users []string, keep []uint64) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.touch(users...) // a copy coming in must not bring back the old copies
 	var del []string
 	for i, u := range users {
 		it, err := c.n.store.Get(c.meta.Name, u)
@@ -982,6 +1057,7 @@ func (c *collection) evictBuffered(users []string) (int, error) {
 
 // removeLocked deletes user ids; mu is held.
 func (c *collection) removeLocked(users []string) (int, error) {
+	c.touch(users...)
 	if len(users) == 0 {
 		return 0, nil
 	}

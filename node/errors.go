@@ -19,6 +19,7 @@ var (
 	// Cluster data plane.
 	ErrNotPrimary  = errors.New("node: not the primary of the shard")
 	ErrUnavailable = errors.New("node: replica unavailable")
+	ErrCutOff      = errors.New("node: cut off from the cluster")
 	// Image collections.
 	ErrBadImage      = errors.New("node: bad image")
 	ErrImageTooLarge = errors.New("node: image too large")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -197,7 +198,8 @@ func apiError(err error) *proto.Error {
 	case errors.Is(err, ErrOverloaded):
 		code = proto.Overloaded
 	case errors.Is(err, ErrStaleEpoch), errors.Is(err, ErrClosed), errors.Is(err, ErrNotLeader),
-		errors.Is(err, ErrNotPrimary), errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		errors.Is(err, ErrNotPrimary), errors.Is(err, ErrUnavailable), errors.Is(err, ErrCutOff),
+		errors.Is(err, context.DeadlineExceeded):
 		code = proto.Unavailable
 	}
 	return &proto.Error{Code: code, Message: err.Error()}
@@ -508,11 +510,12 @@ func (a *api) cluster(w http.ResponseWriter, r *http.Request) error {
 		for _, c := range p.table().Collections() {
 			for _, s := range c.Shards.Shards {
 				out.Shards = append(out.Shards, proto.ClusterShard{Collection: c.Name, Shard: fmt.Sprintf("%s/%d", c.Name, s.ID),
-					Epoch: s.Epoch, Lists: len(c.Shards.Lists(s.ID)), Primary: s.Primary, Replicas: s.Replicas, InSync: s.Replicas})
+					Epoch: s.Epoch, Lists: len(c.Shards.Lists(s.ID)), Primary: s.Primary, Replicas: append(slices.Clone(s.Replicas), s.Joining...),
+					InSync: s.Replicas, Joining: s.Joining})
 			}
 			for _, s := range c.Buffer {
 				out.Shards = append(out.Shards, proto.ClusterShard{Collection: c.Name, Shard: fmt.Sprintf("%s/buffer/%d", c.Name, s.ID),
-					Epoch: s.Epoch, Primary: s.Primary, Replicas: s.Replicas, InSync: s.Replicas})
+					Epoch: s.Epoch, Primary: s.Primary, Replicas: append(slices.Clone(s.Replicas), s.Joining...), InSync: s.Replicas, Joining: s.Joining})
 			}
 		}
 		return writeJSON(w, http.StatusOK, out)

@@ -231,6 +231,22 @@ func (n *Node) Describe(name string) (CollectionStatus, error) {
 		s.Lists = ix.NList()
 		s.TrainedNList = ix.NList()
 	}
+	if rt, ok := n.distRoute(name); ok {
+		// The collection as the cluster holds it: the table's state (still
+		// training while the buffer moves to the lists) and the count of
+		// one replica of each shard.
+		s.State, s.Epoch = m.State, m.Epoch
+		if m.State == Ready && m.Buffered {
+			s.State = Training
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if cnt, err := n.distCount(ctx, rt); err == nil {
+			s.Count = cnt
+		} else {
+			n.log.Debug("count of a distributed collection", "collection", name, "err", err)
+		}
+	}
 	return s, nil
 }
 

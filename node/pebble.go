@@ -120,6 +120,9 @@ func (p *PebbleStorage) ApplyAsync(b *Batch) ([]Removed, func() error, error) {
 	for _, u := range b.Deletes {
 		sb.Delete(u)
 	}
+	for _, id := range b.DeleteIDs {
+		sb.DeleteID(id)
+	}
 	for _, m := range b.Moves {
 		sb.Move(m.ID, toStoreList(m.List))
 	}

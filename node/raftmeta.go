@@ -114,6 +114,29 @@ func (m *RaftMetadata) alive(id string) bool {
 	return ok && mem.State != membership.Dead
 }
 
+// leaseDuration is how long a node of a cluster keeps serving after it
+// last heard from the Raft leader (decision 14): then it refuses reads
+// and writes (ErrCutOff) until it hears from one again. A primary that
+// takes a failed backup out of a shard waits this long before it
+// acknowledges the write without it, so the backup, if it is cut off
+// and still thinks it is in the set, has stopped answering by then.
+const leaseDuration = 2 * time.Second
+
+// lease says whether this node may serve: it leads, or heard from the
+// leader within leaseDuration. A node outside a cluster always may.
+func (m *RaftMetadata) lease() error {
+	if m.cluster == nil {
+		return nil
+	}
+	switch d := m.s.LastContact(); {
+	case d < 0:
+		return fmt.Errorf("%w: no contact with a Raft leader yet", ErrCutOff)
+	case d > leaseDuration:
+		return fmt.Errorf("%w: no contact with the Raft leader for %v (lease %v)", ErrCutOff, d.Round(time.Millisecond), leaseDuration)
+	}
+	return nil
+}
+
 // LiveNodes returns the nodes the table has up.
 func (m *RaftMetadata) LiveNodes() []string { return m.s.Table().LiveNodes() }
 

@@ -109,9 +109,12 @@ func (c *collection) inStream(from string) *inStream {
 // replicaCall is one backup's part of a write.
 type replicaCall struct {
 	node   string
-	shards []meta.Shard // the shards of its items (their replica sets as routed)
+	shards []meta.Shard // the shards of its items it is a replica of (as routed)
 	bufs   []bool       // shards[i] is a buffer shard
-	call   *proto.RPCReplicate
+	// joins are the shards of its items it is joining (being copied to):
+	// a failure there drops it from the copy, without delaying the write.
+	joins []copyKey
+	call  *proto.RPCReplicate
 }
 
 // writeAsPrimary stores items (lists assigned by the gateway; ids
@@ -196,22 +199,42 @@ func (c *collection) writeAsPrimary(ctx context.Context, rt *route, items []Writ
 func (c *collection) replicaCalls(rt *route, items []WriteItem, lists []int32, ids []uint64, keep []int) []*replicaCall {
 	byNode := map[string]*replicaCall{}
 	var order []string
+	// The table as of now: a joiner registered by a copy is named in it,
+	// and the backup waits until its own table is as new.
+	version := max(rt.version, rt.p.table().Version())
+	target := func(r string) *replicaCall {
+		rc := byNode[r]
+		if rc == nil {
+			rc = &replicaCall{node: r, call: &proto.RPCReplicate{Collection: c.meta.Name, Version: version, From: rt.self}}
+			byNode[r] = rc
+			order = append(order, r)
+		}
+		return rc
+	}
 	for _, i := range keep {
 		s, _ := rt.shardOf(lists[i], items[i].UserID)
+		isBuf := lists[i] == BufferList
+		for k := range c.joining {
+			if k.shard != s.ID || k.buffer != isBuf || slices.Contains(s.Replicas, k.node) {
+				continue
+			}
+			rc := target(k.node)
+			it := items[i]
+			rc.call.Items = append(rc.call.Items, proto.RPCItem{UserID: it.UserID, ID: ids[i], List: lists[i],
+				Vector: proto.PackVector(it.Vector), Meta: it.Meta, Attachment: it.Attachment})
+			if !slices.Contains(rc.joins, k) {
+				rc.joins = append(rc.joins, k)
+			}
+		}
 		for _, r := range s.Replicas {
 			if r == rt.self {
 				continue
 			}
-			rc := byNode[r]
-			if rc == nil {
-				rc = &replicaCall{node: r, call: &proto.RPCReplicate{Collection: c.meta.Name, Version: rt.version, From: rt.self}}
-				byNode[r] = rc
-				order = append(order, r)
-			}
+			rc := target(r)
 			it := items[i]
 			rc.call.Items = append(rc.call.Items, proto.RPCItem{UserID: it.UserID, ID: ids[i], List: lists[i],
 				Vector: proto.PackVector(it.Vector), Meta: it.Meta, Attachment: it.Attachment})
-			isBuf, seen := lists[i] == BufferList, false
+			seen := false
 			for k, x := range rc.shards {
 				seen = seen || x.ID == s.ID && rc.bufs[k] == isBuf
 			}
@@ -254,13 +277,31 @@ func (c *collection) sendReplica(ctx context.Context, rt *route, rc *replicaCall
 	if st := c.out[rc.node]; st != nil && st.id == rc.call.Stream {
 		delete(c.out, rc.node)
 	}
+	for _, k := range rc.joins {
+		delete(c.joining, k)
+	}
 	c.mu.Unlock()
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	for i, s := range rc.shards {
-		if err := c.removeReplica(pctx, rt.p, s.ID, rc.bufs[i], rc.node); err != nil {
-			return fmt.Errorf("%w: backup %s failed (%v) and could not be taken out of shard %d: %v", ErrUnavailable, rc.node, err, s.ID, err)
+	for _, k := range rc.joins {
+		if jerr := c.setJoining(pctx, k, false); jerr != nil {
+			c.n.log.Warn("joining replica not dropped", "collection", c.meta.Name, "node", k.node, "err", jerr)
 		}
+	}
+	if len(rc.shards) == 0 {
+		return nil // only joining: not in sync, nothing waits for it
+	}
+	for i, s := range rc.shards {
+		if rerr := c.removeReplica(pctx, rt.p, s.ID, rc.bufs[i], rc.node); rerr != nil {
+			return fmt.Errorf("%w: backup %s failed (%v) and could not be taken out of shard %d: %v", ErrUnavailable, rc.node, err, s.ID, rerr)
+		}
+	}
+	// The backup may be cut off and still think it is in sync: it stops
+	// answering when its lease ends (decision 14). Acknowledge after.
+	select {
+	case <-time.After(leaseDuration):
+	case <-c.ctx.Done():
+		return ErrClosed
 	}
 	return nil
 }
@@ -322,6 +363,9 @@ func (c *collection) applyAsBackup(ctx context.Context, from string, stream, seq
 		keep[i] = i
 	}
 	c.mu.Lock()
+	for _, it := range items {
+		c.touch(it.UserID)
+	}
 	wait, err := c.applyLocked(items, lists, ids, keep, false)
 	c.mu.Unlock()
 	in.advance()

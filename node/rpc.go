@@ -29,7 +29,7 @@ var rpcCodes = []struct {
 	{"stale_epoch", ErrStaleEpoch}, {"not_primary", ErrNotPrimary}, {"unavailable", ErrUnavailable},
 	{"invalid", ErrInvalid}, {"no_collection", ErrNoCollection}, {"no_item", ErrNoItem},
 	{"closed", ErrClosed}, {"bad_state", ErrBadState}, {"too_few_vectors", ErrTooFewVectors},
-	{"not_leader", ErrNotLeader}, {"overloaded", ErrOverloaded},
+	{"not_leader", ErrNotLeader}, {"overloaded", ErrOverloaded}, {"cut_off", ErrCutOff},
 }
 
 func rpcErrorOf(err error) *proto.RPCError {
@@ -94,6 +94,19 @@ func (a *api) rpc(w http.ResponseWriter, r *http.Request) error {
 			var removed int
 			removed, err = n.deleteLocal(ctx, &c)
 			reply = &proto.RPCDeleteReply{Removed: removed}
+		}
+	case proto.OpCopy:
+		var c proto.RPCCopy
+		if err = dec.Decode(&c); err == nil {
+			err = n.applyCopy(ctx, &c)
+			reply = &struct{}{}
+		}
+	case proto.OpCount:
+		var c proto.RPCCount
+		if err = dec.Decode(&c); err == nil {
+			var v int64
+			v, err = n.countLocal(&c)
+			reply = &proto.RPCCountReply{Count: v}
 		}
 	case proto.OpTrain:
 		var c proto.RPCTrain

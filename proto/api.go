@@ -250,4 +250,7 @@ type ClusterShard struct {
 	Primary    string   `json:"primary"`
 	Replicas   []string `json:"replicas"` // node ids, the primary included
 	InSync     []string `json:"in_sync"`  // node ids of the in-sync replicas
+	// Joining are nodes being copied to (not yet in sync), with the
+	// copy's progress where this node is the primary.
+	Joining []string `json:"joining,omitempty"`
 }

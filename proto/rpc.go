@@ -33,6 +33,8 @@ const (
 	OpGet       = "get"       // read one item by user id
 	OpDelete    = "delete"    // delete user ids from every copy the callee holds
 	OpTrain     = "train"     // start training on the buffer's primary
+	OpCopy      = "copy"      // a primary's full copy of a shard to a joining replica
+	OpCount     = "count"     // live items in some lists (and/or the buffer)
 )
 
 // RPCItem is one item of a write. ID 0 asks the primary to allocate one;
@@ -142,6 +144,34 @@ type RPCTrain struct {
 // RPCTrainReply is the epoch training will commit.
 type RPCTrainReply struct {
 	Epoch uint64
+}
+
+// RPCCopy is one step of a primary's copy of a shard to a joining node:
+// Begin (drop whatever the node holds of the shard's Lists, or of the
+// buffer with Buffer, and start recording the user ids that replicated
+// writes and deletes touch), then calls with Items (applied unless their
+// user id was touched or holds another internal id), then End.
+type RPCCopy struct {
+	Collection string
+	Version    uint64
+	From       string
+	Begin, End bool
+	Buffer     bool
+	Lists      []int32
+	Items      []RPCItem
+}
+
+// RPCCount asks for the live items in Lists and, with Buffer, in the flat
+// buffer.
+type RPCCount struct {
+	Collection string
+	Lists      []int32
+	Buffer     bool
+}
+
+// RPCCountReply is the count.
+type RPCCountReply struct {
+	Count int64
 }
 
 // RPCError is a failed call's body. Code names the node error it wraps

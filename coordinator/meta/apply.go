@@ -461,8 +461,9 @@ func applySetReplicas(t *Table, c Command) (*Table, any, error) {
 		return nil, nil, fmt.Errorf("%w: shard %d of %d", ErrBadShardMap, r.Shard, len(shards))
 	}
 	old := shards[r.Shard]
-	if !slices.Equal(old.Replicas, r.From) {
-		return nil, nil, fmt.Errorf("%w: shard %d has replicas %v, the proposer saw %v", ErrStaleShard, r.Shard, old.Replicas, r.From)
+	if !slices.Equal(old.Replicas, r.From) || !slices.Equal(old.Joining, r.FromJoining) {
+		return nil, nil, fmt.Errorf("%w: shard %d has replicas %v joining %v, the proposer saw %v joining %v",
+			ErrStaleShard, r.Shard, old.Replicas, old.Joining, r.From, r.FromJoining)
 	}
 	if len(r.Replicas) == 0 || len(r.Replicas) > col.Replicas {
 		return nil, nil, fmt.Errorf("%w: %d replicas (collection wants %d)", ErrBadShardMap, len(r.Replicas), col.Replicas)
@@ -478,6 +479,17 @@ func applySetReplicas(t *Table, c Command) (*Table, any, error) {
 	if !slices.Contains(r.Replicas, r.Primary) {
 		return nil, nil, fmt.Errorf("%w: primary %q is not a replica", ErrBadShardMap, r.Primary)
 	}
+	for j, id := range r.Joining {
+		if _, ok := t.nodes[id]; !ok {
+			return nil, nil, fmt.Errorf("%w: joining %q", ErrUnknownNode, id)
+		}
+		if slices.Index(r.Joining, id) != j || slices.Contains(r.Replicas, id) {
+			return nil, nil, fmt.Errorf("%w: joining %q twice, or also a replica", ErrBadShardMap, id)
+		}
+	}
+	if len(r.Replicas)+len(r.Joining) > col.Replicas {
+		return nil, nil, fmt.Errorf("%w: %d replicas and %d joining (collection wants %d)", ErrBadShardMap, len(r.Replicas), len(r.Joining), col.Replicas)
+	}
 	nc := col.clone()
 	var target *Shard
 	if r.Buffer {
@@ -487,6 +499,7 @@ func applySetReplicas(t *Table, c Command) (*Table, any, error) {
 	}
 	target.Replicas = slices.Clone(r.Replicas)
 	target.Primary = r.Primary
+	target.Joining = slices.Clone(r.Joining)
 	return t.withCollection(nc), nil, nil
 }
 

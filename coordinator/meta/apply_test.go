@@ -3,6 +3,7 @@ package meta_test
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -282,5 +283,31 @@ func TestImmutable(t *testing.T) {
 	after, _ := tb.MarshalBinary()
 	if !bytes.Equal(before, after) || next.Version() != tb.Version()+6 {
 		t.Fatal("transitions modified the old table")
+	}
+}
+
+// A node joins a shard (being copied to), then becomes a replica; a
+// proposer that did not see it joining cannot promote it.
+func TestSetReplicasJoining(t *testing.T) {
+	tb, _ := base(t)
+	tb = must(t, tb, meta.CreateCollection{Name: "r", Dim: 4, Metric: ivf.L2, Replicas: 2, Shards: 2})
+	c, _ := tb.Collection("r")
+	tb = must(t, tb, meta.SetReplicas{Collection: "r", Buffer: true, Shard: 1, Replicas: []string{"n2"}, Primary: "n2", From: c.Buffer[1].Replicas})
+	// A node joins (being copied to), then becomes a replica.
+	tb = must(t, tb, meta.SetReplicas{Collection: "r", Buffer: true, Shard: 1, Replicas: []string{"n2"}, Primary: "n2", Joining: []string{"n1"}, From: []string{"n2"}})
+	c, _ = tb.Collection("r")
+	if !slices.Equal(c.Buffer[1].Joining, []string{"n1"}) {
+		t.Fatalf("joining: %+v", c.Buffer[1])
+	}
+	if _, _, err := tb.Apply(meta.SetReplicas{Collection: "r", Buffer: true, Shard: 1, Replicas: []string{"n2", "n1"}, Primary: "n2", From: []string{"n2"}}); !errors.Is(err, meta.ErrStaleShard) {
+		t.Fatalf("promotion from a view without the joining node: %v", err)
+	}
+	tb = must(t, tb, meta.SetReplicas{Collection: "r", Buffer: true, Shard: 1, Replicas: []string{"n2", "n1"}, Primary: "n2", From: []string{"n2"}, FromJoining: []string{"n1"}})
+	c, _ = tb.Collection("r")
+	if len(c.Buffer[1].Joining) != 0 || len(c.Buffer[1].Replicas) != 2 {
+		t.Fatalf("promoted: %+v", c.Buffer[1])
+	}
+	if _, _, err := tb.Apply(meta.SetReplicas{Collection: "r", Buffer: true, Shard: 1, Replicas: []string{"n2", "n1"}, Primary: "n2", Joining: []string{"n1"}, From: c.Buffer[1].Replicas}); !errors.Is(err, meta.ErrBadShardMap) {
+		t.Fatalf("a node both replica and joining: %v", err)
 	}
 }

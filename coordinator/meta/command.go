@@ -169,10 +169,14 @@ type SetReplicas struct {
 	Shard      uint32   `json:"shard"`
 	Replicas   []string `json:"replicas"`
 	Primary    string   `json:"primary"`
-	// From is the replica set the proposer saw: the command fails with
-	// ErrStaleShard when the shard has changed since, so two proposers
-	// racing on one shard cannot undo each other.
-	From []string `json:"from"`
+	// Joining replaces the shard's joining nodes (being copied to).
+	Joining []string `json:"joining,omitempty"`
+	// From and FromJoining are the replica and joining sets the proposer
+	// saw: the command fails with ErrStaleShard when the shard has
+	// changed since, so two proposers racing on one shard cannot undo
+	// each other.
+	From        []string `json:"from"`
+	FromJoining []string `json:"from_joining,omitempty"`
 }
 
 // IDRange is the half-open range [First, First+N) of internal ids.

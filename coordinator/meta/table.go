@@ -98,14 +98,20 @@ type Shard struct {
 	Replicas []string `json:"replicas"`
 	Primary  string   `json:"primary"`
 	Epoch    uint64   `json:"epoch"` // the collection epoch at which this shard last changed
+	// Joining are nodes being copied to: they get the primary's writes
+	// but serve no reads and count for no acknowledgement until the copy
+	// ends and SetReplicas makes them replicas.
+	Joining []string `json:"joining,omitempty"`
 }
 
 func (s Shard) equal(o Shard) bool {
-	return s.ID == o.ID && s.Primary == o.Primary && s.Epoch == o.Epoch && slices.Equal(s.Replicas, o.Replicas)
+	return s.ID == o.ID && s.Primary == o.Primary && s.Epoch == o.Epoch && slices.Equal(s.Replicas, o.Replicas) &&
+		slices.Equal(s.Joining, o.Joining)
 }
 
 func (s Shard) clone() Shard {
 	s.Replicas = slices.Clone(s.Replicas)
+	s.Joining = slices.Clone(s.Joining)
 	return s
 }
 

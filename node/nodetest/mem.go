@@ -213,6 +213,15 @@ func (s *Store) Apply(b *node.Batch) ([]node.Removed, error) {
 	for _, u := range b.Deletes {
 		drop(u)
 	}
+	for _, id := range b.DeleteIDs {
+		if it, ok := items[id]; ok {
+			removed = append(removed, node.Removed{ID: id, List: it.List})
+			delete(items, id)
+			if dir[it.UserID] == id {
+				delete(dir, it.UserID)
+			}
+		}
+	}
 	for _, mv := range b.Moves {
 		if it, ok := items[mv.ID]; ok {
 			removed = append(removed, node.Removed{ID: mv.ID, List: it.List})

@@ -1,0 +1,482 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"lookalike/coordinator/meta"
+	"lookalike/proto"
+)
+
+// Restoring the replication factor (decision 3; docs/node.md,
+// "Replication"). When a shard has fewer copies than its collection asks
+// for, the Raft leader names a live node as joining (SetReplicas). The
+// shard's primary then copies the shard to it:
+//
+//  1. Begin: the joiner drops whatever it holds of the shard (copies left
+//     from before it failed) and starts recording the user ids that
+//     replicated writes and deletes touch.
+//  2. Under the collection lock the primary registers the joiner as a
+//     target of its replication stream and snapshots the ids of the
+//     shard's live items: every write before is in the snapshot, every
+//     write after goes down the stream.
+//  3. The primary sends the snapshot's items in chunks; the joiner skips
+//     an item whose user id the stream touched, or that it holds under
+//     another internal id in a shard it holds (both newer).
+//  4. End; the primary proposes the joiner as an in-sync replica.
+//
+// A failure at any step drops the joiner from the shard's joining set;
+// the leader names one again later and the copy starts over.
+
+// copyKey names one copy: a shard (list or buffer) and the joining node.
+type copyKey struct {
+	shard  uint32
+	buffer bool
+	node   string
+}
+
+// copyChunk is how many items one copy call carries.
+const copyChunk = 1024
+
+// startCopies starts a copy for every joining node of the shards this
+// node leads, and forgets joiners that left the joining sets (promoted or
+// dropped). Called on table changes.
+func (c *collection) startCopies(rt *route) {
+	want := map[copyKey]bool{}
+	for _, buffer := range []bool{false, true} {
+		shards := rt.c.Shards.Shards
+		if buffer {
+			shards = rt.c.Buffer
+		}
+		for _, s := range shards {
+			if s.Primary != rt.self {
+				continue
+			}
+			for _, j := range s.Joining {
+				want[copyKey{s.ID, buffer, j}] = true
+			}
+		}
+	}
+	c.mu.Lock()
+	for k := range c.joining {
+		if !want[k] {
+			delete(c.joining, k)
+		}
+	}
+	c.mu.Unlock()
+	c.streamMu.Lock()
+	defer c.streamMu.Unlock()
+	if c.copies == nil {
+		c.copies = map[copyKey]bool{}
+	}
+	for k := range want {
+		if c.copies[k] {
+			continue
+		}
+		c.copies[k] = true
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			err := c.copyShard(k)
+			c.streamMu.Lock()
+			delete(c.copies, k)
+			c.streamMu.Unlock()
+			if err != nil && c.ctx.Err() == nil {
+				c.n.log.Warn("copy to a joining replica failed", "collection", c.meta.Name, "shard", k.shard, "buffer", k.buffer, "node", k.node, "err", err)
+				c.mu.Lock()
+				delete(c.joining, k)
+				c.mu.Unlock()
+				ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+				defer cancel()
+				if err := c.setJoining(ctx, k, false); err != nil {
+					c.n.log.Warn("joining replica not dropped", "collection", c.meta.Name, "node", k.node, "err", err)
+				}
+			}
+		}()
+	}
+}
+
+// copyShard runs steps 1–4 for one joiner.
+func (c *collection) copyShard(k copyKey) error {
+	ctx := c.ctx
+	rt := c.n.localRoute(c.meta.Name)
+	if rt == nil {
+		return ErrNoCollection
+	}
+	begin := time.Now()
+	var lists []int32
+	if !k.buffer {
+		for _, l := range rt.c.Shards.Lists(k.shard) {
+			lists = append(lists, int32(l))
+		}
+	}
+	call := func(cp *proto.RPCCopy) error {
+		cp.Collection, cp.From, cp.Buffer, cp.Lists = c.meta.Name, rt.self, k.buffer, lists
+		cp.Version = rt.p.table().Version()
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return c.n.peers.call(cctx, k.node, proto.OpCopy, cp, &struct{}{})
+	}
+	if err := call(&proto.RPCCopy{Begin: true}); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	// Step 2: the snapshot, and the stream from here on.
+	c.mu.Lock()
+	if c.joining == nil {
+		c.joining = map[copyKey]bool{}
+	}
+	c.joining[k] = true
+	var ids []uint64
+	if k.buffer {
+		if buf := c.buf.Load(); buf != nil {
+			ids = buf.liveIDs()
+		}
+	} else if ix := c.ix.Load(); ix != nil {
+		for _, l := range lists {
+			v := ix.List(int(l)).View()
+			for i, id := range v.IDs() {
+				if !v.Deleted(i) {
+					ids = append(ids, id)
+				}
+			}
+		}
+	}
+	c.mu.Unlock()
+	sent := 0
+	for i0 := 0; i0 < len(ids); i0 += copyChunk {
+		items, err := c.readItems(ids[i0:min(i0+copyChunk, len(ids))])
+		if err != nil {
+			return err
+		}
+		if len(items) == 0 {
+			continue
+		}
+		if err := call(&proto.RPCCopy{Items: items}); err != nil {
+			return fmt.Errorf("items: %w", err)
+		}
+		sent += len(items)
+	}
+	if err := call(&proto.RPCCopy{End: true}); err != nil {
+		return fmt.Errorf("end: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := c.setJoining(pctx, k, true); err != nil {
+		return fmt.Errorf("promote: %w", err)
+	}
+	c.n.log.Info("copied a shard to a new replica", "collection", c.meta.Name, "shard", k.shard, "buffer", k.buffer, "node", k.node,
+		"items", sent, "took", time.Since(begin).Round(time.Millisecond))
+	return nil
+}
+
+// readItems reads stored items by internal id, skipping those deleted
+// since the snapshot.
+func (c *collection) readItems(ids []uint64) ([]proto.RPCItem, error) {
+	st := c.n.store
+	out := make([]proto.RPCItem, 0, len(ids))
+	v := make([]float32, c.meta.Dim)
+	for _, id := range ids {
+		it, err := st.Item(c.meta.Name, id)
+		if errors.Is(err, ErrNoItem) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := st.Vectors(c.meta.Name, []uint64{id}, v); err != nil {
+			if errors.Is(err, ErrNoItem) {
+				continue
+			}
+			return nil, err
+		}
+		att, err := st.Attachment(c.meta.Name, id)
+		if errors.Is(err, ErrNoItem) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, proto.RPCItem{UserID: it.UserID, ID: id, List: it.List, Vector: proto.PackVector(v), Meta: it.Meta, Attachment: att})
+	}
+	return out, nil
+}
+
+// setJoining ends a joiner's copy through Raft: promote makes it an
+// in-sync replica; otherwise it leaves the joining set. Done when the
+// table already says so.
+func (c *collection) setJoining(ctx context.Context, k copyKey, promote bool) error {
+	p, ok := c.n.meta.(placer)
+	if !ok {
+		return nil
+	}
+	for try := 0; ; try++ {
+		col, ok := p.table().Collection(c.meta.Name)
+		if !ok {
+			return nil
+		}
+		shards := col.Shards.Shards
+		if k.buffer {
+			shards = col.Buffer
+		}
+		if int(k.shard) >= len(shards) {
+			return nil
+		}
+		s := shards[k.shard]
+		if !slices.Contains(s.Joining, k.node) {
+			return nil
+		}
+		cmd := meta.SetReplicas{Collection: c.meta.Name, Buffer: k.buffer, Shard: k.shard, Primary: s.Primary,
+			Replicas: slices.Clone(s.Replicas), From: s.Replicas, FromJoining: s.Joining,
+			Joining: slices.DeleteFunc(slices.Clone(s.Joining), func(j string) bool { return j == k.node })}
+		if promote {
+			cmd.Replicas = append(cmd.Replicas, k.node)
+		}
+		_, err := p.propose(ctx, cmd)
+		if err == nil || try >= 5 || !errors.Is(err, meta.ErrStaleShard) {
+			return err
+		}
+	}
+}
+
+// applyCopy is the joiner's side of a copy call.
+func (n *Node) applyCopy(ctx context.Context, call *proto.RPCCopy) error {
+	c, rt, err := n.callColl(ctx, call.Collection, call.Version)
+	if err != nil {
+		return err
+	}
+	var s meta.Shard
+	if call.Buffer {
+		if len(rt.c.Buffer) == 0 {
+			return fmt.Errorf("%w: %q has no buffer", ErrStaleEpoch, call.Collection)
+		}
+		s = rt.c.Buffer[0]
+	} else {
+		if len(call.Lists) == 0 {
+			return fmt.Errorf("%w: a copy of no lists", ErrInvalid)
+		}
+		var ok bool
+		if s, ok = rt.shardOf(call.Lists[0], ""); !ok {
+			return fmt.Errorf("%w: list %d of %q", ErrStaleEpoch, call.Lists[0], call.Collection)
+		}
+	}
+	if s.Primary != call.From || !slices.Contains(s.Joining, rt.self) {
+		return fmt.Errorf("%w: %s does not copy shard %d of %q to this node", ErrNotPrimary, call.From, s.ID, call.Collection)
+	}
+	if rt.trained() && c.follow() == nil {
+		return fmt.Errorf("%w: collection %q: centroids not loaded yet", ErrStaleEpoch, call.Collection)
+	}
+	switch {
+	case call.Begin:
+		return c.beginCopy(call.Buffer, call.Lists)
+	case call.End:
+		c.mu.Lock()
+		if c.copying > 0 {
+			c.copying--
+		}
+		if c.copying == 0 {
+			c.touched = nil
+		}
+		c.mu.Unlock()
+		return nil
+	}
+	items, lists, ids, err := c.unpackItems(call.Items)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	var keep []int
+	for i, it := range items {
+		if ids[i] == 0 || c.touched[it.UserID] {
+			continue
+		}
+		if cur, err := n.store.Get(c.meta.Name, it.UserID); err == nil {
+			if cs, ok := rt.shardOf(cur.List, cur.UserID); ok && (slices.Contains(cs.Replicas, rt.self) || slices.Contains(cs.Joining, rt.self)) && cur.ID != ids[i] {
+				continue // a newer copy in a shard held here
+			}
+		}
+		keep = append(keep, i)
+	}
+	wait, err := c.applyLocked(items, lists, ids, keep, false)
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return wait()
+}
+
+// beginCopy drops what this node holds of the lists (or the buffer) and
+// starts recording touched user ids.
+func (c *collection) beginCopy(buffer bool, lists []int32) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ids []uint64
+	if buffer {
+		if buf := c.buf.Load(); buf != nil {
+			ids = buf.liveIDs()
+		}
+	} else if ix := c.ix.Load(); ix != nil {
+		for _, l := range lists {
+			if int(l) >= ix.NList() {
+				return fmt.Errorf("%w: list %d", ErrInvalid, l)
+			}
+			ids = append(ids, ix.List(int(l)).View().IDs()...)
+		}
+	}
+	if err := c.deleteIDsLocked(ids); err != nil {
+		return err
+	}
+	c.copying++
+	if c.touched == nil {
+		c.touched = map[string]bool{}
+	}
+	return nil
+}
+
+// deleteIDsLocked deletes items by internal id; mu is held.
+func (c *collection) deleteIDsLocked(ids []uint64) error {
+	for i0 := 0; i0 < len(ids); i0 += 4096 {
+		part := ids[i0:min(i0+4096, len(ids))]
+		removed, err := c.n.store.Apply(&Batch{Collection: c.meta.Name, Dim: c.meta.Dim, DeleteIDs: part})
+		if err != nil {
+			return err
+		}
+		for _, o := range removed {
+			c.dropMem(o.ID, o.List)
+		}
+		c.count.Add(-int64(len(removed)))
+	}
+	return nil
+}
+
+// touch records user ids written or deleted while a copy runs into this
+// node; mu is held.
+func (c *collection) touch(users ...string) {
+	if c.copying == 0 {
+		return
+	}
+	for _, u := range users {
+		c.touched[u] = true
+	}
+}
+
+// purgeUnheld drops, in the background, the copies this node holds of
+// shards it is neither a replica of nor joining: left from before a
+// failure took it out of them.
+func (c *collection) purgeUnheld(rt *route) {
+	held := func(s meta.Shard) bool {
+		return slices.Contains(s.Replicas, rt.self) || slices.Contains(s.Joining, rt.self)
+	}
+	var lists []int32
+	if ix := c.ix.Load(); ix != nil && len(rt.c.Shards.ListShard) == ix.NList() {
+		for l, sid := range rt.c.Shards.ListShard {
+			if ix.List(l).View().Live() > 0 && !held(rt.c.Shards.Shards[sid]) {
+				lists = append(lists, int32(l))
+			}
+		}
+	}
+	buffer := false
+	if buf := c.buf.Load(); buf != nil && buf.len() > 0 && len(rt.c.Buffer) > 0 && !slices.ContainsFunc(rt.c.Buffer, held) {
+		buffer = true
+	}
+	if len(lists) == 0 && !buffer || !c.purging.CompareAndSwap(false, true) {
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer c.purging.Store(false)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		var ids []uint64
+		if ix := c.ix.Load(); ix != nil {
+			for _, l := range lists {
+				ids = append(ids, ix.List(int(l)).View().IDs()...)
+			}
+		}
+		if buf := c.buf.Load(); buffer && buf != nil {
+			ids = append(ids, buf.liveIDs()...)
+		}
+		if err := c.deleteIDsLocked(ids); err != nil {
+			c.n.log.Warn("copies of shards no longer held not dropped", "collection", c.meta.Name, "err", err)
+			return
+		}
+		c.n.log.Info("dropped copies of shards no longer held here", "collection", c.meta.Name, "lists", len(lists), "buffer", buffer, "items", len(ids))
+	}()
+}
+
+// countLocal counts the live items of lists (and the buffer) here.
+func (n *Node) countLocal(call *proto.RPCCount) (int64, error) {
+	if err := n.lease(); err != nil {
+		return 0, err
+	}
+	c, err := n.collection(call.Collection)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	if ix := c.ix.Load(); ix != nil {
+		for _, l := range call.Lists {
+			if l < 0 || int(l) >= ix.NList() {
+				return 0, fmt.Errorf("%w: list %d", ErrInvalid, l)
+			}
+			total += int64(ix.List(int(l)).View().Live())
+		}
+	}
+	if buf := c.buf.Load(); call.Buffer && buf != nil {
+		total += int64(buf.len())
+	}
+	return total, nil
+}
+
+// distCount counts a collection's items on one in-sync replica of each
+// shard. While training's move runs, an item may count twice (buffer and
+// list).
+func (n *Node) distCount(ctx context.Context, rt *route) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	byNode := map[string]*proto.RPCCount{}
+	load := map[string]int{}
+	add := func(s meta.Shard) *proto.RPCCount {
+		node, ok := rt.pick(s, load, nil)
+		if !ok {
+			return nil
+		}
+		load[node]++
+		if byNode[node] == nil {
+			byNode[node] = &proto.RPCCount{Collection: rt.c.Name}
+		}
+		return byNode[node]
+	}
+	for _, s := range rt.c.Shards.Shards {
+		if cc := add(s); cc != nil {
+			for _, l := range rt.c.Shards.Lists(s.ID) {
+				cc.Lists = append(cc.Lists, int32(l))
+			}
+		}
+	}
+	for _, s := range rt.c.Buffer {
+		if cc := add(s); cc != nil {
+			cc.Buffer = true
+		}
+	}
+	var total int64
+	for node, cc := range byNode {
+		if node == rt.self {
+			v, err := n.countLocal(cc)
+			if err != nil {
+				return 0, err
+			}
+			total += v
+			continue
+		}
+		var r proto.RPCCountReply
+		if err := n.peers.call(ctx, node, proto.OpCount, cc, &r); err != nil {
+			return 0, err
+		}
+		total += r.Count
+	}
+	return total, nil
+}
