@@ -1,0 +1,905 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"lookalike/proto"
+)
+
+// The cluster data plane, with real processes: a trained collection's
+// lists are sharded over the nodes with replicas, every node answers
+// writes, searches and reads, and kill -9 of a node (then of the Raft
+// leader) loses no acknowledged write and fails no search.
+
+// cdStartCluster is startCluster (n nodes, --bootstrap-expect n, no gossip
+// key) with extra serve flags on every node.
+func cdStartCluster(t *testing.T, n int, extra ...string) []*clusterNode {
+	t.Helper()
+	nodes := make([]*clusterNode, n)
+	var seeds []string
+	for i := range nodes {
+		nodes[i] = &clusterNode{id: fmt.Sprintf("n%d", i+1), gossip: freeAddr(t)}
+		seeds = append(seeds, nodes[i].gossip)
+	}
+	for _, c := range nodes {
+		args := []string{"--model", "none", "--node-id", c.id, "--gossip", c.gossip,
+			"--join", strings.Join(seeds, ","), "--bootstrap-expect", fmt.Sprint(n)}
+		c.server = newServer(t, append(args, extra...)...)
+	}
+	for _, c := range nodes {
+		c.start()
+	}
+	return nodes
+}
+
+// cdLogTails logs the end of each node's log when the test has failed.
+func cdLogTails(t *testing.T, nodes []*clusterNode, lines int) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, c := range nodes {
+			if c.log == nil {
+				continue
+			}
+			l := strings.Split(strings.TrimSpace(c.log.String()), "\n")
+			t.Logf("--- last %d log lines of %s ---\n%s", min(lines, len(l)), c.id, strings.Join(l[max(0, len(l)-lines):], "\n"))
+		}
+	})
+}
+
+// cdWaitFormed waits until every node sees one leader, len(nodes) voters
+// and every member alive; it returns the last node's view.
+func cdWaitFormed(t *testing.T, nodes []*clusterNode) proto.Cluster {
+	t.Helper()
+	var cu proto.Cluster
+	for _, c := range nodes {
+		cu = waitCluster(t, c, 20*time.Second, "cluster formed", func(cu proto.Cluster) bool {
+			v, _ := roles(cu)
+			alive := 0
+			for _, n := range cu.Nodes {
+				if n.State == "alive" {
+					alive++
+				}
+			}
+			return cu.Leader != "" && len(v) == len(nodes) && alive == len(nodes)
+		})
+	}
+	return cu
+}
+
+// cdPoll polls c's /v1/cluster until ok holds or limit passes (no
+// failure: the caller decides).
+func cdPoll(c *clusterNode, limit time.Duration, ok func(proto.Cluster) bool) (proto.Cluster, bool) {
+	deadline := time.Now().Add(limit)
+	var last proto.Cluster
+	for {
+		cu, err := c.cluster()
+		if err == nil {
+			if ok(cu) {
+				return cu, true
+			}
+			last = cu
+		}
+		if time.Now().After(deadline) {
+			return last, false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// cdCall does one request with its own timeout and decodes a 2xx JSON
+// answer into out; a non-2xx answer's body is in the error.
+func cdCall(s *server, timeout time.Duration, method, path string, body []byte, out any) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, s.url(path), bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", proto.JSONContentType)
+	}
+	resp, err := s.hc().Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if resp.StatusCode >= 300 {
+		return resp.StatusCode, fmt.Errorf("%d: %s", resp.StatusCode, bytes.TrimSpace(b))
+	}
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("decode %q: %v", b, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// cdRetry is cdCall that retries 503 and 429 (a leader not ready yet, a
+// failover) until limit.
+func cdRetry(s *server, limit time.Duration, method, path string, body []byte, out any) (int, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		st, err := cdCall(s, 30*time.Second, method, path, body, out)
+		if st >= 200 && st < 300 {
+			return st, nil
+		}
+		if (st != 503 && st != 429) || time.Now().After(deadline) {
+			return st, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// cdWaitCollection waits until every node describes collection name (a
+// create through one node reaches the others' tables).
+func cdWaitCollection(t *testing.T, nodes []*clusterNode, name string) {
+	t.Helper()
+	for _, c := range nodes {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st, err := cdCall(c.server, 10*time.Second, "GET", "/v1/collections/"+name, nil, nil)
+			if st == 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("collection %s not on %s within 10 s: %d %v", name, c.id, st, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// cdWaitReady waits until c describes collection name as ready; a node
+// that has just restarted may answer 404 until its table catches up.
+func cdWaitReady(t *testing.T, c *clusterNode, name string, limit time.Duration) proto.Collection {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		var col proto.Collection
+		st, err := cdCall(c.server, 10*time.Second, "GET", "/v1/collections/"+name, nil, &col)
+		if st == 200 && col.State == proto.Ready {
+			return col
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("collection %s not ready on %s within %v: %d %v %+v", name, c.id, limit, st, err, col)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// cdListShards returns the list shards (lists > 0) of collection coll.
+func cdListShards(cu proto.Cluster, coll string) []proto.ClusterShard {
+	var out []proto.ClusterShard
+	for _, s := range cu.Shards {
+		if s.Collection == coll && s.Lists > 0 {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func cdSumLists(cu proto.Cluster, coll string) int {
+	n := 0
+	for _, s := range cdListShards(cu, coll) {
+		n += s.Lists
+	}
+	return n
+}
+
+func cdNodeState(cu proto.Cluster, id string) string {
+	for _, n := range cu.Nodes {
+		if n.ID == id {
+			return n.State
+		}
+	}
+	return ""
+}
+
+func cdShardsString(shards []proto.ClusterShard) string {
+	var b strings.Builder
+	for _, s := range shards {
+		fmt.Fprintf(&b, "\n  %s lists %d epoch %d primary %s replicas %v in_sync %v", s.Shard, s.Lists, s.Epoch, s.Primary, s.Replicas, s.InSync)
+	}
+	return b.String()
+}
+
+// cdHits is hits as "id score" pairs.
+func cdHits(hits []proto.Hit) string {
+	var b strings.Builder
+	for _, h := range hits {
+		fmt.Fprintf(&b, "%s %.5f, ", h.ID, h.Score)
+	}
+	return strings.TrimSuffix(b.String(), ", ")
+}
+
+// cdInsertBody is the JSON insert of vecs under ids, meta {"i":first+j}.
+func cdInsertBody(ids []string, vecs [][]float32, first int) []byte {
+	var ins proto.Insert
+	for j := range ids {
+		ins.Items = append(ins.Items, proto.InsertItem{ID: ids[j], Vector: vecs[j], Meta: []byte(fmt.Sprintf(`{"i":%d}`, first+j))})
+	}
+	b, _ := json.Marshal(ins)
+	return b
+}
+
+func cdMetrics(s *server) (string, error) {
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(s.url("/metrics"))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("/metrics: status %d", resp.StatusCode)
+	}
+	return string(b), err
+}
+
+// TestClusterRecallEqualsOneNode: the same 6,000 vectors inserted and
+// trained on one node and on a three-node cluster (replicas 2) give the
+// same top-10 through every cluster node: same ids in the same order,
+// same scores, never partial. Training is deterministic (ivf's seed, 1 by
+// default on every node, and the same rows in the same order), so both
+// indexes have the same centroids and lists.
+func TestClusterRecallEqualsOneNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts four server processes")
+	}
+	begin := time.Now()
+	const (
+		d, n, nlist, batch = 32, 6000, 16, 500
+		nq, k, nprobe      = 200, 10, 4
+		name               = "rc"
+	)
+	// --auto-train-at -1: a fixed nlist would train by itself at 39×16
+	// vectors, at a moment that depends on timing.
+	single := startServer(t, "--model", "none", "--auto-train-at", "-1", "--quiet")
+	nodes := cdStartCluster(t, 3, "--auto-train-at", "-1")
+	cdLogTails(t, nodes, 40)
+	cu := cdWaitFormed(t, nodes)
+	t.Logf("cluster formed in %v, leader %s", time.Since(begin).Round(time.Millisecond), cu.Leader)
+
+	single.must("POST", "/v1/collections", map[string]any{"name": name, "metric": "l2", "dim": d, "nlist": nlist}, 201, nil)
+	create(t, nodes[0], fmt.Sprintf(`{"name":%q,"metric":"l2","dim":%d,"nlist":%d,"replicas":2}`, name, d, nlist))
+	cdWaitCollection(t, nodes, name)
+
+	r := rand.New(rand.NewPCG(11, 12))
+	ids := make([]string, n)
+	vecs := make([][]float32, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("item-%d", i)
+		vecs[i] = vec(r, d)
+	}
+	insStart := time.Now()
+	for b := 0; b < n; b += batch {
+		body := cdInsertBody(ids[b:b+batch], vecs[b:b+batch], b)
+		var got proto.Inserted
+		if st, _, err := single.call("POST", "/v1/collections/"+name+"/vectors", proto.JSONContentType, body, &got); st != 200 || got.Inserted != batch {
+			t.Fatalf("single node insert %d: %d %v %+v", b, st, err, got.Inserted)
+		}
+		c := nodes[(b/batch)%len(nodes)] // every node is a gateway
+		got = proto.Inserted{}
+		if st, err := cdRetry(c.server, 10*time.Second, "POST", "/v1/collections/"+name+"/vectors", body, &got); st != 200 || got.Inserted != batch {
+			t.Fatalf("cluster insert %d through %s: %d %v %+v", b, c.id, st, err, got.Inserted)
+		}
+	}
+	t.Logf("inserted %d vectors on each in %v", n, time.Since(insStart).Round(time.Millisecond))
+
+	trainStart := time.Now()
+	single.must("POST", "/v1/collections/"+name+"/train", nil, 202, nil)
+	if st, err := cdRetry(nodes[1].server, 10*time.Second, "POST", "/v1/collections/"+name+"/train", nil, nil); st != 202 {
+		t.Fatalf("cluster train through %s: %d %v", nodes[1].id, st, err)
+	}
+	sc := single.waitReady(name)
+	for _, c := range nodes {
+		cc := c.waitReadyFor(name, 60*time.Second)
+		if cc.TrainedNList != nlist {
+			t.Errorf("%s describes %+v, want trained_nlist %d", c.id, cc, nlist)
+		}
+		if cc.Count != n {
+			t.Logf("%s describes count %d once ready, want %d (checked again at the end)", c.id, cc.Count, n)
+		}
+	}
+	t.Logf("trained, ready on every node %v after POST train (single node: %+v)", time.Since(trainStart).Round(time.Millisecond), sc)
+
+	// The shard map: the 16 lists in shards of 2 replicas, primaries on
+	// at least two nodes.
+	cu = waitCluster(t, nodes[0], 15*time.Second, "list shards of "+name+" covering every list", func(cu proto.Cluster) bool {
+		return cdSumLists(cu, name) == nlist
+	})
+	shards := cdListShards(cu, name)
+	t.Logf("list shards of %s:%s", name, cdShardsString(shards))
+	primaries := map[string]bool{}
+	for _, s := range shards {
+		primaries[s.Primary] = true
+		rs := slices.Clone(s.Replicas)
+		slices.Sort(rs)
+		if len(rs) != 2 || rs[0] == rs[1] || !slices.Contains(rs, s.Primary) {
+			t.Errorf("shard %s: primary %s, replicas %v: want 2 distinct replicas, the primary among them", s.Shard, s.Primary, s.Replicas)
+		}
+	}
+	if len(primaries) < 2 {
+		t.Errorf("list shards have %d distinct primaries (%v), want ≥ 2", len(primaries), primaries)
+	}
+
+	// Same queries: same answers through every node.
+	search := func(c *clusterNode, body []byte, want proto.SearchResult) string {
+		var got proto.SearchResult
+		st, err := cdCall(c.server, 30*time.Second, "POST", "/v1/collections/"+name+"/search", body, &got)
+		switch {
+		case st != 200:
+			return fmt.Sprintf("%d %v", st, err)
+		case got.Partial || len(got.MissingShards) > 0:
+			return fmt.Sprintf("partial, missing %v", got.MissingShards)
+		case len(got.Hits) != len(want.Hits):
+			return fmt.Sprintf("%d hits, single node %d", len(got.Hits), len(want.Hits))
+		}
+		for i := range got.Hits {
+			g, w := got.Hits[i], want.Hits[i]
+			if g.ID != w.ID || math.Abs(float64(g.Score-w.Score)) > 1e-4 {
+				return fmt.Sprintf("hit %d is %s %.6f, single node %s %.6f\ncluster: %v\nsingle:  %v", i, g.ID, g.Score, w.ID, w.Score, cdHits(got.Hits), cdHits(want.Hits))
+			}
+		}
+		return ""
+	}
+	type badQuery struct {
+		q    int
+		c    *clusterNode
+		body []byte
+		want proto.SearchResult
+	}
+	var bad []badQuery
+	qr := rand.New(rand.NewPCG(21, 22))
+	searchStart := time.Now()
+	for q := 0; q < nq; q++ {
+		body, _ := json.Marshal(map[string]any{"vector": vec(qr, d), "k": k, "nprobe": nprobe})
+		var want proto.SearchResult
+		if st, _, err := single.call("POST", "/v1/collections/"+name+"/search", proto.JSONContentType, body, &want); st != 200 || len(want.Hits) != k {
+			t.Fatalf("single node query %d: %d %v, %d hits", q, st, err, len(want.Hits))
+		}
+		for _, c := range nodes {
+			if diff := search(c, body, want); diff != "" {
+				if bad = append(bad, badQuery{q, c, body, want}); len(bad) <= 10 {
+					t.Errorf("query %d through %s (%v after ready): %s", q, c.id, time.Since(searchStart).Round(time.Millisecond), diff)
+				}
+			}
+		}
+	}
+	if len(bad) > 0 {
+		// Diagnosis: do the same queries answer right a little later?
+		time.Sleep(2 * time.Second)
+		still := 0
+		for _, b := range bad {
+			if search(b.c, b.body, b.want) != "" {
+				still++
+			}
+		}
+		t.Errorf("%d of %d cluster answers differ from the single node's; asked again 2 s later, %d still differ", len(bad), nq*len(nodes), still)
+	} else {
+		t.Logf("%d queries × %d nodes equal to the single node's answers (%v)", nq, len(nodes), time.Since(searchStart).Round(time.Millisecond))
+	}
+
+	// Reads through every node.
+	gr := rand.New(rand.NewPCG(31, 32))
+	for j := 0; j < 50; j++ {
+		i := gr.IntN(n)
+		for _, c := range nodes {
+			var it proto.Item
+			st, err := cdCall(c.server, 30*time.Second, "GET", "/v1/collections/"+name+"/items/"+ids[i]+"?vector=true", nil, &it)
+			if st != 200 {
+				t.Fatalf("GET %s through %s: %d %v", ids[i], c.id, st, err)
+			}
+			if it.ID != ids[i] || !slices.Equal(it.Vector, vecs[i]) || string(it.Meta) != fmt.Sprintf(`{"i":%d}`, i) {
+				t.Fatalf("GET %s through %s: %+v, want vector %v", ids[i], c.id, it, vecs[i])
+			}
+		}
+	}
+
+	// Every node counts the whole collection.
+	for _, c := range nodes {
+		if cc := c.collection(name); cc.Count != n {
+			t.Errorf("%s describes count %d, want %d: %+v", c.id, cc.Count, n, cc)
+		}
+	}
+
+	// The fan-out histogram.
+	found := false
+	for _, c := range nodes {
+		m, err := cdMetrics(c.server)
+		if err != nil {
+			t.Fatalf("%s: %v", c.id, err)
+		}
+		if strings.Contains(m, "lookalike_search_nodes_contacted") {
+			found = true
+			var lines []string
+			for _, l := range strings.Split(m, "\n") {
+				if strings.HasPrefix(l, "lookalike_search_nodes_contacted") {
+					lines = append(lines, l)
+				}
+			}
+			t.Logf("%s /metrics:\n%s", c.id, strings.Join(lines, "\n"))
+			break
+		}
+	}
+	if !found {
+		t.Fatalf("no node's /metrics has lookalike_search_nodes_contacted")
+	}
+	t.Logf("whole test %v", time.Since(begin).Round(time.Millisecond))
+}
+
+// cdTargets is the set of nodes the load goes to: round robin, and
+// remove waits until no request to the node is in flight (so that a
+// request never meets a node the test kills).
+type cdTargets struct {
+	mu   sync.Mutex
+	idle *sync.Cond
+	live []*clusterNode
+	busy map[*clusterNode]int
+	next int
+}
+
+func newCDTargets(nodes []*clusterNode) *cdTargets {
+	ts := &cdTargets{live: slices.Clone(nodes), busy: map[*clusterNode]int{}}
+	ts.idle = sync.NewCond(&ts.mu)
+	return ts
+}
+
+// acquire picks the next live node, another than avoid when it can.
+func (ts *cdTargets) acquire(avoid *clusterNode) *clusterNode {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	c := ts.live[ts.next%len(ts.live)]
+	ts.next++
+	if c == avoid && len(ts.live) > 1 {
+		c = ts.live[ts.next%len(ts.live)]
+		ts.next++
+	}
+	ts.busy[c]++
+	return c
+}
+
+func (ts *cdTargets) release(c *clusterNode) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.busy[c]--; ts.busy[c] == 0 {
+		ts.idle.Broadcast()
+	}
+}
+
+func (ts *cdTargets) remove(c *clusterNode) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.live = slices.DeleteFunc(ts.live, func(x *clusterNode) bool { return x == c })
+	for ts.busy[c] > 0 {
+		ts.idle.Wait()
+	}
+}
+
+func (ts *cdTargets) add(c *clusterNode) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.live = append(ts.live, c)
+}
+
+func (ts *cdTargets) nodes() []*clusterNode {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return slices.Clone(ts.live)
+}
+
+// cdLoad counts what the writers and searchers saw.
+type cdLoad struct {
+	mu         sync.Mutex
+	acked      map[string]bool
+	batches    int           // write batches acknowledged
+	writeErrs  int           // failed write attempts (retried)
+	gaveUp     int           // batches still failing after 15 s
+	maxWait    time.Duration // longest a batch took to be acknowledged, retries included
+	searches   int
+	searchFail int
+	partial    int
+	short      int // fewer than k hits, not partial
+	maxSearch  time.Duration
+	samples    []string // first errors seen
+}
+
+func (l *cdLoad) sample(format string, args ...any) {
+	if len(l.samples) < 12 {
+		l.samples = append(l.samples, time.Now().Format("15:04:05.000 ")+fmt.Sprintf(format, args...))
+	}
+}
+
+// TestClusterKill9Replicated: with two writers and two searchers running
+// against a three-node cluster (replicas 2, trained), kill -9 a node that
+// is not the Raft leader and is a primary: writes are accepted again
+// within 15 s; restart it, wait until every shard has two in-sync
+// replicas again, kill -9 the Raft leader: a new leader within 10 s. At
+// the end every acknowledged id is read through every live node, and no
+// search failed or was partial.
+func TestClusterKill9Replicated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three server processes and kills two")
+	}
+	begin := time.Now()
+	const (
+		d, nlist, nbase, k, nprobe = 16, 8, 3000, 10, 4
+		name                       = "kv"
+		path                       = "/v1/collections/" + name
+	)
+	nodes := cdStartCluster(t, 3, "--auto-train-at", "-1")
+	cdLogTails(t, nodes, 60)
+	byID := map[string]*clusterNode{}
+	for _, c := range nodes {
+		byID[c.id] = c
+	}
+	cu := cdWaitFormed(t, nodes)
+	create(t, nodes[0], fmt.Sprintf(`{"name":%q,"metric":"l2","dim":%d,"nlist":%d,"replicas":2}`, name, d, nlist))
+	cdWaitCollection(t, nodes, name)
+
+	load := &cdLoad{acked: map[string]bool{}}
+	r := rand.New(rand.NewPCG(41, 42))
+	for b := 0; b < nbase; b += 500 {
+		ids := make([]string, 500)
+		vecs := make([][]float32, 500)
+		for j := range ids {
+			ids[j] = fmt.Sprintf("base-%d", b+j)
+			vecs[j] = vec(r, d)
+		}
+		c := nodes[(b/500)%len(nodes)]
+		if st, err := cdRetry(c.server, 10*time.Second, "POST", path+"/vectors", cdInsertBody(ids, vecs, b), nil); st != 200 {
+			t.Fatalf("insert %d through %s: %d %v", b, c.id, st, err)
+		}
+		for _, id := range ids {
+			load.acked[id] = true
+		}
+	}
+	if st, err := cdRetry(nodes[0].server, 10*time.Second, "POST", path+"/train", nil, nil); st != 202 {
+		t.Fatalf("train: %d %v", st, err)
+	}
+	for _, c := range nodes {
+		c.waitReadyFor(name, 60*time.Second)
+	}
+	cu = waitCluster(t, nodes[0], 15*time.Second, "list shards of "+name+" covering every list", func(cu proto.Cluster) bool {
+		return cdSumLists(cu, name) == nlist && cu.Leader != ""
+	})
+	t.Logf("trained, ready on every node %v after start; leader %s; shards:%s", time.Since(begin).Round(time.Millisecond), cu.Leader, cdShardsString(cdListShards(cu, name)))
+
+	// The victim: not the leader, a primary of as many list shards as can be.
+	var victim *clusterNode
+	best := -1
+	for _, c := range nodes {
+		if c.id == cu.Leader {
+			continue
+		}
+		p := 0
+		for _, s := range cdListShards(cu, name) {
+			if s.Primary == c.id {
+				p++
+			}
+		}
+		if p > best {
+			victim, best = c, p
+		}
+	}
+	if best == 0 {
+		t.Fatalf("no node but the leader %s is a primary of a list shard:%s", cu.Leader, cdShardsString(cdListShards(cu, name)))
+	}
+
+	// The load.
+	targets := newCDTargets(nodes)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var wg sync.WaitGroup
+	sleep := func(dur time.Duration) bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(dur):
+			return true
+		}
+	}
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(100+w), 1))
+			for b := 0; ctx.Err() == nil; b++ {
+				ids := make([]string, 50)
+				vecs := make([][]float32, 50)
+				for j := range ids {
+					ids[j] = fmt.Sprintf("w%d-%d-%d", w, b, j)
+					vecs[j] = vec(r, d)
+				}
+				body := cdInsertBody(ids, vecs, 0)
+				first := time.Now()
+				var last *clusterNode
+				for {
+					c := targets.acquire(last)
+					st, err := cdCall(c.server, 15*time.Second, "POST", path+"/vectors", body, nil)
+					targets.release(c)
+					load.mu.Lock()
+					if st == 200 {
+						for _, id := range ids {
+							load.acked[id] = true
+						}
+						load.batches++
+						load.maxWait = max(load.maxWait, time.Since(first))
+						load.mu.Unlock()
+						break
+					}
+					load.writeErrs++
+					load.sample("write w%d-%d through %s: %d %v", w, b, c.id, st, err)
+					if time.Since(first) > 15*time.Second {
+						load.gaveUp++
+						load.sample("write w%d-%d: gave up after %v", w, b, time.Since(first).Round(time.Millisecond))
+						load.mu.Unlock()
+						break
+					}
+					load.mu.Unlock()
+					last = c
+					if !sleep(100 * time.Millisecond) {
+						return // stopped: the batch is not acknowledged
+					}
+				}
+				if !sleep(150 * time.Millisecond) {
+					return
+				}
+			}
+		}(w)
+	}
+	for s := 0; s < 2; s++ {
+		wg.Add(1)
+		go func(s int) {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(200+s), 2))
+			for ctx.Err() == nil {
+				body, _ := json.Marshal(map[string]any{"vector": vec(r, d), "k": k, "nprobe": nprobe})
+				c := targets.acquire(nil)
+				t0 := time.Now()
+				var res proto.SearchResult
+				st, err := cdCall(c.server, 30*time.Second, "POST", path+"/search", body, &res)
+				took := time.Since(t0)
+				targets.release(c)
+				load.mu.Lock()
+				load.searches++
+				load.maxSearch = max(load.maxSearch, took)
+				switch {
+				case st != 200:
+					load.searchFail++
+					load.sample("search through %s: %d %v", c.id, st, err)
+				case res.Partial || len(res.MissingShards) > 0:
+					load.partial++
+					load.sample("search through %s: partial, missing %v", c.id, res.MissingShards)
+				case len(res.Hits) != k:
+					load.short++
+					load.sample("search through %s: %d hits", c.id, len(res.Hits))
+				}
+				load.mu.Unlock()
+				sleep(10 * time.Millisecond)
+			}
+		}(s)
+	}
+	stopLoad := func() {
+		stop()
+		wg.Wait()
+	}
+	defer stopLoad()
+
+	// probe writes batches of 200 new vectors (they reach every list, so
+	// every shard) through the live nodes until one is acknowledged, and
+	// returns the time since from.
+	probeN := 0
+	probe := func(from time.Time) time.Duration {
+		t.Helper()
+		pr := rand.New(rand.NewPCG(uint64(300+probeN), 3))
+		for {
+			probeN++
+			ids := make([]string, 200)
+			vecs := make([][]float32, 200)
+			for j := range ids {
+				ids[j] = fmt.Sprintf("probe-%d-%d", probeN, j)
+				vecs[j] = vec(pr, d)
+			}
+			c := targets.acquire(nil)
+			st, err := cdCall(c.server, 15*time.Second, "POST", path+"/vectors", cdInsertBody(ids, vecs, 0), nil)
+			targets.release(c)
+			if st == 200 {
+				load.mu.Lock()
+				for _, id := range ids {
+					load.acked[id] = true
+				}
+				load.mu.Unlock()
+				return time.Since(from)
+			}
+			if time.Since(from) > 30*time.Second {
+				t.Fatalf("writes still refused %v after the kill: last %d %v", time.Since(from).Round(time.Millisecond), st, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	time.Sleep(2 * time.Second) // the load runs on the whole cluster first
+	if w0 := probe(time.Now()); w0 > 5*time.Second {
+		t.Fatalf("a write took %v before any kill", w0)
+	}
+
+	// 1. kill -9 a non-leader primary.
+	var survivor *clusterNode // a node that stays up through phase 1
+	for _, c := range nodes {
+		if c.id == cu.Leader {
+			survivor = c
+		}
+	}
+	targets.remove(victim)
+	killed := time.Now()
+	victim.kill9()
+	t.Logf("kill -9 %s (primary of %d list shards) at %v", victim.id, best, killed.Sub(begin).Round(time.Millisecond))
+	recovered := probe(killed)
+	t.Logf("writes to every shard accepted again %v after kill -9 of %s", recovered.Round(time.Millisecond), victim.id)
+	if recovered > 15*time.Second {
+		t.Errorf("writes accepted again only %v after kill -9 of %s, want ≤ 15 s", recovered.Round(time.Millisecond), victim.id)
+	}
+	cu, ok := cdPoll(survivor, 15*time.Second, func(cu proto.Cluster) bool {
+		for _, s := range cdListShards(cu, name) {
+			if s.Primary == victim.id || slices.Contains(s.Replicas, victim.id) {
+				return false
+			}
+		}
+		return cdNodeState(cu, victim.id) == "dead"
+	})
+	if !ok {
+		t.Errorf("15 s after kill -9, %s is still a primary or replica (or not dead) in %s's view: %s dead=%q%s", victim.id, survivor.id, victim.id, cdNodeState(cu, victim.id), cdShardsString(cdListShards(cu, name)))
+	} else {
+		t.Logf("%v after the kill: %s dead, shards:%s", time.Since(killed).Round(time.Millisecond), victim.id, cdShardsString(cdListShards(cu, name)))
+	}
+	time.Sleep(time.Until(killed.Add(5 * time.Second)))
+
+	// 2. Restart it; wait until every shard has two in-sync replicas on
+	// live nodes again (else killing the leader could leave a shard
+	// without a copy).
+	restartAt := time.Now()
+	victim.restart()
+	waitCluster(t, survivor, 20*time.Second, victim.id+" alive again", func(cu proto.Cluster) bool {
+		return cdNodeState(cu, victim.id) == "alive"
+	})
+	cdWaitReady(t, victim, name, 20*time.Second)
+	cu, ok = cdPoll(survivor, 30*time.Second, func(cu proto.Cluster) bool {
+		shards := cdListShards(cu, name)
+		if cdSumLists(cu, name) != nlist || cu.Leader == "" {
+			return false
+		}
+		for _, s := range shards {
+			if len(s.InSync) < 2 || cdNodeState(cu, s.Primary) != "alive" {
+				return false
+			}
+			for _, id := range s.InSync {
+				if cdNodeState(cu, id) != "alive" {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	if !ok {
+		t.Fatalf("30 s after %s restarted, not every list shard has 2 in-sync live replicas (killing the leader now would lose data):%s\nnodes: %+v", victim.id, cdShardsString(cdListShards(cu, name)), cu.Nodes)
+	}
+	t.Logf("%s restarted; every shard 2 in-sync replicas %v later:%s", victim.id, time.Since(restartAt).Round(time.Millisecond), cdShardsString(cdListShards(cu, name)))
+	targets.add(victim)
+
+	// 3. kill -9 the Raft leader.
+	leader := byID[cu.Leader]
+	var other *clusterNode // the observer: the node that never died, if the leader is not it
+	for _, c := range nodes {
+		if c != leader && c != victim {
+			other = c
+		}
+	}
+	if other == nil {
+		other = survivor
+		if other == leader {
+			other = victim
+		}
+	}
+	targets.remove(leader)
+	killed2 := time.Now()
+	leader.kill9()
+	cu = waitCluster(t, other, 10*time.Second, "a new leader after kill -9 of the leader", func(cu proto.Cluster) bool {
+		return cu.Leader != "" && cu.Leader != leader.id
+	})
+	t.Logf("kill -9 leader %s: new leader %s %v later", leader.id, cu.Leader, time.Since(killed2).Round(time.Millisecond))
+	recovered2 := probe(killed2)
+	t.Logf("writes to every shard accepted again %v after kill -9 of the leader %s", recovered2.Round(time.Millisecond), leader.id)
+	if recovered2 > 15*time.Second {
+		t.Errorf("writes accepted again only %v after kill -9 of the leader %s, want ≤ 15 s", recovered2.Round(time.Millisecond), leader.id)
+	}
+	time.Sleep(time.Until(killed2.Add(5 * time.Second)))
+	stopLoad()
+	if cu, ok := cdPoll(other, 5*time.Second, func(cu proto.Cluster) bool {
+		for _, s := range cdListShards(cu, name) {
+			if s.Primary == leader.id {
+				return false
+			}
+		}
+		return true
+	}); ok {
+		t.Logf("shards after the leader's death:%s", cdShardsString(cdListShards(cu, name)))
+	} else {
+		t.Errorf("the dead leader %s is still a primary:%s", leader.id, cdShardsString(cdListShards(cu, name)))
+	}
+
+	load.mu.Lock()
+	t.Logf("load: %d write batches acknowledged (%d ids in all), %d failed attempts retried, %d batches given up, longest acknowledgement %v; %d searches, %d failed, %d partial, %d short, slowest %v",
+		load.batches, len(load.acked), load.writeErrs, load.gaveUp, load.maxWait.Round(time.Millisecond),
+		load.searches, load.searchFail, load.partial, load.short, load.maxSearch.Round(time.Millisecond))
+	for _, s := range load.samples {
+		t.Logf("  %s", s)
+	}
+	acked := make([]string, 0, len(load.acked))
+	for id := range load.acked {
+		acked = append(acked, id)
+	}
+	load.mu.Unlock()
+	slices.Sort(acked)
+
+	// Every acknowledged id, through every live node.
+	readStart := time.Now()
+	for _, c := range targets.nodes() {
+		var (
+			mu      sync.Mutex
+			missing []string
+			rwg     sync.WaitGroup
+			work    = make(chan string)
+		)
+		for range 16 {
+			rwg.Add(1)
+			go func() {
+				defer rwg.Done()
+				for id := range work {
+					var it proto.Item
+					st, err := cdCall(c.server, 30*time.Second, "GET", path+"/items/"+id, nil, &it)
+					if st != 200 || it.ID != id {
+						mu.Lock()
+						missing = append(missing, fmt.Sprintf("%s (%d %v)", id, st, err))
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		for _, id := range acked {
+			work <- id
+		}
+		close(work)
+		rwg.Wait()
+		if len(missing) > 0 {
+			slices.Sort(missing)
+			t.Errorf("%d of %d acknowledged ids not read through %s, e.g. %v", len(missing), len(acked), c.id, missing[:min(10, len(missing))])
+		}
+	}
+	t.Logf("read %d acknowledged ids through each of %d live nodes in %v", len(acked), len(targets.nodes()), time.Since(readStart).Round(time.Millisecond))
+
+	if load.searchFail > 0 || load.partial > 0 || load.short > 0 {
+		t.Errorf("searches: %d failed, %d partial, %d short of %d", load.searchFail, load.partial, load.short, load.searches)
+	}
+	if load.gaveUp > 0 {
+		t.Errorf("%d write batches still refused after 15 s of retries", load.gaveUp)
+	}
+	t.Logf("whole test %v", time.Since(begin).Round(time.Millisecond))
+}
