@@ -84,6 +84,15 @@ func (s *Server) AddMember(m Member, timeout time.Duration) error {
 	return nil
 }
 
+// TransferLeadership hands leadership to another voter (a leader about
+// to stop), so the cluster need not wait out an election timeout.
+func (s *Server) TransferLeadership() error {
+	if err := s.raft.LeadershipTransfer().Error(); err != nil {
+		return raftError(err)
+	}
+	return nil
+}
+
 // RemoveMember removes a server from the configuration. Leader only.
 func (s *Server) RemoveMember(id string, timeout time.Duration) error {
 	if err := s.raft.RemoveServer(raft.ServerID(id), 0, timeout).Error(); err != nil {

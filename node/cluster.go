@@ -86,6 +86,8 @@ type clusterRuntime struct {
 
 	lastSeen   []string  // bootstrap: the member set at the previous check
 	lastReport time.Time // bootstrap: last "waiting" log line
+
+	peers *peers // the data plane's client: told who is dead
 }
 
 // clusterForwarder is the coordinator's Forward hook for a clustered
@@ -183,6 +185,42 @@ func (cr *clusterRuntime) start(n *Node, httpAddr string, tls bool) error {
 	return nil
 }
 
+// handOff prepares a graceful stop (docs/node.md, "Rolling restarts"):
+// a leader hands leadership to another voter, the node leaves gossip (the
+// leader then takes it out of every shard, promoting backups where it was
+// primary), and it waits, at most limit, until the table no longer names
+// it in any shard, so gateways stop routing to it before its API closes.
+func (cr *clusterRuntime) handOff(limit time.Duration) {
+	if cr.ml == nil {
+		return
+	}
+	deadline := time.Now().Add(limit)
+	if cr.cs.IsLeader() {
+		if err := cr.cs.TransferLeadership(); err != nil {
+			cr.log.Warn("cluster: leadership transfer", "err", err)
+		}
+	}
+	if err := cr.ml.Leave(time.Second); err != nil {
+		cr.log.Warn("cluster: leave gossip", "err", err)
+	}
+	for time.Now().Before(deadline) {
+		named := false
+		for _, c := range cr.cs.Table().Collections() {
+			for _, s := range append(slices.Clone(c.Shards.Shards), c.Buffer...) {
+				// The only copy stays named: nothing can take it over.
+				if len(s.Replicas) > 1 && slices.Contains(s.Replicas, cr.id) || slices.Contains(s.Joining, cr.id) {
+					named = true
+				}
+			}
+		}
+		if !named {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cr.log.Warn("cluster: stopping while shards still name this node", "waited", limit)
+}
+
 // close leaves gossip and stops the goroutines.
 func (cr *clusterRuntime) close() error {
 	if cr.ml == nil {
@@ -204,6 +242,15 @@ func (cr *clusterRuntime) loop() {
 			return
 		case <-tick.C:
 		case <-cr.nudge:
+		}
+		if cr.peers != nil {
+			dead := map[string]bool{}
+			for _, m := range cr.ml.Members() {
+				if m.State == membership.Dead {
+					dead[m.NodeID] = true
+				}
+			}
+			cr.peers.setDead(dead)
 		}
 		conf, err := cr.cs.Configuration()
 		if err != nil {
@@ -472,7 +519,11 @@ func (cr *clusterRuntime) info() ClusterInfo {
 		c := get(n.ID)
 		c.RaftAddr, c.HTTPAddr = n.RaftAddr, n.HTTPAddr
 	}
-	for _, m := range cr.ml.Members() {
+	var members []membership.Member
+	if cr.ml != nil {
+		members = cr.ml.Members()
+	}
+	for _, m := range members {
 		c := get(m.NodeID)
 		c.RaftAddr, c.HTTPAddr, c.GossipAddr, c.State = m.RaftAddr, m.HTTPAddr, m.GossipAddr, string(m.State)
 	}

@@ -54,14 +54,13 @@ type collection struct {
 	in       map[string]*inStream
 	// Copies to joining replicas (copy.go): joining are the joiners this
 	// primary streams to (under mu), copies the copies running (under
-	// streamMu); on a joiner, copying counts the copies coming in and
-	// touched records the user ids written or deleted meanwhile (under
-	// mu). purging says whether unheld copies are being dropped.
-	joining map[copyKey]bool
-	copies  map[copyKey]bool
-	copying int
-	touched map[string]bool
-	purging atomic.Bool
+	// streamMu); on a joiner, incoming are the copies coming in, by
+	// shard (under mu). purging says whether unheld copies are being
+	// dropped.
+	joining  map[copyKey]bool
+	copies   map[copyKey]bool
+	incoming map[shardKey]*inCopy
+	purging  atomic.Bool
 }
 
 // WriteItem is one item of an upsert, validated by the caller's decoder.

@@ -38,6 +38,22 @@ type copyKey struct {
 	node   string
 }
 
+// shardKey names a list shard or a buffer shard.
+type shardKey struct {
+	shard  uint32
+	buffer bool
+}
+
+// inCopy is a copy coming into this node: what happened since it began.
+// A user id written by the stream or deleted is touched: the copy's
+// (older) item for it is skipped, whichever shard it went to. An
+// eviction after an upsert keeps one internal id: the copy applies only
+// that one.
+type inCopy struct {
+	touched map[string]bool
+	keep    map[string]uint64
+}
+
 // copyChunk is how many items one copy call carries.
 const copyChunk = 1024
 
@@ -162,6 +178,12 @@ func (c *collection) copyShard(k copyKey) error {
 	if err := call(&proto.RPCCopy{End: true}); err != nil {
 		return fmt.Errorf("end: %w", err)
 	}
+	c.mu.Lock()
+	still := c.joining[k]
+	c.mu.Unlock()
+	if !still {
+		return fmt.Errorf("a replicated write to %s failed during the copy", k.node)
+	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := c.setJoining(pctx, k, true); err != nil {
@@ -268,17 +290,13 @@ func (n *Node) applyCopy(ctx context.Context, call *proto.RPCCopy) error {
 	if rt.trained() && c.follow() == nil {
 		return fmt.Errorf("%w: collection %q: centroids not loaded yet", ErrStaleEpoch, call.Collection)
 	}
+	key := shardKey{s.ID, call.Buffer}
 	switch {
 	case call.Begin:
-		return c.beginCopy(call.Buffer, call.Lists)
+		return c.beginCopy(key, call.Buffer, call.Lists)
 	case call.End:
 		c.mu.Lock()
-		if c.copying > 0 {
-			c.copying--
-		}
-		if c.copying == 0 {
-			c.touched = nil
-		}
+		delete(c.incoming, key)
 		c.mu.Unlock()
 		return nil
 	}
@@ -287,9 +305,17 @@ func (n *Node) applyCopy(ctx context.Context, call *proto.RPCCopy) error {
 		return err
 	}
 	c.mu.Lock()
+	in := c.incoming[key]
+	if in == nil {
+		c.mu.Unlock()
+		return fmt.Errorf("%w: no copy of shard %d of %q has begun here", ErrStaleEpoch, s.ID, call.Collection)
+	}
 	var keep []int
 	for i, it := range items {
-		if ids[i] == 0 || c.touched[it.UserID] {
+		if ids[i] == 0 || in.touched[it.UserID] {
+			continue
+		}
+		if k, ok := in.keep[it.UserID]; ok && k != ids[i] {
 			continue
 		}
 		if cur, err := n.store.Get(c.meta.Name, it.UserID); err == nil {
@@ -308,8 +334,9 @@ func (n *Node) applyCopy(ctx context.Context, call *proto.RPCCopy) error {
 }
 
 // beginCopy drops what this node holds of the lists (or the buffer) and
-// starts recording touched user ids.
-func (c *collection) beginCopy(buffer bool, lists []int32) error {
+// starts recording what happens to user ids (afresh: an earlier attempt
+// at the same copy may have left a record).
+func (c *collection) beginCopy(key shardKey, buffer bool, lists []int32) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var ids []uint64
@@ -328,10 +355,10 @@ func (c *collection) beginCopy(buffer bool, lists []int32) error {
 	if err := c.deleteIDsLocked(ids); err != nil {
 		return err
 	}
-	c.copying++
-	if c.touched == nil {
-		c.touched = map[string]bool{}
+	if c.incoming == nil {
+		c.incoming = map[shardKey]*inCopy{}
 	}
+	c.incoming[key] = &inCopy{touched: map[string]bool{}, keep: map[string]uint64{}}
 	return nil
 }
 
@@ -351,14 +378,45 @@ func (c *collection) deleteIDsLocked(ids []uint64) error {
 	return nil
 }
 
-// touch records user ids written or deleted while a copy runs into this
+// touch records user ids written or deleted while copies run into this
 // node; mu is held.
 func (c *collection) touch(users ...string) {
-	if c.copying == 0 {
+	for _, in := range c.incoming {
+		for _, u := range users {
+			in.touched[u] = true
+		}
+	}
+}
+
+// touchKeep records an eviction: of users[i], only internal id keep[i]
+// is valid; mu is held.
+func (c *collection) touchKeep(users []string, keep []uint64) {
+	for _, in := range c.incoming {
+		for i, u := range users {
+			if !in.touched[u] {
+				in.keep[u] = keep[i]
+			}
+		}
+	}
+}
+
+// forgetCopies drops the records of copies into shards this node no
+// longer joins (a copy that failed without its end).
+func (c *collection) forgetCopies() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rt := c.n.localRoute(c.meta.Name) // now, under the lock a Begin takes
+	if rt == nil {
 		return
 	}
-	for _, u := range users {
-		c.touched[u] = true
+	for k := range c.incoming {
+		shards := rt.c.Shards.Shards
+		if k.buffer {
+			shards = rt.c.Buffer
+		}
+		if int(k.shard) >= len(shards) || !slices.Contains(shards[k.shard].Joining, rt.self) {
+			delete(c.incoming, k)
+		}
 	}
 }
 
@@ -366,22 +424,7 @@ func (c *collection) touch(users ...string) {
 // shards it is neither a replica of nor joining: left from before a
 // failure took it out of them.
 func (c *collection) purgeUnheld(rt *route) {
-	held := func(s meta.Shard) bool {
-		return slices.Contains(s.Replicas, rt.self) || slices.Contains(s.Joining, rt.self)
-	}
-	var lists []int32
-	if ix := c.ix.Load(); ix != nil && len(rt.c.Shards.ListShard) == ix.NList() {
-		for l, sid := range rt.c.Shards.ListShard {
-			if ix.List(l).View().Live() > 0 && !held(rt.c.Shards.Shards[sid]) {
-				lists = append(lists, int32(l))
-			}
-		}
-	}
-	buffer := false
-	if buf := c.buf.Load(); buf != nil && buf.len() > 0 && len(rt.c.Buffer) > 0 && !slices.ContainsFunc(rt.c.Buffer, held) {
-		buffer = true
-	}
-	if len(lists) == 0 && !buffer || !c.purging.CompareAndSwap(false, true) {
+	if lists, buffer := c.unheld(rt); len(lists) == 0 && !buffer || !c.purging.CompareAndSwap(false, true) {
 		return
 	}
 	c.wg.Add(1)
@@ -390,6 +433,14 @@ func (c *collection) purgeUnheld(rt *route) {
 		defer c.purging.Store(false)
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		// Decide again under the lock, from the table as it is now: a
+		// copy to this node may have begun since (and holds the lock to
+		// apply its items).
+		rt := c.n.localRoute(c.meta.Name)
+		if rt == nil {
+			return
+		}
+		lists, buffer := c.unheld(rt)
 		var ids []uint64
 		if ix := c.ix.Load(); ix != nil {
 			for _, l := range lists {
@@ -399,12 +450,34 @@ func (c *collection) purgeUnheld(rt *route) {
 		if buf := c.buf.Load(); buffer && buf != nil {
 			ids = append(ids, buf.liveIDs()...)
 		}
+		if len(ids) == 0 {
+			return
+		}
 		if err := c.deleteIDsLocked(ids); err != nil {
 			c.n.log.Warn("copies of shards no longer held not dropped", "collection", c.meta.Name, "err", err)
 			return
 		}
 		c.n.log.Info("dropped copies of shards no longer held here", "collection", c.meta.Name, "lists", len(lists), "buffer", buffer, "items", len(ids))
 	}()
+}
+
+// unheld returns the lists with items here whose shard this node neither
+// holds nor joins, and whether the same goes for the buffer.
+func (c *collection) unheld(rt *route) (lists []int32, buffer bool) {
+	held := func(s meta.Shard) bool {
+		return slices.Contains(s.Replicas, rt.self) || slices.Contains(s.Joining, rt.self)
+	}
+	if ix := c.ix.Load(); ix != nil && len(rt.c.Shards.ListShard) == ix.NList() {
+		for l, sid := range rt.c.Shards.ListShard {
+			if ix.List(l).View().Live() > 0 && !held(rt.c.Shards.Shards[sid]) {
+				lists = append(lists, int32(l))
+			}
+		}
+	}
+	if buf := c.buf.Load(); buf != nil && buf.len() > 0 && len(rt.c.Buffer) > 0 && !slices.ContainsFunc(rt.c.Buffer, held) {
+		buffer = true
+	}
+	return lists, buffer
 }
 
 // countLocal counts the live items of lists (and the buffer) here.

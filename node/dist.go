@@ -46,9 +46,12 @@ type route struct {
 	c       *meta.Collection
 }
 
-// distRoute returns the placement of a collection served by several
-// nodes; ok is false for a collection placed on this node alone (or a
-// node outside a cluster), which the one-node path serves.
+// distRoute returns the placement of a collection on a node of a
+// cluster (started with --gossip); ok is false outside one, where the
+// one-node path serves every collection. In a cluster every collection
+// takes the data plane, even one whose replicas are all on this node
+// for now: a node may join it at any moment, and only the data plane
+// replicates to joining nodes.
 func (n *Node) distRoute(name string) (*route, bool) {
 	p, ok := n.meta.(placer)
 	if !ok || n.peers == nil {
@@ -59,15 +62,7 @@ func (n *Node) distRoute(name string) (*route, bool) {
 	if !ok {
 		return nil, false
 	}
-	rt := &route{p: p, self: p.self(), version: t.Version(), c: c}
-	for _, s := range rt.shards() {
-		for _, r := range s.Replicas {
-			if r != rt.self {
-				return rt, true
-			}
-		}
-	}
-	return nil, false
+	return &route{p: p, self: p.self(), version: t.Version(), c: c}, true
 }
 
 // leased fails with ErrCutOff when this node's lease has ended.
@@ -185,15 +180,7 @@ func (n *Node) distInsert(ctx context.Context, name string, items []WriteItem, p
 		var ok bool
 		rt, ok = n.distRoute(name)
 		if !ok {
-			if _, exists := n.meta.Collection(name); !exists {
-				return nil, fmt.Errorf("%w: %q", ErrNoCollection, name)
-			}
-			// Every replica is on this node now (failovers): the local
-			// primary path still works.
-			rt = n.localRoute(name)
-			if rt == nil {
-				return nil, fmt.Errorf("%w: %q", ErrNoCollection, name)
-			}
+			return nil, fmt.Errorf("%w: %q", ErrNoCollection, name)
 		}
 		groups, err := n.groupWrites(rt, items, todo)
 		if err != nil {
@@ -403,6 +390,14 @@ func (n *Node) distDelete(ctx context.Context, rt *route, call *proto.RPCDelete)
 	}
 }
 
+// maxSearchWaves bounds the calls of one search: the first, retries of
+// failed calls on other replicas, and hedges.
+const maxSearchWaves = 4
+
+// searchHedge is how long a search waits for a node before it asks
+// another replica of the same lists too.
+const searchHedge = 250 * time.Millisecond
+
 // distSearch scans the probed lists on one replica of each shard holding
 // them, one call per node, and merges the answers.
 func (n *Node) distSearch(ctx context.Context, rt *route, req SearchRequest) (*SearchResult, error) {
@@ -468,28 +463,38 @@ func (n *Node) distSearch(ctx context.Context, rt *route, req SearchRequest) (*S
 	load := map[string]int{}
 	avoid := map[string]bool{}
 	contacted := map[string]bool{}
-	todo := parts
-	for round := 0; len(todo) > 0 && round < 3; round++ {
+	answered := map[*part]bool{}
+	type result struct {
+		node  string
+		parts []*part
+		reply *proto.RPCSearchReply
+		err   error
+	}
+	cctx, cancelCalls := context.WithCancel(ctx)
+	defer cancelCalls() // calls still running once every part has an answer
+	results := make(chan result, maxSearchWaves*(len(parts)+1))
+	pending := map[string][]*part{} // parts of calls in flight, by node
+	outstanding := 0
+	waves := 0
+	// launch calls one replica of each part's shard, one call per node.
+	launch := func(pts []*part) {
+		waves++
 		byNode := map[string][]*part{}
-		for _, pt := range todo {
+		for _, pt := range pts {
+			if answered[pt] {
+				continue
+			}
 			node, ok := rt.pick(pt.shard, load, avoid)
 			if !ok {
-				res.Partial = true
-				res.MissingShards = append(res.MissingShards, pt.name)
-				continue
+				continue // no live replica left: reported missing below
 			}
 			load[node] += len(pt.probes) + 1
 			byNode[node] = append(byNode[node], pt)
 		}
-		type result struct {
-			node  string
-			parts []*part
-			reply *proto.RPCSearchReply
-			err   error
-		}
-		results := make(chan result, len(byNode))
 		for node, pts := range byNode {
 			contacted[node] = true
+			pending[node] = append(pending[node], pts...)
+			outstanding++
 			call := &proto.RPCSearch{Collection: name, Epoch: rt.c.Epoch, Vector: proto.PackVector(req.Vector), K: req.K, Refine: req.Refine}
 			for _, pt := range pts {
 				call.Buffer = call.Buffer || pt.buffer
@@ -505,14 +510,33 @@ func (n *Node) distSearch(ctx context.Context, rt *route, req SearchRequest) (*S
 					reply, err = n.searchPart(call)
 				} else {
 					reply = new(proto.RPCSearchReply)
-					err = n.peers.call(ctx, node, proto.OpSearch, call, reply)
+					err = n.peers.call(cctx, node, proto.OpSearch, call, reply)
 				}
 				results <- result{node, pts, reply, err}
 			}()
 		}
-		todo = nil
-		for range byNode {
-			r := <-results
+	}
+	unanswered := func(pts []*part) []*part {
+		var out []*part
+		for _, pt := range pts {
+			if !answered[pt] {
+				out = append(out, pt)
+			}
+		}
+		return out
+	}
+	launch(parts)
+	// Hedging: parts a node has not answered within searchHedge are asked
+	// of another replica too; the first answer counts (both are exact
+	// answers for the same lists, and MergeTopK drops duplicates).
+	hedge := time.NewTimer(searchHedge)
+	defer hedge.Stop()
+wait:
+	for outstanding > 0 && len(answered) < len(parts) {
+		select {
+		case r := <-results:
+			outstanding--
+			pending[r.node] = slices.DeleteFunc(pending[r.node], func(p *part) bool { return slices.Contains(r.parts, p) })
 			switch classify(r.err) {
 			case callOK:
 				hits := make([]ivf.Hit, len(r.reply.Hits))
@@ -521,23 +545,40 @@ func (n *Node) distSearch(ctx context.Context, rt *route, req SearchRequest) (*S
 					named[h.ID] = h
 				}
 				replies = append(replies, hits)
-			case callFatal:
-				if errors.Is(r.err, ErrStaleEpoch) || errors.Is(r.err, ErrNoCollection) || errors.Is(r.err, ErrClosed) {
-					// That replica is behind or going away: try another.
-					avoid[r.node] = true
-					todo = append(todo, r.parts...)
-					continue
+				for _, pt := range r.parts {
+					answered[pt] = true
 				}
-				return nil, r.err
+			case callFatal:
+				if !errors.Is(r.err, ErrStaleEpoch) && !errors.Is(r.err, ErrNoCollection) && !errors.Is(r.err, ErrClosed) {
+					return nil, r.err
+				}
+				fallthrough // that replica is behind or going away: try another
 			case callMissing:
 				avoid[r.node] = true
-				todo = append(todo, r.parts...)
+				if waves < maxSearchWaves {
+					launch(unanswered(r.parts))
+				}
 			}
+		case <-hedge.C:
+			var slow []*part
+			for node, pts := range pending {
+				if len(pts) > 0 {
+					avoid[node] = true
+					slow = append(slow, unanswered(pts)...)
+				}
+			}
+			if len(slow) > 0 && waves < maxSearchWaves {
+				launch(slow)
+			}
+		case <-ctx.Done():
+			break wait
 		}
 	}
-	for _, pt := range todo { // three rounds failed
-		res.Partial = true
-		res.MissingShards = append(res.MissingShards, pt.name)
+	for _, pt := range parts {
+		if !answered[pt] {
+			res.Partial = true
+			res.MissingShards = append(res.MissingShards, pt.name)
+		}
 	}
 	n.nodesContacted.Observe(float64(len(contacted)))
 	if len(replies) == 0 && len(parts) > 0 {
@@ -943,6 +984,7 @@ func (c *collection) syncTable(m CollectionMeta) {
 	if rt, ok := c.n.distRoute(c.meta.Name); ok {
 		c.startCopies(rt)
 		c.purgeUnheld(rt)
+		c.forgetCopies()
 	}
 }
 
@@ -1018,7 +1060,7 @@ func (c *collection) searchProbes(q []float32, k, refine int, probes []ivf.Probe
 func (c *collection) evict(ctx context.Context, users []string, keep []uint64) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.touch(users...) // a copy coming in must not bring back the old copies
+	c.touchKeep(users, keep) // a copy coming in must not bring back the old copies
 	var del []string
 	for i, u := range users {
 		it, err := c.n.store.Get(c.meta.Name, u)

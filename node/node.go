@@ -55,6 +55,7 @@ func Open(opts Options, meta Metadata, store Storage) (*Node, error) {
 	n := &Node{opts: opts, meta: meta, store: store, log: opts.Logger, ctx: ctx, cancel: cancel, colls: map[string]*collection{}}
 	n.ids = idAllocator{meta: meta, block: opts.IDBlock}
 	n.shard = localShard{n}
+	n.peers = opts.peers
 	n.nodesContacted = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "lookalike_search_nodes_contacted",
 		Help:    "Nodes a search called (this one included), per search this node routed.",

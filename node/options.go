@@ -52,6 +52,10 @@ type Options struct {
 	Embedders map[string]embed.Embedder
 	// Logger receives the node's messages. Default slog.Default().
 	Logger *slog.Logger
+
+	// peers makes the node one of a cluster (Run sets it): every
+	// collection then takes the data plane (dist.go) from the start.
+	peers *peers
 }
 
 // EnsureDefaults fills zero fields with their defaults.

@@ -287,6 +287,19 @@ func (c *collection) sendReplica(ctx context.Context, rt *route, rc *replicaCall
 		if jerr := c.setJoining(pctx, k, false); jerr != nil {
 			c.n.log.Warn("joining replica not dropped", "collection", c.meta.Name, "node", k.node, "err", jerr)
 		}
+		// The copy may have made it a replica meanwhile: then it missed a
+		// write as an in-sync replica, and leaves the set like a backup.
+		if col, ok := rt.p.table().Collection(c.meta.Name); ok {
+			shards := col.Shards.Shards
+			if k.buffer {
+				shards = col.Buffer
+			}
+			if int(k.shard) < len(shards) && slices.Contains(shards[k.shard].Replicas, k.node) &&
+				!slices.ContainsFunc(rc.shards, func(s meta.Shard) bool { return s.ID == k.shard }) {
+				rc.shards = append(rc.shards, shards[k.shard])
+				rc.bufs = append(rc.bufs, k.buffer)
+			}
+		}
 	}
 	if len(rc.shards) == 0 {
 		return nil // only joining: not in sync, nothing waits for it

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"lookalike/proto"
@@ -136,6 +137,52 @@ type peers struct {
 	apiKey string
 	client *http.Client
 	addr   func(id string) string // the node's HTTP address, "" when unknown
+
+	// Calls to a node end as soon as gossip declares it dead: a node cut
+	// off by the network leaves connections that no reset ends, and a
+	// call would otherwise wait for its whole deadline.
+	mu   sync.Mutex
+	dead map[string]bool
+	live map[string]*peerLife
+}
+
+type peerLife struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// setDead records the nodes gossip declares dead: calls in flight to
+// them end now, and new calls fail at once until they are alive again.
+func (p *peers) setDead(dead map[string]bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id := range dead {
+		if l := p.live[id]; l != nil {
+			l.cancel()
+			delete(p.live, id)
+		}
+	}
+	p.dead = dead
+}
+
+// life returns the context that ends when node is declared dead, or nil
+// when it is dead now.
+func (p *peers) life(node string) context.Context {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dead[node] {
+		return nil
+	}
+	if p.live == nil {
+		p.live = map[string]*peerLife{}
+	}
+	l := p.live[node]
+	if l == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		l = &peerLife{ctx, cancel}
+		p.live[node] = l
+	}
+	return l.ctx
 }
 
 func newPeers(tls bool, apiKey string, addr func(string) string) *peers {
@@ -158,6 +205,14 @@ func (p *peers) call(ctx context.Context, node, op string, req, resp any) error 
 	if addr == "" {
 		return fmt.Errorf("%w: node %s has no known address", ErrUnavailable, node)
 	}
+	life := p.life(node)
+	if life == nil {
+		return fmt.Errorf("%w: node %s is dead (gossip)", ErrUnavailable, node)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(life, cancel)
+	defer stop()
 	var body bytes.Buffer
 	if err := gob.NewEncoder(&body).Encode(req); err != nil {
 		return fmt.Errorf("node: encode %s call: %w", op, err)

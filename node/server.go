@@ -237,6 +237,10 @@ func Run(ctx context.Context, opts ServerOptions, ready func(httpAddr string)) (
 	no.NodeID, no.Logger = id, log
 	start := time.Now()
 	rm := NewRaftMetadata(cs)
+	if o.Cluster.enabled() {
+		no.peers = newPeers(o.TLSCert != "", o.API.APIKey, cr.httpAddr)
+		cr.cs, rm.cluster = cs, cr
+	}
 	n, err := Open(no, rm, st)
 	if err != nil {
 		return err
@@ -247,8 +251,7 @@ func Run(ctx context.Context, opts ServerOptions, ready func(httpAddr string)) (
 		}
 	}()
 	if o.Cluster.enabled() {
-		cr.cs, rm.cluster = cs, cr
-		n.peers = newPeers(o.TLSCert != "", o.API.APIKey, cr.httpAddr)
+		cr.peers = n.peers
 		if err := cr.start(n, httpAddr, o.TLSCert != ""); err != nil {
 			return err
 		}
@@ -287,6 +290,10 @@ func Run(ctx context.Context, opts ServerOptions, ready func(httpAddr string)) (
 	})
 	g.Go(func() error {
 		<-gctx.Done()
+		if o.Cluster.enabled() {
+			log.Info("shutting down: handing off leadership and shards")
+			cr.handOff(5 * time.Second)
+		}
 		log.Info("shutting down: finishing in-flight requests")
 		sctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
 		defer cancel()

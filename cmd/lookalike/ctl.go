@@ -136,9 +136,11 @@ node's URL, --key (LOOKALIKE_API_KEY) the key for admin calls.`,
 			if len(voters)+len(nonvoters) > 0 {
 				fmt.Fprintf(w, "\nvoters\t%s\nnon-voters\t%s\n", dash(strings.Join(voters, ",")), dash(strings.Join(nonvoters, ",")))
 			}
-			fmt.Fprintf(w, "\nSHARD\tEPOCH\tLISTS\tPRIMARY\tREPLICAS\n")
+			// Backups are synchronous: an in-sync replica has no lag. A
+			// joining one is being copied to and serves nothing yet.
+			fmt.Fprintf(w, "\nSHARD\tEPOCH\tLISTS\tPRIMARY\tIN SYNC\tJOINING (copying)\n")
 			for _, s := range cu.Shards {
-				fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\n", s.Shard, s.Epoch, s.Lists, s.Primary, strings.Join(s.Replicas, ","))
+				fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\n", s.Shard, s.Epoch, s.Lists, s.Primary, dash(strings.Join(s.InSync, ",")), dash(strings.Join(s.Joining, ",")))
 			}
 			return w.Flush()
 		},

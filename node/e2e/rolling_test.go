@@ -1,0 +1,414 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"lookalike/proto"
+)
+
+// rrFullyReplicated: every list of coll is in a shard with two in-sync
+// replicas on live nodes, a live primary, nothing joining, and there is a
+// leader.
+func rrFullyReplicated(cu proto.Cluster, coll string, nlist int) bool {
+	if cu.Leader == "" || cdSumLists(cu, coll) != nlist {
+		return false
+	}
+	for _, s := range cdListShards(cu, coll) {
+		if len(s.InSync) < 2 || len(s.Joining) > 0 || cdNodeState(cu, s.Primary) != "alive" {
+			return false
+		}
+		for _, id := range s.InSync {
+			if cdNodeState(cu, id) != "alive" {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func rrShards(cu proto.Cluster, coll string) string {
+	s := cdShardsString(cdListShards(cu, coll))
+	for _, sh := range cdListShards(cu, coll) {
+		if len(sh.Joining) > 0 {
+			s += fmt.Sprintf("\n  %s joining %v", sh.Shard, sh.Joining)
+		}
+	}
+	return s
+}
+
+// TestClusterRollingRestart: with two writers and two searchers running
+// against a three-node cluster (replicas 2, trained), each node in turn
+// (the Raft leader last) is taken out of the load rotation, stopped with
+// SIGTERM (it hands off), started again on its data directory, and put
+// back once alive and ready; before each stop every list shard has two
+// in-sync replicas again. No search fails or is partial, no write batch
+// is given up, and every acknowledged id reads through every node.
+func TestClusterRollingRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three server processes and restarts each")
+	}
+	begin := time.Now()
+	const (
+		d, nlist, nbase, k, nprobe = 16, 8, 3000, 10, 4
+		name                       = "rr"
+		path                       = "/v1/collections/" + name
+		giveUp                     = 20 * time.Second
+	)
+	nodes := cdStartCluster(t, 3, "--auto-train-at", "-1")
+	cdLogTails(t, nodes, 60)
+	cdWaitFormed(t, nodes)
+	create(t, nodes[0], fmt.Sprintf(`{"name":%q,"metric":"l2","dim":%d,"nlist":%d,"replicas":2}`, name, d, nlist))
+	cdWaitCollection(t, nodes, name)
+
+	load := &cdLoad{acked: map[string]bool{}}
+	r := rand.New(rand.NewPCG(51, 52))
+	for b := 0; b < nbase; b += 500 {
+		ids := make([]string, 500)
+		vecs := make([][]float32, 500)
+		for j := range ids {
+			ids[j] = fmt.Sprintf("base-%d", b+j)
+			vecs[j] = vec(r, d)
+		}
+		c := nodes[(b/500)%len(nodes)]
+		if st, err := cdRetry(c.server, 10*time.Second, "POST", path+"/vectors", cdInsertBody(ids, vecs, b), nil); st != 200 {
+			t.Fatalf("insert %d through %s: %d %v", b, c.id, st, err)
+		}
+		for _, id := range ids {
+			load.acked[id] = true
+		}
+	}
+	if st, err := cdRetry(nodes[0].server, 10*time.Second, "POST", path+"/train", nil, nil); st != 202 {
+		t.Fatalf("train: %d %v", st, err)
+	}
+	for _, c := range nodes {
+		c.waitReadyFor(name, 60*time.Second)
+	}
+	cu := waitCluster(t, nodes[0], 30*time.Second, "every list shard of "+name+" with 2 in-sync replicas", func(cu proto.Cluster) bool {
+		return rrFullyReplicated(cu, name, nlist)
+	})
+	t.Logf("trained, ready on every node %v after start; leader %s; shards:%s", time.Since(begin).Round(time.Millisecond), cu.Leader, rrShards(cu, name))
+
+	// The load, through a "load balancer" (cdTargets) that takes a node
+	// out and drains it before the node is stopped.
+	targets := newCDTargets(nodes)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var wg sync.WaitGroup
+	sleep := func(dur time.Duration) bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(dur):
+			return true
+		}
+	}
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(500+w), 1))
+			for b := 0; ctx.Err() == nil; b++ {
+				ids := make([]string, 50)
+				vecs := make([][]float32, 50)
+				for j := range ids {
+					ids[j] = fmt.Sprintf("w%d-%d-%d", w, b, j)
+					vecs[j] = vec(r, d)
+				}
+				body := cdInsertBody(ids, vecs, 0)
+				first := time.Now()
+				var last *clusterNode
+				for {
+					c := targets.acquire(last)
+					st, err := cdCall(c.server, 15*time.Second, "POST", path+"/vectors", body, nil)
+					targets.release(c)
+					load.mu.Lock()
+					if st == 200 {
+						for _, id := range ids {
+							load.acked[id] = true
+						}
+						load.batches++
+						load.maxWait = max(load.maxWait, time.Since(first))
+						load.mu.Unlock()
+						break
+					}
+					load.writeErrs++
+					load.sample("write w%d-%d through %s: %d %v", w, b, c.id, st, err)
+					if time.Since(first) > giveUp {
+						load.gaveUp++
+						load.sample("write w%d-%d: gave up after %v", w, b, time.Since(first).Round(time.Millisecond))
+						load.mu.Unlock()
+						break
+					}
+					load.mu.Unlock()
+					last = c
+					if !sleep(100 * time.Millisecond) {
+						return // stopped: the batch is not acknowledged
+					}
+				}
+				if !sleep(150 * time.Millisecond) {
+					return
+				}
+			}
+		}(w)
+	}
+	for s := 0; s < 2; s++ {
+		wg.Add(1)
+		go func(s int) {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(600+s), 2))
+			for ctx.Err() == nil {
+				body, _ := json.Marshal(map[string]any{"vector": vec(r, d), "k": k, "nprobe": nprobe})
+				c := targets.acquire(nil)
+				t0 := time.Now()
+				var res proto.SearchResult
+				st, err := cdCall(c.server, 30*time.Second, "POST", path+"/search", body, &res)
+				took := time.Since(t0)
+				targets.release(c)
+				load.mu.Lock()
+				load.searches++
+				load.maxSearch = max(load.maxSearch, took)
+				switch {
+				case st != 200:
+					load.searchFail++
+					load.sample("search through %s: %d %v", c.id, st, err)
+				case res.Partial || len(res.MissingShards) > 0:
+					load.partial++
+					load.sample("search through %s: partial, missing %v", c.id, res.MissingShards)
+				case len(res.Hits) != k:
+					load.short++
+					load.sample("search through %s: %d hits", c.id, len(res.Hits))
+				}
+				load.mu.Unlock()
+				sleep(10 * time.Millisecond)
+			}
+		}(s)
+	}
+	stopLoad := func() {
+		stop()
+		wg.Wait()
+	}
+	defer stopLoad()
+
+	// probe writes batches of 200 new vectors (they reach every list, so
+	// every shard) through the nodes in rotation until one is
+	// acknowledged, and returns the time since from.
+	var probeMu sync.Mutex
+	probeN := 0
+	probe := func(from time.Time) (time.Duration, error) {
+		for {
+			probeMu.Lock()
+			probeN++
+			n := probeN
+			probeMu.Unlock()
+			pr := rand.New(rand.NewPCG(uint64(700+n), 3))
+			ids := make([]string, 200)
+			vecs := make([][]float32, 200)
+			for j := range ids {
+				ids[j] = fmt.Sprintf("probe-%d-%d", n, j)
+				vecs[j] = vec(pr, d)
+			}
+			c := targets.acquire(nil)
+			st, err := cdCall(c.server, 15*time.Second, "POST", path+"/vectors", cdInsertBody(ids, vecs, 0), nil)
+			targets.release(c)
+			if st == 200 {
+				load.mu.Lock()
+				for _, id := range ids {
+					load.acked[id] = true
+				}
+				load.mu.Unlock()
+				return time.Since(from), nil
+			}
+			if time.Since(from) > 30*time.Second {
+				return time.Since(from), fmt.Errorf("writes still refused %v after SIGTERM: last through %s %d %v", time.Since(from).Round(time.Millisecond), c.id, st, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	time.Sleep(2 * time.Second) // the load runs on the whole cluster first
+	if w0, err := probe(time.Now()); err != nil || w0 > 5*time.Second {
+		t.Fatalf("a write took %v before any restart (%v)", w0, err)
+	}
+
+	// The rolling restart: a node that is not the Raft leader while one
+	// is left, the leader last.
+	type timing struct {
+		id                                    string
+		wasLeader                             bool
+		shardsOK, drain, stopDur, writesOK    time.Duration
+		afterExit, alive, ready               time.Duration
+		writeErrs, searchFail, partial, short int
+	}
+	var timings []timing
+	remaining := slices.Clone(nodes)
+	for len(remaining) > 0 {
+		var observer *clusterNode // a node in rotation, not the one restarted
+		var victim *clusterNode
+		// Before the stop: every shard fully replicated again.
+		waitStart := time.Now()
+		obs := targets.nodes()[0]
+		cu, ok := cdPoll(obs, 60*time.Second, func(cu proto.Cluster) bool { return rrFullyReplicated(cu, name, nlist) })
+		if !ok {
+			t.Fatalf("60 s on, not every list shard of %s has 2 in-sync live replicas and nothing joining (view from %s):%s\nnodes: %+v", name, obs.id, rrShards(cu, name), cu.Nodes)
+		}
+		shardsOK := time.Since(waitStart)
+		for _, c := range remaining {
+			if c.id != cu.Leader {
+				victim = c
+				break
+			}
+		}
+		if victim == nil {
+			victim = remaining[0] // the leader, last
+		}
+		remaining = slices.DeleteFunc(remaining, func(c *clusterNode) bool { return c == victim })
+		for _, c := range nodes {
+			if c != victim {
+				observer = c
+				break
+			}
+		}
+		tm := timing{id: victim.id, wasLeader: victim.id == cu.Leader, shardsOK: shardsOK}
+		load.mu.Lock()
+		we0, sf0, pa0, sh0 := load.writeErrs, load.searchFail, load.partial, load.short
+		load.mu.Unlock()
+
+		t0 := time.Now()
+		targets.remove(victim) // out of rotation, in-flight requests to it drained
+		tm.drain = time.Since(t0)
+		sigterm := time.Now()
+		type probed struct {
+			d   time.Duration
+			err error
+		}
+		pch := make(chan probed, 1)
+		go func() {
+			d, err := probe(sigterm)
+			pch <- probed{d, err}
+		}()
+		victim.stop()
+		var err error
+		tm.stopDur = time.Since(sigterm)
+		p := <-pch
+		if p.err != nil {
+			t.Fatalf("%s stopped: %v", victim.id, p.err)
+		}
+		tm.writesOK = p.d
+		// And once it has exited: every shard takes writes without it.
+		exited := time.Now()
+		if tm.afterExit, err = probe(exited); err != nil {
+			t.Fatalf("%s stopped: %v", victim.id, err)
+		}
+		if tm.stopDur > 5*time.Second {
+			l := strings.Split(strings.TrimSpace(victim.log.String()), "\n")
+			t.Logf("%s took %v to stop; its last log lines:\n%s", victim.id, tm.stopDur.Round(time.Millisecond), strings.Join(l[max(0, len(l)-30):], "\n"))
+		}
+		if cu, err := observer.cluster(); err == nil {
+			t.Logf("%s stopped (SIGTERM, was leader %v) in %v; leader now %q; shards:%s", victim.id, tm.wasLeader, tm.stopDur.Round(time.Millisecond), cu.Leader, rrShards(cu, name))
+		}
+
+		restartAt := time.Now()
+		victim.restart()
+		for _, c := range nodes {
+			waitCluster(t, c, 30*time.Second, victim.id+" alive again in "+c.id+"'s view", func(cu proto.Cluster) bool {
+				return cu.Leader != "" && cdNodeState(cu, victim.id) == "alive"
+			})
+		}
+		tm.alive = time.Since(restartAt)
+		cdWaitReady(t, victim, name, 30*time.Second)
+		tm.ready = time.Since(restartAt)
+		targets.add(victim)
+
+		load.mu.Lock()
+		tm.writeErrs, tm.searchFail, tm.partial, tm.short = load.writeErrs-we0, load.searchFail-sf0, load.partial-pa0, load.short-sh0
+		load.mu.Unlock()
+		timings = append(timings, tm)
+		t.Logf("%s restarted: shards fully replicated after %v, drained %v, stop %v, writes ok %v after SIGTERM (%v after exit), alive %v / ready %v after start; in this window %d write errors (retried), %d searches failed, %d partial, %d short",
+			tm.id, tm.shardsOK.Round(time.Millisecond), tm.drain.Round(time.Millisecond), tm.stopDur.Round(time.Millisecond), tm.writesOK.Round(time.Millisecond), tm.afterExit.Round(time.Millisecond),
+			tm.alive.Round(time.Millisecond), tm.ready.Round(time.Millisecond), tm.writeErrs, tm.searchFail, tm.partial, tm.short)
+	}
+
+	// At the end: every shard fully replicated, then the load stops.
+	endWait := time.Now()
+	cu, ok := cdPoll(nodes[0], 60*time.Second, func(cu proto.Cluster) bool { return rrFullyReplicated(cu, name, nlist) })
+	if !ok {
+		t.Errorf("60 s after the last restart, not every list shard has 2 in-sync live replicas:%s\nnodes: %+v", rrShards(cu, name), cu.Nodes)
+	} else {
+		t.Logf("after the last restart, every shard 2 in-sync replicas %v later; leader %s; shards:%s", time.Since(endWait).Round(time.Millisecond), cu.Leader, rrShards(cu, name))
+	}
+	time.Sleep(time.Second) // load on the restored cluster
+	stopLoad()
+
+	t.Logf("%-4s %-6s %10s %8s %8s %10s %10s %8s %8s %6s %6s", "node", "leader", "shards ok", "drain", "stop", "writes ok", "after exit", "alive", "ready", "wErrs", "sFail")
+	for _, tm := range timings {
+		t.Logf("%-4s %-6v %10v %8v %8v %10v %10v %8v %8v %6d %6d", tm.id, tm.wasLeader, tm.shardsOK.Round(time.Millisecond), tm.drain.Round(time.Millisecond),
+			tm.stopDur.Round(time.Millisecond), tm.writesOK.Round(time.Millisecond), tm.afterExit.Round(time.Millisecond), tm.alive.Round(time.Millisecond), tm.ready.Round(time.Millisecond), tm.writeErrs, tm.searchFail+tm.partial)
+	}
+
+	load.mu.Lock()
+	t.Logf("load: %d write batches acknowledged (%d ids in all), %d failed attempts retried, %d batches given up, longest acknowledgement %v; %d searches, %d failed, %d partial, %d short, slowest %v",
+		load.batches, len(load.acked), load.writeErrs, load.gaveUp, load.maxWait.Round(time.Millisecond),
+		load.searches, load.searchFail, load.partial, load.short, load.maxSearch.Round(time.Millisecond))
+	for _, s := range load.samples {
+		t.Logf("  %s", s)
+	}
+	acked := make([]string, 0, len(load.acked))
+	for id := range load.acked {
+		acked = append(acked, id)
+	}
+	searchFail, partial, short, searches, gaveUp := load.searchFail, load.partial, load.short, load.searches, load.gaveUp
+	load.mu.Unlock()
+	slices.Sort(acked)
+
+	// Every acknowledged id, through every node.
+	readStart := time.Now()
+	for _, c := range nodes {
+		var (
+			mu      sync.Mutex
+			missing []string
+			rwg     sync.WaitGroup
+			work    = make(chan string)
+		)
+		for range 16 {
+			rwg.Add(1)
+			go func() {
+				defer rwg.Done()
+				for id := range work {
+					var it proto.Item
+					st, err := cdCall(c.server, 30*time.Second, "GET", path+"/items/"+id, nil, &it)
+					if st != 200 || it.ID != id {
+						mu.Lock()
+						missing = append(missing, fmt.Sprintf("%s (%d %v)", id, st, err))
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		for _, id := range acked {
+			work <- id
+		}
+		close(work)
+		rwg.Wait()
+		if len(missing) > 0 {
+			slices.Sort(missing)
+			t.Errorf("%d of %d acknowledged ids not read through %s, e.g. %v", len(missing), len(acked), c.id, missing[:min(10, len(missing))])
+		}
+	}
+	t.Logf("read %d acknowledged ids through each of %d nodes in %v", len(acked), len(nodes), time.Since(readStart).Round(time.Millisecond))
+
+	if searchFail > 0 || partial > 0 || short > 0 {
+		t.Errorf("searches: %d failed, %d partial, %d short of %d", searchFail, partial, short, searches)
+	}
+	if gaveUp > 0 {
+		t.Errorf("%d write batches still refused after %v of retries", gaveUp, giveUp)
+	}
+	t.Logf("whole test %v", time.Since(begin).Round(time.Millisecond))
+}
