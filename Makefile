@@ -47,7 +47,10 @@ test-go:
 # The concurrency contracts of the index, the coordinator and the store,
 # under the race detector.
 test-race:
-	$(GO) test -race -count=1 ./ivf/... ./coordinator/... ./node/store/... ./embed/...
+	$(GO) test -race -count=1 ./ivf/... ./coordinator/... ./node/ ./node/store/... ./embed/...
+	# The cluster's processes built with -race: a data race stops a server
+	# (halt_on_error), which fails its test.
+	LOOKALIKE_E2E_RACE=1 GORACE=halt_on_error=1 $(GO) test -count=1 -run 'TestCluster' ./node/e2e/
 
 test-faiss:
 	$(GO) vet -tags faiss ./bench/... ./cmd/...
@@ -61,7 +64,7 @@ FUZZ_TARGETS = \
 	ivf:FuzzLoad \
 	bench:FuzzReadFvecs bench:FuzzReadIvecs bench:FuzzDecodeIDX \
 	proto:FuzzDecodeCreateCollection proto:FuzzDecodeInsert proto:FuzzDecodeSearch \
-	proto:FuzzDecodeTrain proto:FuzzDecodeBulk \
+	proto:FuzzDecodeTrain proto:FuzzDecodeBulk proto:FuzzRPCDecode \
 	coordinator/meta:FuzzDecode coordinator/meta:FuzzDecodeTable \
 	node/store:FuzzDecode \
 	proto:FuzzDecodeImageUpload node:FuzzDecodeImageRecord \

@@ -13,7 +13,7 @@ log() { printf 'setup: %s\n' "$*"; }
 
 command -v go >/dev/null || { log "error: Go 1.26 is not on PATH (https://go.dev/dl)"; exit 1; }
 
-apt_ensure dataset-fashion-mnist openclipart-png gcc g++ make
+apt_ensure dataset-fashion-mnist openclipart-png gcc g++ make iproute2
 "$here/setup-faiss.sh"
 # ONNX Runtime (npm's onnxruntime-node; installs nodejs/npm if missing),
 # then the default model, converted from npm's nsfwjs by our own code.
