@@ -32,6 +32,10 @@ type ClusterOptions struct {
 	BootstrapExpect int
 	// Voter asks to be a Raft voter even when three voters exist.
 	Voter bool
+	// DeadVoterGrace is how long a voter may be dead (gossip) before the
+	// leader replaces it with a live non-voter, when there is one, and
+	// removes it from the Raft configuration. 0: 30 s; negative: never.
+	DeadVoterGrace time.Duration
 	// GossipKey encrypts gossip (16, 24 or 32 bytes; every node needs the
 	// same one). Nil: gossip in the clear.
 	GossipKey []byte
@@ -84,8 +88,9 @@ type clusterRuntime struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 
-	lastSeen   []string  // bootstrap: the member set at the previous check
-	lastReport time.Time // bootstrap: last "waiting" log line
+	lastSeen   []string             // bootstrap: the member set at the previous check
+	lastReport time.Time            // bootstrap: last "waiting" log line
+	deadSince  map[string]time.Time // leader: when each dead voter was first seen dead
 
 	peers *peers // the data plane's client: told who is dead
 }
@@ -376,6 +381,7 @@ func (cr *clusterRuntime) reconcile(conf []coordinator.Member) {
 			}
 		}
 	}
+	cr.replaceDeadVoters(conf, members, timeout)
 	t := cr.cs.Table()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -392,6 +398,72 @@ func (cr *clusterRuntime) reconcile(conf []coordinator.Member) {
 			cr.log.Warn("cluster: record node", "node", m.NodeID, "err", err)
 			return
 		}
+	}
+}
+
+// replaceDeadVoters (leader only): a voter dead for DeadVoterGrace is
+// replaced by a live non-voter, promoted first, then removed from the
+// configuration, so the cluster keeps its number of voters (and its
+// tolerance of failures) when a voting node is lost for good. Without a
+// live non-voter the dead voter stays (removing it would shrink the
+// quorum under a partition). A removed node that comes back is added
+// again as a non-voter by the reconciliation above.
+func (cr *clusterRuntime) replaceDeadVoters(conf []coordinator.Member, members []membership.Member, timeout time.Duration) {
+	grace := cr.o.DeadVoterGrace
+	if grace == 0 {
+		grace = 30 * time.Second
+	}
+	if grace < 0 {
+		return
+	}
+	state := map[string]membership.State{}
+	for _, m := range members {
+		state[m.NodeID] = m.State
+	}
+	if cr.deadSince == nil {
+		cr.deadSince = map[string]time.Time{}
+	}
+	now := time.Now()
+	var spare []string
+	for _, c := range conf {
+		if c.Suffrage == coordinator.Nonvoter && state[c.ID] == membership.Alive {
+			spare = append(spare, c.ID)
+		}
+	}
+	for _, c := range conf {
+		if c.Suffrage != coordinator.Voter || c.ID == cr.id {
+			continue
+		}
+		if s, ok := state[c.ID]; ok && s != membership.Dead {
+			delete(cr.deadSince, c.ID)
+			continue
+		}
+		since, ok := cr.deadSince[c.ID]
+		if !ok {
+			cr.deadSince[c.ID] = now
+			continue
+		}
+		if now.Sub(since) < grace || len(spare) == 0 {
+			continue
+		}
+		in := spare[0]
+		var addr string
+		for _, x := range conf {
+			if x.ID == in {
+				addr = x.Addr
+			}
+		}
+		if err := cr.cs.AddMember(coordinator.Member{ID: in, Addr: addr, Suffrage: coordinator.Voter}, timeout); err != nil {
+			cr.log.Warn("cluster: promote a non-voter in place of a dead voter", "node", in, "err", err)
+			return
+		}
+		if err := cr.cs.RemoveMember(c.ID, timeout); err != nil {
+			cr.log.Warn("cluster: remove a dead voter", "node", c.ID, "err", err)
+			return
+		}
+		delete(cr.deadSince, c.ID)
+		cr.log.Info("cluster: replaced a dead voter", "dead", c.ID, "dead_for", now.Sub(since).Round(time.Second), "new_voter", in)
+		spare = spare[1:]
 	}
 }
 
