@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -92,15 +93,19 @@ type clusterRuntime struct {
 	lastReport time.Time            // bootstrap: last "waiting" log line
 	deadSince  map[string]time.Time // leader: when each dead voter was first seen dead
 
-	peers *peers // the data plane's client: told who is dead
+	peers *peers      // the data plane's client: told who is dead
+	tls   *tls.Config // client side of calls to peers over HTTPS; nil over HTTP
 }
 
 // clusterForwarder is the coordinator's Forward hook for a clustered
 // server; cr is filled in once membership runs.
-func clusterForwarder(cr *clusterRuntime, tls bool, apiKey string) coordinator.ForwardFunc {
+func clusterForwarder(cr *clusterRuntime, tlsConf *tls.Config, apiKey string) coordinator.ForwardFunc {
 	f := &forwarder{scheme: "http", apiKey: apiKey, client: &http.Client{Timeout: 30 * time.Second}}
-	if tls {
+	if tlsConf != nil {
 		f.scheme = "https"
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tlsConf.Clone()
+		f.client.Transport = tr
 	}
 	f.waitVersion = func(ctx context.Context, version uint64) error {
 		for cr.cs.Table().Version() < version {

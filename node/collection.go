@@ -61,6 +61,8 @@ type collection struct {
 	copies   map[copyKey]bool
 	incoming map[shardKey]*inCopy
 	purging  atomic.Bool
+	// moving says whether this node moves the buffer to the lists.
+	moving atomic.Bool
 }
 
 // WriteItem is one item of an upsert, validated by the caller's decoder.

@@ -985,6 +985,9 @@ func (c *collection) syncTable(m CollectionMeta) {
 		c.startCopies(rt)
 		c.purgeUnheld(rt)
 		c.forgetCopies()
+		if m.State == Ready && m.Buffered && c.ix.Load() != nil && c.buf.Load() != nil && c.n.trainsHere(c.meta.Name) {
+			c.resumeMoveLater(m.Epoch)
+		}
 	}
 }
 
@@ -1118,19 +1121,48 @@ func (c *collection) removeLocked(users []string) (int, error) {
 	return len(removed), nil
 }
 
-// adoptDistributed is adopt for a collection whose lists live on several
-// nodes: this node (the buffer's primary, which trained) switches to ix
-// and sends every buffered item, with its internal id, through the
-// gateway's write path to the primary of its list's shard (this node or
-// another), then retires the buffer. The buffered copies stay searchable
-// until the table retires the buffer; then every node drops the copies it
-// still holds (dropBufferLater).
+// adoptDistributed is adopt for a collection of a cluster: this node
+// (the buffer's primary, which trained) switches to ix and moves the
+// buffer (moveBuffer).
 func (c *collection) adoptDistributed(ix *ivf.Index, epoch uint64) error {
 	c.mu.Lock()
 	c.ix.Store(ix)
 	c.epoch.Store(epoch)
-	buf := c.buf.Load()
 	c.mu.Unlock()
+	if !c.moving.CompareAndSwap(false, true) {
+		return nil
+	}
+	defer c.moving.Store(false)
+	return c.moveBuffer(epoch, true)
+}
+
+// resumeMoveLater moves the buffer when this node leads it but did not
+// train: the trainer died during the move, or this node restarted during
+// its own. The move is idempotent (items keep their ids).
+func (c *collection) resumeMoveLater(epoch uint64) {
+	if !c.moving.CompareAndSwap(false, true) {
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer c.moving.Store(false)
+		c.n.log.Info("resuming the move of the buffer to the list shards", "collection", c.meta.Name, "epoch", epoch)
+		if err := c.moveBuffer(epoch, false); err != nil && c.ctx.Err() == nil {
+			c.n.log.Error("move after training", "collection", c.meta.Name, "err", err)
+		}
+	}()
+}
+
+// moveBuffer sends every buffered item, with its internal id, through
+// the gateway's write path to the primary of its list's shard (this node
+// or another), then retires the buffer. A chunk that fails is tried
+// again until it goes through or the collection closes: the buffer must
+// not stay for good. The buffered copies stay searchable until the table
+// retires the buffer; then every node drops those it still holds
+// (dropBufferLater).
+func (c *collection) moveBuffer(epoch uint64, trainer bool) error {
+	buf := c.buf.Load()
 	var ids []uint64
 	if buf != nil {
 		ids = buf.liveIDs()
@@ -1170,20 +1202,48 @@ func (c *collection) adoptDistributed(ix *ivf.Index, epoch uint64) error {
 		if len(items) == 0 {
 			continue
 		}
-		if _, err := c.n.distInsert(c.ctx, c.meta.Name, items, preset, false); err != nil {
-			return fmt.Errorf("move %d buffered items: %w", len(items), err)
+		for try := 0; ; try++ {
+			_, err := c.n.distInsert(c.ctx, c.meta.Name, items, preset, false)
+			if err == nil {
+				break
+			}
+			if c.ctx.Err() != nil {
+				return c.ctx.Err()
+			}
+			if !retryable(err) && !errors.Is(err, ErrCutOff) {
+				return fmt.Errorf("move %d buffered items: %w", len(items), err)
+			}
+			c.n.log.Warn("move of buffered items: trying again", "collection", c.meta.Name, "items", len(items), "err", err)
+			select {
+			case <-c.ctx.Done():
+				return c.ctx.Err()
+			case <-time.After(time.Second):
+			}
 		}
 		moved += len(items)
 	}
-	c.mu.Lock()
-	c.state.Store(uint32(Ready))
-	err := c.n.store.SaveIndex(c.meta.Name, ix)
-	c.mu.Unlock()
-	if err != nil {
-		return err
+	if trainer {
+		c.mu.Lock()
+		c.state.Store(uint32(Ready))
+		err := c.n.store.SaveIndex(c.meta.Name, c.ix.Load())
+		c.mu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
 	c.n.log.Info("moved the buffer to the list shards", "collection", c.meta.Name, "items", moved)
-	return c.retireBuffer(epoch)
+	for {
+		err := c.retireBuffer(epoch)
+		if err == nil || c.ctx.Err() != nil {
+			return err
+		}
+		c.n.log.Warn("buffer not retired: trying again", "collection", c.meta.Name, "err", err)
+		select {
+		case <-c.ctx.Done():
+			return c.ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // trainsHere reports whether this node runs a collection's training: the

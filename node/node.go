@@ -99,6 +99,9 @@ func (n *Node) Sync() error {
 			continue
 		}
 		n.colls[name] = c
+		if n.peers != nil {
+			c.syncTable(m) // what a table change would start: copies, a move to resume
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/gob"
 	"errors"
 	"fmt"
@@ -185,12 +186,13 @@ func (p *peers) life(node string) context.Context {
 	return l.ctx
 }
 
-func newPeers(tls bool, apiKey string, addr func(string) string) *peers {
+func newPeers(tlsConf *tls.Config, apiKey string, addr func(string) string) *peers {
 	p := &peers{scheme: "http", apiKey: apiKey, addr: addr}
-	if tls {
-		p.scheme = "https"
-	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if tlsConf != nil {
+		p.scheme = "https"
+		tr.TLSClientConfig = tlsConf.Clone()
+	}
 	tr.MaxIdleConnsPerHost = 64
 	tr.IdleConnTimeout = 90 * time.Second
 	p.client = &http.Client{Transport: tr}

@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -42,6 +44,10 @@ type ServerOptions struct {
 	NodeID string
 	// TLSCert and TLSKey, both set, serve HTTPS.
 	TLSCert, TLSKey string
+	// TLSCA is a PEM file of the certificates that sign the other nodes'
+	// (a cluster served over HTTPS calls its peers with it); empty: the
+	// system's roots.
+	TLSCA string
 	// API configures the HTTP API (keys, limits, queues).
 	API APIOptions
 	// Node configures the runtime; its NodeID and Logger are set by Run.
@@ -91,6 +97,9 @@ func (o *ServerOptions) Validate() error {
 	}
 	if (o.TLSCert == "") != (o.TLSKey == "") {
 		errs = append(errs, errors.New("TLS needs both a certificate and a key"))
+	}
+	if o.TLSCA != "" && o.TLSCert == "" {
+		errs = append(errs, errors.New("--tls-ca is for a node that serves TLS (--tls-cert, --tls-key)"))
 	}
 	if o.NodeID != "" {
 		if err := validNodeID(o.NodeID); err != nil {
@@ -213,7 +222,12 @@ func Run(ctx context.Context, opts ServerOptions, ready func(httpAddr string)) (
 		// Bootstrap follows the members gossip finds (cluster.go).
 		copts.Bootstrap = false
 		copts.HeartbeatTimeout, copts.ElectionTimeout, copts.LeaderLeaseTimeout = clusterHeartbeat, clusterElection, clusterLeaderLease
-		copts.Forward = clusterForwarder(cr, o.TLSCert != "", o.API.APIKey)
+		peerTLS, err := peerTLSConfig(o.TLSCert != "", o.TLSCA)
+		if err != nil {
+			return err
+		}
+		cr.tls = peerTLS
+		copts.Forward = clusterForwarder(cr, peerTLS, o.API.APIKey)
 	}
 	cs, err := coordinator.Open(openCtx, copts)
 	if err != nil {
@@ -238,7 +252,7 @@ func Run(ctx context.Context, opts ServerOptions, ready func(httpAddr string)) (
 	start := time.Now()
 	rm := NewRaftMetadata(cs)
 	if o.Cluster.enabled() {
-		no.peers = newPeers(o.TLSCert != "", o.API.APIKey, cr.httpAddr)
+		no.peers = newPeers(cr.tls, o.API.APIKey, cr.httpAddr)
 		cr.cs, rm.cluster = cs, cr
 	}
 	n, err := Open(no, rm, st)
@@ -302,4 +316,27 @@ func Run(ctx context.Context, opts ServerOptions, ready func(httpAddr string)) (
 	err = g.Wait()
 	log.Info("flushing indexes and closing")
 	return err
+}
+
+// peerTLSConfig is the client side of calls to other nodes: nil over
+// plain HTTP; over HTTPS, the CA file's certificates as roots (the
+// system's without one).
+func peerTLSConfig(serveTLS bool, caFile string) (*tls.Config, error) {
+	if !serveTLS {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile == "" {
+		return c, nil
+	}
+	pemBytes, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("node: --tls-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemBytes) {
+		return nil, fmt.Errorf("node: --tls-ca %s: no PEM certificate in it", caFile)
+	}
+	c.RootCAs = pool
+	return c, nil
 }

@@ -97,6 +97,7 @@ the file. SIGTERM or Ctrl-C shuts down gracefully.`,
 	f.StringVar(&o.API.APIKey, "api-key", "", "key required by writes and admin calls (Authorization: Bearer KEY)")
 	f.StringVar(&o.API.ReadKey, "read-key", "", "key required by searches and reads (default: reads are open)")
 	f.StringVar(&o.TLSCert, "tls-cert", "", "TLS certificate file (with --tls-key: serve HTTPS)")
+	f.StringVar(&o.TLSCA, "tls-ca", "", "PEM file of the CA certificates that sign the other nodes' certificates (a cluster over HTTPS; default: the system's roots)")
 	f.StringVar(&o.TLSKey, "tls-key", "", "TLS key file")
 	f.Int64Var(&o.API.Limits.MaxBodyBytes, "max-body-bytes", 64<<20, "largest request body")
 	f.IntVar(&o.API.Limits.MaxItems, "max-items", 10_000, "most items in one insert")
