@@ -260,6 +260,42 @@ func (ix *Index) Add(ids []uint64, vecs []float32) error {
 	}
 	labels := make([]int32, n)
 	assign(p, d, m.centroids, ix.opts.Metric.coarse(), ix.opts.Threads, labels, nil)
+	ix.addLabeled(m, ids, p, labels)
+	return nil
+}
+
+// AddToLists is Add with each row's list given (labels[i] for row i, as
+// Assign returned them on an index with the same centroids): a cluster's
+// replicas store what the gateway assigned without assigning again.
+func (ix *Index) AddToLists(ids []uint64, vecs []float32, labels []int32) error {
+	m := ix.model.Load()
+	if m == nil {
+		return ErrNotTrained
+	}
+	d := ix.opts.Dim
+	if len(vecs) != len(ids)*d || len(labels) != len(ids) {
+		return fmt.Errorf("%w: %d ids, %d labels, %d floats (dim %d)", ErrDimension, len(ids), len(labels), len(vecs), d)
+	}
+	for _, l := range labels {
+		if l < 0 || int(l) >= m.nlist {
+			return fmt.Errorf("%w: list %d outside 0..%d", ErrBadOptions, l, m.nlist-1)
+		}
+	}
+	p, err := ix.prepare(vecs)
+	if err != nil {
+		return err
+	}
+	if len(ids) > 0 {
+		ix.addLabeled(m, ids, p, labels)
+	}
+	return nil
+}
+
+// addLabeled encodes prepared rows against their lists' centroids and
+// appends them.
+func (ix *Index) addLabeled(m *model, ids []uint64, p []float32, labels []int32) {
+	d := ix.opts.Dim
+	n := len(ids)
 	codes := make([]byte, n*d)
 	parallelRange(n, ix.opts.Threads, func(i0, i1 int) {
 		res := make([]float32, d)
@@ -297,7 +333,6 @@ func (ix *Index) Add(ids []uint64, vecs []float32) error {
 			ix.lists[l].append(gIDs[a:b], gCodes[a*d:b*d])
 		}
 	}
-	return nil
 }
 
 // Delete tombstones id wherever it is and reports whether it was found.

@@ -88,3 +88,49 @@ func TestSearchProbesSplitEqualsSearch(t *testing.T) {
 		}
 	}
 }
+
+// AddToLists with Assign's labels stores exactly what Add stores.
+func TestAddToListsEqualsAdd(t *testing.T) {
+	const d, n = 8, 2000
+	r := rand.New(rand.NewPCG(3, 4))
+	data := make([]float32, n*d)
+	for i := range data {
+		data[i] = float32(r.NormFloat64())
+	}
+	opts := Options{Dim: d, Metric: Cosine, NList: 16, Seed: 2}
+	a, _ := New(opts)
+	if _, err := a.Train(data); err != nil {
+		t.Fatal(err)
+	}
+	var blob bytes.Buffer
+	if _, err := a.WriteTo(&blob); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Load(bytes.NewReader(blob.Bytes()), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]uint64, n)
+	for i := range ids {
+		ids[i] = uint64(i + 1)
+	}
+	if err := a.Add(ids, data); err != nil {
+		t.Fatal(err)
+	}
+	labels, err := b.Assign(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddToLists(ids, data, labels); err != nil {
+		t.Fatal(err)
+	}
+	for l := 0; l < a.NList(); l++ {
+		va, vb := a.List(l).View(), b.List(l).View()
+		if !slices.Equal(va.IDs(), vb.IDs()) || !bytes.Equal(va.Codes(), vb.Codes()) {
+			t.Fatalf("list %d differs", l)
+		}
+	}
+	if err := b.AddToLists(ids[:1], data[:d], []int32{16}); err == nil {
+		t.Fatal("list 16 of 16 accepted")
+	}
+}

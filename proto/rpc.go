@@ -25,6 +25,10 @@ const RPCHeader = "Lookalike-Rpc"
 // RPCContentType is the media type of gob bodies.
 const RPCContentType = "application/x-lookalike-gob"
 
+// RPCBinaryContentType is the media type of a body in a type's own binary
+// layout (the search call and reply).
+const RPCBinaryContentType = "application/x-lookalike-bin"
+
 // Internal RPC operations: the last path element.
 const (
 	OpWrite     = "write"     // a gateway's write to the primary of the items' shards
@@ -202,4 +206,190 @@ func UnpackVector(b []byte) ([]float32, error) {
 		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 	}
 	return v, nil
+}
+
+// The search call and its reply, the hot path of every query, are not
+// gob: gob describes its types at the start of every stream, and one
+// call is one stream, so a decoder compiled its types on every call. They
+// implement encoding.BinaryMarshaler with the layout of
+// docs/format/rpc.md ("Search"), which the RPC layer sends as is.
+
+// MarshalBinary implements encoding.BinaryMarshaler.
+func (s *RPCSearch) MarshalBinary() ([]byte, error) {
+	b := make([]byte, 0, 64+len(s.Collection)+len(s.Vector)+8*len(s.Lists))
+	b = appendString(b, s.Collection)
+	b = binary.AppendUvarint(b, s.Epoch)
+	b = appendBytes(b, s.Vector)
+	b = binary.AppendUvarint(b, uint64(s.K))
+	b = binary.AppendUvarint(b, uint64(s.Refine))
+	flag := byte(0)
+	if s.Buffer {
+		flag = 1
+	}
+	b = append(b, flag)
+	if len(s.Dists) != len(s.Lists) {
+		return nil, fmt.Errorf("search call: %d lists, %d distances", len(s.Lists), len(s.Dists))
+	}
+	b = binary.AppendUvarint(b, uint64(len(s.Lists)))
+	for i, l := range s.Lists {
+		b = binary.LittleEndian.AppendUint32(b, uint32(l))
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(s.Dists[i]))
+	}
+	return b, nil
+}
+
+// UnmarshalBinary implements encoding.BinaryUnmarshaler.
+func (s *RPCSearch) UnmarshalBinary(b []byte) error {
+	r := binReader{b: b}
+	s.Collection = r.string()
+	s.Epoch = r.uvarint()
+	s.Vector = r.bytes()
+	s.K = int(r.small())
+	s.Refine = int(r.small())
+	s.Buffer = r.byte() == 1
+	n := r.count(8)
+	s.Lists, s.Dists = make([]int32, n), make([]float32, n)
+	for i := range n {
+		s.Lists[i] = int32(r.u32())
+		s.Dists[i] = math.Float32frombits(r.u32())
+	}
+	return r.done("search call")
+}
+
+// MarshalBinary implements encoding.BinaryMarshaler.
+func (s *RPCSearchReply) MarshalBinary() ([]byte, error) {
+	b := binary.AppendUvarint(nil, uint64(len(s.Hits)))
+	for _, h := range s.Hits {
+		b = binary.LittleEndian.AppendUint64(b, h.ID)
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(h.Dist))
+		b = appendString(b, h.UserID)
+		b = appendBytes(b, h.Meta)
+	}
+	return b, nil
+}
+
+// UnmarshalBinary implements encoding.BinaryUnmarshaler.
+func (s *RPCSearchReply) UnmarshalBinary(b []byte) error {
+	r := binReader{b: b}
+	n := r.count(14)
+	s.Hits = make([]RPCHit, n)
+	for i := range n {
+		h := &s.Hits[i]
+		h.ID = r.u64()
+		h.Dist = math.Float32frombits(r.u32())
+		h.UserID = r.string()
+		h.Meta = r.bytes()
+	}
+	return r.done("search reply")
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendBytes(b, p []byte) []byte {
+	if p == nil {
+		return binary.AppendUvarint(b, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(len(p))+1) // 0 is nil, n+1 is n bytes
+	return append(b, p...)
+}
+
+// binReader reads the binary layouts; the first error sticks.
+type binReader struct {
+	b   []byte
+	err error
+}
+
+func (r *binReader) fail(what string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("truncated or corrupt %s", what)
+	}
+	r.b = nil
+}
+
+func (r *binReader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail("varint")
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+// small is a varint that must fit an int32 (k, refine).
+func (r *binReader) small() uint64 {
+	v := r.uvarint()
+	if v > math.MaxInt32 {
+		r.fail("count")
+		return 0
+	}
+	return v
+}
+
+// count is a length of elements of at least min bytes each, checked
+// against what is left.
+func (r *binReader) count(min int) int {
+	v := r.uvarint()
+	if v > uint64(len(r.b)/min) {
+		r.fail("length")
+		return 0
+	}
+	return int(v)
+}
+
+func (r *binReader) take(n uint64) []byte {
+	if n > uint64(len(r.b)) {
+		r.fail("field")
+		return nil
+	}
+	p := r.b[:n:n]
+	r.b = r.b[n:]
+	return p
+}
+
+func (r *binReader) string() string { return string(r.take(r.uvarint())) }
+
+func (r *binReader) bytes() []byte {
+	n := r.uvarint()
+	if n == 0 {
+		return nil
+	}
+	return append([]byte{}, r.take(n-1)...)
+}
+
+func (r *binReader) byte() byte {
+	p := r.take(1)
+	if len(p) == 0 {
+		return 0
+	}
+	return p[0]
+}
+
+func (r *binReader) u32() uint32 {
+	p := r.take(4)
+	if len(p) < 4 {
+		return 0
+	}
+	return binary.LittleEndian.Uint32(p)
+}
+
+func (r *binReader) u64() uint64 {
+	p := r.take(8)
+	if len(p) < 8 {
+		return 0
+	}
+	return binary.LittleEndian.Uint64(p)
+}
+
+func (r *binReader) done(what string) error {
+	if r.err != nil {
+		return fmt.Errorf("%s: %w", what, r.err)
+	}
+	if len(r.b) != 0 {
+		return fmt.Errorf("%s: %d trailing bytes", what, len(r.b))
+	}
+	return nil
 }

@@ -68,7 +68,25 @@ func FuzzRPCDecode(f *testing.F) {
 		}
 		f.Add(b.Bytes())
 	}
+	for _, v := range []encodingBinary{&RPCSearch{Collection: "c", Vector: []byte{1, 2, 3, 4}, K: 10, Lists: []int32{1}, Dists: []float32{2}}, &RPCSearchReply{Hits: []RPCHit{{ID: 1, UserID: "u"}}}} {
+		b, _ := v.MarshalBinary()
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// The binary layouts: what decodes encodes and decodes back equal.
+		for _, v := range []encodingBinary{new(RPCSearch), new(RPCSearchReply)} {
+			if v.UnmarshalBinary(data) != nil {
+				continue
+			}
+			b, err := v.MarshalBinary()
+			if err != nil {
+				continue // lists and distances of different lengths cannot come from a decode
+			}
+			again := reflect.New(reflect.TypeOf(v).Elem()).Interface().(encodingBinary)
+			if err := again.UnmarshalBinary(b); err != nil || !reflect.DeepEqual(again, v) {
+				t.Fatalf("%T: %x decoded to %+v, came back as %+v (%v)", v, data, v, again, err)
+			}
+		}
 		for _, v := range rpcValues() {
 			out := reflect.New(reflect.TypeOf(v).Elem()).Interface()
 			if gob.NewDecoder(bytes.NewReader(data)).Decode(out) != nil {
@@ -84,4 +102,39 @@ func FuzzRPCDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+type encodingBinary interface {
+	MarshalBinary() ([]byte, error)
+	UnmarshalBinary([]byte) error
+}
+
+func TestSearchBinaryRoundTrip(t *testing.T) {
+	for _, v := range []encodingBinary{
+		&RPCSearch{Collection: "c", Epoch: 9, Vector: PackVector([]float32{1, -2}), K: 10, Refine: 4, Lists: []int32{3, 7}, Dists: []float32{0.5, 1.5}, Buffer: true},
+		&RPCSearch{},
+		&RPCSearchReply{Hits: []RPCHit{{ID: 1, Dist: 0.25, UserID: "u", Meta: []byte(`{"a":1}`)}, {ID: 2, UserID: "v", Meta: []byte{}}}},
+		&RPCSearchReply{},
+	} {
+		b, err := v.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := reflect.New(reflect.TypeOf(v).Elem()).Interface().(encodingBinary)
+		if err := out.UnmarshalBinary(b); err != nil {
+			t.Fatalf("%T: %v", v, err)
+		}
+		b2, _ := out.MarshalBinary()
+		if !bytes.Equal(b, b2) {
+			t.Fatalf("%T: %+v came back as %+v", v, v, out)
+		}
+		for cut := range len(b) {
+			if err := out.UnmarshalBinary(b[:cut]); err == nil && cut < len(b) {
+				// A prefix may decode only if it is itself a whole value.
+				if c, _ := out.MarshalBinary(); !bytes.Equal(c, b[:cut]) {
+					t.Fatalf("%T: prefix of %d bytes accepted", v, cut)
+				}
+			}
+		}
+	}
 }
