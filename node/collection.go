@@ -63,6 +63,9 @@ type collection struct {
 	purging  atomic.Bool
 	// moving says whether this node moves the buffer to the lists.
 	moving atomic.Bool
+	// users filters the user ids held here, for evictions (userfilter.go;
+	// under mu; nil until the first eviction).
+	users *userFilter
 }
 
 // WriteItem is one item of an upsert, validated by the caller's decoder.

@@ -318,8 +318,8 @@ func (n *Node) applyCopy(ctx context.Context, call *proto.RPCCopy) error {
 		if k, ok := in.keep[it.UserID]; ok && k != ids[i] {
 			continue
 		}
-		if cur, err := n.store.Get(c.meta.Name, it.UserID); err == nil {
-			if cs, ok := rt.shardOf(cur.List, cur.UserID); ok && (slices.Contains(cs.Replicas, rt.self) || slices.Contains(cs.Joining, rt.self)) && cur.ID != ids[i] {
+		if curID, curList, err := n.locate(c.meta.Name, it.UserID); err == nil {
+			if cs, ok := rt.shardOf(curList, it.UserID); ok && (slices.Contains(cs.Replicas, rt.self) || slices.Contains(cs.Joining, rt.self)) && curID != ids[i] {
 				continue // a newer copy in a shard held here
 			}
 		}

@@ -1061,20 +1061,46 @@ func (c *collection) searchProbes(q []float32, k, refine int, probes []ivf.Probe
 // evict deletes the copies of user ids whose internal id is not the kept
 // one. It reports how many it removed.
 func (c *collection) evict(ctx context.Context, users []string, keep []uint64) (int, error) {
+	stale := func(i int) (bool, error) {
+		id, _, err := c.n.locate(c.meta.Name, users[i])
+		if errors.Is(err, ErrNoItem) {
+			return false, nil
+		}
+		return err == nil && id != keep[i], err
+	}
+	// The user id filter drops the ids never seen here (new ids, the
+	// common case) without a read; directory reads for the rest, without
+	// the lock, so writes here need not wait for them.
+	c.mu.Lock()
+	f := c.usersLocked()
+	var maybe []int
+	for i, u := range users {
+		if f == nil || f.mayHave(u) {
+			maybe = append(maybe, i)
+		}
+	}
+	c.mu.Unlock()
+	var cand []int
+	for _, i := range maybe {
+		s, err := stale(i)
+		if err != nil {
+			return 0, err
+		}
+		if s {
+			cand = append(cand, i)
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.touchKeep(users, keep) // a copy coming in must not bring back the old copies
 	var del []string
-	for i, u := range users {
-		it, err := c.n.store.Get(c.meta.Name, u)
-		if errors.Is(err, ErrNoItem) {
-			continue
-		}
+	for _, i := range cand {
+		s, err := stale(i)
 		if err != nil {
 			return 0, err
 		}
-		if it.ID != keep[i] {
-			del = append(del, u)
+		if s {
+			del = append(del, users[i])
 		}
 	}
 	return c.removeLocked(del)
@@ -1086,14 +1112,14 @@ func (c *collection) evictBuffered(users []string) (int, error) {
 	defer c.mu.Unlock()
 	var del []string
 	for _, u := range users {
-		it, err := c.n.store.Get(c.meta.Name, u)
+		_, list, err := c.n.locate(c.meta.Name, u)
 		if errors.Is(err, ErrNoItem) {
 			continue
 		}
 		if err != nil {
 			return 0, err
 		}
-		if it.List == BufferList {
+		if list == BufferList {
 			del = append(del, u)
 		}
 	}
@@ -1319,4 +1345,20 @@ func (c *collection) loadDistributed(m CollectionMeta) error {
 		}
 	}
 	return nil
+}
+
+// locator is a Storage that finds a user id's item without reading it
+// (PebbleStorage: the directory entry only).
+type locator interface {
+	Locate(coll, userID string) (id uint64, list int32, err error)
+}
+
+// locate returns the internal id and list of a user id's live item, or
+// an error wrapping ErrNoItem.
+func (n *Node) locate(coll, userID string) (uint64, int32, error) {
+	if l, ok := n.store.(locator); ok {
+		return l.Locate(coll, userID)
+	}
+	it, err := n.store.Get(coll, userID)
+	return it.ID, it.List, err
 }

@@ -350,7 +350,7 @@ func (a *api) insert(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s, err := a.n.Describe(c)
+	s, err := a.n.describe(c, false)
 	if err != nil {
 		return err
 	}
@@ -389,7 +389,7 @@ func (a *api) search(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s, err := a.n.Describe(c)
+	s, err := a.n.describe(c, false)
 	if err != nil {
 		return err
 	}
@@ -444,7 +444,7 @@ func (a *api) getItem(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return proto.Errorf(proto.BadRequest, "vector=%q: want true or false", v)
 	}
-	s, err := a.n.Describe(c)
+	s, err := a.n.describe(c, false)
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,7 @@ func (a *api) insertImages(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s, err := a.n.Describe(c)
+	s, err := a.n.describe(c, false)
 	if err != nil {
 		return err
 	}

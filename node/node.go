@@ -221,7 +221,12 @@ func (n *Node) DropCollection(ctx context.Context, name string) error {
 }
 
 // Describe returns a collection's status.
-func (n *Node) Describe(name string) (CollectionStatus, error) {
+func (n *Node) Describe(name string) (CollectionStatus, error) { return n.describe(name, true) }
+
+// describe is Describe; count false skips the count of a collection on
+// several nodes (one call per node), for callers that need only its
+// metadata (the request handlers).
+func (n *Node) describe(name string, count bool) (CollectionStatus, error) {
 	c, err := n.collection(name)
 	if err != nil {
 		return CollectionStatus{}, err
@@ -243,12 +248,14 @@ func (n *Node) Describe(name string) (CollectionStatus, error) {
 		if m.State == Ready && m.Buffered {
 			s.State = Training
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if cnt, err := n.distCount(ctx, rt); err == nil {
-			s.Count = cnt
-		} else {
-			n.log.Debug("count of a distributed collection", "collection", name, "err", err)
+		if count {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if cnt, err := n.distCount(ctx, rt); err == nil {
+				s.Count = cnt
+			} else {
+				n.log.Debug("count of a distributed collection", "collection", name, "err", err)
+			}
 		}
 	}
 	return s, nil

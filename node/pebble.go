@@ -169,6 +169,29 @@ func (p *PebbleStorage) Get(coll, userID string) (Item, error) {
 	return fromStoreItem(it), nil
 }
 
+// UserIDs calls fn with every live user id of a collection.
+func (p *PebbleStorage) UserIDs(coll string, fn func(string) error) error {
+	c, err := p.CollectionNumber(coll)
+	if err != nil {
+		return err
+	}
+	return storeErr(p.s.UserIDs(context.Background(), c, fn))
+}
+
+// Locate returns the internal id and list of a user id's live item
+// (the directory entry only), or an error wrapping ErrNoItem.
+func (p *PebbleStorage) Locate(coll, userID string) (uint64, int32, error) {
+	c, err := p.CollectionNumber(coll)
+	if err != nil {
+		return 0, 0, err
+	}
+	list, id, err := p.s.Locate(context.Background(), c, userID)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%q: %w", userID, storeErr(err))
+	}
+	return id, fromStoreList(list), nil
+}
+
 // Item implements Storage.
 func (p *PebbleStorage) Item(coll string, id uint64) (Item, error) {
 	c, err := p.CollectionNumber(coll)

@@ -156,7 +156,7 @@ func (c *collection) writeAsPrimary(ctx context.Context, rt *route, items []Writ
 		k := 0
 		for _, i := range keep {
 			if preset[i] != 0 {
-				if cur, err := c.n.store.Get(c.meta.Name, items[i].UserID); err == nil && cur.ID != preset[i] {
+				if curID, _, err := c.n.locate(c.meta.Name, items[i].UserID); err == nil && curID != preset[i] {
 					continue
 				}
 			}
@@ -402,6 +402,7 @@ func (c *collection) applyLocked(items []WriteItem, lists []int32, ids []uint64,
 	b := &Batch{Collection: c.meta.Name, Dim: d, Puts: make([]Item, len(keep))}
 	var listIDs, bufIDs []uint64
 	var listVecs, bufVecs []float32
+	var listLabels []int32
 	for j, i := range keep {
 		it := items[i]
 		if lists[i] == BufferList {
@@ -414,6 +415,7 @@ func (c *collection) applyLocked(items []WriteItem, lists []int32, ids []uint64,
 				return nil, fmt.Errorf("%w: collection %q has no list %d here", ErrStaleEpoch, c.meta.Name, lists[i])
 			}
 			listIDs, listVecs = append(listIDs, ids[i]), append(listVecs, it.Vector...)
+			listLabels = append(listLabels, lists[i])
 		}
 		b.Puts[j] = Item{ID: ids[i], UserID: it.UserID, List: lists[i], Vector: it.Vector, Meta: it.Meta, Attachment: it.Attachment}
 	}
@@ -431,13 +433,20 @@ func (c *collection) applyLocked(items []WriteItem, lists []int32, ids []uint64,
 		c.dropMem(o.ID, o.List)
 	}
 	if len(listIDs) > 0 {
-		if err := ix.Add(listIDs, listVecs); err != nil {
+		// The lists the gateway assigned, with the same centroids: not
+		// assigned again.
+		if err := ix.AddToLists(listIDs, listVecs, listLabels); err != nil {
 			_ = wait()
 			return nil, err
 		}
 	}
 	if len(bufIDs) > 0 {
 		buf.append(bufIDs, bufVecs)
+	}
+	if c.users != nil {
+		for _, i := range keep {
+			c.users.add(items[i].UserID)
+		}
 	}
 	c.count.Add(int64(len(keep) - len(removed)))
 	c.maybeSave(ix, len(keep)+len(removed))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding"
 	"encoding/gob"
 	"errors"
 	"fmt"
@@ -66,6 +67,31 @@ func (a *api) rpc(w http.ResponseWriter, r *http.Request) error {
 	var err error
 	n := a.n
 	ctx := r.Context()
+	if r.PathValue("op") == proto.OpSearch {
+		var c proto.RPCSearch
+		body, rerr := io.ReadAll(r.Body)
+		if rerr == nil {
+			rerr = c.UnmarshalBinary(body)
+		}
+		if rerr != nil {
+			w.Header().Set("Content-Type", proto.RPCContentType)
+			w.WriteHeader(http.StatusConflict)
+			return gob.NewEncoder(w).Encode(rpcErrorOf(fmt.Errorf("%w: %v", ErrInvalid, rerr)))
+		}
+		reply, err := n.searchPart(&c)
+		if err != nil {
+			w.Header().Set("Content-Type", proto.RPCContentType)
+			w.WriteHeader(http.StatusConflict)
+			return gob.NewEncoder(w).Encode(rpcErrorOf(err))
+		}
+		b, err := reply.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		w.Header().Set("Content-Type", proto.RPCBinaryContentType)
+		_, err = w.Write(b)
+		return err
+	}
 	switch op := r.PathValue("op"); op {
 	case proto.OpWrite:
 		var c proto.RPCWrite
@@ -79,11 +105,6 @@ func (a *api) rpc(w http.ResponseWriter, r *http.Request) error {
 		if err = dec.Decode(&c); err == nil {
 			err = n.applyReplica(ctx, &c)
 			reply = &struct{}{}
-		}
-	case proto.OpSearch:
-		var c proto.RPCSearch
-		if err = dec.Decode(&c); err == nil {
-			reply, err = n.searchPart(&c)
 		}
 	case proto.OpGet:
 		var c proto.RPCGet
@@ -216,7 +237,13 @@ func (p *peers) call(ctx context.Context, node, op string, req, resp any) error 
 	stop := context.AfterFunc(life, cancel)
 	defer stop()
 	var body bytes.Buffer
-	if err := gob.NewEncoder(&body).Encode(req); err != nil {
+	if m, ok := req.(encoding.BinaryMarshaler); ok {
+		b, err := m.MarshalBinary()
+		if err != nil {
+			return fmt.Errorf("node: encode %s call: %w", op, err)
+		}
+		body.Write(b)
+	} else if err := gob.NewEncoder(&body).Encode(req); err != nil {
 		return fmt.Errorf("node: encode %s call: %w", op, err)
 	}
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, p.scheme+"://"+addr+rpcPrefix+op, &body)
@@ -236,6 +263,16 @@ func (p *peers) call(ctx context.Context, node, op string, req, resp any) error 
 		return fmt.Errorf("%w: %s to node %s: %v", ErrUnavailable, op, node, err)
 	}
 	defer res.Body.Close()
+	if u, ok := resp.(encoding.BinaryUnmarshaler); ok && res.StatusCode == http.StatusOK && res.Header.Get("Content-Type") == proto.RPCBinaryContentType {
+		b, err := io.ReadAll(res.Body)
+		if err == nil {
+			err = u.UnmarshalBinary(b)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %s reply of node %s: %v", ErrUnavailable, op, node, err)
+		}
+		return nil
+	}
 	if res.Header.Get("Content-Type") != proto.RPCContentType {
 		b, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
 		return fmt.Errorf("%w: %s to node %s: status %d: %s", ErrUnavailable, op, node, res.StatusCode, bytes.TrimSpace(b))
