@@ -60,9 +60,54 @@ func (n *Node) distRoute(name string) (*route, bool) {
 	t := p.table()
 	c, ok := t.Collection(name)
 	if !ok {
-		return nil, false
+		// Created through another node a moment ago? Catch up with the
+		// leader's table first (read-your-writes across nodes).
+		if !n.catchUp() {
+			return nil, false
+		}
+		if t = p.table(); t != nil {
+			c, ok = t.Collection(name)
+		}
+		if !ok {
+			return nil, false
+		}
 	}
 	return &route{p: p, self: p.self(), version: t.Version(), c: c}, true
+}
+
+// leaderVersion answers OpVersion: the table version, on the leader.
+func (n *Node) leaderVersion() (uint64, error) {
+	rm, ok := n.meta.(*RaftMetadata)
+	if !ok || !rm.s.IsLeader() {
+		return 0, fmt.Errorf("%w: not the leader", ErrNotLeader)
+	}
+	return rm.s.Table().Version(), nil
+}
+
+// catchUp is a read barrier for a lookup that missed: it asks the Raft
+// leader for its table version and waits (at most a second in all) until
+// this node's table is as new. It reports whether the table may have
+// changed (false outside a cluster, on the leader, or when the leader
+// cannot be asked).
+func (n *Node) catchUp() bool {
+	rm, ok := n.meta.(*RaftMetadata)
+	if !ok || n.peers == nil || rm.s.IsLeader() {
+		return false
+	}
+	leader := rm.s.Leader().ID
+	if leader == "" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var r proto.RPCVersionReply
+	if err := n.peers.call(ctx, leader, proto.OpVersion, &struct{}{}, &r); err != nil {
+		return false
+	}
+	if rm.s.Table().Version() >= r.Version {
+		return false
+	}
+	return rm.waitVersion(ctx, r.Version) == nil
 }
 
 // leased fails with ErrCutOff when this node's lease has ended.

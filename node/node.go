@@ -118,8 +118,13 @@ func (n *Node) collection(name string) (*collection, error) {
 		return c, nil
 	}
 	// The table may know it while the runtime does not yet (a create
-	// whose proposal failed after it was applied): catch up once.
-	if _, inTable := n.meta.Collection(name); inTable {
+	// whose proposal failed after it was applied, or, on a cluster, one
+	// made through another node a moment ago): catch up once.
+	_, inTable := n.meta.Collection(name)
+	if !inTable && n.catchUp() {
+		_, inTable = n.meta.Collection(name)
+	}
+	if inTable {
 		if err := n.Sync(); err != nil {
 			return nil, err
 		}

@@ -340,6 +340,12 @@ func (c *collection) removeReplica(ctx context.Context, p placer, shard uint32, 
 		if !slices.Contains(s.Replicas, node) {
 			return nil
 		}
+		// Only the shard's primary drops a backup that failed its
+		// writes: a deposed primary (cut off, its table behind) must not
+		// drop the replica that replaced it.
+		if s.Primary != c.n.opts.NodeID {
+			return fmt.Errorf("%w: %s leads shard %d now", ErrNotPrimary, s.Primary, shard)
+		}
 		rest := slices.DeleteFunc(slices.Clone(s.Replicas), func(r string) bool { return r == node })
 		if len(rest) == 0 {
 			return fmt.Errorf("%w: %s is the last replica of shard %d", ErrUnavailable, node, shard)

@@ -131,6 +131,13 @@ func (a *api) rpc(w http.ResponseWriter, r *http.Request) error {
 			v, err = n.countLocal(&c)
 			reply = &proto.RPCCountReply{Count: v}
 		}
+	case proto.OpVersion:
+		var c struct{}
+		if err = dec.Decode(&c); err == nil {
+			var v uint64
+			v, err = n.leaderVersion()
+			reply = &proto.RPCVersionReply{Version: v}
+		}
 	case proto.OpTrain:
 		var c proto.RPCTrain
 		if err = dec.Decode(&c); err == nil {

@@ -39,7 +39,13 @@ const (
 	OpTrain     = "train"     // start training on the buffer's primary
 	OpCopy      = "copy"      // a primary's full copy of a shard to a joining replica
 	OpCount     = "count"     // live items in some lists (and/or the buffer)
+	OpVersion   = "version"   // the Raft leader's table version (a read barrier)
 )
+
+// RPCVersionReply is the leader's table version.
+type RPCVersionReply struct {
+	Version uint64
+}
 
 // RPCItem is one item of a write. ID 0 asks the primary to allocate one;
 // a non-zero ID is kept (the buffer's move after training, replication).
