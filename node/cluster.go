@@ -217,8 +217,10 @@ func (cr *clusterRuntime) handOff(limit time.Duration) {
 		named := false
 		for _, c := range cr.cs.Table().Collections() {
 			for _, s := range append(slices.Clone(c.Shards.Shards), c.Buffer...) {
-				// The only copy stays named: nothing can take it over.
-				if len(s.Replicas) > 1 && slices.Contains(s.Replicas, cr.id) || slices.Contains(s.Joining, cr.id) {
+				// The only copy stays named: nothing can take it over. A
+				// copy to this node (joining) is not waited for: it fails
+				// and the leader names another node.
+				if len(s.Replicas) > 1 && slices.Contains(s.Replicas, cr.id) {
 					named = true
 				}
 			}

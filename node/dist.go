@@ -62,13 +62,9 @@ func (n *Node) distRoute(name string) (*route, bool) {
 	if !ok {
 		// Created through another node a moment ago? Catch up with the
 		// leader's table first (read-your-writes across nodes).
-		if !n.catchUp() {
-			return nil, false
-		}
-		if t = p.table(); t != nil {
-			c, ok = t.Collection(name)
-		}
-		if !ok {
+		n.catchUp()
+		t = p.table()
+		if c, ok = t.Collection(name); !ok {
 			return nil, false
 		}
 	}
@@ -437,7 +433,7 @@ func (n *Node) distDelete(ctx context.Context, rt *route, call *proto.RPCDelete)
 
 // maxSearchWaves bounds the calls of one search: the first, retries of
 // failed calls on other replicas, and hedges.
-const maxSearchWaves = 4
+const maxSearchWaves = 6
 
 // searchHedge is how long a search waits for a node before it asks
 // another replica of the same lists too.
@@ -462,6 +458,7 @@ func (n *Node) distSearch(ctx context.Context, rt *route, req SearchRequest) (*S
 	// What to scan: shard → probes, and the buffer shards.
 	type part struct {
 		shard  meta.Shard
+		sid    int // index in the shard map (or the buffer)
 		name   string
 		probes []ivf.Probe
 		buffer bool
@@ -492,7 +489,7 @@ func (n *Node) distSearch(ctx context.Context, rt *route, req SearchRequest) (*S
 			sid := rt.c.Shards.ListShard[p.List]
 			pt := byShard[sid]
 			if pt == nil {
-				pt = &part{shard: rt.c.Shards.Shards[sid], name: fmt.Sprintf("%s/%d", name, sid)}
+				pt = &part{shard: rt.c.Shards.Shards[sid], sid: int(sid), name: fmt.Sprintf("%s/%d", name, sid)}
 				byShard[sid] = pt
 				parts = append(parts, pt)
 			}
@@ -500,7 +497,7 @@ func (n *Node) distSearch(ctx context.Context, rt *route, req SearchRequest) (*S
 		}
 	}
 	for i, s := range rt.c.Buffer {
-		parts = append(parts, &part{shard: s, name: fmt.Sprintf("%s/buffer/%d", name, i), buffer: true})
+		parts = append(parts, &part{shard: s, sid: i, name: fmt.Sprintf("%s/buffer/%d", name, i), buffer: true})
 	}
 	res := &SearchResult{}
 	var replies [][]ivf.Hit
@@ -617,6 +614,29 @@ wait:
 			}
 		case <-ctx.Done():
 			break wait
+		}
+		if outstanding == 0 && len(answered) < len(parts) && waves < maxSearchWaves {
+			// Every replica of some part failed or was out (a failover, a
+			// node restarting and not yet leased): wait a little, read
+			// the table again and try them all once more.
+			select {
+			case <-ctx.Done():
+				break wait
+			case <-time.After(time.Duration(waves) * 50 * time.Millisecond):
+			}
+			if next, ok := n.distRoute(name); ok {
+				for _, pt := range parts {
+					switch {
+					case pt.buffer && pt.sid < len(next.c.Buffer):
+						pt.shard = next.c.Buffer[pt.sid]
+					case !pt.buffer && pt.sid < len(next.c.Shards.Shards):
+						pt.shard = next.c.Shards.Shards[pt.sid]
+					}
+				}
+				rt = next
+			}
+			clear(avoid)
+			launch(unanswered(parts))
 		}
 	}
 	for _, pt := range parts {

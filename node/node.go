@@ -121,7 +121,8 @@ func (n *Node) collection(name string) (*collection, error) {
 	// whose proposal failed after it was applied, or, on a cluster, one
 	// made through another node a moment ago): catch up once.
 	_, inTable := n.meta.Collection(name)
-	if !inTable && n.catchUp() {
+	if !inTable {
+		n.catchUp()
 		_, inTable = n.meta.Collection(name)
 	}
 	if inTable {
