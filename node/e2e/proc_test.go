@@ -99,12 +99,23 @@ func (s *server) hc() *http.Client {
 
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// Free for TCP and UDP both: a gossip address takes the two.
+	for try := 0; ; try++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		u, err := net.ListenPacket("udp", addr)
+		l.Close()
+		if err == nil {
+			u.Close()
+			return addr
+		}
+		if try == 20 {
+			t.Fatalf("no port free for TCP and UDP: %v", err)
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // startServer starts a server on free loopback ports with its data in a
