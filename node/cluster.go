@@ -117,19 +117,7 @@ func clusterForwarder(cr *clusterRuntime, tlsConf *tls.Config, apiKey string) co
 		}
 		return nil
 	}
-	f.httpAddr = func(id string) string {
-		if cr.ml != nil {
-			if m, ok := cr.ml.Member(id); ok && m.State != membership.Dead {
-				return m.HTTPAddr
-			}
-		}
-		if cr.cs != nil {
-			if n, ok := cr.cs.Table().Node(id); ok {
-				return n.HTTPAddr
-			}
-		}
-		return ""
-	}
+	f.httpAddr = cr.httpAddr
 	return f.forward
 }
 

@@ -155,32 +155,8 @@ func (c *collection) load(m CollectionMeta) error {
 	if err != nil {
 		return fmt.Errorf("centroids: %w", err)
 	}
-	var (
-		ids   []uint64
-		vecs  []float32
-		moves []Item
-		count int64
-	)
-	err = st.Scan(m.Name, func(it Item) error {
-		count++
-		if it.List == BufferList {
-			moves = append(moves, it)
-			return nil
-		}
-		ids = append(ids, it.ID)
-		vecs = append(vecs, it.Vector...)
-		if len(ids) == 1<<16 {
-			if err := ix.Add(ids, vecs); err != nil {
-				return err
-			}
-			ids, vecs = ids[:0], vecs[:0]
-		}
-		return nil
-	})
+	count, moves, err := c.scanItems(ix)
 	if err != nil {
-		return err
-	}
-	if err := ix.Add(ids, vecs); err != nil {
 		return err
 	}
 	c.ix.Store(ix)
@@ -202,6 +178,37 @@ func (c *collection) load(m CollectionMeta) error {
 		c.retireBufferLater(m.Epoch)
 	}
 	return nil
+}
+
+// scanItems reads every stored item of the collection: those in lists
+// are added to ix (nil: counted only), the buffered ones returned. It
+// returns the number of items.
+func (c *collection) scanItems(ix *ivf.Index) (count int64, buffered []Item, err error) {
+	var ids []uint64
+	var vecs []float32
+	err = c.n.store.Scan(c.meta.Name, func(it Item) error {
+		count++
+		if it.List == BufferList {
+			buffered = append(buffered, it)
+			return nil
+		}
+		if ix == nil {
+			return nil
+		}
+		ids = append(ids, it.ID)
+		vecs = append(vecs, it.Vector...)
+		if len(ids) == 1<<16 {
+			if err := ix.Add(ids, vecs); err != nil {
+				return err
+			}
+			ids, vecs = ids[:0], vecs[:0]
+		}
+		return nil
+	})
+	if err == nil && ix != nil {
+		err = ix.Add(ids, vecs)
+	}
+	return count, buffered, err
 }
 
 // checkEpoch refuses a call routed with another table epoch.
@@ -319,18 +326,9 @@ func (c *collection) upsertLocked(ix *ivf.Index, labels []int32, ids []uint64, k
 		}
 		b.Puts[j] = Item{ID: ids[j], UserID: it.UserID, List: l, Vector: it.Vector, Meta: it.Meta, Attachment: it.Attachment}
 	}
-	var removed []Removed
-	wait = func() error { return nil }
-	if as, ok := c.n.store.(AsyncStorage); ok {
-		removed, wait, err = as.ApplyAsync(b)
-	} else {
-		removed, err = c.n.store.Apply(b)
-	}
+	removed, wait, err := c.applyStore(b)
 	if err != nil {
 		return nil, err
-	}
-	for _, o := range removed {
-		c.dropMem(o.ID, o.List)
 	}
 	if ix != nil {
 		if err := ix.Add(ids, vecs); err != nil {
@@ -344,6 +342,25 @@ func (c *collection) upsertLocked(ix *ivf.Index, labels []int32, ids []uint64, k
 	c.maybeSave(ix, len(keep)+len(removed))
 	c.maybeTrain()
 	return wait, nil
+}
+
+// applyStore commits b, ordered now and durable once wait says so (at
+// once for a store that cannot split the two), and drops the copies it
+// replaced from memory. mu is held.
+func (c *collection) applyStore(b *Batch) (removed []Removed, wait func() error, err error) {
+	wait = func() error { return nil }
+	if as, ok := c.n.store.(AsyncStorage); ok {
+		removed, wait, err = as.ApplyAsync(b)
+	} else {
+		removed, err = c.n.store.Apply(b)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, o := range removed {
+		c.dropMem(o.ID, o.List)
+	}
+	return removed, wait, nil
 }
 
 // maybeSave starts a background save of a trained index after SaveEvery

@@ -1369,35 +1369,28 @@ func (c *collection) loadDistributed(m CollectionMeta) error {
 			return fmt.Errorf("centroids: %w", err)
 		}
 	}
-	buf := newFlatBuffer(m.Dim, m.Metric)
-	var (
-		ids, bids   []uint64
-		vecs, bvecs []float32
-		count       int64
-	)
-	err = st.Scan(m.Name, func(it Item) error {
-		count++
-		if it.List == BufferList {
-			bids, bvecs = append(bids, it.ID), append(bvecs, it.Vector...)
-			return nil
-		}
-		if !rebuild {
-			return nil
-		}
-		ids, vecs = append(ids, it.ID), append(vecs, it.Vector...)
-		if len(ids) == 1<<16 {
-			if err := ix.Add(ids, vecs); err != nil {
-				return err
-			}
-			ids, vecs = ids[:0], vecs[:0]
-		}
+	if !rebuild && !m.Buffered {
+		// The saved index holds the lists; no buffer to load: no scan,
+		// as on one node. (Buffered copies a crash left behind are not
+		// served: no buffer shard names them.)
+		c.ix.Store(ix)
+		c.count.Store(int64(ix.Len()))
+		c.state.Store(uint32(Ready))
 		return nil
-	})
+	}
+	var added *ivf.Index // rebuilt: the scan adds the lists' items
+	if rebuild {
+		added = ix
+	}
+	count, buffered, err := c.scanItems(added)
 	if err != nil {
 		return err
 	}
-	if err := ix.Add(ids, vecs); err != nil {
-		return err
+	buf := newFlatBuffer(m.Dim, m.Metric)
+	bids := make([]uint64, len(buffered))
+	bvecs := make([]float32, 0, len(buffered)*m.Dim)
+	for i, it := range buffered {
+		bids[i], bvecs = it.ID, append(bvecs, it.Vector...)
 	}
 	c.ix.Store(ix)
 	c.count.Store(count)

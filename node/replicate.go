@@ -425,18 +425,9 @@ func (c *collection) applyLocked(items []WriteItem, lists []int32, ids []uint64,
 		}
 		b.Puts[j] = Item{ID: ids[i], UserID: it.UserID, List: lists[i], Vector: it.Vector, Meta: it.Meta, Attachment: it.Attachment}
 	}
-	var removed []Removed
-	wait = func() error { return nil }
-	if as, ok := c.n.store.(AsyncStorage); ok {
-		removed, wait, err = as.ApplyAsync(b)
-	} else {
-		removed, err = c.n.store.Apply(b)
-	}
+	removed, wait, err := c.applyStore(b)
 	if err != nil {
 		return nil, err
-	}
-	for _, o := range removed {
-		c.dropMem(o.ID, o.List)
 	}
 	if len(listIDs) > 0 {
 		// The lists the gateway assigned, with the same centroids: not
