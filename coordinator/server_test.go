@@ -174,6 +174,17 @@ func TestCluster(t *testing.T) {
 	if _, err := l.Propose(ctxT(t), meta.CreateCollection{Name: "c", Dim: 8, Metric: ivf.L2}); !errors.Is(err, meta.ErrCollectionExists) {
 		t.Fatalf("duplicate: %v", err)
 	}
+	// A follower forwards to the leader it knows: wait until each knows
+	// it (a loaded machine can delay the first heartbeat after the
+	// election past the proposals above).
+	eventually(t, "followers know the leader", func() bool {
+		for _, s := range srv {
+			if s.Leader().ID != l.ID() {
+				return false
+			}
+		}
+		return true
+	})
 	for _, s := range srv {
 		if s == l {
 			continue
