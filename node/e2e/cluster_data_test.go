@@ -27,21 +27,7 @@ import (
 // key) with extra serve flags on every node.
 func cdStartCluster(t *testing.T, n int, extra ...string) []*clusterNode {
 	t.Helper()
-	nodes := make([]*clusterNode, n)
-	var seeds []string
-	for i := range nodes {
-		nodes[i] = &clusterNode{id: fmt.Sprintf("n%d", i+1), gossip: freeAddr(t)}
-		seeds = append(seeds, nodes[i].gossip)
-	}
-	for _, c := range nodes {
-		args := []string{"--model", "none", "--node-id", c.id, "--gossip", c.gossip,
-			"--join", strings.Join(seeds, ","), "--bootstrap-expect", fmt.Sprint(n)}
-		c.server = newServer(t, append(args, extra...)...)
-	}
-	for _, c := range nodes {
-		c.start()
-	}
-	return nodes
+	return startCluster(t, n, n, "", extra...)
 }
 
 // cdLogTails logs the end of each node's log when the test has failed.
@@ -64,9 +50,15 @@ func cdLogTails(t *testing.T, nodes []*clusterNode, lines int) {
 // and every member alive; it returns the last node's view.
 func cdWaitFormed(t *testing.T, nodes []*clusterNode) proto.Cluster {
 	t.Helper()
+	return cdWaitFormedWithin(t, nodes, 20*time.Second)
+}
+
+// cdWaitFormedWithin is cdWaitFormed with a limit per node.
+func cdWaitFormedWithin(t *testing.T, nodes []*clusterNode, limit time.Duration) proto.Cluster {
+	t.Helper()
 	var cu proto.Cluster
 	for _, c := range nodes {
-		cu = waitCluster(t, c, 20*time.Second, "cluster formed", func(cu proto.Cluster) bool {
+		cu = waitCluster(t, c, limit, "cluster formed", func(cu proto.Cluster) bool {
 			v, _ := roles(cu)
 			alive := 0
 			for _, n := range cu.Nodes {
@@ -511,7 +503,7 @@ type cdLoad struct {
 	acked      map[string]bool
 	batches    int           // write batches acknowledged
 	writeErrs  int           // failed write attempts (retried)
-	gaveUp     int           // batches still failing after 15 s
+	gaveUp     int           // batches still failing after the give-up time
 	maxWait    time.Duration // longest a batch took to be acknowledged, retries included
 	searches   int
 	searchFail int
@@ -519,11 +511,188 @@ type cdLoad struct {
 	short      int // fewer than k hits, not partial
 	maxSearch  time.Duration
 	samples    []string // first errors seen
+	probes     int      // probe batches sent
 }
 
 func (l *cdLoad) sample(format string, args ...any) {
 	if len(l.samples) < 12 {
 		l.samples = append(l.samples, time.Now().Format("15:04:05.000 ")+fmt.Sprintf(format, args...))
+	}
+}
+
+// cdRunLoad starts the load of the cluster tests through targets: two
+// writers (batches of 50 new ids; a failed batch is retried through
+// another node until acknowledged, or counted as given up after giveUp)
+// and two searchers (k, nprobe; failures, partial and short answers
+// counted), seeded from seed. stop ends them and waits.
+func cdRunLoad(load *cdLoad, targets *cdTargets, path string, d, k, nprobe int, giveUp time.Duration, seed uint64) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	sleep := func(dur time.Duration) bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(dur):
+			return true
+		}
+	}
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(seed+uint64(w), 1))
+			for b := 0; ctx.Err() == nil; b++ {
+				ids := make([]string, 50)
+				vecs := make([][]float32, 50)
+				for j := range ids {
+					ids[j] = fmt.Sprintf("w%d-%d-%d", w, b, j)
+					vecs[j] = vec(r, d)
+				}
+				body := cdInsertBody(ids, vecs, 0)
+				first := time.Now()
+				var last *clusterNode
+				for {
+					c := targets.acquire(last)
+					st, err := cdCall(c.server, 15*time.Second, "POST", path+"/vectors", body, nil)
+					targets.release(c)
+					load.mu.Lock()
+					if st == 200 {
+						for _, id := range ids {
+							load.acked[id] = true
+						}
+						load.batches++
+						load.maxWait = max(load.maxWait, time.Since(first))
+						load.mu.Unlock()
+						break
+					}
+					load.writeErrs++
+					load.sample("write w%d-%d through %s: %d %v", w, b, c.id, st, err)
+					if time.Since(first) > giveUp {
+						load.gaveUp++
+						load.sample("write w%d-%d: gave up after %v", w, b, time.Since(first).Round(time.Millisecond))
+						load.mu.Unlock()
+						break
+					}
+					load.mu.Unlock()
+					last = c
+					if !sleep(100 * time.Millisecond) {
+						return // stopped: the batch is not acknowledged
+					}
+				}
+				if !sleep(150 * time.Millisecond) {
+					return
+				}
+			}
+		}(w)
+	}
+	for s := 0; s < 2; s++ {
+		wg.Add(1)
+		go func(s int) {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(seed+100+uint64(s), 2))
+			for ctx.Err() == nil {
+				body, _ := json.Marshal(map[string]any{"vector": vec(r, d), "k": k, "nprobe": nprobe})
+				c := targets.acquire(nil)
+				t0 := time.Now()
+				var res proto.SearchResult
+				st, err := cdCall(c.server, 30*time.Second, "POST", path+"/search", body, &res)
+				took := time.Since(t0)
+				targets.release(c)
+				load.mu.Lock()
+				load.searches++
+				load.maxSearch = max(load.maxSearch, took)
+				switch {
+				case st != 200:
+					load.searchFail++
+					load.sample("search through %s: %d %v", c.id, st, err)
+				case res.Partial || len(res.MissingShards) > 0:
+					load.partial++
+					load.sample("search through %s: partial, missing %v", c.id, res.MissingShards)
+				case len(res.Hits) != k:
+					load.short++
+					load.sample("search through %s: %d hits", c.id, len(res.Hits))
+				}
+				load.mu.Unlock()
+				sleep(10 * time.Millisecond)
+			}
+		}(s)
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
+// probe writes batches of 200 new vectors (they reach every list, so
+// every shard) through the nodes in rotation until one is acknowledged
+// (its ids join the acknowledged ones), and returns the time since from;
+// an error once writes have been refused for 30 s since from (after what).
+func (l *cdLoad) probe(targets *cdTargets, path string, d int, seed uint64, from time.Time, after string) (time.Duration, error) {
+	for {
+		l.mu.Lock()
+		l.probes++
+		n := l.probes
+		l.mu.Unlock()
+		pr := rand.New(rand.NewPCG(seed+uint64(n), 3))
+		ids := make([]string, 200)
+		vecs := make([][]float32, 200)
+		for j := range ids {
+			ids[j] = fmt.Sprintf("probe-%d-%d", n, j)
+			vecs[j] = vec(pr, d)
+		}
+		c := targets.acquire(nil)
+		st, err := cdCall(c.server, 15*time.Second, "POST", path+"/vectors", cdInsertBody(ids, vecs, 0), nil)
+		targets.release(c)
+		if st == 200 {
+			l.mu.Lock()
+			for _, id := range ids {
+				l.acked[id] = true
+			}
+			l.mu.Unlock()
+			return time.Since(from), nil
+		}
+		if time.Since(from) > 30*time.Second {
+			return time.Since(from), fmt.Errorf("writes still refused %v after %s: last through %s %d %v", time.Since(from).Round(time.Millisecond), after, c.id, st, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// cdReadAll reads every id through each node (16 at a time) and reports
+// those not found there.
+func cdReadAll(t *testing.T, nodes []*clusterNode, path string, ids []string) {
+	t.Helper()
+	for _, c := range nodes {
+		var (
+			mu      sync.Mutex
+			missing []string
+			rwg     sync.WaitGroup
+			work    = make(chan string)
+		)
+		for range 16 {
+			rwg.Add(1)
+			go func() {
+				defer rwg.Done()
+				for id := range work {
+					var it proto.Item
+					st, err := cdCall(c.server, 30*time.Second, "GET", path+"/items/"+id, nil, &it)
+					if st != 200 || it.ID != id {
+						mu.Lock()
+						missing = append(missing, fmt.Sprintf("%s (%d %v)", id, st, err))
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		for _, id := range ids {
+			work <- id
+		}
+		close(work)
+		rwg.Wait()
+		if len(missing) > 0 {
+			slices.Sort(missing)
+			t.Errorf("%d of %d acknowledged ids not read through %s, e.g. %v", len(missing), len(ids), c.id, missing[:min(10, len(missing))])
+		}
 	}
 }
 
@@ -605,135 +774,15 @@ func TestClusterKill9Replicated(t *testing.T) {
 
 	// The load.
 	targets := newCDTargets(nodes)
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	var wg sync.WaitGroup
-	sleep := func(dur time.Duration) bool {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(dur):
-			return true
-		}
-	}
-	for w := 0; w < 2; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(100+w), 1))
-			for b := 0; ctx.Err() == nil; b++ {
-				ids := make([]string, 50)
-				vecs := make([][]float32, 50)
-				for j := range ids {
-					ids[j] = fmt.Sprintf("w%d-%d-%d", w, b, j)
-					vecs[j] = vec(r, d)
-				}
-				body := cdInsertBody(ids, vecs, 0)
-				first := time.Now()
-				var last *clusterNode
-				for {
-					c := targets.acquire(last)
-					st, err := cdCall(c.server, 15*time.Second, "POST", path+"/vectors", body, nil)
-					targets.release(c)
-					load.mu.Lock()
-					if st == 200 {
-						for _, id := range ids {
-							load.acked[id] = true
-						}
-						load.batches++
-						load.maxWait = max(load.maxWait, time.Since(first))
-						load.mu.Unlock()
-						break
-					}
-					load.writeErrs++
-					load.sample("write w%d-%d through %s: %d %v", w, b, c.id, st, err)
-					if time.Since(first) > 15*time.Second {
-						load.gaveUp++
-						load.sample("write w%d-%d: gave up after %v", w, b, time.Since(first).Round(time.Millisecond))
-						load.mu.Unlock()
-						break
-					}
-					load.mu.Unlock()
-					last = c
-					if !sleep(100 * time.Millisecond) {
-						return // stopped: the batch is not acknowledged
-					}
-				}
-				if !sleep(150 * time.Millisecond) {
-					return
-				}
-			}
-		}(w)
-	}
-	for s := 0; s < 2; s++ {
-		wg.Add(1)
-		go func(s int) {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(200+s), 2))
-			for ctx.Err() == nil {
-				body, _ := json.Marshal(map[string]any{"vector": vec(r, d), "k": k, "nprobe": nprobe})
-				c := targets.acquire(nil)
-				t0 := time.Now()
-				var res proto.SearchResult
-				st, err := cdCall(c.server, 30*time.Second, "POST", path+"/search", body, &res)
-				took := time.Since(t0)
-				targets.release(c)
-				load.mu.Lock()
-				load.searches++
-				load.maxSearch = max(load.maxSearch, took)
-				switch {
-				case st != 200:
-					load.searchFail++
-					load.sample("search through %s: %d %v", c.id, st, err)
-				case res.Partial || len(res.MissingShards) > 0:
-					load.partial++
-					load.sample("search through %s: partial, missing %v", c.id, res.MissingShards)
-				case len(res.Hits) != k:
-					load.short++
-					load.sample("search through %s: %d hits", c.id, len(res.Hits))
-				}
-				load.mu.Unlock()
-				sleep(10 * time.Millisecond)
-			}
-		}(s)
-	}
-	stopLoad := func() {
-		stop()
-		wg.Wait()
-	}
+	stopLoad := cdRunLoad(load, targets, path, d, k, nprobe, 15*time.Second, 100)
 	defer stopLoad()
-
-	// probe writes batches of 200 new vectors (they reach every list, so
-	// every shard) through the live nodes until one is acknowledged, and
-	// returns the time since from.
-	probeN := 0
 	probe := func(from time.Time) time.Duration {
 		t.Helper()
-		pr := rand.New(rand.NewPCG(uint64(300+probeN), 3))
-		for {
-			probeN++
-			ids := make([]string, 200)
-			vecs := make([][]float32, 200)
-			for j := range ids {
-				ids[j] = fmt.Sprintf("probe-%d-%d", probeN, j)
-				vecs[j] = vec(pr, d)
-			}
-			c := targets.acquire(nil)
-			st, err := cdCall(c.server, 15*time.Second, "POST", path+"/vectors", cdInsertBody(ids, vecs, 0), nil)
-			targets.release(c)
-			if st == 200 {
-				load.mu.Lock()
-				for _, id := range ids {
-					load.acked[id] = true
-				}
-				load.mu.Unlock()
-				return time.Since(from)
-			}
-			if time.Since(from) > 30*time.Second {
-				t.Fatalf("writes still refused %v after the kill: last %d %v", time.Since(from).Round(time.Millisecond), st, err)
-			}
-			time.Sleep(50 * time.Millisecond)
+		took, err := load.probe(targets, path, d, 300, from, "the kill")
+		if err != nil {
+			t.Fatal(err)
 		}
+		return took
 	}
 
 	time.Sleep(2 * time.Second) // the load runs on the whole cluster first
@@ -861,38 +910,7 @@ func TestClusterKill9Replicated(t *testing.T) {
 
 	// Every acknowledged id, through every live node.
 	readStart := time.Now()
-	for _, c := range targets.nodes() {
-		var (
-			mu      sync.Mutex
-			missing []string
-			rwg     sync.WaitGroup
-			work    = make(chan string)
-		)
-		for range 16 {
-			rwg.Add(1)
-			go func() {
-				defer rwg.Done()
-				for id := range work {
-					var it proto.Item
-					st, err := cdCall(c.server, 30*time.Second, "GET", path+"/items/"+id, nil, &it)
-					if st != 200 || it.ID != id {
-						mu.Lock()
-						missing = append(missing, fmt.Sprintf("%s (%d %v)", id, st, err))
-						mu.Unlock()
-					}
-				}
-			}()
-		}
-		for _, id := range acked {
-			work <- id
-		}
-		close(work)
-		rwg.Wait()
-		if len(missing) > 0 {
-			slices.Sort(missing)
-			t.Errorf("%d of %d acknowledged ids not read through %s, e.g. %v", len(missing), len(acked), c.id, missing[:min(10, len(missing))])
-		}
-	}
+	cdReadAll(t, targets.nodes(), path, acked)
 	t.Logf("read %d acknowledged ids through each of %d live nodes in %v", len(acked), len(targets.nodes()), time.Since(readStart).Round(time.Millisecond))
 
 	if load.searchFail > 0 || load.partial > 0 || load.short > 0 {

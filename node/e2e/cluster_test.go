@@ -18,9 +18,9 @@ type clusterNode struct {
 }
 
 // startCluster starts n `lookalike serve` processes on loopback that join
-// each other with --bootstrap-expect expect. They start together: none
-// waits for another's health.
-func startCluster(t *testing.T, n, expect int, key string) []*clusterNode {
+// each other with --bootstrap-expect expect, with the extra flags. They
+// start together: none waits for another's health.
+func startCluster(t *testing.T, n, expect int, key string, extra ...string) []*clusterNode {
 	nodes := make([]*clusterNode, n)
 	var seeds []string
 	for i := range nodes {
@@ -35,7 +35,7 @@ func startCluster(t *testing.T, n, expect int, key string) []*clusterNode {
 		if key != "" {
 			args = append(args, "--gossip-key", key)
 		}
-		nodes[i].server = newServer(t, args...)
+		nodes[i].server = newServer(t, append(args, extra...)...)
 	}
 	for _, c := range nodes {
 		c.start() // returns when its HTTP API answers; Raft comes later

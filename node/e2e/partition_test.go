@@ -488,19 +488,7 @@ func TestClusterPartition(t *testing.T) {
 	}
 
 	// Formed: one leader, three voters, all alive, on every node.
-	var cu proto.Cluster
-	for _, c := range nodes {
-		cu = waitCluster(t, c, 30*time.Second, "one leader, three voters, all alive", func(cu proto.Cluster) bool {
-			v, _ := roles(cu)
-			alive := 0
-			for _, n := range cu.Nodes {
-				if n.State == "alive" {
-					alive++
-				}
-			}
-			return cu.Leader != "" && len(v) == 3 && alive == 3
-		})
-	}
+	cu := cdWaitFormedWithin(t, nodes, 30*time.Second)
 	t.Logf("formed across namespaces in %v, leader %s", time.Since(begin).Round(time.Millisecond), cu.Leader)
 	time.Sleep(1500 * time.Millisecond) // the leader's node table complete
 

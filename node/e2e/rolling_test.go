@@ -1,13 +1,10 @@
 package e2e
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -99,138 +96,10 @@ func TestClusterRollingRestart(t *testing.T) {
 	// The load, through a "load balancer" (cdTargets) that takes a node
 	// out and drains it before the node is stopped.
 	targets := newCDTargets(nodes)
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	var wg sync.WaitGroup
-	sleep := func(dur time.Duration) bool {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(dur):
-			return true
-		}
-	}
-	for w := 0; w < 2; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(500+w), 1))
-			for b := 0; ctx.Err() == nil; b++ {
-				ids := make([]string, 50)
-				vecs := make([][]float32, 50)
-				for j := range ids {
-					ids[j] = fmt.Sprintf("w%d-%d-%d", w, b, j)
-					vecs[j] = vec(r, d)
-				}
-				body := cdInsertBody(ids, vecs, 0)
-				first := time.Now()
-				var last *clusterNode
-				for {
-					c := targets.acquire(last)
-					st, err := cdCall(c.server, 15*time.Second, "POST", path+"/vectors", body, nil)
-					targets.release(c)
-					load.mu.Lock()
-					if st == 200 {
-						for _, id := range ids {
-							load.acked[id] = true
-						}
-						load.batches++
-						load.maxWait = max(load.maxWait, time.Since(first))
-						load.mu.Unlock()
-						break
-					}
-					load.writeErrs++
-					load.sample("write w%d-%d through %s: %d %v", w, b, c.id, st, err)
-					if time.Since(first) > giveUp {
-						load.gaveUp++
-						load.sample("write w%d-%d: gave up after %v", w, b, time.Since(first).Round(time.Millisecond))
-						load.mu.Unlock()
-						break
-					}
-					load.mu.Unlock()
-					last = c
-					if !sleep(100 * time.Millisecond) {
-						return // stopped: the batch is not acknowledged
-					}
-				}
-				if !sleep(150 * time.Millisecond) {
-					return
-				}
-			}
-		}(w)
-	}
-	for s := 0; s < 2; s++ {
-		wg.Add(1)
-		go func(s int) {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(600+s), 2))
-			for ctx.Err() == nil {
-				body, _ := json.Marshal(map[string]any{"vector": vec(r, d), "k": k, "nprobe": nprobe})
-				c := targets.acquire(nil)
-				t0 := time.Now()
-				var res proto.SearchResult
-				st, err := cdCall(c.server, 30*time.Second, "POST", path+"/search", body, &res)
-				took := time.Since(t0)
-				targets.release(c)
-				load.mu.Lock()
-				load.searches++
-				load.maxSearch = max(load.maxSearch, took)
-				switch {
-				case st != 200:
-					load.searchFail++
-					load.sample("search through %s: %d %v", c.id, st, err)
-				case res.Partial || len(res.MissingShards) > 0:
-					load.partial++
-					load.sample("search through %s: partial, missing %v", c.id, res.MissingShards)
-				case len(res.Hits) != k:
-					load.short++
-					load.sample("search through %s: %d hits", c.id, len(res.Hits))
-				}
-				load.mu.Unlock()
-				sleep(10 * time.Millisecond)
-			}
-		}(s)
-	}
-	stopLoad := func() {
-		stop()
-		wg.Wait()
-	}
+	stopLoad := cdRunLoad(load, targets, path, d, k, nprobe, giveUp, 500)
 	defer stopLoad()
-
-	// probe writes batches of 200 new vectors (they reach every list, so
-	// every shard) through the nodes in rotation until one is
-	// acknowledged, and returns the time since from.
-	var probeMu sync.Mutex
-	probeN := 0
 	probe := func(from time.Time) (time.Duration, error) {
-		for {
-			probeMu.Lock()
-			probeN++
-			n := probeN
-			probeMu.Unlock()
-			pr := rand.New(rand.NewPCG(uint64(700+n), 3))
-			ids := make([]string, 200)
-			vecs := make([][]float32, 200)
-			for j := range ids {
-				ids[j] = fmt.Sprintf("probe-%d-%d", n, j)
-				vecs[j] = vec(pr, d)
-			}
-			c := targets.acquire(nil)
-			st, err := cdCall(c.server, 15*time.Second, "POST", path+"/vectors", cdInsertBody(ids, vecs, 0), nil)
-			targets.release(c)
-			if st == 200 {
-				load.mu.Lock()
-				for _, id := range ids {
-					load.acked[id] = true
-				}
-				load.mu.Unlock()
-				return time.Since(from), nil
-			}
-			if time.Since(from) > 30*time.Second {
-				return time.Since(from), fmt.Errorf("writes still refused %v after SIGTERM: last through %s %d %v", time.Since(from).Round(time.Millisecond), c.id, st, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		return load.probe(targets, path, d, 700, from, "SIGTERM")
 	}
 
 	time.Sleep(2 * time.Second) // the load runs on the whole cluster first
@@ -370,38 +239,7 @@ func TestClusterRollingRestart(t *testing.T) {
 
 	// Every acknowledged id, through every node.
 	readStart := time.Now()
-	for _, c := range nodes {
-		var (
-			mu      sync.Mutex
-			missing []string
-			rwg     sync.WaitGroup
-			work    = make(chan string)
-		)
-		for range 16 {
-			rwg.Add(1)
-			go func() {
-				defer rwg.Done()
-				for id := range work {
-					var it proto.Item
-					st, err := cdCall(c.server, 30*time.Second, "GET", path+"/items/"+id, nil, &it)
-					if st != 200 || it.ID != id {
-						mu.Lock()
-						missing = append(missing, fmt.Sprintf("%s (%d %v)", id, st, err))
-						mu.Unlock()
-					}
-				}
-			}()
-		}
-		for _, id := range acked {
-			work <- id
-		}
-		close(work)
-		rwg.Wait()
-		if len(missing) > 0 {
-			slices.Sort(missing)
-			t.Errorf("%d of %d acknowledged ids not read through %s, e.g. %v", len(missing), len(acked), c.id, missing[:min(10, len(missing))])
-		}
-	}
+	cdReadAll(t, nodes, path, acked)
 	t.Logf("read %d acknowledged ids through each of %d nodes in %v", len(acked), len(nodes), time.Since(readStart).Round(time.Millisecond))
 
 	if searchFail > 0 || partial > 0 || short > 0 {
