@@ -100,23 +100,9 @@ type clusterRuntime struct {
 // clusterForwarder is the coordinator's Forward hook for a clustered
 // server; cr is filled in once membership runs.
 func clusterForwarder(cr *clusterRuntime, tlsConf *tls.Config, apiKey string) coordinator.ForwardFunc {
-	f := &forwarder{scheme: "http", apiKey: apiKey, client: &http.Client{Timeout: 30 * time.Second}}
-	if tlsConf != nil {
-		f.scheme = "https"
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = tlsConf.Clone()
-		f.client.Transport = tr
-	}
-	f.waitVersion = func(ctx context.Context, version uint64) error {
-		for cr.cs.Table().Version() < version {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-		return nil
-	}
+	scheme, tr := peerTransport(tlsConf)
+	f := &forwarder{scheme: scheme, apiKey: apiKey, client: &http.Client{Timeout: 30 * time.Second, Transport: tr}}
+	f.waitVersion = func(ctx context.Context, version uint64) error { return waitTableVersion(ctx, cr.cs, version) }
 	f.httpAddr = cr.httpAddr
 	return f.forward
 }

@@ -410,16 +410,27 @@ func (c *collection) dropMem(id uint64, list int32) {
 // memory. ivf.Index.Compact is safe beside searches and writes.
 func (c *collection) maybeCompact(ix *ivf.Index) {
 	d := c.dead.Add(1)
-	if d < max(1024, c.count.Load()/10) || !c.compacting.CompareAndSwap(false, true) {
+	if d < max(1024, c.count.Load()/10) {
+		return
+	}
+	c.background(&c.compacting, func() {
+		c.dead.Add(-d)
+		n := ix.Compact()
+		c.n.log.Debug("compacted lists", "collection", c.meta.Name, "reclaimed", n)
+	})
+}
+
+// background runs f on a goroutine of the collection (waited for by
+// close) unless a job guarded by the same flag runs already.
+func (c *collection) background(running *atomic.Bool, f func()) {
+	if !running.CompareAndSwap(false, true) {
 		return
 	}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		defer c.compacting.Store(false)
-		c.dead.Add(-d)
-		n := ix.Compact()
-		c.n.log.Debug("compacted lists", "collection", c.meta.Name, "reclaimed", n)
+		defer running.Store(false)
+		f()
 	}()
 }
 

@@ -424,13 +424,10 @@ func (c *collection) forgetCopies() {
 // shards it is neither a replica of nor joining: left from before a
 // failure took it out of them.
 func (c *collection) purgeUnheld(rt *route) {
-	if lists, buffer := c.unheld(rt); len(lists) == 0 && !buffer || !c.purging.CompareAndSwap(false, true) {
+	if lists, buffer := c.unheld(rt); len(lists) == 0 && !buffer {
 		return
 	}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		defer c.purging.Store(false)
+	c.background(&c.purging, func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		// Decide again under the lock, from the table as it is now: a
@@ -458,7 +455,7 @@ func (c *collection) purgeUnheld(rt *route) {
 			return
 		}
 		c.n.log.Info("dropped copies of shards no longer held here", "collection", c.meta.Name, "lists", len(lists), "buffer", buffer, "items", len(ids))
-	}()
+	})
 }
 
 // unheld returns the lists with items here whose shard this node neither

@@ -1060,13 +1060,7 @@ func (c *collection) syncTable(m CollectionMeta) {
 // the table has retired the buffer: every item moved to its list shard,
 // on this node or another.
 func (c *collection) dropBufferLater() {
-	if !c.dropping.CompareAndSwap(false, true) {
-		return
-	}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		defer c.dropping.Store(false)
+	c.background(&c.dropping, func() {
 		var users []string
 		err := c.n.store.Scan(c.meta.Name, func(it Item) error {
 			if it.List == BufferList {
@@ -1088,7 +1082,7 @@ func (c *collection) dropBufferLater() {
 		c.buf.Store(nil)
 		c.mu.Unlock()
 		c.n.log.Info("dropped buffered copies", "collection", c.meta.Name, "items", len(users))
-	}()
+	})
 }
 
 // searchProbes scans the given lists and, with buffer, the flat buffer.
@@ -1231,18 +1225,12 @@ func (c *collection) adoptDistributed(ix *ivf.Index, epoch uint64) error {
 // train: the trainer died during the move, or this node restarted during
 // its own. The move is idempotent (items keep their ids).
 func (c *collection) resumeMoveLater(epoch uint64) {
-	if !c.moving.CompareAndSwap(false, true) {
-		return
-	}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		defer c.moving.Store(false)
+	c.background(&c.moving, func() {
 		c.n.log.Info("resuming the move of the buffer to the list shards", "collection", c.meta.Name, "epoch", epoch)
 		if err := c.moveBuffer(epoch, false); err != nil && c.ctx.Err() == nil {
 			c.n.log.Error("move after training", "collection", c.meta.Name, "err", err)
 		}
-	}()
+	})
 }
 
 // moveBuffer sends every buffered item, with its internal id, through

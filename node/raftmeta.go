@@ -91,7 +91,13 @@ func (m *RaftMetadata) table() *meta.Table { return m.s.Table() }
 func (m *RaftMetadata) self() string { return m.nodeID }
 
 func (m *RaftMetadata) waitVersion(ctx context.Context, v uint64) error {
-	for m.s.Table().Version() < v {
+	return waitTableVersion(ctx, m.s, v)
+}
+
+// waitTableVersion waits until s's table reaches version v, polling
+// every 2 ms, or ctx ends.
+func waitTableVersion(ctx context.Context, s *coordinator.Server, v uint64) error {
+	for s.Table().Version() < v {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

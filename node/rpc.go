@@ -215,16 +215,23 @@ func (p *peers) life(node string) context.Context {
 }
 
 func newPeers(tlsConf *tls.Config, apiKey string, addr func(string) string) *peers {
-	p := &peers{scheme: "http", apiKey: apiKey, addr: addr}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if tlsConf != nil {
-		p.scheme = "https"
-		tr.TLSClientConfig = tlsConf.Clone()
-	}
+	scheme, tr := peerTransport(tlsConf)
+	p := &peers{scheme: scheme, apiKey: apiKey, addr: addr}
 	tr.MaxIdleConnsPerHost = 64
 	tr.IdleConnTimeout = 90 * time.Second
 	p.client = &http.Client{Transport: tr}
 	return p
+}
+
+// peerTransport is the scheme and a fresh transport for calls to other
+// nodes: HTTPS with tlsConf when set, else HTTP.
+func peerTransport(tlsConf *tls.Config) (string, *http.Transport) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if tlsConf == nil {
+		return "http", tr
+	}
+	tr.TLSClientConfig = tlsConf.Clone()
+	return "https", tr
 }
 
 // call sends req to node's op and decodes the reply into resp. Transport

@@ -195,16 +195,23 @@ func (s *Store) Locate(ctx context.Context, coll uint32, userID string) (list ui
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		v, err := s.get(dirKey(coll, userID))
-		if err != nil {
-			return err
-		}
-		if list, id, err = decodeLoc(v); err != nil {
-			return fmt.Errorf("store: directory entry %q: %w", userID, err)
-		}
-		return nil
+		list, id, err = s.dirEntry(coll, userID)
+		return err
 	})
 	return list, id, err
+}
+
+// dirEntry reads and decodes a user id's directory entry; the caller
+// holds the read side.
+func (s *Store) dirEntry(coll uint32, userID string) (list uint32, id uint64, err error) {
+	v, err := s.get(dirKey(coll, userID))
+	if err != nil {
+		return 0, 0, err
+	}
+	if list, id, err = decodeLoc(v); err != nil {
+		return 0, 0, fmt.Errorf("store: directory entry %q: %w", userID, err)
+	}
+	return list, id, nil
 }
 
 // GetByUserID returns the live item with this user id, or ErrNotFound.
@@ -214,13 +221,9 @@ func (s *Store) GetByUserID(ctx context.Context, coll uint32, userID string) (It
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		v, err := s.get(dirKey(coll, userID))
+		list, id, err := s.dirEntry(coll, userID)
 		if err != nil {
 			return err
-		}
-		list, id, err := decodeLoc(v)
-		if err != nil {
-			return fmt.Errorf("store: directory entry %q: %w", userID, err)
 		}
 		if it, err = s.item(coll, list, id); errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("%w: directory names item %d in list %d, which is absent", ErrCorrupt, id, list)
