@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 
 	"lookalike/coordinator"
 	"lookalike/coordinator/meta"
+	"lookalike/internal/testenv"
 	"lookalike/ivf"
 )
 
@@ -65,15 +65,7 @@ func encode(t *testing.T, tb *meta.Table) []byte {
 	return b
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeAddr(t *testing.T) string { return testenv.FreeAddr(t) }
 
 func propose(t *testing.T, s *coordinator.Server, c meta.Command) any {
 	t.Helper()

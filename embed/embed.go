@@ -3,6 +3,8 @@ package embed
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"sync"
 )
 
 // Layout is the memory order of a model's input tensor.
@@ -98,4 +100,26 @@ type Prepared struct {
 	Format string    // "jpeg", "png", "gif", "webp", "bmp"
 	Width  int       // of the original, after EXIF orientation
 	Height int
+}
+
+// PrepareAll prepares every image with e on all cores (GOMAXPROCS
+// workers) and returns each result and each error in the order of data.
+func PrepareAll(e Embedder, data [][]byte) ([]*Prepared, []error) {
+	out := make([]*Prepared, len(data))
+	errs := make([]error, len(data))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range min(runtime.GOMAXPROCS(0), len(data)) {
+		wg.Go(func() {
+			for i := range next {
+				out[i], errs[i] = e.Prepare(data[i])
+			}
+		})
+	}
+	for i := range data {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return out, errs
 }

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/image/bmp"
+
+	"lookalike/internal/testenv"
 )
 
 // testConfig feeds v/255 unchanged, so tensor values read as colours.
@@ -663,7 +665,7 @@ func BenchmarkPrepare(b *testing.B) {
 			b.Run(fmt.Sprintf("%s-%.0fMP", f.name, mp), func(b *testing.B) {
 				b.SetBytes(int64(len(f.data)))
 				b.ReportAllocs()
-				cpu0 := cpuTime()
+				cpu0 := testenv.CPUTime()
 				for b.Loop() {
 					if _, err := Prepare(f.data, c, Limits{}); err != nil {
 						b.Fatal(err)
@@ -671,7 +673,7 @@ func BenchmarkPrepare(b *testing.B) {
 				}
 				// CPU time, GC included: wall time on a shared machine
 				// says more about the neighbours.
-				b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
+				b.ReportMetric(float64(testenv.CPUTime()-cpu0)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
 			})
 		}
 	}

@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"maps"
 	"math"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"unicode/utf8"
 
 	"lookalike/embed"
@@ -74,22 +72,7 @@ func (n *Node) embedder(name string) (embed.Embedder, error) {
 // reports every bad image at once, each by its label; the error is
 // ErrImageTooLarge when each bad image is too large, else ErrBadImage.
 func prepareAll(e embed.Embedder, labels []string, data [][]byte) ([]*embed.Prepared, error) {
-	out := make([]*embed.Prepared, len(data))
-	errs := make([]error, len(data))
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for range min(runtime.GOMAXPROCS(0), len(data)) {
-		wg.Go(func() {
-			for i := range next {
-				out[i], errs[i] = e.Prepare(data[i])
-			}
-		})
-	}
-	for i := range data {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	out, errs := embed.PrepareAll(e, data)
 	var msgs []string
 	allLarge := true
 	for i, err := range errs {

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"lookalike/internal/testenv"
 )
 
 func randomItems(rng *rand.Rand, n, dim int) []InsertItem {
@@ -237,7 +239,7 @@ func BenchmarkDecodeBulk(b *testing.B) {
 			b.Run(fmt.Sprintf("dim=%d/n=1000/crc=%v", dim, crc), func(b *testing.B) {
 				b.SetBytes(int64(len(body)))
 				b.ReportAllocs()
-				cpu := cpuTime()
+				cpu := testenv.CPUTime()
 				for range b.N {
 					if _, err := DecodeBulk(bytes.NewReader(body), Limits{}); err != nil {
 						b.Fatal(err)
@@ -258,7 +260,7 @@ func BenchmarkDecodeInsertJSON(b *testing.B) {
 	body, _ := json.Marshal(Insert{Items: items})
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
-	cpu := cpuTime()
+	cpu := testenv.CPUTime()
 	for range b.N {
 		if _, err := DecodeInsert(bytes.NewReader(body), Limits{}); err != nil {
 			b.Fatal(err)
@@ -271,7 +273,7 @@ func BenchmarkDecodeInsertJSON(b *testing.B) {
 // second of the whole process (GC included) since cpu.
 func reportCPU(b *testing.B, cpu time.Duration, bodyBytes, vectors int) {
 	b.ReportMetric(float64(b.N*vectors)/b.Elapsed().Seconds(), "vectors/s")
-	if used := (cpuTime() - cpu).Seconds(); used > 0 {
+	if used := (testenv.CPUTime() - cpu).Seconds(); used > 0 {
 		b.ReportMetric(float64(b.N*bodyBytes)/used/1e6, "MB/cpu-s")
 		b.ReportMetric(float64(b.N*vectors)/used, "vectors/cpu-s")
 	}
@@ -353,7 +355,7 @@ func BenchmarkBulkDecoderNext(b *testing.B) {
 	body := encodeBulk(b, items, false)
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
-	cpu := cpuTime()
+	cpu := testenv.CPUTime()
 	r := bytes.NewReader(body)
 	for range b.N {
 		r.Reset(body)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"time"
@@ -76,6 +77,16 @@ func (m *modelFlags) open() (*embed.Model, error) {
 	return embed.Open(modelDir(m.model), embed.ModelOptions{Library: m.lib, Sessions: m.sessions, IntraOpThreads: m.threads})
 }
 
+// openTelling is open, then a line on w with the runtime's version and
+// the sessions and threads the run uses.
+func (m *modelFlags) openTelling(w io.Writer) (*embed.Model, error) {
+	model, err := m.open()
+	if err == nil {
+		fmt.Fprintf(w, "ONNX Runtime %s: %d session(s), intra-op threads %s\n", embed.RuntimeVersion(), m.sessions, threadsName(m.threads))
+	}
+	return model, err
+}
+
 func newBenchEmbedCmd() *cobra.Command {
 	var (
 		o                imagebench.ThroughputOptions
@@ -136,7 +147,7 @@ serve does. Thumbnails are not made unless --thumbnails.`,
 			if o.Images, err = imagebench.ReadAll(files); err != nil {
 				return err
 			}
-			m, err := mf.open()
+			m, err := mf.openTelling(c.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -145,8 +156,6 @@ serve does. Thumbnails are not made unless --thumbnails.`,
 			if !thumbs {
 				o.Limits.ThumbSide = -1
 			}
-			fmt.Fprintf(c.ErrOrStderr(), "ONNX Runtime %s: %d session(s), intra-op threads %s\n",
-				embed.RuntimeVersion(), mf.sessions, threadsName(mf.threads))
 			_, _, err = imagebench.RunThroughput(c.Context(), o, c.OutOrStdout(), c.ErrOrStderr())
 			return err
 		},
@@ -300,15 +309,13 @@ rounds and the Bulk lane's mean throughput meanwhile.`,
 			if o.Images, err = imagebench.ReadAll(imagebench.Sample(files, n, seed)); err != nil {
 				return err
 			}
-			m, err := mf.open()
+			m, err := mf.openTelling(c.ErrOrStderr())
 			if err != nil {
 				return err
 			}
 			defer m.Close()
 			o.Runner, o.Hash = m, m.Hash()
 			o.Limits.ThumbSide = -1
-			fmt.Fprintf(c.ErrOrStderr(), "ONNX Runtime %s: %d session(s), intra-op threads %s\n",
-				embed.RuntimeVersion(), mf.sessions, threadsName(mf.threads))
 			_, err = imagebench.RunLanes(c.Context(), o, c.OutOrStdout(), c.ErrOrStderr())
 			return err
 		},

@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -320,22 +319,7 @@ func embedInProcess(ctx context.Context, e embed.Embedder, files []imageFile, co
 					}
 					data[i] = d
 				}
-				prep := make([]*embed.Prepared, len(fs))
-				errs := make([]error, len(fs))
-				var pw sync.WaitGroup
-				next := make(chan int)
-				for range min(runtime.GOMAXPROCS(0), len(fs)) {
-					pw.Go(func() {
-						for i := range next {
-							prep[i], errs[i] = e.Prepare(data[i])
-						}
-					})
-				}
-				for i := range fs {
-					next <- i
-				}
-				close(next)
-				pw.Wait()
+				prep, errs := embed.PrepareAll(e, data)
 				if err := errors.Join(errs...); err != nil {
 					errc <- err
 					return

@@ -6,6 +6,8 @@
 // message saying how to install it. Under `make test`, which installs every
 // component and sets LOOKALIKE_REQUIRE_COMPONENTS=1, the same test fails
 // instead, so that a broken setup cannot pass by skipping.
+//
+// It also holds what benchmarks of several packages share: CPUTime.
 package testenv
 
 import (

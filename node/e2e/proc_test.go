@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"lookalike/internal/testenv"
 	"lookalike/proto"
 )
 
@@ -97,26 +97,7 @@ func (s *server) hc() *http.Client {
 	return s.client
 }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	// Free for TCP and UDP both: a gossip address takes the two.
-	for try := 0; ; try++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		u, err := net.ListenPacket("udp", addr)
-		l.Close()
-		if err == nil {
-			u.Close()
-			return addr
-		}
-		if try == 20 {
-			t.Fatalf("no port free for TCP and UDP: %v", err)
-		}
-	}
-}
+func freeAddr(t testing.TB) string { return testenv.FreeAddr(t) }
 
 // startServer starts a server on free loopback ports with its data in a
 // new temporary directory.

@@ -3,30 +3,13 @@ package membership
 import (
 	"fmt"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
+
+	"lookalike/internal/testenv"
 )
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	// memberlist binds UDP and TCP on the same port: find one free for both.
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		u, err := net.ListenPacket("udp", addr)
-		l.Close()
-		if err == nil {
-			u.Close()
-			return addr
-		}
-	}
-	t.Fatal("no free port")
-	return ""
-}
+func freePort(t *testing.T) string { return testenv.FreeAddr(t) }
 
 func start(t *testing.T, id string, key []byte, join ...string) *Membership {
 	t.Helper()
