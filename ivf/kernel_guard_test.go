@@ -3,7 +3,9 @@
 package ivf
 
 import (
+	"math"
 	"math/rand/v2"
+	"slices"
 	"os"
 	"syscall"
 	"testing"
@@ -97,4 +99,63 @@ func TestKernelGuardPages(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestFirstNotFinite(t *testing.T) {
+	bad := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))}
+	for n := 0; n <= 9; n++ {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = math.MaxFloat32 * float32(1-2*(i%2)) // extremes stay finite
+		}
+		if got := FirstNotFinite(v); got != -1 {
+			t.Fatalf("len %d, all finite: got %d", n, got)
+		}
+		for at := range n {
+			for _, b := range bad {
+				w := slices.Clone(v)
+				w[at] = b
+				if got := FirstNotFinite(w); got != at || got != naiveFirstNotFinite(w) {
+					t.Fatalf("len %d, %v at %d: got %d", n, b, at, got)
+				}
+				w[n-1] = b // a second one later does not change the first
+				if got := FirstNotFinite(w); got != at {
+					t.Fatalf("len %d, %v at %d and %d: got %d", n, b, at, n-1, got)
+				}
+			}
+		}
+	}
+}
+
+// naiveFirstNotFinite is the plain loop FirstNotFinite replaced: the
+// reference for the test and the baseline of the benchmark.
+func naiveFirstNotFinite(v []float32) int {
+	for i, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return i
+		}
+	}
+	return -1
+}
+
+// BenchmarkFirstNotFinite: the branch-free pass against the plain loop on
+// a finite 128-d vector (what every write checks several times).
+func BenchmarkFirstNotFinite(b *testing.B) {
+	v := make([]float32, 128)
+	for i := range v {
+		v[i] = float32(i) - 64
+	}
+	for _, c := range []struct {
+		name string
+		f    func([]float32) int
+	}{{"impl=branchless", FirstNotFinite}, {"impl=naive", naiveFirstNotFinite}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(4 * len(v)))
+			for b.Loop() {
+				if c.f(v) != -1 {
+					b.Fatal("finite vector reported")
+				}
+			}
+		})
+	}
 }

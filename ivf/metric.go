@@ -82,10 +82,36 @@ func checkVector(v []float32, dim int) error {
 	if len(v) != dim {
 		return fmt.Errorf("%w: got %d components, want %d", ErrDimension, len(v), dim)
 	}
-	for i, x := range v {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return fmt.Errorf("%w: component %d is %v", ErrNotFinite, i, x)
-		}
+	if i := FirstNotFinite(v); i >= 0 {
+		return fmt.Errorf("%w: component %d is %v", ErrNotFinite, i, v[i])
 	}
 	return nil
+}
+
+// FirstNotFinite returns the index of the first NaN or ±Inf in v, or -1.
+// Every write checks every vector (the gateway, the assignment, the
+// primary and each backup), so the common all-finite case is one pass
+// without branches: x - x is 0 for a finite x and NaN otherwise, and the
+// NaN survives the sums.
+func FirstNotFinite(v []float32) int {
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(v); i += 4 {
+		s0 += v[i] - v[i]
+		s1 += v[i+1] - v[i+1]
+		s2 += v[i+2] - v[i+2]
+		s3 += v[i+3] - v[i+3]
+	}
+	for ; i < len(v); i++ {
+		s0 += v[i] - v[i]
+	}
+	if s0+s1+s2+s3 == 0 {
+		return -1
+	}
+	for i, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return i
+		}
+	}
+	return -1
 }

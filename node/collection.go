@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -224,10 +223,8 @@ func (c *collection) checkVector(v []float32) error {
 	if len(v) != c.meta.Dim {
 		return fmt.Errorf("%w: vector has %d components, collection dim is %d", ErrInvalid, len(v), c.meta.Dim)
 	}
-	for i, x := range v {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return fmt.Errorf("%w: vector component %d is %v", ErrInvalid, i, x)
-		}
+	if i := ivf.FirstNotFinite(v); i >= 0 {
+		return fmt.Errorf("%w: vector component %d is %v", ErrInvalid, i, v[i])
 	}
 	if c.meta.Metric == ivf.Cosine {
 		zero := true
