@@ -210,6 +210,7 @@ func (n *Node) distInsert(ctx context.Context, name string, items []WriteItem, p
 	ctx, cancel := context.WithTimeout(ctx, n.opts.CallTimeout)
 	defer cancel()
 	ids := make([]uint64, len(items))
+	applied := make([][]string, len(items)) // the nodes that applied each item
 	todo := make([]int, len(items))
 	for i := range todo {
 		todo[i] = i
@@ -235,9 +236,9 @@ func (n *Node) distInsert(ctx context.Context, name string, items []WriteItem, p
 			continue
 		}
 		type result struct {
-			idx []int
-			ids []uint64
-			err error
+			idx   []int
+			reply *proto.RPCWriteReply
+			err   error
 		}
 		results := make(chan result, len(groups))
 		for node, idx := range groups {
@@ -250,20 +251,21 @@ func (n *Node) distInsert(ctx context.Context, name string, items []WriteItem, p
 				}
 			}
 			go func() {
-				got, err := n.writeTo(ctx, node, call)
-				results <- result{idx, got, err}
+				reply, err := n.writeTo(ctx, node, call)
+				results <- result{idx, reply, err}
 			}()
 		}
 		var next []int
 		for range groups {
 			r := <-results
 			switch {
-			case r.err == nil && len(r.ids) == len(r.idx):
+			case r.err == nil && len(r.reply.IDs) == len(r.idx):
 				for j, i := range r.idx {
-					ids[i] = r.ids[j]
+					ids[i] = r.reply.IDs[j]
+					applied[i] = r.reply.Applied
 				}
 			case r.err == nil:
-				return nil, fmt.Errorf("node: a primary answered %d ids for %d items", len(r.ids), len(r.idx))
+				return nil, fmt.Errorf("node: a primary answered %d ids for %d items", len(r.reply.IDs), len(r.idx))
 			case retryable(r.err):
 				lastErr = r.err
 				next = append(next, r.idx...)
@@ -286,7 +288,16 @@ func (n *Node) distInsert(ctx context.Context, name string, items []WriteItem, p
 		for i, it := range items {
 			users[i] = it.UserID
 		}
-		if _, err := n.distDelete(ctx, rt, &proto.RPCDelete{Collection: name, UserIDs: users, Keep: ids}); err != nil {
+		// A node that applied an item's new copy holds no old one (one
+		// copy per user id a node): it is told, and skips the lookup.
+		here := func(node string) []bool {
+			flags := make([]bool, len(items))
+			for i := range items {
+				flags[i] = slices.Contains(applied[i], node)
+			}
+			return flags
+		}
+		if _, err := n.distDelete(ctx, rt, &proto.RPCDelete{Collection: name, UserIDs: users, Keep: ids}, here); err != nil {
 			return nil, fmt.Errorf("written, but old copies of the ids may remain: %w", err)
 		}
 	}
@@ -351,7 +362,7 @@ func (n *Node) groupWrites(rt *route, items []WriteItem, todo []int) (map[string
 }
 
 // writeTo calls a primary, in process when it is this node.
-func (n *Node) writeTo(ctx context.Context, node string, call *proto.RPCWrite) ([]uint64, error) {
+func (n *Node) writeTo(ctx context.Context, node string, call *proto.RPCWrite) (*proto.RPCWriteReply, error) {
 	if node == n.opts.NodeID {
 		return n.primaryWrite(ctx, call)
 	}
@@ -359,13 +370,16 @@ func (n *Node) writeTo(ctx context.Context, node string, call *proto.RPCWrite) (
 	if err := n.peers.call(ctx, node, proto.OpWrite, call, &reply); err != nil {
 		return nil, err
 	}
-	return reply.IDs, nil
+	return &reply, nil
 }
 
 // distDelete sends a delete to every node holding a replica and returns
 // the most copies one node removed (each replica holds every item of its
 // shards, so that is how many ids existed).
-func (n *Node) distDelete(ctx context.Context, rt *route, call *proto.RPCDelete) (int, error) {
+//
+// With applied set (an eviction after an upsert), each node's call
+// carries applied(node) as its Applied flags.
+func (n *Node) distDelete(ctx context.Context, rt *route, call *proto.RPCDelete, applied func(node string) []bool) (int, error) {
 	if err := rt.leased(); err != nil {
 		return 0, err
 	}
@@ -387,6 +401,12 @@ func (n *Node) distDelete(ctx context.Context, rt *route, call *proto.RPCDelete)
 		}
 		results := make(chan result, len(targets))
 		for _, node := range targets {
+			call := call
+			if applied != nil {
+				c := *call
+				c.Applied = applied(node)
+				call = &c
+			}
 			go func() {
 				var r int
 				var err error
@@ -827,7 +847,7 @@ func (c *collection) unpackItems(in []proto.RPCItem) ([]WriteItem, []int32, []ui
 
 // primaryWrite stores a gateway's items on this node, the primary of
 // their shards, and replicates them to the backups before it returns.
-func (n *Node) primaryWrite(ctx context.Context, call *proto.RPCWrite) ([]uint64, error) {
+func (n *Node) primaryWrite(ctx context.Context, call *proto.RPCWrite) (*proto.RPCWriteReply, error) {
 	c, rt, err := n.callColl(ctx, call.Collection, call.Version)
 	if err != nil {
 		return nil, err
@@ -848,7 +868,11 @@ func (n *Node) primaryWrite(ctx context.Context, call *proto.RPCWrite) ([]uint64
 	if rt.trained() && c.follow() == nil {
 		return nil, fmt.Errorf("%w: collection %q: centroids not loaded yet", ErrStaleEpoch, call.Collection)
 	}
-	return c.writeAsPrimary(ctx, rt, items, lists, ids)
+	ids, applied, err := c.writeAsPrimary(ctx, rt, items, lists, ids)
+	if err != nil {
+		return nil, err
+	}
+	return &proto.RPCWriteReply{IDs: ids, Applied: applied}, nil
 }
 
 // applyReplica applies a primary's write in its stream's order.
@@ -976,10 +1000,13 @@ func (n *Node) deleteLocal(ctx context.Context, call *proto.RPCDelete) (int, err
 	if call.Keep != nil && len(call.Keep) != len(call.UserIDs) {
 		return 0, fmt.Errorf("%w: %d kept ids for %d user ids", ErrInvalid, len(call.Keep), len(call.UserIDs))
 	}
+	if call.Applied != nil && (call.Keep == nil || len(call.Applied) != len(call.UserIDs)) {
+		return 0, fmt.Errorf("%w: %d applied flags for %d user ids (kept ids: %t)", ErrInvalid, len(call.Applied), len(call.UserIDs), call.Keep != nil)
+	}
 	if call.Keep == nil {
 		return c.remove(ctx, call.UserIDs)
 	}
-	return c.evict(ctx, call.UserIDs, call.Keep)
+	return c.evict(ctx, call.UserIDs, call.Keep, call.Applied)
 }
 
 // trainLocal starts training here (this node holds the buffer).
@@ -1119,7 +1146,12 @@ func (c *collection) searchProbes(q []float32, k, refine int, probes []ivf.Probe
 
 // evict deletes the copies of user ids whose internal id is not the kept
 // one. It reports how many it removed.
-func (c *collection) evict(ctx context.Context, users []string, keep []uint64) (int, error) {
+//
+// applied[i] (when set) says this node applied users[i]'s new copy in the
+// write the eviction follows: a node holds one copy per user id, so there
+// is no old one to look up, unless a copy into this node is in progress
+// (it may bring one in; then every id is checked as before).
+func (c *collection) evict(ctx context.Context, users []string, keep []uint64, applied []bool) (int, error) {
 	stale := func(i int) (bool, error) {
 		id, _, err := c.n.locate(c.meta.Name, users[i])
 		if errors.Is(err, ErrNoItem) {
@@ -1132,8 +1164,14 @@ func (c *collection) evict(ctx context.Context, users []string, keep []uint64) (
 	// the lock, so writes here need not wait for them.
 	c.mu.Lock()
 	f := c.usersLocked()
+	if len(c.incoming) > 0 {
+		applied = nil
+	}
 	var maybe []int
 	for i, u := range users {
+		if applied != nil && applied[i] {
+			continue
+		}
 		if f == nil || f.mayHave(u) {
 			maybe = append(maybe, i)
 		}

@@ -362,7 +362,7 @@ func (n *Node) Delete(ctx context.Context, name, userID string) error {
 	if rt, ok := n.distRoute(name); ok {
 		ctx, cancel := context.WithTimeout(ctx, n.opts.CallTimeout)
 		defer cancel()
-		got, err := n.distDelete(ctx, rt, &proto.RPCDelete{Collection: name, UserIDs: []string{userID}})
+		got, err := n.distDelete(ctx, rt, &proto.RPCDelete{Collection: name, UserIDs: []string{userID}}, nil)
 		if err == nil && got == 0 {
 			err = fmt.Errorf("%w: %q", ErrNoItem, userID)
 		}

@@ -115,12 +115,15 @@ type replicaCall struct {
 	// a failure there drops it from the copy, without delaying the write.
 	joins []copyKey
 	call  *proto.RPCReplicate
+	// applied: the node acknowledged the call (set by sendReplica).
+	applied bool
 }
 
 // writeAsPrimary stores items (lists assigned by the gateway; ids
 // allocated here where preset[i] is 0) and replicates them. Repeated user
-// ids: the last wins. It returns each item's internal id.
-func (c *collection) writeAsPrimary(ctx context.Context, rt *route, items []WriteItem, lists []int32, preset []uint64) ([]uint64, error) {
+// ids: the last wins. It returns each item's internal id and the nodes
+// that applied the write: this one and the backups that acknowledged.
+func (c *collection) writeAsPrimary(ctx context.Context, rt *route, items []WriteItem, lists []int32, preset []uint64) ([]uint64, []string, error) {
 	last := make(map[string]int, len(items))
 	for i, it := range items {
 		last[it.UserID] = i
@@ -137,7 +140,7 @@ func (c *collection) writeAsPrimary(ctx context.Context, rt *route, items []Writ
 	}
 	fresh, err := c.n.ids.take(ctx, need)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ids := slices.Clone(preset)
 	for _, i := range keep {
@@ -168,7 +171,7 @@ func (c *collection) writeAsPrimary(ctx context.Context, rt *route, items []Writ
 	wait, err := c.applyLocked(items, lists, ids, keep, true)
 	if err != nil {
 		c.mu.Unlock()
-		return nil, err
+		return nil, nil, err
 	}
 	// Number the backups' parts in commit order.
 	calls := c.replicaCalls(rt, items, lists, ids, keep)
@@ -186,12 +189,18 @@ func (c *collection) writeAsPrimary(ctx context.Context, rt *route, items []Writ
 		}
 	}
 	if werr != nil {
-		return nil, werr
+		return nil, nil, werr
 	}
 	if rerr != nil {
-		return nil, rerr
+		return nil, nil, rerr
 	}
-	return ids, nil
+	applied := []string{rt.self}
+	for _, rc := range calls {
+		if rc.applied {
+			applied = append(applied, rc.node)
+		}
+	}
+	return ids, applied, nil
 }
 
 // replicaCalls splits the kept items by backup and numbers each part in
@@ -270,6 +279,7 @@ func (c *collection) sendReplica(ctx context.Context, rt *route, rc *replicaCall
 	err := c.n.peers.call(cctx, rc.node, proto.OpReplicate, rc.call, &struct{}{})
 	cancel()
 	if err == nil {
+		rc.applied = true
 		return nil
 	}
 	c.n.log.Warn("backup failed a write: removing it from the shard", "collection", c.meta.Name, "backup", rc.node, "err", err)
@@ -406,9 +416,16 @@ func (c *collection) applyLocked(items []WriteItem, lists []int32, ids []uint64,
 	d := c.meta.Dim
 	ix, buf := c.ix.Load(), c.buf.Load()
 	b := &Batch{Collection: c.meta.Name, Dim: d, Puts: make([]Item, len(keep))}
-	var listIDs, bufIDs []uint64
-	var listVecs, bufVecs []float32
-	var listLabels []int32
+	nb := 0
+	for _, i := range keep {
+		if lists[i] == BufferList {
+			nb++
+		}
+	}
+	// Sized once: a batch of a thousand vectors grew these by doubling.
+	listIDs, bufIDs := make([]uint64, 0, len(keep)-nb), make([]uint64, 0, nb)
+	listVecs, bufVecs := make([]float32, 0, (len(keep)-nb)*d), make([]float32, 0, nb*d)
+	listLabels := make([]int32, 0, len(keep)-nb)
 	for j, i := range keep {
 		it := items[i]
 		if lists[i] == BufferList {

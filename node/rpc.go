@@ -62,7 +62,24 @@ func (a *api) rpc(w http.ResponseWriter, r *http.Request) error {
 	if v := r.Header.Get(proto.RPCHeader); v != proto.RPCVersion {
 		return proto.Errorf(proto.BadRequest, "internal RPC version %q, this node speaks %q", v, proto.RPCVersion)
 	}
+	// A binary body (the write path's calls) says so in its content type;
+	// the reply comes back in the format of the call.
+	binBody := r.Header.Get("Content-Type") == proto.RPCBinaryContentType
 	dec := gob.NewDecoder(r.Body)
+	decode := func(v any) error {
+		u, ok := v.(encoding.BinaryUnmarshaler)
+		if !binBody || !ok {
+			return dec.Decode(v)
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return err
+		}
+		if err := u.UnmarshalBinary(body); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		return nil
+	}
 	var reply any
 	var err error
 	n := a.n
@@ -95,14 +112,12 @@ func (a *api) rpc(w http.ResponseWriter, r *http.Request) error {
 	switch op := r.PathValue("op"); op {
 	case proto.OpWrite:
 		var c proto.RPCWrite
-		if err = dec.Decode(&c); err == nil {
-			var ids []uint64
-			ids, err = n.primaryWrite(ctx, &c)
-			reply = &proto.RPCWriteReply{IDs: ids}
+		if err = decode(&c); err == nil {
+			reply, err = n.primaryWrite(ctx, &c)
 		}
 	case proto.OpReplicate:
 		var c proto.RPCReplicate
-		if err = dec.Decode(&c); err == nil {
+		if err = decode(&c); err == nil {
 			err = n.applyReplica(ctx, &c)
 			reply = &struct{}{}
 		}
@@ -113,7 +128,7 @@ func (a *api) rpc(w http.ResponseWriter, r *http.Request) error {
 		}
 	case proto.OpDelete:
 		var c proto.RPCDelete
-		if err = dec.Decode(&c); err == nil {
+		if err = decode(&c); err == nil {
 			var removed int
 			removed, err = n.deleteLocal(ctx, &c)
 			reply = &proto.RPCDeleteReply{Removed: removed}
@@ -155,6 +170,16 @@ func (a *api) rpc(w http.ResponseWriter, r *http.Request) error {
 		}
 		w.WriteHeader(http.StatusConflict)
 		return gob.NewEncoder(w).Encode(rpcErrorOf(err))
+	}
+	if m, ok := reply.(encoding.BinaryMarshaler); ok && binBody {
+		b, err := m.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		w.Header().Set("Content-Type", proto.RPCBinaryContentType)
+		w.WriteHeader(http.StatusOK)
+		_, err = w.Write(b)
+		return err
 	}
 	w.WriteHeader(http.StatusOK)
 	return gob.NewEncoder(w).Encode(reply)
@@ -250,21 +275,26 @@ func (p *peers) call(ctx context.Context, node, op string, req, resp any) error 
 	defer cancel()
 	stop := context.AfterFunc(life, cancel)
 	defer stop()
-	var body bytes.Buffer
+	var body []byte
+	ctype := proto.RPCContentType
 	if m, ok := req.(encoding.BinaryMarshaler); ok {
 		b, err := m.MarshalBinary()
 		if err != nil {
 			return fmt.Errorf("node: encode %s call: %w", op, err)
 		}
-		body.Write(b)
-	} else if err := gob.NewEncoder(&body).Encode(req); err != nil {
-		return fmt.Errorf("node: encode %s call: %w", op, err)
+		body, ctype = b, proto.RPCBinaryContentType
+	} else {
+		var g bytes.Buffer
+		if err := gob.NewEncoder(&g).Encode(req); err != nil {
+			return fmt.Errorf("node: encode %s call: %w", op, err)
+		}
+		body = g.Bytes()
 	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, p.scheme+"://"+addr+rpcPrefix+op, &body)
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, p.scheme+"://"+addr+rpcPrefix+op, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	hr.Header.Set("Content-Type", proto.RPCContentType)
+	hr.Header.Set("Content-Type", ctype)
 	hr.Header.Set(proto.RPCHeader, proto.RPCVersion)
 	if p.apiKey != "" {
 		hr.Header.Set("Authorization", "Bearer "+p.apiKey)

@@ -32,7 +32,10 @@ import (
 // LOOKALIKE_BENCH_QPS (search: the open-loop rate, default half the
 // one-node closed-loop maximum), LOOKALIKE_BENCH_INGEST_SEED (ingest:
 // vectors before training, default 20,000), LOOKALIKE_BENCH_INGEST_N
-// (ingest: vectors measured, default 100,000). Progress lines go to
+// (ingest: vectors measured, default 300,000: at 100,000 the one node
+// finished in 1.3 s, too short a window: the ratio
+// moved by ±0.03 from run to run), LOOKALIKE_BENCH_PROFILE (a folder:
+// CPU and allocation profiles of every server). Progress lines go to
 // stderr at once ("cb hh:mm:ss ..."); each benchmark logs a table at its
 // end.
 //
@@ -70,6 +73,61 @@ func cbEnvInt(name string, def int) int {
 		}
 	}
 	return def
+}
+
+// cbProfileDir is LOOKALIKE_BENCH_PROFILE: when set, every server serves
+// /debug/pprof and each closed loop (and the ingest measurement) writes a
+// CPU profile per server there, named <setup>-<phase>-<node>.pprof.
+var cbProfileDir = os.Getenv("LOOKALIKE_BENCH_PROFILE")
+
+// cbDebugFlags gives a server a --debug-addr when profiles are asked for.
+func cbDebugFlags(b *testing.B) []string {
+	if cbProfileDir == "" {
+		return nil
+	}
+	return []string{"--debug-addr", freeAddr(b)}
+}
+
+// cbProfile starts a CPU profile of dur on every server that serves
+// /debug/pprof and returns a wait that writes them out.
+func cbProfile(hc *http.Client, srvs []*server, name string, dur time.Duration) (wait func()) {
+	if cbProfileDir == "" {
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	for i, s := range srvs {
+		addr := ""
+		for j, a := range s.args {
+			if a == "--debug-addr" && j+1 < len(s.args) {
+				addr = s.args[j+1]
+			}
+		}
+		if addr == "" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := hc.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(dur.Seconds())))
+			if err != nil {
+				cbNote("profile of %s: %v", addr, err)
+				return
+			}
+			defer resp.Body.Close()
+			raw, _ := io.ReadAll(resp.Body)
+			f := fmt.Sprintf("%s/%s-%d.pprof", cbProfileDir, strings.ReplaceAll(name, " ", "_"), i+1)
+			if err := os.WriteFile(f, raw, 0o644); err != nil {
+				cbNote("profile: %v", err)
+			}
+			// And what the process allocated since it started.
+			if resp, err := hc.Get(fmt.Sprintf("http://%s/debug/pprof/allocs", addr)); err == nil {
+				raw, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				os.WriteFile(strings.TrimSuffix(f, ".pprof")+"-allocs.pprof", raw, 0o644)
+			}
+		}()
+	}
+	return wg.Wait
 }
 
 // cbClient is the benchmark's HTTP client: enough idle connections per
@@ -178,6 +236,7 @@ func cbStartCluster(b *testing.B, n int, extra ...string) ([]*clusterNode, []*se
 	for i, c := range nodes {
 		args := append([]string{"--model", "none", "--node-id", c.id, "--gossip", c.gossip, "--join", strings.Join(seeds, ","),
 			"--bootstrap-expect", fmt.Sprint(n)}, extra...)
+		args = append(args, cbDebugFlags(b)...)
 		c.server = newServer(b, args...)
 		srvs[i] = c.server
 	}
@@ -664,7 +723,9 @@ func cbSearchSetup(b *testing.B, ph *cbPhase, srvs []*server, cn []*clusterNode,
 	ph.recall = cbRecall(b, hc, srvs, urls, queries, truth, "v")
 	cbNote("[%s] recall@%d of %d queries at nprobe %d: %.4f", ph.name, cbK, len(truth), cbNProbe, ph.recall)
 	if ph.name == "one node" {
+		prof := cbProfile(hc, srvs, ph.name+"-search", 4*time.Second)
 		ph.closed = cbClosedLoop(hc, urls, queries, cbClients, 5*time.Second)
+		prof()
 		if rate == 0 {
 			rate = ph.closed.qps() / 2
 		}
@@ -680,7 +741,9 @@ func cbSearchSetup(b *testing.B, ph *cbPhase, srvs []*server, cn []*clusterNode,
 	cbNote("[%s] open loop %.0f q/s: got %.0f q/s, p50 %v p99 %v p99.9 %v, schedule lag ≤ %v, ≤ %d in flight; load %s", ph.name, rate, ph.open.qps(),
 		ph.open.pct(500), ph.open.pct(990), ph.open.pct(999), ph.lag, ph.maxIn, cbLoad())
 	if ph.closed == nil { // the cluster's own maximum, for information, after the open loop
+		prof := cbProfile(hc, srvs, ph.name+"-search", 4*time.Second)
 		ph.closed = cbClosedLoop(hc, urls, queries, cbClients, 5*time.Second)
+		prof()
 		cbNote("[%s] closed loop, %d clients: %.0f q/s, p50 %v p99 %v", ph.name, cbClients, ph.closed.qps(), ph.closed.pct(500), ph.closed.pct(990))
 	}
 	for _, r := range []*cbLoadResult{ph.open, ph.closed} {
@@ -711,7 +774,7 @@ func BenchmarkClusterSearch(b *testing.B) {
 	flags := []string{"--auto-train-at", "-1", "--quiet"}
 
 	one := &cbPhase{name: "one node"}
-	s := startServerB(b, append([]string{"--model", "none"}, flags...)...)
+	s := startServerB(b, append(append([]string{"--model", "none"}, flags...), cbDebugFlags(b)...)...)
 	rate := cbSearchSetup(b, one, []*server{s}, nil, 1, bodies, nb, queries, truth, float64(cbEnvInt("LOOKALIKE_BENCH_QPS", 0)), hc)
 	s.stop()
 	hc.CloseIdleConnections()
@@ -780,7 +843,9 @@ func cbIngestSetup(b *testing.B, name string, srvs []*server, cn []*clusterNode,
 		cbWaitShards(b, cn[0], "ci", replicas, 2*time.Minute)
 	}
 	cbNote("[%s] servers idle after %v", name, cbWaitIdle(b, srvs).Round(time.Millisecond))
+	prof := cbProfile(hc, srvs, name+"-ingest", 4*time.Second)
 	el, lat, retries := cbInsert(b, hc, srvs, srvs, "ci", meas, cbClients)
+	prof()
 	rate := float64(nMeas) / el.Seconds()
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	// Every write was acknowledged after all replicas applied it; the
@@ -798,14 +863,14 @@ func BenchmarkClusterIngest(b *testing.B) {
 	cbSkip(b)
 	load0 := cbLoad()
 	nSeed := cbEnvInt("LOOKALIKE_BENCH_INGEST_SEED", 20_000)
-	nMeas := cbEnvInt("LOOKALIKE_BENCH_INGEST_N", 100_000)
+	nMeas := cbEnvInt("LOOKALIKE_BENCH_INGEST_N", 300_000)
 	m := cbNewMixture(11)
 	seed, _ := cbBodies(m, "seed", nSeed)
 	meas, _ := cbBodies(m, "new", nMeas)
 	hc := cbClient()
 	flags := []string{"--auto-train-at", "-1", "--quiet"}
 
-	s := startServerB(b, append([]string{"--model", "none"}, flags...)...)
+	s := startServerB(b, append(append([]string{"--model", "none"}, flags...), cbDebugFlags(b)...)...)
 	oneRate, oneLat, _ := cbIngestSetup(b, "one node", []*server{s}, nil, 1, seed, meas, nSeed, nMeas, hc)
 	s.stop()
 	hc.CloseIdleConnections()

@@ -405,7 +405,61 @@ func TestClusterRecallEqualsOneNode(t *testing.T) {
 		}
 	}
 
-	// Every node counts the whole collection.
+	// Upserts of existing ids with new vectors: most land in another
+	// shard, whose primary is often another node, and the old copies must
+	// go from every replica (the eviction after an upsert). A copy left
+	// behind would answer queries at its old vector, which the single
+	// node no longer does, and count twice.
+	ur := rand.New(rand.NewPCG(41, 42))
+	const nu, ubatch = 300, 100
+	moved := ur.Perm(n)[:nu]
+	uids, uvecs, olds := make([]string, nu), make([][]float32, nu), make([][]float32, nu)
+	for j, i := range moved {
+		uids[j], uvecs[j], olds[j] = ids[i], vec(ur, d), vecs[i]
+	}
+	for b := 0; b < nu; b += ubatch {
+		body := cdInsertBody(uids[b:b+ubatch], uvecs[b:b+ubatch], n+b)
+		var got proto.Inserted
+		if st, _, err := single.call("POST", "/v1/collections/"+name+"/vectors", proto.JSONContentType, body, &got); st != 200 || got.Inserted != ubatch {
+			t.Fatalf("single node upsert %d: %d %v %+v", b, st, err, got.Inserted)
+		}
+		c := nodes[(b/ubatch)%len(nodes)]
+		got = proto.Inserted{}
+		if st, err := cdRetry(c.server, 10*time.Second, "POST", "/v1/collections/"+name+"/vectors", body, &got); st != 200 || got.Inserted != ubatch {
+			t.Fatalf("cluster upsert %d through %s: %d %v %+v", b, c.id, st, err, got.Inserted)
+		}
+	}
+	upBad := 0
+	for j := range 100 {
+		for _, v := range [][]float32{olds[j], uvecs[j]} {
+			body, _ := json.Marshal(map[string]any{"vector": v, "k": k, "nprobe": nprobe})
+			var want proto.SearchResult
+			if st, _, err := single.call("POST", "/v1/collections/"+name+"/search", proto.JSONContentType, body, &want); st != 200 || len(want.Hits) != k {
+				t.Fatalf("single node query after upsert %d: %d %v, %d hits", j, st, err, len(want.Hits))
+			}
+			for _, c := range nodes {
+				if diff := search(c, body, want); diff != "" {
+					if upBad++; upBad <= 5 {
+						t.Errorf("after the upserts, query at the old or new vector of %s through %s: %s", uids[j], c.id, diff)
+					}
+				}
+			}
+		}
+	}
+	for j := 0; j < nu; j += 7 {
+		for _, c := range nodes {
+			var it proto.Item
+			st, err := cdCall(c.server, 30*time.Second, "GET", "/v1/collections/"+name+"/items/"+uids[j]+"?vector=true", nil, &it)
+			if st != 200 || !slices.Equal(it.Vector, uvecs[j]) || string(it.Meta) != fmt.Sprintf(`{"i":%d}`, n+j) {
+				t.Fatalf("GET %s through %s after its upsert: %d %v %+v, want vector %v", uids[j], c.id, st, err, it, uvecs[j])
+			}
+		}
+	}
+	if upBad == 0 {
+		t.Logf("%d ids upserted to new vectors: 200 queries at their old and new vectors × %d nodes equal the single node's", nu, len(nodes))
+	}
+
+	// Every node counts the whole collection, the upserted ids once.
 	for _, c := range nodes {
 		if cc := c.collection(name); cc.Count != n {
 			t.Errorf("%s describes count %d, want %d: %+v", c.id, cc.Count, n, cc)
