@@ -5,8 +5,8 @@ package ivf
 import (
 	"math"
 	"math/rand/v2"
-	"slices"
 	"os"
+	"slices"
 	"syscall"
 	"testing"
 	"unsafe"
