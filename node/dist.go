@@ -245,7 +245,7 @@ func (n *Node) distInsert(ctx context.Context, name string, items []WriteItem, p
 			call := &proto.RPCWrite{Collection: name, Epoch: rt.c.Epoch, Version: rt.version, Items: make([]proto.RPCItem, len(idx))}
 			for j, i := range idx {
 				it := items[i]
-				call.Items[j] = proto.RPCItem{UserID: it.UserID, List: it.list, Vector: proto.PackVector(it.Vector), Meta: it.Meta, Attachment: it.Attachment}
+				call.Items[j] = proto.RPCItem{UserID: it.UserID, List: it.list, Vector: proto.VectorView(it.Vector), Meta: it.Meta, Attachment: it.Attachment}
 				if preset != nil {
 					call.Items[j].ID = preset[i]
 				}
@@ -522,6 +522,7 @@ func (n *Node) distSearch(ctx context.Context, rt *route, req SearchRequest) (*S
 	res := &SearchResult{}
 	var replies [][]ivf.Hit
 	named := map[uint64]proto.RPCHit{}
+	unnamed := 0 // hits of this node's own part, named after the merge
 	load := map[string]int{}
 	avoid := map[string]bool{}
 	contacted := map[string]bool{}
@@ -530,6 +531,7 @@ func (n *Node) distSearch(ctx context.Context, rt *route, req SearchRequest) (*S
 		node  string
 		parts []*part
 		reply *proto.RPCSearchReply
+		local []ivf.Hit // this node's part: not named yet
 		err   error
 	}
 	cctx, cancelCalls := context.WithCancel(ctx)
@@ -566,15 +568,14 @@ func (n *Node) distSearch(ctx context.Context, rt *route, req SearchRequest) (*S
 				}
 			}
 			go func() {
-				var reply *proto.RPCSearchReply
-				var err error
 				if node == rt.self {
-					reply, err = n.searchPart(call)
-				} else {
-					reply = new(proto.RPCSearchReply)
-					err = n.peers.call(cctx, node, proto.OpSearch, call, reply)
+					local, err := n.scanPart(call)
+					results <- result{node: node, parts: pts, local: local, err: err}
+					return
 				}
-				results <- result{node, pts, reply, err}
+				reply := new(proto.RPCSearchReply)
+				err := n.peers.call(cctx, node, proto.OpSearch, call, reply)
+				results <- result{node: node, parts: pts, reply: reply, err: err}
 			}()
 		}
 	}
@@ -601,12 +602,17 @@ wait:
 			pending[r.node] = slices.DeleteFunc(pending[r.node], func(p *part) bool { return slices.Contains(r.parts, p) })
 			switch classify(r.err) {
 			case callOK:
-				hits := make([]ivf.Hit, len(r.reply.Hits))
-				for i, h := range r.reply.Hits {
-					hits[i] = ivf.Hit{ID: h.ID, Dist: h.Dist}
-					named[h.ID] = h
+				if r.reply == nil {
+					replies = append(replies, r.local)
+					unnamed += len(r.local)
+				} else {
+					hits := make([]ivf.Hit, len(r.reply.Hits))
+					for i, h := range r.reply.Hits {
+						hits[i] = ivf.Hit{ID: h.ID, Dist: h.Dist}
+						named[h.ID] = h
+					}
+					replies = append(replies, hits)
 				}
-				replies = append(replies, hits)
 				for _, pt := range r.parts {
 					answered[pt] = true
 				}
@@ -669,11 +675,26 @@ wait:
 	if len(replies) == 0 && len(parts) > 0 {
 		return nil, fmt.Errorf("%w: no replica of collection %q answered", ErrUnavailable, name)
 	}
-	merged := ivf.MergeTopK(req.K, replies...)
-	res.Hits = make([]Hit, len(merged))
-	for i, h := range merged {
-		nh := named[h.ID]
-		res.Hits[i] = Hit{UserID: nh.UserID, Score: rt.c.Metric.Score(h.Dist), Meta: nh.Meta}
+	// This node's hits are named here, only those in the top k: with
+	// parts on two nodes, naming every part's k was a quarter of a
+	// query's store reads for nothing. The merge keeps slack for an item
+	// deleted since the scan (the delete wins; the next hit takes its
+	// place, as when the callee names).
+	merged := ivf.MergeTopK(req.K+unnamed, replies...)
+	res.Hits = make([]Hit, 0, min(req.K, len(merged)))
+	for _, h := range merged {
+		if len(res.Hits) == req.K {
+			break
+		}
+		nh, ok := named[h.ID]
+		if !ok {
+			it, err := n.store.Item(name, h.ID)
+			if err != nil {
+				continue
+			}
+			nh = proto.RPCHit{UserID: it.UserID, Meta: it.Meta}
+		}
+		res.Hits = append(res.Hits, Hit{UserID: nh.UserID, Score: rt.c.Metric.Score(h.Dist), Meta: nh.Meta})
 	}
 	return res, nil
 }
@@ -828,11 +849,16 @@ func (c *collection) unpackItems(in []proto.RPCItem) ([]WriteItem, []int32, []ui
 	items := make([]WriteItem, len(in))
 	lists := make([]int32, len(in))
 	ids := make([]uint64, len(in))
+	packed := make([][]byte, len(in))
+	for i := range in {
+		packed[i] = in[i].Vector
+	}
+	vecs, err := proto.UnpackVectors(packed) // one allocation for the batch
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: items: %v", ErrInvalid, err)
+	}
 	for i, ri := range in {
-		v, err := proto.UnpackVector(ri.Vector)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("%w: items[%d]: %v", ErrInvalid, i, err)
-		}
+		v := vecs[i]
 		if err := c.checkVector(v); err != nil {
 			return nil, nil, nil, fmt.Errorf("items[%d]: %w", i, err)
 		}
@@ -902,6 +928,24 @@ func (n *Node) applyReplica(ctx context.Context, call *proto.RPCReplicate) error
 
 // searchPart scans the lists (and buffer) a gateway asked this node for.
 func (n *Node) searchPart(call *proto.RPCSearch) (*proto.RPCSearchReply, error) {
+	hits, err := n.scanPart(call)
+	if err != nil {
+		return nil, err
+	}
+	out := &proto.RPCSearchReply{Hits: make([]proto.RPCHit, 0, len(hits))}
+	for _, h := range hits {
+		it, err := n.store.Item(call.Collection, h.ID)
+		if err != nil {
+			continue // deleted between the scan and this read: the delete wins
+		}
+		out.Hits = append(out.Hits, proto.RPCHit{ID: h.ID, Dist: h.Dist, UserID: it.UserID, Meta: it.Meta})
+	}
+	return out, nil
+}
+
+// scanPart is searchPart's scan, without names: the gateway's own part,
+// whose hits it names after the merge, only those that made the top k.
+func (n *Node) scanPart(call *proto.RPCSearch) ([]ivf.Hit, error) {
 	c, err := n.collection(call.Collection)
 	if err != nil {
 		return nil, err
@@ -940,19 +984,7 @@ func (n *Node) searchPart(call *proto.RPCSearch) (*proto.RPCSearchReply, error) 
 	for i, l := range call.Lists {
 		probes[i] = ivf.Probe{List: l, Dist: call.Dists[i]}
 	}
-	hits, err := c.searchProbes(q, call.K, call.Refine, probes, call.Buffer)
-	if err != nil {
-		return nil, err
-	}
-	out := &proto.RPCSearchReply{Hits: make([]proto.RPCHit, 0, len(hits))}
-	for _, h := range hits {
-		it, err := n.store.Item(call.Collection, h.ID)
-		if err != nil {
-			continue // deleted between the scan and this read: the delete wins
-		}
-		out.Hits = append(out.Hits, proto.RPCHit{ID: h.ID, Dist: h.Dist, UserID: it.UserID, Meta: it.Meta})
-	}
-	return out, nil
+	return c.searchProbes(q, call.K, call.Refine, probes, call.Buffer)
 }
 
 // getLocal reads an item from this node's store; a copy in a shard this

@@ -230,7 +230,7 @@ func (c *collection) replicaCalls(rt *route, items []WriteItem, lists []int32, i
 			rc := target(k.node)
 			it := items[i]
 			rc.call.Items = append(rc.call.Items, proto.RPCItem{UserID: it.UserID, ID: ids[i], List: lists[i],
-				Vector: proto.PackVector(it.Vector), Meta: it.Meta, Attachment: it.Attachment})
+				Vector: proto.VectorView(it.Vector), Meta: it.Meta, Attachment: it.Attachment})
 			if !slices.Contains(rc.joins, k) {
 				rc.joins = append(rc.joins, k)
 			}
@@ -242,7 +242,7 @@ func (c *collection) replicaCalls(rt *route, items []WriteItem, lists []int32, i
 			rc := target(r)
 			it := items[i]
 			rc.call.Items = append(rc.call.Items, proto.RPCItem{UserID: it.UserID, ID: ids[i], List: lists[i],
-				Vector: proto.PackVector(it.Vector), Meta: it.Meta, Attachment: it.Attachment})
+				Vector: proto.VectorView(it.Vector), Meta: it.Meta, Attachment: it.Attachment})
 			seen := false
 			for k, x := range rc.shards {
 				seen = seen || x.ID == s.ID && rc.bufs[k] == isBuf

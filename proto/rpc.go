@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"unsafe"
 )
 
 // The internal RPC between nodes (docs/format/rpc.md): POST
@@ -210,6 +211,50 @@ func PackVector(v []float32) []byte {
 		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
 	}
 	return b
+}
+
+// littleEndian: this machine lays out a float32 in memory as PackVector
+// does, so a vector's memory is its packed form.
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// VectorView is PackVector without the copy where the machine allows it
+// (little endian): the bytes alias v, for a call encoded before v can
+// change. The write path packs every vector once at the gateway and once
+// per backup at the primary.
+func VectorView(v []float32) []byte {
+	if !littleEndian || len(v) == 0 {
+		return PackVector(v)
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), 4*len(v))
+}
+
+// UnpackVectors decodes PackVector's bytes of several vectors into one
+// allocation: vector i of the result is bs[i], capped at its length.
+func UnpackVectors(bs [][]byte) ([][]float32, error) {
+	total := 0
+	for i, b := range bs {
+		if len(b)%4 != 0 {
+			return nil, fmt.Errorf("vector %d: %d bytes is not float32s", i, len(b))
+		}
+		total += len(b) / 4
+	}
+	all := make([]float32, total)
+	out := make([][]float32, len(bs))
+	at := 0
+	for i, b := range bs {
+		n := len(b) / 4
+		v := all[at : at+n : at+n]
+		at += n
+		if littleEndian && n > 0 {
+			copy(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), 4*n), b)
+		} else {
+			for j := range v {
+				v[j] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*j:]))
+			}
+		}
+		out[i] = v
+	}
+	return out, nil
 }
 
 // UnpackVector decodes PackVector's bytes.

@@ -6,6 +6,7 @@ import (
 	"math"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -17,6 +18,33 @@ func TestPackVectorRoundTrip(t *testing.T) {
 	}
 	if _, err := UnpackVector([]byte{1, 2, 3}); err == nil {
 		t.Fatal("3 bytes unpacked")
+	}
+}
+
+func TestVectorViewAndUnpackVectors(t *testing.T) {
+	vs := [][]float32{{0, -1.5, float32(math.Inf(1))}, {}, {3.25e-30, math.MaxFloat32}, {7}}
+	var packed [][]byte
+	for _, v := range vs {
+		if got, want := VectorView(v), PackVector(v); !bytes.Equal(got, want) {
+			t.Fatalf("VectorView(%v) = %x, PackVector %x", v, got, want)
+		}
+		packed = append(packed, VectorView(v))
+	}
+	got, err := UnpackVectors(packed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range vs {
+		if !slices.Equal(got[i], vs[i]) || cap(got[i]) != len(vs[i]) {
+			t.Fatalf("vector %d: got %v (cap %d), want %v", i, got[i], cap(got[i]), vs[i])
+		}
+	}
+	_ = append(got[0], 99) // capped: cannot run into the next vector
+	if got[2][0] != vs[2][0] {
+		t.Fatal("an append to one vector wrote into the next")
+	}
+	if _, err := UnpackVectors([][]byte{{1, 2, 3, 4}, {1, 2, 3}}); err == nil || !strings.Contains(err.Error(), "vector 1") {
+		t.Fatalf("a 3-byte vector: %v", err)
 	}
 }
 

@@ -346,8 +346,8 @@ func TestClusterRecallEqualsOneNode(t *testing.T) {
 		}
 		for i := range got.Hits {
 			g, w := got.Hits[i], want.Hits[i]
-			if g.ID != w.ID || math.Abs(float64(g.Score-w.Score)) > 1e-4 {
-				return fmt.Sprintf("hit %d is %s %.6f, single node %s %.6f\ncluster: %v\nsingle:  %v", i, g.ID, g.Score, w.ID, w.Score, cdHits(got.Hits), cdHits(want.Hits))
+			if g.ID != w.ID || math.Abs(float64(g.Score-w.Score)) > 1e-4 || string(g.Meta) != string(w.Meta) {
+				return fmt.Sprintf("hit %d is %s %.6f %s, single node %s %.6f %s\ncluster: %v\nsingle:  %v", i, g.ID, g.Score, g.Meta, w.ID, w.Score, w.Meta, cdHits(got.Hits), cdHits(want.Hits))
 			}
 		}
 		return ""
