@@ -96,8 +96,8 @@ func (n *Node) Handler(o APIOptions) http.Handler {
 	route("DELETE /v1/collections/{c}/items/{id}", write, a.deleteItem)
 	route("POST /v1/collections/{c}/train", write, a.train)
 	route("GET /v1/cluster", read, a.cluster)
-	route("POST "+forwardPath, write, a.raftApply)   // a follower's proposal, forwarded to the leader (forward.go)
-	route("POST "+rpcPrefix+"{op}", internal, a.rpc) // the data plane between nodes (rpc.go)
+	route("POST "+forwardPath, internal, a.raftApply) // a follower's proposal, forwarded to the leader (forward.go): node to node, no queue
+	route("POST "+rpcPrefix+"{op}", internal, a.rpc)  // the data plane between nodes (rpc.go)
 	route("/", open, func(w http.ResponseWriter, r *http.Request) error {
 		return proto.Errorf(proto.NotFound, "no route %s %s", r.Method, r.URL.Path)
 	})
