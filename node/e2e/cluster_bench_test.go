@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,7 +36,8 @@ import (
 // (ingest: vectors measured, default 300,000: at 100,000 the one node
 // finished in 1.3 s, too short a window: the ratio
 // moved by ±0.03 from run to run), LOOKALIKE_BENCH_PROFILE (a folder:
-// CPU and allocation profiles of every server). Progress lines go to
+// CPU and allocation profiles of every server), LOOKALIKE_BENCH_SERVE_FLAGS
+// (more flags for every server, e.g. "--max-reads 256"). Progress lines go to
 // stderr at once ("cb hh:mm:ss ..."); each benchmark logs a table at its
 // end.
 //
@@ -771,7 +773,7 @@ func BenchmarkClusterSearch(b *testing.B) {
 		b.Fatal(err)
 	}
 	hc := cbClient()
-	flags := []string{"--auto-train-at", "-1", "--quiet"}
+	flags := append([]string{"--auto-train-at", "-1", "--quiet"}, strings.Fields(os.Getenv("LOOKALIKE_BENCH_SERVE_FLAGS"))...)
 
 	one := &cbPhase{name: "one node"}
 	s := startServerB(b, append(append([]string{"--model", "none"}, flags...), cbDebugFlags(b)...)...)
@@ -858,7 +860,8 @@ func cbIngestSetup(b *testing.B, name string, srvs []*server, cn []*clusterNode,
 
 // BenchmarkClusterIngest: new-id ingest rate into a trained collection,
 // 4 clients × batches of 1,000, on one node (replicas 1) and on a 3-node
-// cluster with replicas 2 (requests round-robin over the nodes).
+// cluster with replicas 2 (requests round-robin over the nodes), in
+// LOOKALIKE_BENCH_ROUNDS rounds (default 3).
 func BenchmarkClusterIngest(b *testing.B) {
 	cbSkip(b)
 	load0 := cbLoad()
@@ -868,28 +871,47 @@ func BenchmarkClusterIngest(b *testing.B) {
 	seed, _ := cbBodies(m, "seed", nSeed)
 	meas, _ := cbBodies(m, "new", nMeas)
 	hc := cbClient()
-	flags := []string{"--auto-train-at", "-1", "--quiet"}
+	flags := append([]string{"--auto-train-at", "-1", "--quiet"}, strings.Fields(os.Getenv("LOOKALIKE_BENCH_SERVE_FLAGS"))...)
 
-	s := startServerB(b, append(append([]string{"--model", "none"}, flags...), cbDebugFlags(b)...)...)
-	oneRate, oneLat, _ := cbIngestSetup(b, "one node", []*server{s}, nil, 1, seed, meas, nSeed, nMeas, hc)
-	s.stop()
-	hc.CloseIdleConnections()
-
-	cn, srvs := cbStartCluster(b, 3, flags...)
-	clRate, clLat, _ := cbIngestSetup(b, "3 nodes r2", srvs, cn, 2, seed, meas, nSeed, nMeas, hc)
-	for _, s := range srvs {
+	// Rounds of one node then the cluster, each on fresh servers: the
+	// machine's speed drifts by ±15 % over minutes, so each round's ratio
+	// pairs neighbours in time, and the medians are reported.
+	rounds := cbEnvInt("LOOKALIKE_BENCH_ROUNDS", 3)
+	var ones, cls, ratios, oneP99s, clP99s []float64
+	var t strings.Builder
+	fmt.Fprintf(&t, "ingest of %d new ids into a trained collection (seeded %d), %d clients × %d, dim %d, %d rounds:\n%-6s %12s %12s %10s %10s %10s  %s\n",
+		nMeas, nSeed, cbClients, cbBatch, cbDim, rounds, "round", "one v/s", "cluster v/s", "ratio", "one p99", "clust p99", "load")
+	for r := range rounds {
+		s := startServerB(b, append(append([]string{"--model", "none"}, flags...), cbDebugFlags(b)...)...)
+		oneRate, oneLat, _ := cbIngestSetup(b, fmt.Sprintf("one node r%d", r+1), []*server{s}, nil, 1, seed, meas, nSeed, nMeas, hc)
 		s.stop()
+		os.RemoveAll(s.dir) // its dirty pages go with it, not into the next phase's fsyncs
+		hc.CloseIdleConnections()
+
+		cn, srvs := cbStartCluster(b, 3, flags...)
+		clRate, clLat, _ := cbIngestSetup(b, fmt.Sprintf("3 nodes r2 r%d", r+1), srvs, cn, 2, seed, meas, nSeed, nMeas, hc)
+		for _, s := range srvs {
+			s.stop()
+			os.RemoveAll(s.dir)
+		}
+		hc.CloseIdleConnections()
+		onep, clp := oneLat[len(oneLat)*99/100], clLat[len(clLat)*99/100]
+		ones, cls, ratios = append(ones, oneRate), append(cls, clRate), append(ratios, clRate/oneRate)
+		oneP99s, clP99s = append(oneP99s, cbMs(onep)), append(clP99s, cbMs(clp))
+		fmt.Fprintf(&t, "%-6d %12.0f %12.0f %10.3f %10v %10v  %s\n", r+1, oneRate, clRate, clRate/oneRate,
+			onep.Round(time.Microsecond), clp.Round(time.Microsecond), cbLoad())
 	}
-	b.ReportMetric(oneRate, "one-vectors/s")
-	b.ReportMetric(clRate, "cluster-vectors/s")
-	b.ReportMetric(clRate/oneRate, "cluster/one")
-	b.ReportMetric(cbMs(oneLat[len(oneLat)*99/100]), "one-p99-batch-ms")
-	b.ReportMetric(cbMs(clLat[len(clLat)*99/100]), "cluster-p99-batch-ms")
-	b.Logf("\ningest of %d new ids into a trained collection (seeded %d), %d clients × %d, dim %d:\n"+
-		"%-11s %12s %10s %10s\n%-11s %12.0f %10v %10v\n%-11s %12.0f %10v %10v\ncluster/one = %.3f; load average %s at start, %s at end",
-		nMeas, nSeed, cbClients, cbBatch, cbDim,
-		"setup", "vectors/s", "p50", "p99",
-		"one node", oneRate, oneLat[len(oneLat)/2].Round(time.Microsecond), oneLat[len(oneLat)*99/100].Round(time.Microsecond),
-		"3 nodes r2", clRate, clLat[len(clLat)/2].Round(time.Microsecond), clLat[len(clLat)*99/100].Round(time.Microsecond),
-		clRate/oneRate, load0, cbLoad())
+	med := func(v []float64) float64 {
+		v = slices.Clone(v)
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	b.ReportMetric(med(ones), "one-vectors/s")
+	b.ReportMetric(med(cls), "cluster-vectors/s")
+	b.ReportMetric(med(ratios), "cluster/one")
+	b.ReportMetric(med(oneP99s), "one-p99-batch-ms")
+	b.ReportMetric(med(clP99s), "cluster-p99-batch-ms")
+	fmt.Fprintf(&t, "%-6s %12.0f %12.0f %10.3f %10.1fms %8.1fms\ncluster/one: median of the rounds' ratios %.3f, ratio of the medians %.3f; load average %s at start",
+		"median", med(ones), med(cls), med(ratios), med(oneP99s), med(clP99s), med(ratios), med(cls)/med(ones), load0)
+	b.Logf("\n%s", t.String())
 }
