@@ -712,6 +712,25 @@ func (l *cdLoad) probe(targets *cdTargets, path string, d int, seed uint64, from
 	}
 }
 
+// summary logs the load's counts and samples and returns the
+// acknowledged ids, sorted.
+func (l *cdLoad) summary(t *testing.T) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t.Logf("load: %d write batches acknowledged (%d ids in all), %d failed attempts retried, %d batches given up, longest acknowledgement %v; %d searches, %d failed, %d partial, %d short, slowest %v",
+		l.batches, len(l.acked), l.writeErrs, l.gaveUp, l.maxWait.Round(time.Millisecond),
+		l.searches, l.searchFail, l.partial, l.short, l.maxSearch.Round(time.Millisecond))
+	for _, s := range l.samples {
+		t.Logf("  %s", s)
+	}
+	acked := make([]string, 0, len(l.acked))
+	for id := range l.acked {
+		acked = append(acked, id)
+	}
+	slices.Sort(acked)
+	return acked
+}
+
 // cdReadAll reads every id through each node (16 at a time) and reports
 // those not found there.
 func cdReadAll(t *testing.T, nodes []*clusterNode, path string, ids []string) {
@@ -750,6 +769,43 @@ func cdReadAll(t *testing.T, nodes []*clusterNode, path string, ids []string) {
 	}
 }
 
+// cdSeedTrained creates a collection of replicas 2 through nodes[0],
+// inserts nbase vectors (ids base-0…, batches of 500 round-robin over the
+// nodes, from a generator seeded with seed), trains it and waits until
+// every node serves it trained. The load it returns holds the inserted ids
+// as acknowledged.
+func cdSeedTrained(t *testing.T, nodes []*clusterNode, name string, d, nlist, nbase int, seed uint64) *cdLoad {
+	t.Helper()
+	path := "/v1/collections/" + name
+	create(t, nodes[0], fmt.Sprintf(`{"name":%q,"metric":"l2","dim":%d,"nlist":%d,"replicas":2}`, name, d, nlist))
+	cdWaitCollection(t, nodes, name)
+
+	load := &cdLoad{acked: map[string]bool{}}
+	r := rand.New(rand.NewPCG(seed, seed+1))
+	for b := 0; b < nbase; b += 500 {
+		ids := make([]string, 500)
+		vecs := make([][]float32, 500)
+		for j := range ids {
+			ids[j] = fmt.Sprintf("base-%d", b+j)
+			vecs[j] = vec(r, d)
+		}
+		c := nodes[(b/500)%len(nodes)]
+		if st, err := cdRetry(c.server, 10*time.Second, "POST", path+"/vectors", cdInsertBody(ids, vecs, b), nil); st != 200 {
+			t.Fatalf("insert %d through %s: %d %v", b, c.id, st, err)
+		}
+		for _, id := range ids {
+			load.acked[id] = true
+		}
+	}
+	if st, err := cdRetry(nodes[0].server, 10*time.Second, "POST", path+"/train", nil, nil); st != 202 {
+		t.Fatalf("train: %d %v", st, err)
+	}
+	for _, c := range nodes {
+		c.waitReadyFor(name, 60*time.Second)
+	}
+	return load
+}
+
 // TestClusterKill9Replicated: with two writers and two searchers running
 // against a three-node cluster (replicas 2, trained), kill -9 a node that
 // is not the Raft leader and is a primary: writes are accepted again
@@ -774,32 +830,7 @@ func TestClusterKill9Replicated(t *testing.T) {
 		byID[c.id] = c
 	}
 	cu := cdWaitFormed(t, nodes)
-	create(t, nodes[0], fmt.Sprintf(`{"name":%q,"metric":"l2","dim":%d,"nlist":%d,"replicas":2}`, name, d, nlist))
-	cdWaitCollection(t, nodes, name)
-
-	load := &cdLoad{acked: map[string]bool{}}
-	r := rand.New(rand.NewPCG(41, 42))
-	for b := 0; b < nbase; b += 500 {
-		ids := make([]string, 500)
-		vecs := make([][]float32, 500)
-		for j := range ids {
-			ids[j] = fmt.Sprintf("base-%d", b+j)
-			vecs[j] = vec(r, d)
-		}
-		c := nodes[(b/500)%len(nodes)]
-		if st, err := cdRetry(c.server, 10*time.Second, "POST", path+"/vectors", cdInsertBody(ids, vecs, b), nil); st != 200 {
-			t.Fatalf("insert %d through %s: %d %v", b, c.id, st, err)
-		}
-		for _, id := range ids {
-			load.acked[id] = true
-		}
-	}
-	if st, err := cdRetry(nodes[0].server, 10*time.Second, "POST", path+"/train", nil, nil); st != 202 {
-		t.Fatalf("train: %d %v", st, err)
-	}
-	for _, c := range nodes {
-		c.waitReadyFor(name, 60*time.Second)
-	}
+	load := cdSeedTrained(t, nodes, name, d, nlist, nbase, 41)
 	cu = waitCluster(t, nodes[0], 15*time.Second, "list shards of "+name+" covering every list", func(cu proto.Cluster) bool {
 		return cdSumLists(cu, name) == nlist && cu.Leader != ""
 	})
@@ -948,19 +979,7 @@ func TestClusterKill9Replicated(t *testing.T) {
 		t.Errorf("the dead leader %s is still a primary:%s", leader.id, cdShardsString(cdListShards(cu, name)))
 	}
 
-	load.mu.Lock()
-	t.Logf("load: %d write batches acknowledged (%d ids in all), %d failed attempts retried, %d batches given up, longest acknowledgement %v; %d searches, %d failed, %d partial, %d short, slowest %v",
-		load.batches, len(load.acked), load.writeErrs, load.gaveUp, load.maxWait.Round(time.Millisecond),
-		load.searches, load.searchFail, load.partial, load.short, load.maxSearch.Round(time.Millisecond))
-	for _, s := range load.samples {
-		t.Logf("  %s", s)
-	}
-	acked := make([]string, 0, len(load.acked))
-	for id := range load.acked {
-		acked = append(acked, id)
-	}
-	load.mu.Unlock()
-	slices.Sort(acked)
+	acked := load.summary(t)
 
 	// Every acknowledged id, through every live node.
 	readStart := time.Now()

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -62,32 +61,7 @@ func TestClusterRollingRestart(t *testing.T) {
 	nodes := cdStartCluster(t, 3, "--auto-train-at", "-1")
 	cdLogTails(t, nodes, 60)
 	cdWaitFormed(t, nodes)
-	create(t, nodes[0], fmt.Sprintf(`{"name":%q,"metric":"l2","dim":%d,"nlist":%d,"replicas":2}`, name, d, nlist))
-	cdWaitCollection(t, nodes, name)
-
-	load := &cdLoad{acked: map[string]bool{}}
-	r := rand.New(rand.NewPCG(51, 52))
-	for b := 0; b < nbase; b += 500 {
-		ids := make([]string, 500)
-		vecs := make([][]float32, 500)
-		for j := range ids {
-			ids[j] = fmt.Sprintf("base-%d", b+j)
-			vecs[j] = vec(r, d)
-		}
-		c := nodes[(b/500)%len(nodes)]
-		if st, err := cdRetry(c.server, 10*time.Second, "POST", path+"/vectors", cdInsertBody(ids, vecs, b), nil); st != 200 {
-			t.Fatalf("insert %d through %s: %d %v", b, c.id, st, err)
-		}
-		for _, id := range ids {
-			load.acked[id] = true
-		}
-	}
-	if st, err := cdRetry(nodes[0].server, 10*time.Second, "POST", path+"/train", nil, nil); st != 202 {
-		t.Fatalf("train: %d %v", st, err)
-	}
-	for _, c := range nodes {
-		c.waitReadyFor(name, 60*time.Second)
-	}
+	load := cdSeedTrained(t, nodes, name, d, nlist, nbase, 51)
 	cu := waitCluster(t, nodes[0], 30*time.Second, "every list shard of "+name+" with 2 in-sync replicas", func(cu proto.Cluster) bool {
 		return rrFullyReplicated(cu, name, nlist)
 	})
@@ -222,20 +196,10 @@ func TestClusterRollingRestart(t *testing.T) {
 			tm.stopDur.Round(time.Millisecond), tm.writesOK.Round(time.Millisecond), tm.afterExit.Round(time.Millisecond), tm.alive.Round(time.Millisecond), tm.ready.Round(time.Millisecond), tm.writeErrs, tm.searchFail+tm.partial)
 	}
 
+	acked := load.summary(t)
 	load.mu.Lock()
-	t.Logf("load: %d write batches acknowledged (%d ids in all), %d failed attempts retried, %d batches given up, longest acknowledgement %v; %d searches, %d failed, %d partial, %d short, slowest %v",
-		load.batches, len(load.acked), load.writeErrs, load.gaveUp, load.maxWait.Round(time.Millisecond),
-		load.searches, load.searchFail, load.partial, load.short, load.maxSearch.Round(time.Millisecond))
-	for _, s := range load.samples {
-		t.Logf("  %s", s)
-	}
-	acked := make([]string, 0, len(load.acked))
-	for id := range load.acked {
-		acked = append(acked, id)
-	}
 	searchFail, partial, short, searches, gaveUp := load.searchFail, load.partial, load.short, load.searches, load.gaveUp
 	load.mu.Unlock()
-	slices.Sort(acked)
 
 	// Every acknowledged id, through every node.
 	readStart := time.Now()
