@@ -223,14 +223,14 @@ func (c *collection) replicaCalls(rt *route, items []WriteItem, lists []int32, i
 	for _, i := range keep {
 		s, _ := rt.shardOf(lists[i], items[i].UserID)
 		isBuf := lists[i] == BufferList
+		it := items[i]
+		ri := proto.RPCItem{UserID: it.UserID, ID: ids[i], List: lists[i], Vector: proto.VectorView(it.Vector), Meta: it.Meta, Attachment: it.Attachment}
 		for k := range c.joining {
 			if k.shard != s.ID || k.buffer != isBuf || slices.Contains(s.Replicas, k.node) {
 				continue
 			}
 			rc := target(k.node)
-			it := items[i]
-			rc.call.Items = append(rc.call.Items, proto.RPCItem{UserID: it.UserID, ID: ids[i], List: lists[i],
-				Vector: proto.VectorView(it.Vector), Meta: it.Meta, Attachment: it.Attachment})
+			rc.call.Items = append(rc.call.Items, ri)
 			if !slices.Contains(rc.joins, k) {
 				rc.joins = append(rc.joins, k)
 			}
@@ -240,9 +240,7 @@ func (c *collection) replicaCalls(rt *route, items []WriteItem, lists []int32, i
 				continue
 			}
 			rc := target(r)
-			it := items[i]
-			rc.call.Items = append(rc.call.Items, proto.RPCItem{UserID: it.UserID, ID: ids[i], List: lists[i],
-				Vector: proto.VectorView(it.Vector), Meta: it.Meta, Attachment: it.Attachment})
+			rc.call.Items = append(rc.call.Items, ri)
 			seen := false
 			for k, x := range rc.shards {
 				seen = seen || x.ID == s.ID && rc.bufs[k] == isBuf

@@ -63,8 +63,11 @@ func (a *api) rpc(w http.ResponseWriter, r *http.Request) error {
 		return proto.Errorf(proto.BadRequest, "internal RPC version %q, this node speaks %q", v, proto.RPCVersion)
 	}
 	// A binary body (the write path's calls) says so in its content type;
-	// the reply comes back in the format of the call.
-	binBody := r.Header.Get("Content-Type") == proto.RPCBinaryContentType
+	// the search call is binary whatever its content type (it has been
+	// since version 1 began). The reply comes back in the format of the
+	// call.
+	op := r.PathValue("op")
+	binBody := r.Header.Get("Content-Type") == proto.RPCBinaryContentType || op == proto.OpSearch
 	dec := gob.NewDecoder(r.Body)
 	decode := func(v any) error {
 		u, ok := v.(encoding.BinaryUnmarshaler)
@@ -72,10 +75,10 @@ func (a *api) rpc(w http.ResponseWriter, r *http.Request) error {
 			return dec.Decode(v)
 		}
 		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			return err
+		if err == nil {
+			err = u.UnmarshalBinary(body)
 		}
-		if err := u.UnmarshalBinary(body); err != nil {
+		if err != nil {
 			return fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		return nil
@@ -84,32 +87,12 @@ func (a *api) rpc(w http.ResponseWriter, r *http.Request) error {
 	var err error
 	n := a.n
 	ctx := r.Context()
-	if r.PathValue("op") == proto.OpSearch {
+	switch op {
+	case proto.OpSearch:
 		var c proto.RPCSearch
-		body, rerr := io.ReadAll(r.Body)
-		if rerr == nil {
-			rerr = c.UnmarshalBinary(body)
+		if err = decode(&c); err == nil {
+			reply, err = n.searchPart(&c)
 		}
-		if rerr != nil {
-			w.Header().Set("Content-Type", proto.RPCContentType)
-			w.WriteHeader(http.StatusConflict)
-			return gob.NewEncoder(w).Encode(rpcErrorOf(fmt.Errorf("%w: %v", ErrInvalid, rerr)))
-		}
-		reply, err := n.searchPart(&c)
-		if err != nil {
-			w.Header().Set("Content-Type", proto.RPCContentType)
-			w.WriteHeader(http.StatusConflict)
-			return gob.NewEncoder(w).Encode(rpcErrorOf(err))
-		}
-		b, err := reply.MarshalBinary()
-		if err != nil {
-			return err
-		}
-		w.Header().Set("Content-Type", proto.RPCBinaryContentType)
-		_, err = w.Write(b)
-		return err
-	}
-	switch op := r.PathValue("op"); op {
 	case proto.OpWrite:
 		var c proto.RPCWrite
 		if err = decode(&c); err == nil {

@@ -414,20 +414,12 @@ func (w *RPCWrite) UnmarshalBinary(b []byte) error {
 
 // MarshalBinary implements encoding.BinaryMarshaler.
 func (w *RPCWriteReply) MarshalBinary() ([]byte, error) {
-	n := 2*binary.MaxVarintLen64 + 8*len(w.IDs)
-	for _, a := range w.Applied {
-		n += binary.MaxVarintLen64 + len(a)
-	}
-	b := make([]byte, 0, n)
+	b := make([]byte, 0, binary.MaxVarintLen64+8*len(w.IDs)+stringsSize(w.Applied))
 	b = binary.AppendUvarint(b, uint64(len(w.IDs)))
 	for _, id := range w.IDs {
 		b = binary.LittleEndian.AppendUint64(b, id)
 	}
-	b = binary.AppendUvarint(b, uint64(len(w.Applied)))
-	for _, a := range w.Applied {
-		b = appendString(b, a)
-	}
-	return b, nil
+	return appendStrings(b, w.Applied), nil
 }
 
 // UnmarshalBinary implements encoding.BinaryUnmarshaler.
@@ -438,10 +430,7 @@ func (w *RPCWriteReply) UnmarshalBinary(b []byte) error {
 	for i := range w.IDs {
 		w.IDs[i] = r.u64()
 	}
-	w.Applied = make([]string, r.count(1))
-	for i := range w.Applied {
-		w.Applied[i] = r.string()
-	}
+	w.Applied = r.strings()
 	return r.done("write reply")
 }
 
@@ -476,17 +465,10 @@ func (d *RPCDelete) MarshalBinary() ([]byte, error) {
 	if d.Applied != nil && len(d.Applied) != len(d.UserIDs) {
 		return nil, fmt.Errorf("delete call: %d user ids, %d applied flags", len(d.UserIDs), len(d.Applied))
 	}
-	n := 4*binary.MaxVarintLen64 + len(d.Collection) + 8*len(d.Keep) + len(d.Applied)/8 + 1
-	for _, u := range d.UserIDs {
-		n += binary.MaxVarintLen64 + len(u)
-	}
-	b := make([]byte, 0, n)
+	b := make([]byte, 0, 3*binary.MaxVarintLen64+len(d.Collection)+stringsSize(d.UserIDs)+8*len(d.Keep)+len(d.Applied)/8+1)
 	b = appendString(b, d.Collection)
 	b = binary.AppendUvarint(b, d.Epoch)
-	b = binary.AppendUvarint(b, uint64(len(d.UserIDs)))
-	for _, u := range d.UserIDs {
-		b = appendString(b, u)
-	}
+	b = appendStrings(b, d.UserIDs)
 	flags := byte(0)
 	if d.Keep != nil {
 		flags |= 1
@@ -515,11 +497,8 @@ func (d *RPCDelete) UnmarshalBinary(b []byte) error {
 	r := binReader{b: b}
 	d.Collection = r.string()
 	d.Epoch = r.uvarint()
-	n := r.count(1)
-	d.UserIDs = make([]string, n)
-	for i := range d.UserIDs {
-		d.UserIDs[i] = r.string()
-	}
+	d.UserIDs = r.strings()
+	n := len(d.UserIDs)
 	flags := r.byte()
 	if flags > 3 {
 		r.fail("delete flags")
@@ -567,6 +546,24 @@ func (d *RPCDeleteReply) UnmarshalBinary(b []byte) error {
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
+}
+
+// appendStrings appends a varint count and the strings.
+func appendStrings(b []byte, ss []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(ss)))
+	for _, s := range ss {
+		b = appendString(b, s)
+	}
+	return b
+}
+
+// stringsSize is an upper bound of appendStrings' bytes.
+func stringsSize(ss []string) int {
+	n := binary.MaxVarintLen64
+	for _, s := range ss {
+		n += binary.MaxVarintLen64 + len(s)
+	}
+	return n
 }
 
 func appendBytes(b, p []byte) []byte {
@@ -632,6 +629,15 @@ func (r *binReader) take(n uint64) []byte {
 }
 
 func (r *binReader) string() string { return string(r.take(r.uvarint())) }
+
+// strings reads appendStrings' layout.
+func (r *binReader) strings() []string {
+	ss := make([]string, r.count(1))
+	for i := range ss {
+		ss[i] = r.string()
+	}
+	return ss
+}
 
 func (r *binReader) bytes() []byte {
 	n := r.uvarint()
