@@ -66,14 +66,19 @@ func topBuf(kp int) int { return max(2*kp, 512) }
 
 // scanShared is the dynamic shared memory of one sq8_scan block: the
 // selection buffer (8-byte ids, then 4-byte distances), the query-derived
-// vector (a or w), and for L2 the step vector.
+// vector (a or w), and for L2 the step vector, each padded (sharedVec).
 func scanShared(kp, dp int, m ivf.Metric) int {
-	n := topBuf(kp)*12 + dp*4
+	n := topBuf(kp)*12 + sharedVec(dp)*4
 	if m == ivf.L2 {
-		n += dp * 4
+		n += sharedVec(dp) * 4
 	}
 	return n
 }
+
+// sharedVec is the length in floats of a per-dimension vector in the scan
+// kernel's shared memory: dp plus one float of padding per 32 against
+// bank conflicts (sq8_svec).
+func sharedVec(dp int) int { return dp + dp>>5 }
 
 // mergeShared is the dynamic shared memory of one sq8_merge block.
 func mergeShared(kp int) int { return topBuf(kp) * 12 }

@@ -168,8 +168,10 @@ func TestSharedMemoryLimits(t *testing.T) {
 		fits   bool
 	}{
 		{128, 10, ivf.L2, true}, {784, 1024, ivf.L2, true}, {1792, 1024, ivf.L2, true},
-		{3056, 1024, ivf.L2, true}, {3057, 1024, ivf.L2, false}, {5360, 10, ivf.L2, true}, {5361, 10, ivf.L2, false},
-		{6128, 1024, ivf.IP, true}, {6129, 1024, ivf.IP, false}, {65536, 1, ivf.IP, false},
+		{2960, 1024, ivf.L2, true}, {2961, 1024, ivf.L2, false}, {5200, 10, ivf.L2, true}, {5201, 10, ivf.L2, false},
+		{4448, 512, ivf.L2, true}, {4449, 512, ivf.L2, false}, {8912, 512, ivf.IP, true}, {8913, 512, ivf.IP, false},
+		{5936, 1024, ivf.IP, true}, {5937, 1024, ivf.IP, false}, {10400, 256, ivf.IP, true}, {10401, 256, ivf.IP, false},
+		{65536, 1, ivf.IP, false},
 	} {
 		if got := deviceFits(c.dim, c.k, c.m); got != c.fits {
 			t.Errorf("deviceFits(%d, %d, %v) = %v (%d bytes)", c.dim, c.k, c.m, got, scanShared(topCap(c.k), padDim(c.dim), c.m))

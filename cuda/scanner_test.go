@@ -538,5 +538,8 @@ func TestLayoutMatchesHeader(t *testing.T) {
 		if padDim(d) != hostmath.Pad(d) || lanesFor(padDim(d)) != hostmath.Lanes(padDim(d)) {
 			t.Fatalf("dim %d: Go pad %d lanes %d, C pad %d lanes %d", d, padDim(d), lanesFor(padDim(d)), hostmath.Pad(d), hostmath.Lanes(hostmath.Pad(d)))
 		}
+		if dp := padDim(d); sharedVec(dp) != hostmath.SVec(dp) {
+			t.Fatalf("dp %d: Go shared vector %d floats, C %d", dp, sharedVec(dp), hostmath.SVec(dp))
+		}
 	}
 }

@@ -34,6 +34,7 @@ static void hm_ip_prep(const float *q, const float *step, float *w, int n) {
 
 static int hm_pad(int d) { return sq8_pad(d); }
 static int hm_lanes(int dp) { return sq8_lanes(dp); }
+static int hm_svec(int dp) { return sq8_svec(dp); }
 static int hm_less(float d1, unsigned long long i1, float d2, unsigned long long i2) { return sq8_less(d1, i1, d2, i2); }
 static int hm_deleted(const unsigned int *tomb, int e) { return sq8_deleted(tomb, e); }
 */
@@ -55,6 +56,10 @@ const (
 
 // Pad is sq8_pad: the padded row length of dim codes.
 func Pad(dim int) int { return int(C.hm_pad(C.int(dim))) }
+
+// SVec is sq8_svec: the padded length of a per-dimension vector of dp
+// components in the scan kernel's shared memory.
+func SVec(dp int) int { return int(C.hm_svec(C.int(dp))) }
 
 // Lanes is sq8_lanes: the threads that score one row of dp codes.
 func Lanes(dp int) int { return int(C.hm_lanes(C.int(dp))) }

@@ -108,10 +108,16 @@ __device__ void sq8_top_flush(const sq8_top &t) {
 	__syncthreads();
 }
 
-/* Flushes when the next round could overflow the candidate area. */
+/* Flushes when the next round could overflow the candidate area. Every
+ * thread reads the count between two barriers: with one, a fast warp could
+ * start the next round's offers (atomicAdd on the count) while a slow one
+ * still reads it, and the two would disagree about flushing, a barrier
+ * that not every thread reaches (compute-sanitizer's racecheck found it). */
 __device__ __forceinline__ void sq8_top_maybe_flush(const sq8_top &t) {
 	__syncthreads();
-	if (sq8_ncand > t.buf - t.kp - SQ8_ROUND) sq8_top_flush(t);
+	const int n = sq8_ncand;
+	__syncthreads();
+	if (n > t.buf - t.kp - SQ8_ROUND) sq8_top_flush(t);
 }
 
 /* Writes the k best and their count to row r of the outputs. */
@@ -147,16 +153,18 @@ sq8_scan(const float *__restrict__ queries,   /* nq × dp */
 	t.k = b.k;
 	t.id = (u64 *)sq8_smem;
 	t.d = (float *)(t.id + t.buf);
-	float *vec = t.d + t.buf; /* a (L2) or w (IP), dp floats */
-	float *stp = vec + dp;    /* Step (L2), dp floats */
+	/* a (L2) or w (IP), and Step (L2): sq8_svec(dp) floats each, component
+	 * j at sq8_sidx(j) (padded against bank conflicts, see sq8.h). */
+	float *vec = t.d + t.buf;
+	float *stp = vec + sq8_svec(dp);
 	sq8_top_init(t);
 
 	const float *q = queries + (long long)b.query * dp;
 	for (int j = threadIdx.x; j < dp; j += blockDim.x) {
 		if (l2)
-			stp[j] = vstep[j];
+			stp[sq8_sidx(j)] = vstep[j];
 		else
-			vec[j] = sq8_ip_prep(q[j], vstep[j]);
+			vec[sq8_sidx(j)] = sq8_ip_prep(q[j], vstep[j]);
 	}
 	__syncthreads();
 
@@ -170,7 +178,7 @@ sq8_scan(const float *__restrict__ queries,   /* nq × dp */
 		if (l2) {
 			const float *c = centroids + (long long)pr.list * dp;
 			__syncthreads();
-			for (int j = threadIdx.x; j < dp; j += blockDim.x) vec[j] = sq8_l2_prep(q[j], c[j], vmin[j]);
+			for (int j = threadIdx.x; j < dp; j += blockDim.x) vec[sq8_sidx(j)] = sq8_l2_prep(q[j], c[j], vmin[j]);
 			__syncthreads();
 		}
 		const unsigned char *codes = (const unsigned char *)pr.codes;
@@ -222,14 +230,17 @@ sq8_merge(const float *__restrict__ in_d,   /* slots × kmax */
 	t.id = (u64 *)sq8_smem;
 	t.d = (float *)(t.id + t.buf);
 	sq8_top_init(t);
-	for (int s = m.first; s < m.first + m.nslots; s++) {
-		const int n = in_n[s];
-		const long long row = (long long)s * kmax;
-		for (int r0 = 0; r0 < n; r0 += SQ8_ROUND) {
-			const int i = r0 + threadIdx.x;
-			if (threadIdx.x < SQ8_ROUND && i < n) sq8_top_offer(t, in_d[row + i], in_id[row + i]);
-			sq8_top_maybe_flush(t);
+	/* The query's slots hold at most k entries each: take them SQ8_ROUND
+	 * at a time across slots (f = slot·k + i), so a query spread over
+	 * hundreds of blocks costs a few rounds, not one round per slot. */
+	const long long total = m.k > 0 ? (long long)m.nslots * m.k : 0;
+	for (long long f0 = 0; f0 < total; f0 += SQ8_ROUND) {
+		const long long f = f0 + threadIdx.x;
+		if (threadIdx.x < SQ8_ROUND && f < total) {
+			const int s = m.first + (int)(f / m.k), i = (int)(f % m.k);
+			if (i < in_n[s]) sq8_top_offer(t, in_d[(long long)s * kmax + i], in_id[(long long)s * kmax + i]);
 		}
+		sq8_top_maybe_flush(t);
 	}
 	sq8_top_write(t, out_d, out_id, out_n, kmax, m.out);
 }

@@ -76,6 +76,24 @@ SQ8_HD int sq8_lanes(int dp) {
 	return w;
 }
 
+/* sq8_svec is the length, in floats, of a per-dimension vector (a, Step or
+ * w) of dp components in the scan kernel's shared memory, and sq8_sidx
+ * where component j sits: one float of padding after every 32. Lane l of a
+ * warp reads component 16·l + m of its chunk at the same time as the other
+ * lanes; unpadded, those 32 reads fall on two banks (a 16-way conflict, the
+ * kernel's main cost at 784-d); padded, on 32 different ones
+ * ((16·l + l/2 + m) mod 32). The host harness keeps plain arrays: there
+ * sq8_sidx is the identity. Only addresses change, never the order of a
+ * sum. */
+SQ8_HD int sq8_svec(int dp) { return dp + (dp >> 5); }
+SQ8_HD int sq8_sidx(int j) {
+#ifdef __CUDA_ARCH__
+	return j + (j >> 5);
+#else
+	return j;
+#endif
+}
+
 /* sq8_less orders hits best first: smaller distance, then smaller id
  * (ivf's order). */
 SQ8_HD int sq8_less(float d1, unsigned long long id1, float d2, unsigned long long id2) {
@@ -123,10 +141,10 @@ SQ8_HD float sq8_l2_lane(const float *a, const float *s, const unsigned char *ro
 		for (int b = 0; b < 4; b++) {
 			unsigned int x = w[b];
 			const int j = i + 4 * b;
-			acc += sq8_l2_term(a[j], s[j], x & 0xffu);
-			acc += sq8_l2_term(a[j + 1], s[j + 1], (x >> 8) & 0xffu);
-			acc += sq8_l2_term(a[j + 2], s[j + 2], (x >> 16) & 0xffu);
-			acc += sq8_l2_term(a[j + 3], s[j + 3], x >> 24);
+			acc += sq8_l2_term(a[sq8_sidx(j)], s[sq8_sidx(j)], x & 0xffu);
+			acc += sq8_l2_term(a[sq8_sidx(j + 1)], s[sq8_sidx(j + 1)], (x >> 8) & 0xffu);
+			acc += sq8_l2_term(a[sq8_sidx(j + 2)], s[sq8_sidx(j + 2)], (x >> 16) & 0xffu);
+			acc += sq8_l2_term(a[sq8_sidx(j + 3)], s[sq8_sidx(j + 3)], x >> 24);
 		}
 	}
 	return acc;
@@ -141,10 +159,10 @@ SQ8_HD float sq8_ip_lane(const float *w, const unsigned char *row, int dp, int l
 		for (int b = 0; b < 4; b++) {
 			unsigned int x = c[b];
 			const int j = i + 4 * b;
-			acc += w[j] * (float)(x & 0xffu);
-			acc += w[j + 1] * (float)((x >> 8) & 0xffu);
-			acc += w[j + 2] * (float)((x >> 16) & 0xffu);
-			acc += w[j + 3] * (float)(x >> 24);
+			acc += w[sq8_sidx(j)] * (float)(x & 0xffu);
+			acc += w[sq8_sidx(j + 1)] * (float)((x >> 8) & 0xffu);
+			acc += w[sq8_sidx(j + 2)] * (float)((x >> 16) & 0xffu);
+			acc += w[sq8_sidx(j + 3)] * (float)(x >> 24);
 		}
 	}
 	return acc;
