@@ -273,3 +273,48 @@ func BenchmarkGPUConcurrentSingleQueries(b *testing.B) {
 		})
 	}
 }
+
+// The planner's knobs on the GPU: MinBlockRows and BlocksPerSM for batches
+// of 1, 16 and 1024 queries (k=10). Batch-1 latency depends on how many
+// multiprocessors the rows of one query are spread over; large batches on
+// the blocks per query and the merge. Used to choose the defaults
+// (docs/cuda.md, "Figures").
+func BenchmarkGPUScanPlan(b *testing.B) {
+	const k = 10
+	sets := benchSets(b)
+	for _, bps := range []int{4, 16} {
+		for _, minRows := range []int{32, 64, 128, 256, 512} {
+			s, err := NewScanner(Options{MinBlockRows: minRows, BlocksPerSM: bps, MaxWait: -1})
+			if err != nil {
+				b.Fatalf("open the GPU: %v", err)
+			}
+			for _, set := range sets {
+				if err := s.Preload(set.ix); err != nil {
+					b.Fatal(err)
+				}
+				d := set.ix.Dim()
+				for _, batch := range []int{1, 16, 1024} {
+					q, p := set.queries[:batch*d], set.probes[:batch]
+					out := make([][]ivf.Hit, batch)
+					b.Run(fmt.Sprintf("%s/batch=%d/blocksPerSM=%d/minRows=%d", set.name, batch, bps, minRows), func(b *testing.B) {
+						st0 := s.Stats()
+						for b.Loop() {
+							if err := s.Scan(set.ix, q, p, k, out); err != nil {
+								b.Fatal(err)
+							}
+						}
+						st1 := s.Stats()
+						b.ReportMetric(float64(st1.Queries-st0.Queries)/b.Elapsed().Seconds(), "queries/s")
+						b.ReportMetric(float64((st1.GPUTime-st0.GPUTime).Microseconds())/float64(st1.Batches-st0.Batches), "µs-device/batch")
+					})
+				}
+				if err := s.Forget(set.ix); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := s.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

@@ -23,8 +23,12 @@ type Options struct {
 	// Default 1024.
 	MaxBatch int
 	// MaxWait is how long the first request of a batch waits for more
-	// before the batch is launched. Default 200µs. Negative: no wait (take
-	// only what is already queued).
+	// before the batch is launched. Default 0, no wait: a batch is what
+	// queued while the previous one ran (continuous batching), so a lone
+	// query goes at once and a loaded scanner still forms large batches.
+	// A positive wait costs a lone query about 1 ms however short it is:
+	// Go's timers sleep at least a millisecond when the process is
+	// otherwise idle (docs/cuda.md, "Figures"). Negative: no wait.
 	MaxWait time.Duration
 	// MaxTail is the most entries appended to a resident list since its
 	// last upload that a search scans on the CPU instead of uploading them
@@ -40,7 +44,8 @@ type Options struct {
 	// planner aims for when it splits a batch's work. Default 4.
 	BlocksPerSM int
 	// MinBlockRows is the fewest code rows one block is given (the planner
-	// raises it to 2·k). Default 512.
+	// raises it to 2·k). Default 64 (docs/cuda.md, "Figures": fewer rows
+	// per block spread a single query over more multiprocessors).
 	MinBlockRows int
 }
 
@@ -49,9 +54,6 @@ type Options struct {
 func (o *Options) EnsureDefaults() {
 	if o.MaxBatch == 0 {
 		o.MaxBatch = 1024
-	}
-	if o.MaxWait == 0 {
-		o.MaxWait = 200 * time.Microsecond
 	}
 	if o.MaxTail == 0 {
 		o.MaxTail = 4096
@@ -63,7 +65,7 @@ func (o *Options) EnsureDefaults() {
 		o.BlocksPerSM = 4
 	}
 	if o.MinBlockRows == 0 {
-		o.MinBlockRows = 512
+		o.MinBlockRows = 64
 	}
 }
 
