@@ -459,6 +459,16 @@ const maxSearchWaves = 6
 // another replica of the same lists too.
 const searchHedge = 250 * time.Millisecond
 
+// Hedges and retries after an overloaded node are allowed for about one
+// search in ten (extraCallRatio), with a burst of extraCallBurst: enough
+// for the odd slow node, not enough to double the load of a slow cluster.
+// Retries after a failed or dead node are not budgeted: they are what
+// keeps searches whole through a failover.
+const (
+	extraCallRatio = 0.1
+	extraCallBurst = 20
+)
+
 // distSearch scans the probed lists on one replica of each shard holding
 // them, one call per node, and merges the answers.
 func (n *Node) distSearch(ctx context.Context, rt *route, req SearchRequest) (*SearchResult, error) {
@@ -475,6 +485,7 @@ func (n *Node) distSearch(ctx context.Context, rt *route, req SearchRequest) (*S
 	if err := c.checkVector(req.Vector); err != nil {
 		return nil, err
 	}
+	n.extra.earn()
 	// What to scan: shard → probes, and the buffer shards.
 	type part struct {
 		shard  meta.Shard
@@ -569,7 +580,7 @@ func (n *Node) distSearch(ctx context.Context, rt *route, req SearchRequest) (*S
 			}
 			go func() {
 				if node == rt.self {
-					local, err := n.scanPart(call)
+					local, err := n.scanPart(cctx, call)
 					results <- result{node: node, parts: pts, local: local, err: err}
 					return
 				}
@@ -626,18 +637,40 @@ wait:
 				if waves < maxSearchWaves {
 					launch(unanswered(r.parts))
 				}
+			case callOverloaded:
+				// Another replica may have room, but retrying every
+				// refusal would add load where there is none to spare.
+				if !n.extra.spend() {
+					n.extraCalls.WithLabelValues("overload_retry", "over_budget").Inc()
+					return nil, r.err
+				}
+				n.extraCalls.WithLabelValues("overload_retry", "sent").Inc()
+				avoid[r.node] = true
+				if waves < maxSearchWaves {
+					launch(unanswered(r.parts))
+				}
 			}
 		case <-hedge.C:
 			var slow []*part
-			for node, pts := range pending {
+			for _, pts := range pending {
 				if len(pts) > 0 {
-					avoid[node] = true
 					slow = append(slow, unanswered(pts)...)
 				}
 			}
-			if len(slow) > 0 && waves < maxSearchWaves {
-				launch(slow)
+			if len(slow) == 0 || waves >= maxSearchWaves {
+				break
 			}
+			if !n.extra.spend() {
+				n.extraCalls.WithLabelValues("hedge", "over_budget").Inc()
+				break
+			}
+			n.extraCalls.WithLabelValues("hedge", "sent").Inc()
+			for node, pts := range pending {
+				if len(pts) > 0 {
+					avoid[node] = true
+				}
+			}
+			launch(slow)
 		case <-ctx.Done():
 			break wait
 		}
@@ -927,8 +960,8 @@ func (n *Node) applyReplica(ctx context.Context, call *proto.RPCReplicate) error
 }
 
 // searchPart scans the lists (and buffer) a gateway asked this node for.
-func (n *Node) searchPart(call *proto.RPCSearch) (*proto.RPCSearchReply, error) {
-	hits, err := n.scanPart(call)
+func (n *Node) searchPart(ctx context.Context, call *proto.RPCSearch) (*proto.RPCSearchReply, error) {
+	hits, err := n.scanPart(ctx, call)
 	if err != nil {
 		return nil, err
 	}
@@ -945,7 +978,7 @@ func (n *Node) searchPart(call *proto.RPCSearch) (*proto.RPCSearchReply, error) 
 
 // scanPart is searchPart's scan, without names: the gateway's own part,
 // whose hits it names after the merge, only those that made the top k.
-func (n *Node) scanPart(call *proto.RPCSearch) ([]ivf.Hit, error) {
+func (n *Node) scanPart(ctx context.Context, call *proto.RPCSearch) ([]ivf.Hit, error) {
 	c, err := n.collection(call.Collection)
 	if err != nil {
 		return nil, err
@@ -984,6 +1017,11 @@ func (n *Node) scanPart(call *proto.RPCSearch) ([]ivf.Hit, error) {
 	for i, l := range call.Lists {
 		probes[i] = ivf.Probe{List: l, Dist: call.Dists[i]}
 	}
+	release, err := n.scans.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	return c.searchProbes(q, call.K, call.Refine, probes, call.Buffer)
 }
 

@@ -36,6 +36,12 @@ type APIOptions struct {
 	// QueueWrites and QueueReads are how many more may wait for a slot;
 	// beyond that a request gets 429 with Retry-After. Defaults 64 and 1024.
 	QueueWrites, QueueReads int
+	// WriteWait and ReadWait bound how long a request waits in its queue:
+	// then it gets 429 too. An answer that comes later than this is worth
+	// less than the client's retry elsewhere, and a queue bounded in
+	// length only grew to seconds of wait under overload
+	// (docs/benchmarks.md, "Overload"). Defaults 10 s and 1 s.
+	WriteWait, ReadWait time.Duration
 	// RetryAfter is the Retry-After of a 429. Default 1 s.
 	RetryAfter time.Duration
 }
@@ -58,6 +64,12 @@ func (o *APIOptions) EnsureDefaults() {
 	if o.RetryAfter <= 0 {
 		o.RetryAfter = time.Second
 	}
+	if o.WriteWait <= 0 {
+		o.WriteWait = 10 * time.Second
+	}
+	if o.ReadWait <= 0 {
+		o.ReadWait = time.Second
+	}
 }
 
 // api serves HTTP API v1 over a Node.
@@ -73,7 +85,7 @@ type api struct {
 // /metrics.
 func (n *Node) Handler(o APIOptions) http.Handler {
 	o.EnsureDefaults()
-	a := &api{n: n, o: o, writes: newLimiter(o.MaxWrites, o.QueueWrites), reads: newLimiter(o.MaxReads, o.QueueReads)}
+	a := &api{n: n, o: o, writes: newLimiter(o.MaxWrites, o.QueueWrites, o.WriteWait), reads: newLimiter(o.MaxReads, o.QueueReads, o.ReadWait)}
 	a.metrics = newMetrics(n)
 	mux := http.NewServeMux()
 	route := func(pattern string, class accessClass, h func(w http.ResponseWriter, r *http.Request) error) {
@@ -135,6 +147,9 @@ func (a *api) serve(w http.ResponseWriter, r *http.Request, class accessClass, h
 	var l *limiter
 	switch class {
 	case read:
+		if a.n.sched.shedding.Load() {
+			return fmt.Errorf("%w: this node's processors are saturated (%.0f goroutines waiting per processor)", ErrOverloaded, float64(a.n.sched.perProc.Load())/1000)
+		}
 		l = a.reads
 	case write:
 		l = a.writes
@@ -245,25 +260,37 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 }
 
 // limiter bounds the requests running (slots) and waiting (queue): a
-// request that finds the queue full is refused at once with ErrOverloaded.
+// request that finds the queue full is refused at once with ErrOverloaded,
+// one that waited wait without a slot is refused then.
 type limiter struct {
 	tickets chan struct{} // running + waiting
 	slots   chan struct{} // running
+	wait    time.Duration
 }
 
-func newLimiter(running, queue int) *limiter {
-	return &limiter{tickets: make(chan struct{}, running+queue), slots: make(chan struct{}, running)}
+func newLimiter(running, queue int, wait time.Duration) *limiter {
+	return &limiter{tickets: make(chan struct{}, running+queue), slots: make(chan struct{}, running), wait: wait}
 }
 
 func (l *limiter) acquire(ctx context.Context) (func(), error) {
 	select {
 	case l.tickets <- struct{}{}:
 	default:
-		return nil, ErrOverloaded
+		return nil, fmt.Errorf("%w: %d requests running and %d waiting", ErrOverloaded, cap(l.slots), cap(l.tickets)-cap(l.slots))
 	}
 	select {
 	case l.slots <- struct{}{}:
 		return func() { <-l.slots; <-l.tickets }, nil
+	default:
+	}
+	t := time.NewTimer(l.wait)
+	defer t.Stop()
+	select {
+	case l.slots <- struct{}{}:
+		return func() { <-l.slots; <-l.tickets }, nil
+	case <-t.C:
+		<-l.tickets
+		return nil, fmt.Errorf("%w: no slot within %v", ErrOverloaded, l.wait)
 	case <-ctx.Done():
 		<-l.tickets
 		return nil, ctx.Err()

@@ -9,5 +9,6 @@ import (
 // Every goroutine the node starts (training, Pebble's, Raft's) must be
 // gone when the tests that started them have closed what they opened.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// The run-queue watcher lives as long as the process (sched.go).
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("lookalike/node.(*schedWatch).run"))
 }

@@ -40,6 +40,15 @@ type Node struct {
 	peers *peers
 	// nodesContacted observes how many nodes each search called.
 	nodesContacted prometheus.Histogram
+	// scans bounds the scans running at once (gate.go).
+	scans *gate
+	// sched watches Go's run queue; the API sheds searches while it is
+	// long (sched.go).
+	sched *schedWatch
+	// extra is the budget of a search's hedges and overload retries;
+	// extraCalls counts them by kind and whether the budget allowed them.
+	extra      *budget
+	extraCalls *prometheus.CounterVec
 }
 
 // Open starts a node over meta and store and opens every collection of
@@ -61,6 +70,13 @@ func Open(opts Options, meta Metadata, store Storage) (*Node, error) {
 		Help:    "Nodes a search called (this one included), per search this node routed.",
 		Buckets: []float64{1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64},
 	})
+	n.scans = newGate(opts.MaxScans, opts.ScanWait)
+	n.sched = processSched(n.log)
+	n.extra = newBudget(extraCallRatio, extraCallBurst)
+	n.extraCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lookalike_search_extra_calls_total",
+		Help: "Calls a search made beyond one per part: hedges of a slow node and retries after an overloaded one, sent or refused by the budget.",
+	}, []string{"kind", "result"})
 	if err := n.Sync(); err != nil {
 		n.Close()
 		return nil, err
@@ -449,7 +465,7 @@ func (n *Node) Search(ctx context.Context, name string, req SearchRequest) (*Sea
 			switch classify(err) {
 			case callOK:
 				replies = append(replies, r)
-			case callFatal:
+			case callFatal, callOverloaded:
 				return err
 			case callMissing:
 				res.Partial = true
@@ -471,9 +487,10 @@ func (n *Node) Search(ctx context.Context, name string, req SearchRequest) (*Sea
 type callClass int
 
 const (
-	callOK      callClass = iota
-	callFatal             // fails the query: the request is wrong, or the table moved (retried)
-	callMissing           // the shard had no live replica: the answer is partial
+	callOK         callClass = iota
+	callFatal                // fails the query: the request is wrong, or the table moved (retried)
+	callMissing              // the shard had no live replica: the answer is partial
+	callOverloaded           // the node refused the call as overloaded: another replica within the budget, else 429
 )
 
 // classify is the one place that decides what a shard's error does to a
@@ -487,6 +504,8 @@ func classify(err error) callClass {
 		return callFatal
 	case errors.Is(err, context.Canceled):
 		return callFatal
+	case errors.Is(err, ErrOverloaded):
+		return callOverloaded
 	}
 	return callMissing
 }

@@ -36,6 +36,13 @@ type Options struct {
 	MoveChunk int
 	// CallTimeout bounds one gateway → shard call. Default 30 s.
 	CallTimeout time.Duration
+	// MaxScans is how many scans (the CPU-heavy part of a search) run at
+	// once on this node; more wait in order. Default 2 × GOMAXPROCS.
+	MaxScans int
+	// ScanWait is how long a scan may wait for a slot before it is
+	// refused as overloaded (HTTP 429, or to a gateway, a reason to try
+	// another replica within its budget). Default 1 s.
+	ScanWait time.Duration
 	// SaveEvery is how many writes (items put or deleted) to a trained
 	// collection trigger a save of its index in the background, bounding
 	// the log a restart after a crash replays. Default 100,000; negative:
@@ -80,6 +87,12 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.CallTimeout == 0 {
 		o.CallTimeout = 30 * time.Second
+	}
+	if o.MaxScans <= 0 {
+		o.MaxScans = 2 * runtime.GOMAXPROCS(0)
+	}
+	if o.ScanWait <= 0 {
+		o.ScanWait = time.Second
 	}
 	if o.SaveEvery == 0 {
 		o.SaveEvery = 100_000

@@ -91,7 +91,7 @@ func (a *api) rpc(w http.ResponseWriter, r *http.Request) error {
 	case proto.OpSearch:
 		var c proto.RPCSearch
 		if err = decode(&c); err == nil {
-			reply, err = n.searchPart(&c)
+			reply, err = n.searchPart(ctx, &c)
 		}
 	case proto.OpWrite:
 		var c proto.RPCWrite

@@ -99,7 +99,12 @@ func (s localShard) Search(ctx context.Context, call *SearchCall) (*SearchReply,
 	if err != nil {
 		return nil, err
 	}
+	release, err := s.n.scans.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
 	hits, err := c.search(call.Vector, call.K, call.NProbe, call.Refine)
+	release()
 	if err != nil {
 		return nil, err
 	}

@@ -77,6 +77,21 @@ func cbEnvInt(name string, def int) int {
 	return def
 }
 
+// cbSaveLogs writes each server's output (its log: Raft's warnings
+// included, --quiet keeps the node's own to warnings) to
+// LOOKALIKE_BENCH_PROFILE/<name>-<i>.log, when that is set.
+func cbSaveLogs(srvs []*server, name string) {
+	if cbProfileDir == "" {
+		return
+	}
+	for i, s := range srvs {
+		f := fmt.Sprintf("%s/%s-%d.log", cbProfileDir, name, i+1)
+		if err := os.WriteFile(f, []byte(s.log.String()), 0o644); err != nil {
+			cbNote("log: %v", err)
+		}
+	}
+}
+
 // cbProfileDir is LOOKALIKE_BENCH_PROFILE: when set, every server serves
 // /debug/pprof and each closed loop (and the ingest measurement) writes a
 // CPU profile per server there, named <setup>-<phase>-<node>.pprof.
@@ -787,6 +802,7 @@ func BenchmarkClusterSearch(b *testing.B) {
 	for _, s := range srvs {
 		s.stop()
 	}
+	cbSaveLogs(srvs, "search")
 
 	diff := cl.open.pct(990) - one.open.pct(990)
 	b.ReportMetric(one.closed.qps(), "one-max-qps")

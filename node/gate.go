@@ -1,0 +1,100 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// gate bounds the scans running at once on this node, the CPU-heavy part
+// of every search (a gateway's own part, a part another gateway asked
+// for, a one-node search). The HTTP limiter bounds requests, most of which
+// wait on other nodes; without this bound hundreds of scans shared two
+// cores, each ran hundreds of times slower than alone, and the goroutines
+// that keep Raft's leases were starved behind them until every node
+// refused everything as cut off (docs/benchmarks.md, "Overload").
+//
+// Waiters are served in order (a channel's senders are queued FIFO). A
+// scan that cannot start within wait is refused with ErrOverloaded: an
+// answer later than that is worth less than the client's retry.
+type gate struct {
+	slots   chan struct{}
+	wait    time.Duration
+	waiting prometheus.Gauge
+	refused prometheus.Counter
+}
+
+func newGate(n int, wait time.Duration) *gate {
+	return &gate{
+		slots: make(chan struct{}, n), wait: wait,
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lookalike_scans_waiting",
+			Help: "Scans waiting for one of the node's scan slots (--max-scans).",
+		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lookalike_scans_refused_total",
+			Help: "Scans refused as overloaded after waiting --scan-wait for a slot.",
+		}),
+	}
+}
+
+// enter takes a slot; the caller must call the returned release.
+func (g *gate) enter(ctx context.Context) (release func(), err error) {
+	select {
+	case g.slots <- struct{}{}:
+		return g.release, nil
+	default:
+	}
+	g.waiting.Inc()
+	defer g.waiting.Dec()
+	t := time.NewTimer(g.wait)
+	defer t.Stop()
+	select {
+	case g.slots <- struct{}{}:
+		return g.release, nil
+	case <-t.C:
+		g.refused.Inc()
+		return nil, fmt.Errorf("%w: no scan slot within %v (%d running)", ErrOverloaded, g.wait, cap(g.slots))
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (g *gate) release() { <-g.slots }
+
+// budget allows extra calls (hedges, and retries after a node said it is
+// overloaded) for a fraction of searches, as in "The Tail at Scale": each
+// search earns ratio of a token, up to burst; an extra call spends one.
+// Without it, a slow cluster hedged every search and so doubled its own
+// load exactly when it could least take it. Tokens are counted in
+// thousandths, so that ten searches at 0.1 earn exactly one.
+type budget struct {
+	mu           sync.Mutex
+	milli        int64 // tokens × 1000
+	ratio, burst int64 // × 1000
+}
+
+func newBudget(ratio, burst float64) *budget {
+	b := &budget{ratio: int64(ratio*1000 + 0.5), burst: int64(burst*1000 + 0.5)}
+	b.milli = b.burst
+	return b
+}
+
+func (b *budget) earn() {
+	b.mu.Lock()
+	b.milli = min(b.burst, b.milli+b.ratio)
+	b.mu.Unlock()
+}
+
+func (b *budget) spend() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.milli < 1000 {
+		return false
+	}
+	b.milli -= 1000
+	return true
+}
