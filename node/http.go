@@ -147,8 +147,8 @@ func (a *api) serve(w http.ResponseWriter, r *http.Request, class accessClass, h
 	var l *limiter
 	switch class {
 	case read:
-		if a.n.sched.shedding.Load() {
-			return fmt.Errorf("%w: this node's processors are saturated (%.0f goroutines waiting per processor)", ErrOverloaded, float64(a.n.sched.perProc.Load())/1000)
+		if shed, q := a.n.shed.shed(); shed {
+			return fmt.Errorf("%w: this node's processors are saturated (%.0f goroutines waiting per processor)", ErrOverloaded, q)
 		}
 		l = a.reads
 	case write:

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"testing"
 	"time"
 )
@@ -92,6 +93,25 @@ func TestGate(t *testing.T) {
 		t.Fatalf("cancelled: %v", err)
 	}
 	rel()
+}
+
+// The shedder refuses from above the threshold until below half of it.
+func TestShedder(t *testing.T) {
+	s := &shedder{above: 32, log: slog.New(slog.DiscardHandler)}
+	for i, c := range []struct {
+		q    float64
+		want bool
+	}{{0, false}, {31, false}, {33, true}, {20, true}, {16.5, true}, {15, false}, {31, false}, {40, true}} {
+		if got := s.decide(c.q); got != c.want {
+			t.Fatalf("step %d: run queue %v: shed %v, want %v", i, c.q, got, c.want)
+		}
+	}
+	if off := (&shedder{above: -1}); func() bool { b, _ := off.shed(); return b }() {
+		t.Fatal("a negative threshold shed")
+	}
+	if q := runnablePerProc(); q < 0 {
+		t.Fatalf("run queue %v", q)
+	}
 }
 
 func TestBudget(t *testing.T) {

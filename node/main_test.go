@@ -10,5 +10,5 @@ import (
 // gone when the tests that started them have closed what they opened.
 func TestMain(m *testing.M) {
 	// The run-queue watcher lives as long as the process (sched.go).
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("lookalike/node.(*schedWatch).run"))
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("lookalike/node.sampleRunQueue"))
 }

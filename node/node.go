@@ -42,9 +42,10 @@ type Node struct {
 	nodesContacted prometheus.Histogram
 	// scans bounds the scans running at once (gate.go).
 	scans *gate
-	// sched watches Go's run queue; the API sheds searches while it is
-	// long (sched.go).
-	sched *schedWatch
+	// shed says when the API refuses new searches because Go's run queue
+	// is long (sched.go); shedGauge exports the queue.
+	shed      *shedder
+	shedGauge prometheus.GaugeFunc
 	// extra is the budget of a search's hedges and overload retries;
 	// extraCalls counts them by kind and whether the budget allowed them.
 	extra      *budget
@@ -71,7 +72,11 @@ func Open(opts Options, meta Metadata, store Storage) (*Node, error) {
 		Buckets: []float64{1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64},
 	})
 	n.scans = newGate(opts.MaxScans, opts.ScanWait)
-	n.sched = processSched(n.log)
+	n.shed = &shedder{above: opts.ShedAbove, log: n.log}
+	n.shedGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lookalike_sched_runnable_per_proc",
+		Help: "Goroutines ready to run but waiting for a processor, per processor (moving average over ~40 ms); new searches are refused above --shed-above.",
+	}, runnablePerProc)
 	n.extra = newBudget(extraCallRatio, extraCallBurst)
 	n.extraCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lookalike_search_extra_calls_total",

@@ -43,6 +43,12 @@ type Options struct {
 	// refused as overloaded (HTTP 429, or to a gateway, a reason to try
 	// another replica within its budget). Default 1 s.
 	ScanWait time.Duration
+	// ShedAbove is the length of Go's run queue, in goroutines waiting per
+	// processor (a moving average over ~40 ms), above which the API
+	// refuses new searches with 429 until it falls below half of it: the
+	// goroutines that keep Raft's leases and gossip's probes wait in the
+	// same queue (sched.go). Default 32; negative: never shed.
+	ShedAbove float64
 	// SaveEvery is how many writes (items put or deleted) to a trained
 	// collection trigger a save of its index in the background, bounding
 	// the log a restart after a crash replays. Default 100,000; negative:
@@ -93,6 +99,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.ScanWait <= 0 {
 		o.ScanWait = time.Second
+	}
+	if o.ShedAbove == 0 {
+		o.ShedAbove = 32
 	}
 	if o.SaveEvery == 0 {
 		o.SaveEvery = 100_000

@@ -113,6 +113,7 @@ the file. SIGTERM or Ctrl-C shuts down gracefully.`,
 	f.DurationVar(&o.API.ReadWait, "read-wait", time.Second, "longest a read request waits in its queue (then 429)")
 	f.IntVar(&o.Node.MaxScans, "max-scans", 0, "scans (the CPU-heavy part of a search) running at once; more wait in order (default 2 × the cores Go uses)")
 	f.DurationVar(&o.Node.ScanWait, "scan-wait", time.Second, "longest a scan waits for a slot (then 429, or another replica within the search's budget)")
+	f.Float64Var(&o.Node.ShedAbove, "shed-above", 32, "refuse new searches (429) while Go's run queue holds more than this many goroutines per processor, until it is below half (negative: never)")
 	f.IntVar(&o.Node.DefaultNProbe, "nprobe", 16, "nprobe of searches that give none")
 	f.IntVar(&o.Node.AutoTrainAt, "auto-train-at", 39*256, "count at which an nlist-auto collection trains by itself (negative: never; a fixed nlist trains at 39×nlist)")
 	f.IntVar(&o.Node.SaveEvery, "save-every", 100_000, "writes to a trained collection between background index saves (negative: only after training and at shutdown)")

@@ -36,8 +36,11 @@ import (
 // (ingest: vectors measured, default 300,000: at 100,000 the one node
 // finished in 1.3 s, too short a window: the ratio
 // moved by ±0.03 from run to run), LOOKALIKE_BENCH_PROFILE (a folder:
-// CPU and allocation profiles of every server), LOOKALIKE_BENCH_SERVE_FLAGS
-// (more flags for every server, e.g. "--max-reads 256"). Progress lines go to
+// CPU and allocation profiles and the logs of every server),
+// LOOKALIKE_BENCH_SERVE_FLAGS (more flags for every server, e.g.
+// "--max-reads 256"), LOOKALIKE_BENCH_CLUSTER_ENV (KEY=VALUE ... added to
+// the cluster nodes' environment, e.g. "GOMAXPROCS=1"), LOOKALIKE_BENCH_ROUNDS
+// (ingest: rounds of one node then cluster, default 3). Progress lines go to
 // stderr at once ("cb hh:mm:ss ..."); each benchmark logs a table at its
 // end.
 //
@@ -255,6 +258,7 @@ func cbStartCluster(b *testing.B, n int, extra ...string) ([]*clusterNode, []*se
 			"--bootstrap-expect", fmt.Sprint(n)}, extra...)
 		args = append(args, cbDebugFlags(b)...)
 		c.server = newServer(b, args...)
+		c.server.env = strings.Fields(os.Getenv("LOOKALIKE_BENCH_CLUSTER_ENV"))
 		srvs[i] = c.server
 	}
 	for _, c := range nodes {
