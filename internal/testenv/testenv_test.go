@@ -2,7 +2,9 @@ package testenv
 
 import (
 	"fmt"
+	"net"
 	"path/filepath"
+	"strconv"
 	"testing"
 )
 
@@ -54,5 +56,32 @@ func TestRequireFile(t *testing.T) {
 	RequireFile(r, filepath.Join(t.TempDir(), "nope"), "a file", "touch it")
 	if r.skipped == "" {
 		t.Fatal("missing file did not skip")
+	}
+}
+
+// FreeAddr hands out distinct, bindable loopback ports below the
+// ephemeral range (where it is known).
+func TestFreeAddr(t *testing.T) {
+	lo, hi := belowEphemeral()
+	seen := map[string]bool{}
+	for range 50 {
+		a := FreeAddr(t)
+		if seen[a] {
+			t.Fatalf("%s handed out twice", a)
+		}
+		seen[a] = true
+		_, ps, err := net.SplitHostPort(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := strconv.Atoi(ps)
+		if hi > lo && (p < lo || p >= hi) {
+			t.Fatalf("port %d outside [%d, %d)", p, lo, hi)
+		}
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			t.Fatalf("%s not bindable: %v", a, err)
+		}
+		l.Close()
 	}
 }
