@@ -103,7 +103,7 @@ func (n *Node) Handler(o APIOptions) http.Handler {
 	route("POST /v1/collections/{c}/images", write, a.insertImages)
 	route("GET /v1/collections/{c}/items/{id}/thumbnail", read, a.thumbnail)
 	route("POST /v1/collections/{c}/items/lookup", read, a.lookup)
-	route("POST /v1/collections/{c}/search", read, a.search)
+	route("POST /v1/collections/{c}/search", search, a.search)
 	route("GET /v1/collections/{c}/items/{id}", read, a.getItem)
 	route("DELETE /v1/collections/{c}/items/{id}", write, a.deleteItem)
 	route("POST /v1/collections/{c}/train", write, a.train)
@@ -121,6 +121,7 @@ type accessClass int
 const (
 	open accessClass = iota
 	read
+	search // a read, shed first under overload (sched.go): status and item reads still pass
 	write
 	internal // node to node: the API key, no queue (a queued internal call could wait on the very requests that wait on it)
 )
@@ -146,10 +147,12 @@ func (a *api) serve(w http.ResponseWriter, r *http.Request, class accessClass, h
 	r.Body = http.MaxBytesReader(w, r.Body, a.o.Limits.MaxBodyBytes)
 	var l *limiter
 	switch class {
-	case read:
+	case search:
 		if shed, q := a.n.shed.shed(); shed {
 			return fmt.Errorf("%w: this node's processors are saturated (%.0f goroutines waiting per processor)", ErrOverloaded, q)
 		}
+		l = a.reads
+	case read:
 		l = a.reads
 	case write:
 		l = a.writes
@@ -169,7 +172,7 @@ func (a *api) authorize(r *http.Request, class accessClass) error {
 	switch {
 	case (class == write || class == internal) && a.o.APIKey != "":
 		keys = []string{a.o.APIKey}
-	case class == read && a.o.ReadKey != "":
+	case (class == read || class == search) && a.o.ReadKey != "":
 		keys = []string{a.o.ReadKey, a.o.APIKey}
 	default:
 		return nil
