@@ -69,8 +69,7 @@ func (s *Store) ApplyAsync(ctx context.Context, b *Batch) (Result, func() error,
 			s.idSets[b.coll] = ids
 		}
 		// Sized for the batch up front: growing a batch of 1,000 vectors
-		// (each written twice, as item and in the log record) step by
-		// step copied it over and over.
+		// step by step copied it over and over.
 		pb = s.db.NewBatchWithSize(b.sizeHint())
 		r := &resolver{s: s, coll: b.coll, pb: pb, ids: ids, byUser: map[string]loc{}, byID: map[uint64]*Item{}}
 		defer r.close()

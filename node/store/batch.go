@@ -50,13 +50,15 @@ func (b *Batch) Move(id uint64, list uint32) {
 const opMove OpKind = 0xff
 
 // sizeHint estimates the bytes of the Pebble batch that applies b: each
-// put's vector, user id and metadata twice (item and log record) plus keys
-// and the directory and id index entries.
+// put's item (vector, user id, metadata, attachment) once, its user id
+// again in the directory entry and in the log record (version 3 logs a
+// put by reference, docs/format/keys.md), plus keys, the id index entry
+// and the log op.
 func (b *Batch) sizeHint() int {
 	n := 64
 	for i := range b.ops {
 		it := &b.ops[i].Item
-		n += 2*(4*len(it.Vector)+len(it.UserID)+len(it.Meta)+len(it.Attachment)) + 2*len(it.UserID) + 96
+		n += 4*len(it.Vector) + len(it.Meta) + len(it.Attachment) + 3*len(it.UserID) + 160
 	}
 	return n
 }
