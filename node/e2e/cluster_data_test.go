@@ -25,23 +25,48 @@ import (
 
 // cdStartCluster is startCluster (n nodes, --bootstrap-expect n, no gossip
 // key) with extra serve flags on every node.
+// Every node also serves Go's profiler on a loopback port (--debug-addr),
+// so that a failed test can show where each node's goroutines were.
 func cdStartCluster(t *testing.T, n int, extra ...string) []*clusterNode {
 	t.Helper()
-	return startCluster(t, n, n, "", extra...)
+	nodes := startClusterWith(t, n, n, "", func() []string { return append([]string{"--debug-addr", freeAddr(t)}, extra...) })
+	return nodes
 }
 
-// cdLogTails logs the end of each node's log when the test has failed.
+// cdLogTails logs, when the test has failed, the end of each node's log
+// and the goroutines of each node still running (pprof's debug=1 form:
+// one entry per distinct stack, with its count): a stall shows there.
 func cdLogTails(t *testing.T, nodes []*clusterNode, lines int) {
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
 		}
+		hc := &http.Client{Timeout: 5 * time.Second}
 		for _, c := range nodes {
 			if c.log == nil {
 				continue
 			}
 			l := strings.Split(strings.TrimSpace(c.log.String()), "\n")
 			t.Logf("--- last %d log lines of %s ---\n%s", min(lines, len(l)), c.id, strings.Join(l[max(0, len(l)-lines):], "\n"))
+			addr := ""
+			for j, a := range c.args {
+				if a == "--debug-addr" && j+1 < len(c.args) {
+					addr = c.args[j+1]
+				}
+			}
+			if addr == "" || c.cmd == nil || c.cmd.ProcessState != nil {
+				continue
+			}
+			resp, err := hc.Get("http://" + addr + "/debug/pprof/goroutine?debug=1")
+			if err != nil {
+				t.Logf("--- goroutines of %s: %v", c.id, err)
+				continue
+			}
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			g := strings.Split(strings.TrimSpace(string(raw)), "\n")
+			const most = 400
+			t.Logf("--- goroutines of %s (first %d of %d lines) ---\n%s", c.id, min(most, len(g)), len(g), strings.Join(g[:min(most, len(g))], "\n"))
 		}
 	})
 }

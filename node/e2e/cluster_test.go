@@ -21,6 +21,12 @@ type clusterNode struct {
 // each other with --bootstrap-expect expect, with the extra flags. They
 // start together: none waits for another's health.
 func startCluster(t *testing.T, n, expect int, key string, extra ...string) []*clusterNode {
+	return startClusterWith(t, n, expect, key, func() []string { return extra })
+}
+
+// startClusterWith is startCluster with each node's extra flags from
+// extra (called once per node: a flag may name a port of its own).
+func startClusterWith(t *testing.T, n, expect int, key string, extra func() []string) []*clusterNode {
 	nodes := make([]*clusterNode, n)
 	var seeds []string
 	for i := range nodes {
@@ -35,7 +41,7 @@ func startCluster(t *testing.T, n, expect int, key string, extra ...string) []*c
 		if key != "" {
 			args = append(args, "--gossip-key", key)
 		}
-		nodes[i].server = newServer(t, append(args, extra...)...)
+		nodes[i].server = newServer(t, append(args, extra()...)...)
 	}
 	for _, c := range nodes {
 		c.start() // returns when its HTTP API answers; Raft comes later
