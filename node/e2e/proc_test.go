@@ -81,6 +81,12 @@ type server struct {
 	client *http.Client
 	// env is added to the process's environment.
 	env []string
+	// cleanup is set once the test has a cleanup that kills the server's
+	// current process: one per server, registered at its first start, so
+	// that a restart does not register a later one, which would kill the
+	// process before cleanups registered after the first start (a failed
+	// test's goroutine dump, cdLogTails) could read it.
+	cleanup bool
 }
 
 func (s *server) url(path string) string {
@@ -129,12 +135,15 @@ func (s *server) start() {
 	s.done = make(chan error, 1)
 	cmd, done := s.cmd, s.done
 	go func() { done <- cmd.Wait() }()
-	s.t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-done
-		}
-	})
+	if !s.cleanup {
+		s.cleanup = true
+		s.t.Cleanup(func() {
+			if s.cmd.ProcessState == nil {
+				s.cmd.Process.Kill()
+				<-s.done
+			}
+		})
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := s.hc().Get(s.url("/healthz"))
