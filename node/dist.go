@@ -469,6 +469,17 @@ const (
 	extraCallBurst = 20
 )
 
+// extraCall asks the budget for one extra call of a kind ("hedge",
+// "overload_retry") and counts the answer in extraCalls.
+func (n *Node) extraCall(kind string) bool {
+	if !n.extra.spend() {
+		n.extraCalls.WithLabelValues(kind, "over_budget").Inc()
+		return false
+	}
+	n.extraCalls.WithLabelValues(kind, "sent").Inc()
+	return true
+}
+
 // distSearch scans the probed lists on one replica of each shard holding
 // them, one call per node, and merges the answers.
 func (n *Node) distSearch(ctx context.Context, rt *route, req SearchRequest) (*SearchResult, error) {
@@ -640,11 +651,9 @@ wait:
 			case callOverloaded:
 				// Another replica may have room, but retrying every
 				// refusal would add load where there is none to spare.
-				if !n.extra.spend() {
-					n.extraCalls.WithLabelValues("overload_retry", "over_budget").Inc()
+				if !n.extraCall("overload_retry") {
 					return nil, r.err
 				}
-				n.extraCalls.WithLabelValues("overload_retry", "sent").Inc()
 				avoid[r.node] = true
 				if waves < maxSearchWaves {
 					launch(unanswered(r.parts))
@@ -652,23 +661,18 @@ wait:
 			}
 		case <-hedge.C:
 			var slow []*part
-			for _, pts := range pending {
-				if len(pts) > 0 {
-					slow = append(slow, unanswered(pts)...)
-				}
-			}
-			if len(slow) == 0 || waves >= maxSearchWaves {
-				break
-			}
-			if !n.extra.spend() {
-				n.extraCalls.WithLabelValues("hedge", "over_budget").Inc()
-				break
-			}
-			n.extraCalls.WithLabelValues("hedge", "sent").Inc()
+			var slowNodes []string
 			for node, pts := range pending {
 				if len(pts) > 0 {
-					avoid[node] = true
+					slow = append(slow, unanswered(pts)...)
+					slowNodes = append(slowNodes, node)
 				}
+			}
+			if len(slow) == 0 || waves >= maxSearchWaves || !n.extraCall("hedge") {
+				break
+			}
+			for _, node := range slowNodes {
+				avoid[node] = true
 			}
 			launch(slow)
 		case <-ctx.Done():

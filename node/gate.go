@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -43,27 +44,46 @@ func newGate(n int, wait time.Duration) *gate {
 
 // enter takes a slot; the caller must call the returned release.
 func (g *gate) enter(ctx context.Context) (release func(), err error) {
-	select {
-	case g.slots <- struct{}{}:
+	err = takeSlot(ctx, g.slots, g.wait, func() func() { g.waiting.Inc(); return g.waiting.Dec })
+	switch {
+	case err == nil:
 		return g.release, nil
-	default:
-	}
-	g.waiting.Inc()
-	defer g.waiting.Dec()
-	t := time.NewTimer(g.wait)
-	defer t.Stop()
-	select {
-	case g.slots <- struct{}{}:
-		return g.release, nil
-	case <-t.C:
+	case errors.Is(err, errNoSlot):
 		g.refused.Inc()
 		return nil, fmt.Errorf("%w: no scan slot within %v (%d running)", ErrOverloaded, g.wait, cap(g.slots))
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
+	return nil, err
 }
 
 func (g *gate) release() { <-g.slots }
+
+// errNoSlot is takeSlot's answer when the wait ran out.
+var errNoSlot = errors.New("node: no slot within the wait")
+
+// takeSlot puts a token into slots: at once when there is room, else
+// waiting up to wait (then errNoSlot) or until ctx ends. The gate and the
+// HTTP limiter (http.go) both queue this way. onWait, when set, is called
+// as a wait begins and returns what to call when it ends.
+func takeSlot(ctx context.Context, slots chan struct{}, wait time.Duration, onWait func() func()) error {
+	select {
+	case slots <- struct{}{}:
+		return nil
+	default:
+	}
+	if onWait != nil {
+		defer onWait()()
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case slots <- struct{}{}:
+		return nil
+	case <-t.C:
+		return errNoSlot
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // budget allows extra calls (hedges, and retries after a node said it is
 // overloaded) for a fraction of searches, as in "The Tail at Scale": each

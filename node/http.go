@@ -281,23 +281,14 @@ func (l *limiter) acquire(ctx context.Context) (func(), error) {
 	default:
 		return nil, fmt.Errorf("%w: %d requests running and %d waiting", ErrOverloaded, cap(l.slots), cap(l.tickets)-cap(l.slots))
 	}
-	select {
-	case l.slots <- struct{}{}:
-		return func() { <-l.slots; <-l.tickets }, nil
-	default:
-	}
-	t := time.NewTimer(l.wait)
-	defer t.Stop()
-	select {
-	case l.slots <- struct{}{}:
-		return func() { <-l.slots; <-l.tickets }, nil
-	case <-t.C:
+	if err := takeSlot(ctx, l.slots, l.wait, nil); err != nil {
 		<-l.tickets
-		return nil, fmt.Errorf("%w: no slot within %v", ErrOverloaded, l.wait)
-	case <-ctx.Done():
-		<-l.tickets
-		return nil, ctx.Err()
+		if errors.Is(err, errNoSlot) {
+			return nil, fmt.Errorf("%w: no slot within %v", ErrOverloaded, l.wait)
+		}
+		return nil, err
 	}
+	return func() { <-l.slots; <-l.tickets }, nil
 }
 
 func (a *api) healthz(w http.ResponseWriter, r *http.Request) error {
