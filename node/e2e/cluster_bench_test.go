@@ -116,12 +116,7 @@ func cbProfile(hc *http.Client, srvs []*server, name string, dur time.Duration) 
 	}
 	var wg sync.WaitGroup
 	for i, s := range srvs {
-		addr := ""
-		for j, a := range s.args {
-			if a == "--debug-addr" && j+1 < len(s.args) {
-				addr = s.args[j+1]
-			}
-		}
+		addr := s.debugAddr()
 		if addr == "" {
 			continue
 		}

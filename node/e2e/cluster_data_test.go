@@ -48,12 +48,7 @@ func cdLogTails(t *testing.T, nodes []*clusterNode, lines int) {
 			}
 			l := strings.Split(strings.TrimSpace(c.log.String()), "\n")
 			t.Logf("--- last %d log lines of %s ---\n%s", min(lines, len(l)), c.id, strings.Join(l[max(0, len(l)-lines):], "\n"))
-			addr := ""
-			for j, a := range c.args {
-				if a == "--debug-addr" && j+1 < len(c.args) {
-					addr = c.args[j+1]
-				}
-			}
+			addr := c.debugAddr()
 			if addr == "" || c.cmd == nil || c.cmd.ProcessState != nil {
 				continue
 			}

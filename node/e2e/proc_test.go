@@ -96,6 +96,17 @@ func (s *server) url(path string) string {
 	return s.scheme + "://" + s.http + path
 }
 
+// debugAddr is the server's --debug-addr (its profiler), or "".
+func (s *server) debugAddr() string {
+	addr := ""
+	for j, a := range s.args {
+		if a == "--debug-addr" && j+1 < len(s.args) {
+			addr = s.args[j+1]
+		}
+	}
+	return addr
+}
+
 func (s *server) hc() *http.Client {
 	if s.client == nil {
 		return http.DefaultClient
