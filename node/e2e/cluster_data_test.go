@@ -9,6 +9,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -36,8 +38,20 @@ func cdStartCluster(t *testing.T, n int, extra ...string) []*clusterNode {
 // cdLogTails logs, when the test has failed, the end of each node's log
 // and the goroutines of each node still running (pprof's debug=1 form:
 // one entry per distinct stack, with its count): a stall shows there.
+//
+// Under $LOOKALIKE_E2E_LOG_DIR every node's whole log (restarts
+// included) is written there, failed or not.
 func cdLogTails(t *testing.T, nodes []*clusterNode, lines int) {
 	t.Cleanup(func() {
+		if dir := os.Getenv("LOOKALIKE_E2E_LOG_DIR"); dir != "" {
+			stamp := time.Now().Format("150405")
+			for _, c := range nodes {
+				f := filepath.Join(dir, fmt.Sprintf("%s-%s-%s.log", strings.ReplaceAll(t.Name(), "/", "_"), stamp, c.id))
+				if err := os.WriteFile(f, []byte(c.fullLog()), 0o644); err != nil {
+					t.Logf("log of %s: %v", c.id, err)
+				}
+			}
+		}
 		if !t.Failed() {
 			return
 		}
@@ -46,7 +60,7 @@ func cdLogTails(t *testing.T, nodes []*clusterNode, lines int) {
 			if c.log == nil {
 				continue
 			}
-			l := strings.Split(strings.TrimSpace(c.log.String()), "\n")
+			l := strings.Split(strings.TrimSpace(c.fullLog()), "\n")
 			t.Logf("--- last %d log lines of %s ---\n%s", min(lines, len(l)), c.id, strings.Join(l[max(0, len(l)-lines):], "\n"))
 			addr := c.debugAddr()
 			if addr == "" || c.cmd == nil || c.cmd.ProcessState != nil {
@@ -64,6 +78,79 @@ func cdLogTails(t *testing.T, nodes []*clusterNode, lines int) {
 			t.Logf("--- goroutines of %s (first %d of %d lines) ---\n%s", c.id, min(most, len(g)), len(g), strings.Join(g[:min(most, len(g))], "\n"))
 		}
 	})
+}
+
+// cdStallDump returns a load's onStall for nodes: twice, 3 s apart, it
+// fetches every running node's goroutines (pprof debug=2, with how long
+// each has waited) and its view of the cluster, writes them and every
+// node's log so far in a new
+// folder under $LOOKALIKE_E2E_DUMP_DIR (kept) or the system's temporary
+// one (kept when the test fails) and, when the test fails, logs the
+// goroutines in debug=1 form.
+func cdStallDump(t *testing.T, nodes []*clusterNode) func(what string) {
+	var (
+		mu     sync.Mutex
+		report []string
+	)
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if t.Failed() && len(report) > 0 {
+			t.Logf("--- taken during the stall ---\n%s", strings.Join(report, "\n"))
+		}
+	})
+	return func(what string) {
+		parent := os.Getenv("LOOKALIKE_E2E_DUMP_DIR")
+		dir, err := os.MkdirTemp(parent, "lookalike-stall-"+strings.ReplaceAll(t.Name(), "/", "_")+"-")
+		if err != nil {
+			t.Logf("stall dump: %v", err)
+			return
+		}
+		if parent == "" {
+			// Kept when the test fails, or always under the variable.
+			t.Cleanup(func() {
+				if !t.Failed() {
+					os.RemoveAll(dir)
+				}
+			})
+		}
+		t.Logf("%s: dumping every node's goroutines into %s", what, dir)
+		hc := &http.Client{Timeout: 5 * time.Second}
+		get := func(url string) string {
+			resp, err := hc.Get(url)
+			if err != nil {
+				return err.Error()
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return string(b)
+		}
+		for round := 1; round <= 2; round++ {
+			if round > 1 {
+				time.Sleep(3 * time.Second)
+			}
+			for _, c := range nodes {
+				if c.log != nil {
+					_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.log", c.id, round)), []byte(c.fullLog()), 0o644)
+				}
+				addr := c.debugAddr()
+				if addr == "" || c.cmd == nil || c.cmd.ProcessState != nil {
+					continue
+				}
+				at := time.Now().Format("15:04:05.000")
+				full := get("http://" + addr + "/debug/pprof/goroutine?debug=2")
+				view := get(c.url("/v1/cluster"))
+				name := fmt.Sprintf("%s-%d", c.id, round)
+				_ = os.WriteFile(filepath.Join(dir, name+".goroutines"), []byte(full), 0o644)
+				_ = os.WriteFile(filepath.Join(dir, name+".cluster.json"), []byte(view), 0o644)
+				short := strings.Split(strings.TrimSpace(get("http://"+addr+"/debug/pprof/goroutine?debug=1")), "\n")
+				mu.Lock()
+				report = append(report, fmt.Sprintf("--- %s, dump %d at %s (%s): goroutines, first %d of %d lines ---\n%s\n--- its view ---\n%s",
+					c.id, round, at, what, min(300, len(short)), len(short), strings.Join(short[:min(300, len(short))], "\n"), view))
+				mu.Unlock()
+			}
+		}
+	}
 }
 
 // cdWaitFormed waits until every node sees one leader, len(nodes) voters
@@ -586,6 +673,62 @@ type cdLoad struct {
 	maxSearch  time.Duration
 	samples    []string // first errors seen
 	probes     int      // probe batches sent
+
+	// A write in flight longer than stallAfter calls onStall once (set
+	// by the test: it dumps every node's goroutines while the stall
+	// lasts; a dump at the test's end comes too late).
+	inflight  map[int]time.Time
+	nextWrite int
+	onStall   func(what string)
+	stalled   bool
+}
+
+const stallAfter = 8 * time.Second
+
+// begin registers a write in flight since from; end removes it.
+func (l *cdLoad) begin(from time.Time) (end func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.inflight == nil {
+		l.inflight = map[int]time.Time{}
+	}
+	l.nextWrite++
+	id := l.nextWrite
+	l.inflight[id] = from
+	return func() {
+		l.mu.Lock()
+		delete(l.inflight, id)
+		l.mu.Unlock()
+	}
+}
+
+// watch calls onStall once a write has been in flight over stallAfter,
+// until ctx ends.
+func (l *cdLoad) watch(ctx context.Context) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		l.mu.Lock()
+		var oldest time.Time
+		for _, from := range l.inflight {
+			if oldest.IsZero() || from.Before(oldest) {
+				oldest = from
+			}
+		}
+		fire := !l.stalled && l.onStall != nil && !oldest.IsZero() && time.Since(oldest) > stallAfter
+		if fire {
+			l.stalled = true
+		}
+		l.mu.Unlock()
+		if fire {
+			l.onStall(fmt.Sprintf("a write in flight for %v", time.Since(oldest).Round(time.Millisecond)))
+		}
+	}
 }
 
 func (l *cdLoad) sample(format string, args ...any) {
@@ -602,6 +745,11 @@ func (l *cdLoad) sample(format string, args ...any) {
 func cdRunLoad(load *cdLoad, targets *cdTargets, path string, d, k, nprobe int, giveUp time.Duration, seed uint64) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		load.watch(ctx)
+	}()
 	sleep := func(dur time.Duration) bool {
 		select {
 		case <-ctx.Done():
@@ -624,6 +772,7 @@ func cdRunLoad(load *cdLoad, targets *cdTargets, path string, d, k, nprobe int, 
 				}
 				body := cdInsertBody(ids, vecs, 0)
 				first := time.Now()
+				end := load.begin(first)
 				var last *clusterNode
 				for {
 					c := targets.acquire(last)
@@ -650,9 +799,11 @@ func cdRunLoad(load *cdLoad, targets *cdTargets, path string, d, k, nprobe int, 
 					load.mu.Unlock()
 					last = c
 					if !sleep(100 * time.Millisecond) {
+						end()
 						return // stopped: the batch is not acknowledged
 					}
 				}
+				end()
 				if !sleep(150 * time.Millisecond) {
 					return
 				}
@@ -702,6 +853,7 @@ func cdRunLoad(load *cdLoad, targets *cdTargets, path string, d, k, nprobe int, 
 // (its ids join the acknowledged ones), and returns the time since from;
 // an error once writes have been refused for 30 s since from (after what).
 func (l *cdLoad) probe(targets *cdTargets, path string, d int, seed uint64, from time.Time, after string) (time.Duration, error) {
+	defer l.begin(from)()
 	for {
 		l.mu.Lock()
 		l.probes++
@@ -800,7 +952,7 @@ func cdSeedTrained(t *testing.T, nodes []*clusterNode, name string, d, nlist, nb
 	create(t, nodes[0], fmt.Sprintf(`{"name":%q,"metric":"l2","dim":%d,"nlist":%d,"replicas":2}`, name, d, nlist))
 	cdWaitCollection(t, nodes, name)
 
-	load := &cdLoad{acked: map[string]bool{}}
+	load := &cdLoad{acked: map[string]bool{}, onStall: cdStallDump(t, nodes)}
 	r := rand.New(rand.NewPCG(seed, seed+1))
 	for b := 0; b < nbase; b += 500 {
 		ids := make([]string, 500)

@@ -72,7 +72,8 @@ type server struct {
 	raft     string
 	args     []string
 	cmd      *exec.Cmd
-	log      *syncBuf
+	log      *syncBuf // the current process's output
+	past     string   // the output of the processes before a restart
 	done     chan error
 	startDur time.Duration
 	// scheme and client: "http" and http.DefaultClient unless a test
@@ -94,6 +95,15 @@ func (s *server) url(path string) string {
 		return "http://" + s.http + path
 	}
 	return s.scheme + "://" + s.http + path
+}
+
+// fullLog is the output of every process the server has run, restarts
+// marked.
+func (s *server) fullLog() string {
+	if s.log == nil {
+		return s.past
+	}
+	return s.past + s.log.String()
 }
 
 // debugAddr is the server's --debug-addr (its profiler), or "".
@@ -137,6 +147,9 @@ func (s *server) start() {
 	args := append([]string{"serve", "--data", s.dir, "--http", s.http, "--raft", s.raft}, s.args...)
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Env = append(os.Environ(), s.env...)
+	if s.log != nil {
+		s.past += s.log.String() + "--- e2e: restarted ---\n"
+	}
 	s.log = &syncBuf{}
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	begin := time.Now()
