@@ -107,7 +107,7 @@ func (n *Node) Handler(o APIOptions) http.Handler {
 	route("GET /v1/collections/{c}/items/{id}", read, a.getItem)
 	route("DELETE /v1/collections/{c}/items/{id}", write, a.deleteItem)
 	route("POST /v1/collections/{c}/train", write, a.train)
-	route("GET /v1/cluster", read, a.cluster)
+	route("GET /v1/cluster", status, a.cluster)
 	route("POST "+forwardPath, internal, a.raftApply) // a follower's proposal, forwarded to the leader (forward.go): node to node, no queue
 	route("POST "+rpcPrefix+"{op}", internal, a.rpc)  // the data plane between nodes (rpc.go)
 	route("/", open, func(w http.ResponseWriter, r *http.Request) error {
@@ -122,6 +122,7 @@ const (
 	open accessClass = iota
 	read
 	search // a read, shed first under overload (sched.go): status and item reads still pass
+	status // the cluster's status: a read of this node's table, never queued behind searches
 	write
 	internal // node to node: the API key, no queue (a queued internal call could wait on the very requests that wait on it)
 )
@@ -172,7 +173,7 @@ func (a *api) authorize(r *http.Request, class accessClass) error {
 	switch {
 	case (class == write || class == internal) && a.o.APIKey != "":
 		keys = []string{a.o.APIKey}
-	case (class == read || class == search) && a.o.ReadKey != "":
+	case (class == read || class == search || class == status) && a.o.ReadKey != "":
 		keys = []string{a.o.ReadKey, a.o.APIKey}
 	default:
 		return nil

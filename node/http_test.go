@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"lookalike/node"
@@ -184,5 +185,35 @@ func TestHTTPOverload(t *testing.T) {
 		if a := <-done; a.status != 200 {
 			t.Fatalf("queued write: %d %s", a.status, a.body)
 		}
+	}
+}
+
+// TestHTTPStatusNotQueued: with the one read slot taken and no room to
+// queue, an item read gets 429 at once, and the cluster's status still
+// answers: it is never queued behind reads and searches.
+func TestHTTPStatusNotQueued(t *testing.T) {
+	c, st := newAPI(t, node.APIOptions{MaxReads: 1, QueueReads: 1, ReadWait: 1})
+	c.want("POST", "/v1/collections", `{"name":"c","metric":"l2","dim":1}`, 201, "")
+	c.want("POST", "/v1/collections/c/vectors", `{"items":[{"id":"a","vector":[1]}]}`, 200, "")
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	defer unblock() // also when the test fails: the server's close waits for the read
+	entered := make(chan struct{}, 4)
+	st.BeforeGet = func() {
+		entered <- struct{}{}
+		<-release
+	}
+	done := make(chan int, 1)
+	go func() {
+		status, _, _ := c.do("GET", "/v1/collections/c/items/a", "", nil)
+		done <- status
+	}()
+	<-entered // the read holds the only slot
+	c.want("GET", "/v1/collections/c/items/a", "", 429, proto.Overloaded)
+	c.want("GET", "/v1/cluster", "", 200, "")
+	unblock()
+	if status := <-done; status != 200 {
+		t.Fatalf("the first read: %d", status)
 	}
 }

@@ -173,6 +173,9 @@ type Store struct {
 	// BeforeApply, when set, is called at the start of every Apply,
 	// without the store's lock (a test blocks writes with it).
 	BeforeApply func()
+	// BeforeGet, likewise, at the start of every Get (a test blocks
+	// item reads with it).
+	BeforeGet func()
 }
 
 // NewStore returns an empty store.
@@ -236,6 +239,9 @@ func (s *Store) Apply(b *node.Batch) ([]node.Removed, error) {
 }
 
 func (s *Store) Get(coll, userID string) (node.Item, error) {
+	if s.BeforeGet != nil {
+		s.BeforeGet()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id, ok := s.dir[coll][userID]
