@@ -969,8 +969,11 @@ func (n *Node) searchPart(ctx context.Context, call *proto.RPCSearch) (*proto.RP
 	if err != nil {
 		return nil, err
 	}
-	out := &proto.RPCSearchReply{Hits: make([]proto.RPCHit, 0, len(hits))}
+	out := &proto.RPCSearchReply{Hits: make([]proto.RPCHit, 0, min(call.K, len(hits)))}
 	for _, h := range hits {
+		if len(out.Hits) == call.K {
+			break
+		}
 		it, err := n.store.Item(call.Collection, h.ID)
 		if err != nil {
 			continue // deleted between the scan and this read: the delete wins
@@ -1021,13 +1024,22 @@ func (n *Node) scanPart(ctx context.Context, call *proto.RPCSearch) ([]ivf.Hit, 
 	for i, l := range call.Lists {
 		probes[i] = ivf.Probe{List: l, Dist: call.Dists[i]}
 	}
+	if call.K < 1 || call.K > ivf.MaxK {
+		return nil, fmt.Errorf("%w: k %d outside 1..%d", ErrInvalid, call.K, ivf.MaxK)
+	}
 	release, err := n.scans.enter(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	return c.searchProbes(q, call.K, call.Refine, probes, call.Buffer)
+	return c.searchProbes(q, min(call.K+nameSlack, ivf.MaxK), call.Refine, probes, call.Buffer)
 }
+
+// nameSlack is how many hits past k a part scans: a hit whose item is
+// gone when it is named (deleted, or dropped with a copy this node no
+// longer holds, since the scan) is skipped, and the next takes its place
+// rather than the answer coming back short. Only k are named.
+const nameSlack = 2
 
 // getLocal reads an item from this node's store; a copy in a shard this
 // node does not hold in sync (left over from before it failed) does not
