@@ -59,7 +59,14 @@ type collection struct {
 	joining  map[copyKey]bool
 	copies   map[copyKey]bool
 	incoming map[shardKey]*inCopy
-	purging  atomic.Bool
+	// joinCalls counts the calls in flight to each copy's joiner that no
+	// write waits for; promoting are the copies whose joiner is being
+	// made in sync; joinCond signals the end of such a call (replicate.go,
+	// detachJoinCalls; all under mu).
+	joinCalls map[copyKey]int
+	promoting map[copyKey]bool
+	joinCond  *sync.Cond
+	purging   atomic.Bool
 	// moving says whether this node moves the buffer to the lists.
 	moving atomic.Bool
 	// users filters the user ids held here, for evictions (userfilter.go;

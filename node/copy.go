@@ -26,7 +26,10 @@ import (
 //  3. The primary sends the snapshot's items in chunks; the joiner skips
 //     an item whose user id the stream touched, or that it holds under
 //     another internal id in a shard it holds (both newer).
-//  4. End; the primary proposes the joiner as an in-sync replica.
+//  4. End; the primary proposes the joiner as an in-sync replica, once
+//     the replicated calls to it that no write waited for have ended
+//     (writes do not wait for a joiner until its promotion begins:
+//     replicate.go, detachJoinCalls).
 //
 // A failure at any step drops the joiner from the shard's joining set;
 // the leader names one again later and the copy starts over.
@@ -79,7 +82,7 @@ func (c *collection) startCopies(rt *route) {
 	c.mu.Lock()
 	for k := range c.joining {
 		if !want[k] {
-			delete(c.joining, k)
+			c.dropJoiner(k)
 		}
 	}
 	c.mu.Unlock()
@@ -103,7 +106,7 @@ func (c *collection) startCopies(rt *route) {
 			if err != nil && c.ctx.Err() == nil {
 				c.n.log.Warn("copy to a joining replica failed", "collection", c.meta.Name, "shard", k.shard, "buffer", k.buffer, "node", k.node, "err", err)
 				c.mu.Lock()
-				delete(c.joining, k)
+				c.dropJoiner(k)
 				c.mu.Unlock()
 				ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 				defer cancel()
@@ -144,6 +147,7 @@ func (c *collection) copyShard(k copyKey) error {
 	if c.joining == nil {
 		c.joining = map[copyKey]bool{}
 	}
+	c.freshStream(k.node)
 	c.joining[k] = true
 	var ids []uint64
 	if k.buffer {
@@ -178,7 +182,17 @@ func (c *collection) copyShard(k copyKey) error {
 	if err := call(&proto.RPCCopy{End: true}); err != nil {
 		return fmt.Errorf("end: %w", err)
 	}
+	// The promotion: writes from here on wait for their calls to the
+	// joiner (until it leaves the joining set: promoted, or dropped);
+	// the calls no write waited for are let end first.
 	c.mu.Lock()
+	if c.promoting == nil {
+		c.promoting = map[copyKey]bool{}
+	}
+	c.promoting[k] = true
+	for c.joinCalls[k] > 0 && c.joining[k] {
+		c.joinDone().Wait()
+	}
 	still := c.joining[k]
 	c.mu.Unlock()
 	if !still {
@@ -192,6 +206,33 @@ func (c *collection) copyShard(k copyKey) error {
 	c.n.log.Info("copied a shard to a new replica", "collection", c.meta.Name, "shard", k.shard, "buffer", k.buffer, "node", k.node,
 		"items", sent, "took", time.Since(begin).Round(time.Millisecond))
 	return nil
+}
+
+// dropJoiner forgets a copy's joiner: promoted, or dropped. mu is held.
+func (c *collection) dropJoiner(k copyKey) {
+	delete(c.joining, k)
+	delete(c.promoting, k)
+}
+
+// freshStream starts a new replication stream to node when no write of
+// this primary goes to it now: it is neither an in-sync replica of a
+// shard led here nor joining another. A node that restarted has lost its
+// streams, and would wait for the calls its previous process applied
+// (docs/node.md, "Replication"). mu is held.
+func (c *collection) freshStream(node string) {
+	for k := range c.joining {
+		if k.node == node {
+			return
+		}
+	}
+	if rt := c.n.localRoute(c.meta.Name); rt != nil {
+		for _, s := range append(slices.Clone(rt.c.Shards.Shards), rt.c.Buffer...) {
+			if s.Primary == rt.self && slices.Contains(s.Replicas, node) {
+				return
+			}
+		}
+	}
+	delete(c.out, node)
 }
 
 // readItems reads stored items by internal id, skipping those deleted
@@ -304,34 +345,58 @@ func (n *Node) applyCopy(ctx context.Context, call *proto.RPCCopy) error {
 	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	in := c.incoming[key]
-	if in == nil {
-		c.mu.Unlock()
-		return fmt.Errorf("%w: no copy of shard %d of %q has begun here", ErrStaleEpoch, s.ID, call.Collection)
-	}
-	var keep []int
-	for i, it := range items {
-		if ids[i] == 0 || in.touched[it.UserID] {
-			continue
+	// A few items per hold of the lock: replicated writes to this node
+	// (which the primary may wait for) wait for one part, not the chunk.
+	var waits []func() error
+	defer func() {
+		for _, w := range waits {
+			_ = w()
 		}
-		if k, ok := in.keep[it.UserID]; ok && k != ids[i] {
-			continue
+	}()
+	for i0 := 0; i0 < len(items); i0 += copyApplyPart {
+		i1 := min(i0+copyApplyPart, len(items))
+		c.mu.Lock()
+		in := c.incoming[key]
+		if in == nil {
+			c.mu.Unlock()
+			return fmt.Errorf("%w: no copy of shard %d of %q has begun here", ErrStaleEpoch, s.ID, call.Collection)
 		}
-		if curID, curList, err := n.locate(c.meta.Name, it.UserID); err == nil {
-			if cs, ok := rt.shardOf(curList, it.UserID); ok && (slices.Contains(cs.Replicas, rt.self) || slices.Contains(cs.Joining, rt.self)) && curID != ids[i] {
-				continue // a newer copy in a shard held here
+		var keep []int
+		for i := i0; i < i1; i++ {
+			it := items[i]
+			if ids[i] == 0 || in.touched[it.UserID] {
+				continue
 			}
+			if k, ok := in.keep[it.UserID]; ok && k != ids[i] {
+				continue
+			}
+			if curID, curList, err := n.locate(c.meta.Name, it.UserID); err == nil {
+				if cs, ok := rt.shardOf(curList, it.UserID); ok && (slices.Contains(cs.Replicas, rt.self) || slices.Contains(cs.Joining, rt.self)) && curID != ids[i] {
+					continue // a newer copy in a shard held here
+				}
+			}
+			keep = append(keep, i)
 		}
-		keep = append(keep, i)
+		wait, err := c.applyLocked(items, lists, ids, keep, false)
+		c.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		waits = append(waits, wait)
 	}
-	wait, err := c.applyLocked(items, lists, ids, keep, false)
-	c.mu.Unlock()
-	if err != nil {
-		return err
+	var first error
+	for _, w := range waits {
+		if err := w(); err != nil && first == nil {
+			first = err
+		}
 	}
-	return wait()
+	waits = nil
+	return first
 }
+
+// copyApplyPart is how many of a copy call's items the joiner applies
+// per hold of the collection lock.
+const copyApplyPart = 128
 
 // beginCopy drops what this node holds of the lists (or the buffer) and
 // starts recording what happens to user ids (afresh: an earlier attempt

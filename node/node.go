@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"lookalike/ivf"
@@ -50,6 +51,10 @@ type Node struct {
 	// extraCalls counts them by kind and whether the budget allowed them.
 	extra      *budget
 	extraCalls *prometheus.CounterVec
+	// leaving is set when the node starts handing its shards off at
+	// shutdown: as a primary it no longer takes a failed backup out of a
+	// shard (replicate.go, sendReplica).
+	leaving atomic.Bool
 }
 
 // Open starts a node over meta and store and opens every collection of

@@ -51,9 +51,20 @@ func randomStreamID() uint64 {
 	return binary.LittleEndian.Uint64(b[:]) | 1
 }
 
+// streamGrace is how long a call of a stream this backup does not know
+// waits for the stream's first call (calls travel concurrently, so call
+// 2 may come first) before it is refused.
+const streamGrace = time.Second
+
 // await returns when call seq of stream id is next. A new stream starts
-// at seq 1 and replaces the old one.
+// at seq 1 and replaces the old one. A later call of a stream whose
+// first has not come within streamGrace is refused: the stream began
+// before this process did (a restart loses the streams, and the calls
+// the previous process applied never come again), or its first call
+// failed. The primary then takes this node out of the shard and starts
+// a new stream, instead of waiting for its call's deadline.
 func (s *inStream) await(ctx context.Context, id, seq uint64) error {
+	var grace <-chan time.Time
 	for {
 		s.mu.Lock()
 		if s.id != id && seq == 1 {
@@ -67,14 +78,30 @@ func (s *inStream) await(ctx context.Context, id, seq uint64) error {
 			s.mu.Unlock()
 			return errDuplicate
 		}
+		known := s.id == id
 		ch := s.changed
 		s.mu.Unlock()
+		if !known && grace == nil {
+			t := time.NewTimer(streamGrace)
+			defer t.Stop()
+			grace = t.C
+		}
 		select {
 		case <-ch:
+		case <-grace:
+			if s.streamID() != id {
+				return fmt.Errorf("%w: replicated call %d of stream %x, whose first call never came here (restarted since?)", ErrUnavailable, seq, id)
+			}
 		case <-ctx.Done():
 			return fmt.Errorf("%w: replicated call %d of stream %x waits for %d: %v", ErrUnavailable, seq, id, s.nextSeq(), ctx.Err())
 		}
 	}
+}
+
+func (s *inStream) streamID() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.id
 }
 
 func (s *inStream) nextSeq() uint64 {
@@ -117,6 +144,9 @@ type replicaCall struct {
 	call  *proto.RPCReplicate
 	// applied: the node acknowledged the call (set by sendReplica).
 	applied bool
+	// detached: a call only to a joiner, with no promotion of it under
+	// way: the write does not wait for it (counted in joinCalls).
+	detached bool
 }
 
 // writeAsPrimary stores items (lists assigned by the gateway; ids
@@ -153,6 +183,17 @@ func (c *collection) writeAsPrimary(ctx context.Context, rt *route, items []Writ
 	}
 
 	c.mu.Lock()
+	// The table as of now, under the lock that copies change their
+	// joiners under: one that has just been promoted is in the replica
+	// set here (the caller's route may predate it), so the write waits
+	// for it.
+	if cur := c.n.localRoute(c.meta.Name); cur != nil && cur.version > rt.version {
+		if err := rt.samePrimary(cur, items, lists); err != nil {
+			c.mu.Unlock()
+			return nil, nil, err
+		}
+		rt = cur
+	}
 	if preset != nil {
 		// A preset id is the buffer's move: skip an item whose user id got
 		// a newer copy meanwhile.
@@ -175,17 +216,39 @@ func (c *collection) writeAsPrimary(ctx context.Context, rt *route, items []Writ
 	}
 	// Number the backups' parts in commit order.
 	calls := c.replicaCalls(rt, items, lists, ids, keep)
+	c.detachJoinCalls(calls)
 	c.mu.Unlock()
 
-	errs := make(chan error, len(calls))
-	for _, rc := range calls {
-		go func() { errs <- c.sendReplica(ctx, rt, rc) }()
+	done := make([]chan error, len(calls))
+	for i, rc := range calls {
+		done[i] = make(chan error, 1)
+		go func() {
+			err := c.sendReplica(ctx, rt, rc)
+			if rc.detached {
+				c.mu.Lock()
+				for _, k := range rc.joins {
+					if c.joinCalls[k]--; c.joinCalls[k] <= 0 {
+						delete(c.joinCalls, k)
+					}
+				}
+				c.joinDone().Broadcast()
+				c.mu.Unlock()
+			}
+			done[i] <- err
+		}()
 	}
 	werr := wait()
 	var rerr error
-	for range calls {
-		if err := <-errs; err != nil && rerr == nil {
+	applied := []string{rt.self}
+	for i, rc := range calls {
+		if rc.detached {
+			continue // a joiner's failure ends its copy, not this write
+		}
+		if err := <-done[i]; err != nil && rerr == nil {
 			rerr = err
+		}
+		if rc.applied {
+			applied = append(applied, rc.node)
 		}
 	}
 	if werr != nil {
@@ -194,13 +257,53 @@ func (c *collection) writeAsPrimary(ctx context.Context, rt *route, items []Writ
 	if rerr != nil {
 		return nil, nil, rerr
 	}
-	applied := []string{rt.self}
+	return ids, applied, nil
+}
+
+// detachJoinCalls marks the calls that go only to joiners none of whose
+// copies is being promoted: the write is acknowledged without waiting
+// for them, so a joiner busy applying its copy does not slow the writes
+// down (a joiner holds no in-sync replica: a read never reaches it).
+// The promotion waits until every detached call to its joiner has ended
+// (joinCalls), and a write made while it runs waits for its call to the
+// joiner: when the joiner becomes in sync, it has applied every
+// acknowledged write. mu is held.
+func (c *collection) detachJoinCalls(calls []*replicaCall) {
 	for _, rc := range calls {
-		if rc.applied {
-			applied = append(applied, rc.node)
+		if len(rc.shards) > 0 || len(rc.joins) == 0 || slices.ContainsFunc(rc.joins, func(k copyKey) bool { return c.promoting[k] }) {
+			continue
+		}
+		rc.detached = true
+		if c.joinCalls == nil {
+			c.joinCalls = map[copyKey]int{}
+		}
+		for _, k := range rc.joins {
+			c.joinCalls[k]++
 		}
 	}
-	return ids, applied, nil
+}
+
+// joinDone is signalled when a detached call ends. mu is held.
+func (c *collection) joinDone() *sync.Cond {
+	if c.joinCond == nil {
+		c.joinCond = sync.NewCond(&c.mu)
+	}
+	return c.joinCond
+}
+
+// samePrimary checks that cur, a newer read of the placement, routes
+// items as rt did to this node as their primary.
+func (rt *route) samePrimary(cur *route, items []WriteItem, lists []int32) error {
+	if cur.c.Epoch != rt.c.Epoch {
+		return fmt.Errorf("%w: collection %q moved to epoch %d during the write", ErrStaleEpoch, rt.c.Name, cur.c.Epoch)
+	}
+	for i := range items {
+		s, ok := cur.shardOf(lists[i], items[i].UserID)
+		if !ok || s.Primary != cur.self {
+			return fmt.Errorf("%w: list %d of %q", ErrNotPrimary, lists[i], rt.c.Name)
+		}
+	}
+	return nil
 }
 
 // replicaCalls splits the kept items by backup and numbers each part in
@@ -286,7 +389,7 @@ func (c *collection) sendReplica(ctx context.Context, rt *route, rc *replicaCall
 		delete(c.out, rc.node)
 	}
 	for _, k := range rc.joins {
-		delete(c.joining, k)
+		c.dropJoiner(k)
 	}
 	c.mu.Unlock()
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -311,6 +414,15 @@ func (c *collection) sendReplica(ctx context.Context, rt *route, rc *replicaCall
 	}
 	if len(rc.shards) == 0 {
 		return nil // only joining: not in sync, nothing waits for it
+	}
+	if c.n.leaving.Load() {
+		// This node hands its shards off: the leader takes it out of
+		// every shard, and the backup, in sync until this write, takes
+		// over. Taking the backup out instead would leave a shard whose
+		// only replica is a node about to stop (a backup refuses a
+		// leaving primary's calls once a failover names it primary of
+		// some of their items). The write is not acknowledged.
+		return fmt.Errorf("%w: backup %s failed (%v) while this node hands its shards off", ErrUnavailable, rc.node, err)
 	}
 	for i, s := range rc.shards {
 		if rerr := c.removeReplica(pctx, rt.p, s.ID, rc.bufs[i], rc.node); rerr != nil {

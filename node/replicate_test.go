@@ -57,3 +57,39 @@ func TestInStreamOrder(t *testing.T) {
 		t.Fatalf("a call of the replaced stream: %v", err)
 	}
 }
+
+// A call of a stream whose first call never comes here (the backup
+// restarted since the stream began) is refused after streamGrace, long
+// before its deadline; a stream's first call that comes late, within the
+// grace, still lets an earlier-arrived second call in.
+func TestInStreamUnknownStream(t *testing.T) {
+	s := &inStream{changed: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := s.await(ctx, 5, 28)
+	took := time.Since(start)
+	if !errors.Is(err, ErrUnavailable) || took < streamGrace || took > streamGrace+5*time.Second {
+		t.Fatalf("call 28 of an unknown stream: %v after %v (grace %v, deadline 20 s)", err, took, streamGrace)
+	}
+
+	second := make(chan error, 1)
+	go func() {
+		err := s.await(ctx, 6, 2)
+		if err == nil {
+			s.advance()
+		}
+		second <- err
+	}()
+	time.Sleep(streamGrace / 5)
+	if err := s.await(ctx, 6, 1); err != nil {
+		t.Fatal(err)
+	}
+	s.advance()
+	if err := <-second; err != nil {
+		t.Fatalf("call 2, before its stream's late first call: %v", err)
+	}
+	if got := s.nextSeq(); got != 3 {
+		t.Fatalf("next %d, want 3", got)
+	}
+}

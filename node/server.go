@@ -306,6 +306,7 @@ func Run(ctx context.Context, opts ServerOptions, ready func(httpAddr string)) (
 		<-gctx.Done()
 		if o.Cluster.enabled() {
 			log.Info("shutting down: handing off leadership and shards")
+			n.leaving.Store(true)
 			cr.handOff(5 * time.Second)
 		}
 		log.Info("shutting down: finishing in-flight requests")
