@@ -184,6 +184,15 @@ func (cr *clusterRuntime) handOff(limit time.Duration) {
 			cr.log.Warn("cluster: leadership transfer", "err", err)
 		}
 	}
+	// Say so first, so that the leader names no copy to this node, then
+	// leave every shard that has another replica while still answering:
+	// the others' writes stop coming here before this node stops
+	// answering them (a backup that stops answering costs each write in
+	// flight to it the primary's removal of it and one lease).
+	if err := cr.ml.SetFlags(cr.ml.Flags()|membership.FlagLeaving, time.Second); err != nil {
+		cr.log.Warn("cluster: gossip metadata", "err", err)
+	}
+	cr.drain(deadline)
 	if err := cr.ml.Leave(time.Second); err != nil {
 		cr.log.Warn("cluster: leave gossip", "err", err)
 	}
@@ -205,6 +214,61 @@ func (cr *clusterRuntime) handOff(limit time.Duration) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	cr.log.Warn("cluster: stopping while shards still name this node", "waited", limit)
+}
+
+// drain takes this node out of every shard that has another in-sync
+// replica alive (the first such becomes primary where this node was) and
+// out of every joining set, through Raft, until none is left or the
+// deadline passes.
+func (cr *clusterRuntime) drain(deadline time.Time) {
+	alive := map[string]bool{}
+	for _, m := range cr.ml.Members() {
+		if m.State == membership.Alive && m.Flags&membership.FlagLeaving == 0 {
+			alive[m.NodeID] = true
+		}
+	}
+	for time.Now().Before(deadline) {
+		todo := 0
+		for _, c := range cr.cs.Table().Collections() {
+			for _, buffer := range []bool{false, true} {
+				shards := c.Shards.Shards
+				if buffer {
+					shards = c.Buffer
+				}
+				for _, s := range shards {
+					// Held here with another replica alive to take over
+					// (the only live copy stays named, as in handOff).
+					held := slices.Contains(s.Replicas, cr.id) && slices.ContainsFunc(s.Replicas, func(r string) bool { return r != cr.id && alive[r] })
+					joining := slices.Contains(s.Joining, cr.id)
+					if !held && !joining {
+						continue
+					}
+					todo++
+					rest := s.Replicas
+					primary := s.Primary
+					if held {
+						rest = slices.DeleteFunc(slices.Clone(s.Replicas), func(r string) bool { return r == cr.id })
+						if primary == cr.id {
+							primary = rest[slices.IndexFunc(rest, func(r string) bool { return alive[r] })]
+						}
+					}
+					cmd := meta.SetReplicas{Collection: c.Name, Buffer: buffer, Shard: s.ID, Replicas: rest, Primary: primary,
+						Joining: slices.DeleteFunc(slices.Clone(s.Joining), func(j string) bool { return j == cr.id }),
+						From:    s.Replicas, FromJoining: s.Joining}
+					ctx, cancel := context.WithTimeout(context.Background(), time.Until(deadline))
+					_, err := cr.cs.Propose(ctx, cmd)
+					cancel()
+					if err != nil && !errors.Is(err, meta.ErrStaleShard) {
+						cr.log.Warn("cluster: leaving a shard", "collection", c.Name, "shard", s.ID, "buffer", buffer, "err", err)
+					}
+				}
+			}
+		}
+		if todo == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // let the table catch up before reading it again
+	}
 }
 
 // close leaves gossip and stops the goroutines.
@@ -498,15 +562,19 @@ func (cr *clusterRuntime) failover() {
 // (copy.go). One node per shard per pass.
 func (cr *clusterRuntime) restore() {
 	alive := map[string]bool{}
+	leaving := map[string]bool{}
 	for _, m := range cr.ml.Members() {
 		if m.State == membership.Alive {
 			alive[m.NodeID] = true
+		}
+		if m.Flags&membership.FlagLeaving != 0 {
+			leaving[m.NodeID] = true
 		}
 	}
 	t := cr.cs.Table()
 	var live []string
 	for _, id := range t.LiveNodes() {
-		if alive[id] {
+		if alive[id] && !leaving[id] {
 			live = append(live, id)
 		}
 	}

@@ -948,9 +948,14 @@ func (n *Node) applyReplica(ctx context.Context, call *proto.RPCReplicate) error
 	if err != nil {
 		return err
 	}
+	// A node handing its shards off at shutdown still applies the calls
+	// of a primary whose table does not show yet that it left (its copy
+	// no longer counts, but a refusal would cost the write the primary's
+	// removal of it and one lease).
+	leaving := n.leaving.Load()
 	for i := range items {
 		s, ok := rt.shardOf(lists[i], items[i].UserID)
-		if !ok || s.Primary != call.From || !slices.Contains(s.Replicas, rt.self) && !slices.Contains(s.Joining, rt.self) {
+		if !ok || s.Primary != call.From || !slices.Contains(s.Replicas, rt.self) && !slices.Contains(s.Joining, rt.self) && !leaving {
 			return fmt.Errorf("%w: %s is not the primary of list %d of %q with this node a replica", ErrNotPrimary, call.From, lists[i], call.Collection)
 		}
 		if ids[i] == 0 {

@@ -27,6 +27,9 @@ const (
 	// or a leader added it). A node that sees such a member never
 	// bootstraps: a cluster exists, and its leader adds the node.
 	FlagRaft uint8 = 1 << 2
+	// FlagLeaving: it is shutting down and handing its shards off; the
+	// leader names no shard copy to it.
+	FlagLeaving uint8 = 1 << 3
 )
 
 // Meta is what a node tells the others about itself through gossip.
