@@ -83,10 +83,9 @@ func cdLogTails(t *testing.T, nodes []*clusterNode, lines int) {
 // cdStallDump returns a load's onStall for nodes: twice, 3 s apart, it
 // fetches every running node's goroutines (pprof debug=2, with how long
 // each has waited) and its view of the cluster, writes them and every
-// node's log so far in a new
-// folder under $LOOKALIKE_E2E_DUMP_DIR (kept) or the system's temporary
-// one (kept when the test fails) and, when the test fails, logs the
-// goroutines in debug=1 form.
+// node's log so far in a new folder under $LOOKALIKE_E2E_DUMP_DIR (kept)
+// or the system's temporary one (kept when the test fails) and, when the
+// test fails, logs the goroutines in debug=1 form.
 func cdStallDump(t *testing.T, nodes []*clusterNode) func(what string) {
 	var (
 		mu     sync.Mutex
