@@ -199,7 +199,7 @@ func (cr *clusterRuntime) handOff(limit time.Duration) {
 	for time.Now().Before(deadline) {
 		named := false
 		for _, c := range cr.cs.Table().Collections() {
-			for _, s := range append(slices.Clone(c.Shards.Shards), c.Buffer...) {
+			for s := range eachShard(c) {
 				// The only copy stays named: nothing can take it over. A
 				// copy to this node (joining) is not waited for: it fails
 				// and the leader names another node.
@@ -230,37 +230,31 @@ func (cr *clusterRuntime) drain(deadline time.Time) {
 	for time.Now().Before(deadline) {
 		todo := 0
 		for _, c := range cr.cs.Table().Collections() {
-			for _, buffer := range []bool{false, true} {
-				shards := c.Shards.Shards
-				if buffer {
-					shards = c.Buffer
+			for s, buffer := range eachShard(c) {
+				// Held here with another replica alive to take over
+				// (the only live copy stays named, as in handOff).
+				held := slices.Contains(s.Replicas, cr.id) && slices.ContainsFunc(s.Replicas, func(r string) bool { return r != cr.id && alive[r] })
+				joining := slices.Contains(s.Joining, cr.id)
+				if !held && !joining {
+					continue
 				}
-				for _, s := range shards {
-					// Held here with another replica alive to take over
-					// (the only live copy stays named, as in handOff).
-					held := slices.Contains(s.Replicas, cr.id) && slices.ContainsFunc(s.Replicas, func(r string) bool { return r != cr.id && alive[r] })
-					joining := slices.Contains(s.Joining, cr.id)
-					if !held && !joining {
-						continue
+				todo++
+				rest := s.Replicas
+				primary := s.Primary
+				if held {
+					rest = slices.DeleteFunc(slices.Clone(s.Replicas), func(r string) bool { return r == cr.id })
+					if primary == cr.id {
+						primary = rest[slices.IndexFunc(rest, func(r string) bool { return alive[r] })]
 					}
-					todo++
-					rest := s.Replicas
-					primary := s.Primary
-					if held {
-						rest = slices.DeleteFunc(slices.Clone(s.Replicas), func(r string) bool { return r == cr.id })
-						if primary == cr.id {
-							primary = rest[slices.IndexFunc(rest, func(r string) bool { return alive[r] })]
-						}
-					}
-					cmd := meta.SetReplicas{Collection: c.Name, Buffer: buffer, Shard: s.ID, Replicas: rest, Primary: primary,
-						Joining: slices.DeleteFunc(slices.Clone(s.Joining), func(j string) bool { return j == cr.id }),
-						From:    s.Replicas, FromJoining: s.Joining}
-					ctx, cancel := context.WithTimeout(context.Background(), time.Until(deadline))
-					_, err := cr.cs.Propose(ctx, cmd)
-					cancel()
-					if err != nil && !errors.Is(err, meta.ErrStaleShard) {
-						cr.log.Warn("cluster: leaving a shard", "collection", c.Name, "shard", s.ID, "buffer", buffer, "err", err)
-					}
+				}
+				cmd := meta.SetReplicas{Collection: c.Name, Buffer: buffer, Shard: s.ID, Replicas: rest, Primary: primary,
+					Joining: slices.DeleteFunc(slices.Clone(s.Joining), func(j string) bool { return j == cr.id }),
+					From:    s.Replicas, FromJoining: s.Joining}
+				ctx, cancel := context.WithTimeout(context.Background(), time.Until(deadline))
+				_, err := cr.cs.Propose(ctx, cmd)
+				cancel()
+				if err != nil && !errors.Is(err, meta.ErrStaleShard) {
+					cr.log.Warn("cluster: leaving a shard", "collection", c.Name, "shard", s.ID, "buffer", buffer, "err", err)
 				}
 			}
 		}
@@ -530,27 +524,21 @@ func (cr *clusterRuntime) failover() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, c := range cr.cs.Table().Collections() {
-		for _, buffer := range []bool{false, true} {
-			shards := c.Shards.Shards
-			if buffer {
-				shards = c.Buffer
+		for s, buffer := range eachShard(c) {
+			rest := slices.DeleteFunc(slices.Clone(s.Replicas), func(r string) bool { return dead[r] })
+			if len(rest) == len(s.Replicas) || len(rest) == 0 {
+				continue
 			}
-			for _, s := range shards {
-				rest := slices.DeleteFunc(slices.Clone(s.Replicas), func(r string) bool { return dead[r] })
-				if len(rest) == len(s.Replicas) || len(rest) == 0 {
-					continue
-				}
-				primary := s.Primary
-				if dead[primary] {
-					primary = rest[0]
-				}
-				cmd := meta.SetReplicas{Collection: c.Name, Buffer: buffer, Shard: s.ID, Replicas: rest, Primary: primary, From: s.Replicas}
-				if _, err := cr.cs.Propose(ctx, cmd); err != nil {
-					cr.log.Warn("cluster: failover", "collection", c.Name, "shard", s.ID, "err", err)
-					continue
-				}
-				cr.log.Info("cluster: failover", "collection", c.Name, "shard", s.ID, "buffer", buffer, "replicas", strings.Join(rest, ","), "primary", primary)
+			primary := s.Primary
+			if dead[primary] {
+				primary = rest[0]
 			}
+			cmd := meta.SetReplicas{Collection: c.Name, Buffer: buffer, Shard: s.ID, Replicas: rest, Primary: primary, From: s.Replicas}
+			if _, err := cr.cs.Propose(ctx, cmd); err != nil {
+				cr.log.Warn("cluster: failover", "collection", c.Name, "shard", s.ID, "err", err)
+				continue
+			}
+			cr.log.Info("cluster: failover", "collection", c.Name, "shard", s.ID, "buffer", buffer, "replicas", strings.Join(rest, ","), "primary", primary)
 		}
 	}
 }
@@ -582,41 +570,35 @@ func (cr *clusterRuntime) restore() {
 	defer cancel()
 	for _, c := range t.Collections() {
 		held := map[string]int{}
-		for _, s := range append(slices.Clone(c.Shards.Shards), c.Buffer...) {
+		for s := range eachShard(c) {
 			for _, r := range append(slices.Clone(s.Replicas), s.Joining...) {
 				held[r]++
 			}
 		}
-		for _, buffer := range []bool{false, true} {
-			shards := c.Shards.Shards
-			if buffer {
-				shards = c.Buffer
+		for s, buffer := range eachShard(c) {
+			if len(s.Replicas)+len(s.Joining) >= c.Replicas || !alive[s.Primary] {
+				continue
 			}
-			for _, s := range shards {
-				if len(s.Replicas)+len(s.Joining) >= c.Replicas || !alive[s.Primary] {
+			best := ""
+			for _, id := range live {
+				if slices.Contains(s.Replicas, id) || slices.Contains(s.Joining, id) {
 					continue
 				}
-				best := ""
-				for _, id := range live {
-					if slices.Contains(s.Replicas, id) || slices.Contains(s.Joining, id) {
-						continue
-					}
-					if best == "" || held[id] < held[best] {
-						best = id
-					}
+				if best == "" || held[id] < held[best] {
+					best = id
 				}
-				if best == "" {
-					continue
-				}
-				cmd := meta.SetReplicas{Collection: c.Name, Buffer: buffer, Shard: s.ID, Replicas: s.Replicas, Primary: s.Primary,
-					Joining: append(slices.Clone(s.Joining), best), From: s.Replicas, FromJoining: s.Joining}
-				if _, err := cr.cs.Propose(ctx, cmd); err != nil {
-					cr.log.Warn("cluster: restore replicas", "collection", c.Name, "shard", s.ID, "err", err)
-					continue
-				}
-				held[best]++
-				cr.log.Info("cluster: copying a shard to a new replica", "collection", c.Name, "shard", s.ID, "buffer", buffer, "node", best)
 			}
+			if best == "" {
+				continue
+			}
+			cmd := meta.SetReplicas{Collection: c.Name, Buffer: buffer, Shard: s.ID, Replicas: s.Replicas, Primary: s.Primary,
+				Joining: append(slices.Clone(s.Joining), best), From: s.Replicas, FromJoining: s.Joining}
+			if _, err := cr.cs.Propose(ctx, cmd); err != nil {
+				cr.log.Warn("cluster: restore replicas", "collection", c.Name, "shard", s.ID, "err", err)
+				continue
+			}
+			held[best]++
+			cr.log.Info("cluster: copying a shard to a new replica", "collection", c.Name, "shard", s.ID, "buffer", buffer, "node", best)
 		}
 	}
 }

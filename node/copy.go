@@ -65,18 +65,12 @@ const copyChunk = 1024
 // dropped). Called on table changes.
 func (c *collection) startCopies(rt *route) {
 	want := map[copyKey]bool{}
-	for _, buffer := range []bool{false, true} {
-		shards := rt.c.Shards.Shards
-		if buffer {
-			shards = rt.c.Buffer
+	for s, buffer := range eachShard(rt.c) {
+		if s.Primary != rt.self {
+			continue
 		}
-		for _, s := range shards {
-			if s.Primary != rt.self {
-				continue
-			}
-			for _, j := range s.Joining {
-				want[copyKey{s.ID, buffer, j}] = true
-			}
+		for _, j := range s.Joining {
+			want[copyKey{s.ID, buffer, j}] = true
 		}
 	}
 	c.mu.Lock()
@@ -226,7 +220,7 @@ func (c *collection) freshStream(node string) {
 		}
 	}
 	if rt := c.n.localRoute(c.meta.Name); rt != nil {
-		for _, s := range append(slices.Clone(rt.c.Shards.Shards), rt.c.Buffer...) {
+		for _, s := range rt.shards() {
 			if s.Primary == rt.self && slices.Contains(s.Replicas, node) {
 				return
 			}
@@ -347,18 +341,24 @@ func (n *Node) applyCopy(ctx context.Context, call *proto.RPCCopy) error {
 	}
 	// A few items per hold of the lock: replicated writes to this node
 	// (which the primary may wait for) wait for one part, not the chunk.
+	// Each applied part's sync is waited for once, whatever happens.
 	var waits []func() error
-	defer func() {
+	waitAll := func() error {
+		var first error
 		for _, w := range waits {
-			_ = w()
+			if err := w(); err != nil && first == nil {
+				first = err
+			}
 		}
-	}()
+		return first
+	}
 	for i0 := 0; i0 < len(items); i0 += copyApplyPart {
 		i1 := min(i0+copyApplyPart, len(items))
 		c.mu.Lock()
 		in := c.incoming[key]
 		if in == nil {
 			c.mu.Unlock()
+			_ = waitAll()
 			return fmt.Errorf("%w: no copy of shard %d of %q has begun here", ErrStaleEpoch, s.ID, call.Collection)
 		}
 		var keep []int
@@ -380,18 +380,12 @@ func (n *Node) applyCopy(ctx context.Context, call *proto.RPCCopy) error {
 		wait, err := c.applyLocked(items, lists, ids, keep, false)
 		c.mu.Unlock()
 		if err != nil {
+			_ = waitAll()
 			return err
 		}
 		waits = append(waits, wait)
 	}
-	var first error
-	for _, w := range waits {
-		if err := w(); err != nil && first == nil {
-			first = err
-		}
-	}
-	waits = nil
-	return first
+	return waitAll()
 }
 
 // copyApplyPart is how many of a copy call's items the joiner applies

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"time"
 
@@ -123,6 +124,23 @@ func (rt *route) holdsBuffer() bool {
 // shards returns the list shards then the buffer shards.
 func (rt *route) shards() []meta.Shard {
 	return append(slices.Clone(rt.c.Shards.Shards), rt.c.Buffer...)
+}
+
+// eachShard yields c's list shards, then its buffer shards, each with
+// whether it is a buffer shard.
+func eachShard(c *meta.Collection) iter.Seq2[meta.Shard, bool] {
+	return func(yield func(meta.Shard, bool) bool) {
+		for _, s := range c.Shards.Shards {
+			if !yield(s, false) {
+				return
+			}
+		}
+		for _, s := range c.Buffer {
+			if !yield(s, true) {
+				return
+			}
+		}
+	}
 }
 
 // trained reports whether writes go to lists (centroids committed).
@@ -922,11 +940,8 @@ func (n *Node) primaryWrite(ctx context.Context, call *proto.RPCWrite) (*proto.R
 	if err != nil {
 		return nil, err
 	}
-	for i := range items {
-		s, ok := rt.shardOf(lists[i], items[i].UserID)
-		if !ok || s.Primary != rt.self {
-			return nil, fmt.Errorf("%w: list %d of %q", ErrNotPrimary, lists[i], call.Collection)
-		}
+	if err := rt.leads(items, lists); err != nil {
+		return nil, err
 	}
 	if rt.trained() && c.follow() == nil {
 		return nil, fmt.Errorf("%w: collection %q: centroids not loaded yet", ErrStaleEpoch, call.Collection)

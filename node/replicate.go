@@ -297,9 +297,14 @@ func (rt *route) samePrimary(cur *route, items []WriteItem, lists []int32) error
 	if cur.c.Epoch != rt.c.Epoch {
 		return fmt.Errorf("%w: collection %q moved to epoch %d during the write", ErrStaleEpoch, rt.c.Name, cur.c.Epoch)
 	}
+	return cur.leads(items, lists)
+}
+
+// leads checks that this node is the primary of every item's shard.
+func (rt *route) leads(items []WriteItem, lists []int32) error {
 	for i := range items {
-		s, ok := cur.shardOf(lists[i], items[i].UserID)
-		if !ok || s.Primary != cur.self {
+		s, ok := rt.shardOf(lists[i], items[i].UserID)
+		if !ok || s.Primary != rt.self {
 			return fmt.Errorf("%w: list %d of %q", ErrNotPrimary, lists[i], rt.c.Name)
 		}
 	}
