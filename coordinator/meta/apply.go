@@ -500,7 +500,24 @@ func applySetReplicas(t *Table, c Command) (*Table, any, error) {
 	target.Replicas = slices.Clone(r.Replicas)
 	target.Primary = r.Primary
 	target.Joining = slices.Clone(r.Joining)
+	target.Away = awayAfter(old, r.Replicas, col.Replicas)
 	return t.withCollection(nc), nil, nil
+}
+
+// awayAfter is a shard's Away set once its in-sync set becomes replicas:
+// the old away nodes and the replicas taken out, less the replicas, in
+// that order; none once the shard has want replicas.
+func awayAfter(old Shard, replicas []string, want int) []string {
+	if len(replicas) >= want {
+		return nil
+	}
+	var away []string
+	for _, id := range append(slices.Clone(old.Away), old.Replicas...) {
+		if !slices.Contains(replicas, id) && !slices.Contains(away, id) {
+			away = append(away, id)
+		}
+	}
+	return away
 }
 
 // validModelHash reports whether h is a hex SHA-256: 64 lower-case hex

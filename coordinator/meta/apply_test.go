@@ -311,3 +311,54 @@ func TestSetReplicasJoining(t *testing.T) {
 		t.Fatalf("a node both replica and joining: %v", err)
 	}
 }
+
+// A replica taken out of a shard is away until the shard has its full
+// count again; a replica or joining node that is away stays away only
+// while it is not back in sync.
+func TestSetReplicasAway(t *testing.T) {
+	tb, _ := base(t)
+	tb = must(t, tb, meta.CreateCollection{Name: "r", Dim: 4, Metric: ivf.L2, Replicas: 2, Shards: 1})
+	c, _ := tb.Collection("r")
+	s := c.Buffer[0]
+	if len(s.Replicas) != 2 || len(s.Away) != 0 {
+		t.Fatalf("created: %+v", s)
+	}
+	gone, stays := s.Replicas[0], s.Replicas[1]
+	shard := func() meta.Shard {
+		c, _ := tb.Collection("r")
+		return c.Buffer[0]
+	}
+	// The first replica fails: away.
+	tb = must(t, tb, meta.SetReplicas{Collection: "r", Buffer: true, Replicas: []string{stays}, Primary: stays, From: s.Replicas})
+	if got := shard().Away; !slices.Equal(got, []string{gone}) {
+		t.Fatalf("after %s left: away %v", gone, got)
+	}
+	// It joins again to catch up: still away (a failed copy leaves it a
+	// candidate).
+	tb = must(t, tb, meta.SetReplicas{Collection: "r", Buffer: true, Replicas: []string{stays}, Primary: stays, Joining: []string{gone}, From: []string{stays}})
+	if got := shard().Away; !slices.Equal(got, []string{gone}) {
+		t.Fatalf("joining again: away %v", got)
+	}
+	tb = must(t, tb, meta.SetReplicas{Collection: "r", Buffer: true, Replicas: []string{stays}, Primary: stays, From: []string{stays}, FromJoining: []string{gone}})
+	if got := shard().Away; !slices.Equal(got, []string{gone}) {
+		t.Fatalf("copy dropped: away %v", got)
+	}
+	// Back in sync: the shard is whole, nobody is away.
+	tb = must(t, tb, meta.SetReplicas{Collection: "r", Buffer: true, Replicas: []string{stays, gone}, Primary: stays, From: []string{stays}})
+	if got := shard(); len(got.Away) != 0 || len(got.Replicas) != 2 {
+		t.Fatalf("back in sync: %+v", got)
+	}
+	// The table round-trips Away through its snapshot encoding.
+	tb = must(t, tb, meta.SetReplicas{Collection: "r", Buffer: true, Replicas: []string{gone}, Primary: gone, From: []string{stays, gone}})
+	b, err := tb.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := meta.DecodeTable(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := back.Collection("r"); !slices.Equal(c.Buffer[0].Away, []string{stays}) {
+		t.Fatalf("after a snapshot round trip: %+v", c.Buffer[0])
+	}
+}

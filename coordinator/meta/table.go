@@ -102,16 +102,24 @@ type Shard struct {
 	// but serve no reads and count for no acknowledgement until the copy
 	// ends and SetReplicas makes them replicas.
 	Joining []string `json:"joining,omitempty"`
+	// Away are nodes taken out of the in-sync set (dead, drained at
+	// shutdown, or a failed backup) since the shard last had all its
+	// replicas: their copy is behind but may be caught up, which costs
+	// less than a copy to another node. SetReplicas maintains it: a
+	// removed replica is added, a replica is not away, and a shard with
+	// its full count of replicas has none.
+	Away []string `json:"away,omitempty"`
 }
 
 func (s Shard) equal(o Shard) bool {
 	return s.ID == o.ID && s.Primary == o.Primary && s.Epoch == o.Epoch && slices.Equal(s.Replicas, o.Replicas) &&
-		slices.Equal(s.Joining, o.Joining)
+		slices.Equal(s.Joining, o.Joining) && slices.Equal(s.Away, o.Away)
 }
 
 func (s Shard) clone() Shard {
 	s.Replicas = slices.Clone(s.Replicas)
 	s.Joining = slices.Clone(s.Joining)
+	s.Away = slices.Clone(s.Away)
 	return s
 }
 
