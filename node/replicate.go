@@ -152,7 +152,8 @@ type replicaCall struct {
 // writeAsPrimary stores items (lists assigned by the gateway; ids
 // allocated here where preset[i] is 0) and replicates them. Repeated user
 // ids: the last wins. It returns each item's internal id and the nodes
-// that applied the write: this one and the backups that acknowledged.
+// that applied the whole write: this one and the backups that
+// acknowledged a part holding every item.
 func (c *collection) writeAsPrimary(ctx context.Context, rt *route, items []WriteItem, lists []int32, preset []uint64) ([]uint64, []string, error) {
 	last := make(map[string]int, len(items))
 	for i, it := range items {
@@ -247,7 +248,10 @@ func (c *collection) writeAsPrimary(ctx context.Context, rt *route, items []Writ
 		if err := <-done[i]; err != nil && rerr == nil {
 			rerr = err
 		}
-		if rc.applied {
+		// Named only when it applied every item: a backup of some of the
+		// items' shards holds an old copy of the others' user ids as
+		// before, and the gateway's eviction must not skip it there.
+		if rc.applied && len(rc.call.Items) == len(keep) {
 			applied = append(applied, rc.node)
 		}
 	}
