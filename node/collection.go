@@ -47,10 +47,14 @@ type collection struct {
 	// to each backup (under mu); in orders each primary's calls to this
 	// backup (under streamMu).
 	followMu sync.Mutex
-	dropping atomic.Bool
-	out      map[string]*outStream
-	streamMu sync.Mutex
-	in       map[string]*inStream
+	// listsAhead: opened untrained, the store held items in lists (a
+	// restarted node whose table replays from before training): follow
+	// loads them with the centroids.
+	listsAhead atomic.Bool
+	dropping   atomic.Bool
+	out        map[string]*outStream
+	streamMu   sync.Mutex
+	in         map[string]*inStream
 	// Copies to joining replicas (copy.go): joining are the joiners this
 	// primary streams to (under mu), copies the copies running (under
 	// streamMu); on a joiner, incoming are the copies coming in, by
@@ -119,7 +123,15 @@ func (c *collection) load(m CollectionMeta) error {
 			buf.append(ids, vecs)
 			ids, vecs = ids[:0], vecs[:0]
 		}
+		_, clustered := c.n.meta.(placer)
+		clustered = clustered && c.n.peers != nil
 		err := st.Scan(m.Name, func(it Item) error {
+			if it.List != BufferList && clustered {
+				// Written after a training this node's table has not
+				// replayed yet: follow adds them to the lists.
+				c.listsAhead.Store(true)
+				return nil
+			}
 			ids = append(ids, it.ID)
 			vecs = append(vecs, it.Vector...)
 			if len(ids) == 4096 {

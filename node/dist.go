@@ -1146,6 +1146,9 @@ func (c *collection) follow() *ivf.Index {
 	if c.State() == Training {
 		return nil // this node trains: adopt installs the index
 	}
+	if c.listsAhead.Load() {
+		return c.followStored(m)
+	}
 	blob, err := c.n.meta.Centroids(c.meta.Name)
 	if err != nil {
 		return nil
@@ -1161,6 +1164,41 @@ func (c *collection) follow() *ivf.Index {
 	c.state.Store(uint32(Ready))
 	c.mu.Unlock()
 	c.n.log.Info("adopted centroids trained elsewhere", "collection", c.meta.Name, "nlist", ix.NList(), "epoch", m.Epoch)
+	return ix
+}
+
+// followStored is follow for a node whose store holds items in lists
+// that its table did not know of when the collection opened (a restart
+// that replays the table from before training): the index saved here
+// (and the write log after it), else the centroids plus every stored
+// item of a list. Without it those items stayed in the store but not in
+// the lists, so a catch-up did not see them, nor drop the stale ones.
+// followMu is held.
+func (c *collection) followStored(m CollectionMeta) *ivf.Index {
+	ix, err := c.n.store.LoadIndex(c.meta.Name, c.indexOptions(0))
+	if err != nil || ix == nil {
+		blob, err := c.n.meta.Centroids(c.meta.Name)
+		if err != nil {
+			return nil
+		}
+		if ix, err = ivf.Load(bytes.NewReader(blob), c.indexOptions(0)); err != nil {
+			c.n.log.Error("committed centroids unreadable", "collection", c.meta.Name, "err", err)
+			return nil
+		}
+		if _, _, err := c.scanItems(ix); err != nil {
+			c.n.log.Error("stored items not loaded", "collection", c.meta.Name, "err", err)
+			return nil
+		}
+	}
+	c.mu.Lock()
+	c.ix.Store(ix)
+	c.count.Add(int64(ix.Len()))
+	c.epoch.Store(m.Epoch)
+	c.state.Store(uint32(Ready))
+	c.listsAhead.Store(false)
+	c.mu.Unlock()
+	c.n.log.Info("loaded the lists stored here with centroids trained since the table replayed", "collection", c.meta.Name,
+		"nlist", ix.NList(), "items", ix.Len(), "epoch", m.Epoch)
 	return ix
 }
 
