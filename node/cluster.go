@@ -37,6 +37,12 @@ type ClusterOptions struct {
 	// leader replaces it with a live non-voter, when there is one, and
 	// removes it from the Raft configuration. 0: 30 s; negative: never.
 	DeadVoterGrace time.Duration
+	// RestoreDelay is how long the leader waits for a replica taken out
+	// of a shard (dead, or drained at shutdown) to come back before it
+	// copies the shard to another node: a node back within it catches up
+	// (only what changed while it was away travels) and keeps its place.
+	// 0: 30 s; negative: copy at once.
+	RestoreDelay time.Duration
 	// GossipKey encrypts gossip (16, 24 or 32 bytes; every node needs the
 	// same one). Nil: gossip in the clear.
 	GossipKey []byte
@@ -89,9 +95,11 @@ type clusterRuntime struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 
-	lastSeen   []string             // bootstrap: the member set at the previous check
-	lastReport time.Time            // bootstrap: last "waiting" log line
-	deadSince  map[string]time.Time // leader: when each dead voter was first seen dead
+	lastSeen    []string             // bootstrap: the member set at the previous check
+	lastReport  time.Time            // bootstrap: last "waiting" log line
+	deadSince   map[string]time.Time // leader: when each dead voter was first seen dead
+	shortSince  map[string]time.Time // leader: when each shard was first seen short of replicas
+	lastRestore time.Time            // leader: the last restore pass
 
 	peers *peers      // the data plane's client: told who is dead
 	tls   *tls.Config // client side of calls to peers over HTTPS; nil over HTTP
@@ -545,9 +553,12 @@ func (cr *clusterRuntime) failover() {
 
 // restore (leader only) brings shards back to their collection's replica
 // count: a shard with fewer replicas and joining nodes than that gets a
-// live node that holds none of it as joining (the one holding the fewest
-// copies of the collection), and its primary copies the shard there
-// (copy.go). One node per shard per pass.
+// live node that holds none of it as joining, and its primary copies the
+// shard there (copy.go). The node is one the shard lists as away (it held
+// the shard, so only what changed since travels) when one is back;
+// while none is, the shard waits for one up to RestoreDelay after it was
+// first seen short; then it is the live node holding the fewest copies of
+// the collection. One node per shard per pass.
 func (cr *clusterRuntime) restore() {
 	alive := map[string]bool{}
 	leaving := map[string]bool{}
@@ -566,6 +577,16 @@ func (cr *clusterRuntime) restore() {
 			live = append(live, id)
 		}
 	}
+	delay := cr.o.RestoreDelay
+	if delay == 0 {
+		delay = 30 * time.Second
+	}
+	if time.Since(cr.lastRestore) > 5*time.Second {
+		cr.shortSince = nil // not the leader meanwhile: its clocks are stale
+	}
+	cr.lastRestore = time.Now()
+	short := map[string]time.Time{}
+	defer func() { cr.shortSince = short }()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, c := range t.Collections() {
@@ -579,13 +600,35 @@ func (cr *clusterRuntime) restore() {
 			if len(s.Replicas)+len(s.Joining) >= c.Replicas || !alive[s.Primary] {
 				continue
 			}
-			best := ""
-			for _, id := range live {
-				if slices.Contains(s.Replicas, id) || slices.Contains(s.Joining, id) {
-					continue
+			key := fmt.Sprintf("%s/%d/%t", c.Name, s.ID, buffer)
+			since, ok := cr.shortSince[key]
+			if !ok {
+				since = time.Now()
+			}
+			short[key] = since
+			free := func(id string) bool { return !slices.Contains(s.Replicas, id) && !slices.Contains(s.Joining, id) }
+			// A node that held the shard and is back catches up; one that
+			// may still come back is waited for, up to the delay.
+			best, waiting := "", false
+			for _, id := range s.Away {
+				switch {
+				case !free(id):
+				case alive[id] && !leaving[id] && slices.Contains(live, id):
+					if best == "" {
+						best = id
+					}
+				default:
+					waiting = true
 				}
-				if best == "" || held[id] < held[best] {
-					best = id
+			}
+			if best == "" && waiting && delay > 0 && time.Since(since) < delay {
+				continue
+			}
+			if best == "" {
+				for _, id := range live {
+					if free(id) && (best == "" || held[id] < held[best]) {
+						best = id
+					}
 				}
 			}
 			if best == "" {
@@ -598,7 +641,8 @@ func (cr *clusterRuntime) restore() {
 				continue
 			}
 			held[best]++
-			cr.log.Info("cluster: copying a shard to a new replica", "collection", c.Name, "shard", s.ID, "buffer", buffer, "node", best)
+			cr.log.Info("cluster: copying a shard to a new replica", "collection", c.Name, "shard", s.ID, "buffer", buffer, "node", best,
+				"catch_up", slices.Contains(s.Away, best))
 		}
 	}
 }

@@ -13,23 +13,38 @@ import (
 
 // Restoring the replication factor (decision 3; docs/node.md,
 // "Replication"). When a shard has fewer copies than its collection asks
-// for, the Raft leader names a live node as joining (SetReplicas). The
-// shard's primary then copies the shard to it:
+// for, the Raft leader names a live node as joining (SetReplicas): one
+// that held the shard before (away: dead, drained at shutdown, or a
+// backup that failed a call) when one is back, else another. The shard's
+// primary then copies the shard to it:
 //
-//  1. Begin: the joiner drops whatever it holds of the shard (copies left
-//     from before it failed) and starts recording the user ids that
-//     replicated writes and deletes touch.
+//  1. Begin: the joiner notes the internal ids it holds of the shard
+//     (copies left from before it was taken out, kept for this) and
+//     starts recording the user ids that replicated writes and deletes
+//     touch.
 //  2. Under the collection lock the primary registers the joiner as a
 //     target of its replication stream and snapshots the ids of the
 //     shard's live items: every write before is in the snapshot, every
 //     write after goes down the stream.
-//  3. The primary sends the snapshot's items in chunks; the joiner skips
-//     an item whose user id the stream touched, or that it holds under
-//     another internal id in a shard it holds (both newer).
-//  4. End; the primary proposes the joiner as an in-sync replica, once
-//     the replicated calls to it that no write waited for have ended
-//     (writes do not wait for a joiner until its promotion begins:
-//     replicate.go, detachJoinCalls).
+//  3. The primary offers the snapshot's ids in chunks (when the joiner
+//     holds anything of the shard); the joiner answers those it lacks.
+//     The primary sends those items (all of the snapshot to a joiner that
+//     held nothing); the joiner skips an item whose user id the stream
+//     touched, or that it holds under another internal id in a shard it
+//     holds in sync (both newer). An internal id never changes its item
+//     (an upsert allocates a new one), so an id held is an item held.
+//  4. End: the joiner deletes the ids it held that were never offered
+//     (deleted or replaced while it was away, or written only on its side
+//     of a partition and never acknowledged), unless the stream touched
+//     their user id since; the primary proposes the joiner as an in-sync
+//     replica, once the replicated calls to it that no write waited for
+//     have ended (writes do not wait for a joiner until its promotion
+//     begins: replicate.go, detachJoinCalls).
+//
+// This is the catch-up of decision 3 and 11, by comparing ids rather
+// than by replaying the shard's log: it needs no sequence shared by the
+// replicas, cuts a divergent suffix for free, and costs 8 bytes per item
+// held however long the joiner was away (docs/node.md, "Catch-up").
 //
 // A failure at any step drops the joiner from the shard's joining set;
 // the leader names one again later and the copy starts over.
@@ -55,10 +70,20 @@ type shardKey struct {
 type inCopy struct {
 	touched map[string]bool
 	keep    map[string]uint64
+	// held are the internal ids of the shard this node held at Begin,
+	// sorted; offered[i]: held[i] was offered since.
+	held    []uint64
+	offered []bool
+	// unindexed are held ids missing from the lists in memory: an offer
+	// of one is answered missing, so that the copy writes it again.
+	unindexed map[uint64]bool
 }
 
 // copyChunk is how many items one copy call carries.
 const copyChunk = 1024
+
+// offerChunk is how many ids one offer carries.
+const offerChunk = 8192
 
 // startCopies starts a copy for every joining node of the shards this
 // node leads, and forgets joiners that left the joining sets (promoted or
@@ -126,16 +151,19 @@ func (c *collection) copyShard(k copyKey) error {
 			lists = append(lists, int32(l))
 		}
 	}
+	var reply proto.RPCCopyReply
 	call := func(cp *proto.RPCCopy) error {
 		cp.Collection, cp.From, cp.Buffer, cp.Lists = c.meta.Name, rt.self, k.buffer, lists
 		cp.Version = rt.p.table().Version()
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		return c.n.peers.call(cctx, k.node, proto.OpCopy, cp, &struct{}{})
+		reply = proto.RPCCopyReply{}
+		return c.n.peers.call(cctx, k.node, proto.OpCopy, cp, &reply)
 	}
 	if err := call(&proto.RPCCopy{Begin: true}); err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
+	held := reply.Held
 	// Step 2: the snapshot, and the stream from here on.
 	c.mu.Lock()
 	if c.joining == nil {
@@ -159,19 +187,40 @@ func (c *collection) copyShard(k copyKey) error {
 		}
 	}
 	c.mu.Unlock()
-	sent := 0
-	for i0 := 0; i0 < len(ids); i0 += copyChunk {
-		items, err := c.readItems(ids[i0:min(i0+copyChunk, len(ids))])
-		if err != nil {
+	sent, kept := 0, 0
+	send := func(ids []uint64) error {
+		for i0 := 0; i0 < len(ids); i0 += copyChunk {
+			items, err := c.readItems(ids[i0:min(i0+copyChunk, len(ids))])
+			if err != nil {
+				return err
+			}
+			if len(items) == 0 {
+				continue
+			}
+			if err := call(&proto.RPCCopy{Items: items}); err != nil {
+				return fmt.Errorf("items: %w", err)
+			}
+			sent += len(items)
+			c.n.copyItems.WithLabelValues("sent").Add(float64(len(items)))
+		}
+		return nil
+	}
+	if held == 0 {
+		if err := send(ids); err != nil {
 			return err
 		}
-		if len(items) == 0 {
-			continue
+	}
+	for i0 := 0; held > 0 && i0 < len(ids); i0 += offerChunk {
+		offer := ids[i0:min(i0+offerChunk, len(ids))]
+		if err := call(&proto.RPCCopy{Offer: offer}); err != nil {
+			return fmt.Errorf("offer: %w", err)
 		}
-		if err := call(&proto.RPCCopy{Items: items}); err != nil {
-			return fmt.Errorf("items: %w", err)
+		missing := missingOf(offer, reply.Missing)
+		kept += len(offer) - len(missing)
+		c.n.copyItems.WithLabelValues("kept").Add(float64(len(offer) - len(missing)))
+		if err := send(missing); err != nil {
+			return err
 		}
-		sent += len(items)
 	}
 	if err := call(&proto.RPCCopy{End: true}); err != nil {
 		return fmt.Errorf("end: %w", err)
@@ -198,8 +247,28 @@ func (c *collection) copyShard(k copyKey) error {
 		return fmt.Errorf("promote: %w", err)
 	}
 	c.n.log.Info("copied a shard to a new replica", "collection", c.meta.Name, "shard", k.shard, "buffer", k.buffer, "node", k.node,
-		"items", sent, "took", time.Since(begin).Round(time.Millisecond))
+		"items", sent, "held_already", kept, "joiner_held", held, "took", time.Since(begin).Round(time.Millisecond))
 	return nil
+}
+
+// missingOf returns the ids of a joiner's answer that were offered, in
+// offer order: a joiner names no other.
+func missingOf(offer, answer []uint64) []uint64 {
+	if len(answer) == 0 {
+		return nil
+	}
+	want := make(map[uint64]bool, len(answer))
+	for _, id := range answer {
+		want[id] = true
+	}
+	var out []uint64
+	for _, id := range offer {
+		if want[id] {
+			out = append(out, id)
+			delete(want, id)
+		}
+	}
+	return out
 }
 
 // dropJoiner forgets a copy's joiner: promoted, or dropped. mu is held.
@@ -299,45 +368,46 @@ func (c *collection) setJoining(ctx context.Context, k copyKey, promote bool) er
 }
 
 // applyCopy is the joiner's side of a copy call.
-func (n *Node) applyCopy(ctx context.Context, call *proto.RPCCopy) error {
+func (n *Node) applyCopy(ctx context.Context, call *proto.RPCCopy) (*proto.RPCCopyReply, error) {
 	c, rt, err := n.callColl(ctx, call.Collection, call.Version)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var s meta.Shard
 	if call.Buffer {
 		if len(rt.c.Buffer) == 0 {
-			return fmt.Errorf("%w: %q has no buffer", ErrStaleEpoch, call.Collection)
+			return nil, fmt.Errorf("%w: %q has no buffer", ErrStaleEpoch, call.Collection)
 		}
 		s = rt.c.Buffer[0]
 	} else {
 		if len(call.Lists) == 0 {
-			return fmt.Errorf("%w: a copy of no lists", ErrInvalid)
+			return nil, fmt.Errorf("%w: a copy of no lists", ErrInvalid)
 		}
 		var ok bool
 		if s, ok = rt.shardOf(call.Lists[0], ""); !ok {
-			return fmt.Errorf("%w: list %d of %q", ErrStaleEpoch, call.Lists[0], call.Collection)
+			return nil, fmt.Errorf("%w: list %d of %q", ErrStaleEpoch, call.Lists[0], call.Collection)
 		}
 	}
 	if s.Primary != call.From || !slices.Contains(s.Joining, rt.self) {
-		return fmt.Errorf("%w: %s does not copy shard %d of %q to this node", ErrNotPrimary, call.From, s.ID, call.Collection)
+		return nil, fmt.Errorf("%w: %s does not copy shard %d of %q to this node", ErrNotPrimary, call.From, s.ID, call.Collection)
 	}
 	if rt.trained() && c.follow() == nil {
-		return fmt.Errorf("%w: collection %q: centroids not loaded yet", ErrStaleEpoch, call.Collection)
+		return nil, fmt.Errorf("%w: collection %q: centroids not loaded yet", ErrStaleEpoch, call.Collection)
 	}
 	key := shardKey{s.ID, call.Buffer}
 	switch {
 	case call.Begin:
-		return c.beginCopy(key, call.Buffer, call.Lists)
+		held, err := c.beginCopy(key, call.Buffer, call.Lists)
+		return &proto.RPCCopyReply{Held: held}, err
 	case call.End:
-		c.mu.Lock()
-		delete(c.incoming, key)
-		c.mu.Unlock()
-		return nil
+		return &proto.RPCCopyReply{}, c.endCopy(key)
+	case call.Offer != nil:
+		missing, err := c.offered(key, call.Offer)
+		return &proto.RPCCopyReply{Missing: missing}, err
 	}
 	items, lists, ids, err := c.unpackItems(call.Items)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// A few items per hold of the lock: replicated writes to this node
 	// (which the primary may wait for) wait for one part, not the chunk.
@@ -359,10 +429,13 @@ func (n *Node) applyCopy(ctx context.Context, call *proto.RPCCopy) error {
 		if in == nil {
 			c.mu.Unlock()
 			_ = waitAll()
-			return fmt.Errorf("%w: no copy of shard %d of %q has begun here", ErrStaleEpoch, s.ID, call.Collection)
+			return nil, fmt.Errorf("%w: no copy of shard %d of %q has begun here", ErrStaleEpoch, s.ID, call.Collection)
 		}
 		var keep []int
 		for i := i0; i < i1; i++ {
+			if j, ok := slices.BinarySearch(in.held, ids[i]); ok {
+				in.offered[j] = true // sent whole (a primary that does not offer) is offered too
+			}
 			it := items[i]
 			if ids[i] == 0 || in.touched[it.UserID] {
 				continue
@@ -371,8 +444,10 @@ func (n *Node) applyCopy(ctx context.Context, call *proto.RPCCopy) error {
 				continue
 			}
 			if curID, curList, err := n.locate(c.meta.Name, it.UserID); err == nil {
-				if cs, ok := rt.shardOf(curList, it.UserID); ok && (slices.Contains(cs.Replicas, rt.self) || slices.Contains(cs.Joining, rt.self)) && curID != ids[i] {
-					continue // a newer copy in a shard held here
+				// A copy in a shard held in sync here is newer; one in a
+				// shard this node joins may be a stale copy of its own.
+				if cs, ok := rt.shardOf(curList, it.UserID); ok && slices.Contains(cs.Replicas, rt.self) && curID != ids[i] {
+					continue
 				}
 			}
 			keep = append(keep, i)
@@ -381,43 +456,183 @@ func (n *Node) applyCopy(ctx context.Context, call *proto.RPCCopy) error {
 		c.mu.Unlock()
 		if err != nil {
 			_ = waitAll()
-			return err
+			return nil, err
 		}
 		waits = append(waits, wait)
 	}
-	return waitAll()
+	return &proto.RPCCopyReply{}, waitAll()
 }
 
 // copyApplyPart is how many of a copy call's items the joiner applies
 // per hold of the collection lock.
 const copyApplyPart = 128
 
-// beginCopy drops what this node holds of the lists (or the buffer) and
-// starts recording what happens to user ids (afresh: an earlier attempt
-// at the same copy may have left a record).
-func (c *collection) beginCopy(key shardKey, buffer bool, lists []int32) error {
+// beginCopy notes the ids this node holds of the lists (or the buffer),
+// kept for the offers, and starts recording what happens to user ids
+// (afresh: an earlier attempt at the same copy may have left a record).
+// It returns how many ids it holds. Held means stored: the store is what
+// reads answer from and what survives a restart. An id in the lists in
+// memory but not stored is dropped from them; one stored but not in
+// them is held but not indexed, so an offer of it is answered missing
+// and the copy writes it again, into both (either is a bug elsewhere,
+// logged; the catch-up mends it rather than keep it).
+func (c *collection) beginCopy(key shardKey, buffer bool, lists []int32) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var ids []uint64
+	mem := map[uint64]int32{} // live in memory: id → list
 	if buffer {
 		if buf := c.buf.Load(); buf != nil {
-			ids = buf.liveIDs()
+			for _, id := range buf.liveIDs() {
+				mem[id] = BufferList
+			}
 		}
 	} else if ix := c.ix.Load(); ix != nil {
 		for _, l := range lists {
 			if int(l) >= ix.NList() {
-				return fmt.Errorf("%w: list %d", ErrInvalid, l)
+				return 0, fmt.Errorf("%w: list %d", ErrInvalid, l)
 			}
-			ids = append(ids, ix.List(int(l)).View().IDs()...)
+			v := ix.List(int(l)).View()
+			for i, id := range v.IDs() {
+				if !v.Deleted(i) {
+					mem[id] = l
+				}
+			}
 		}
 	}
-	if err := c.deleteIDsLocked(ids); err != nil {
-		return err
+	var held []uint64
+	if ls, ok := c.n.store.(idLister); ok {
+		if buffer {
+			lists = []int32{BufferList}
+		}
+		for _, l := range lists {
+			ids, err := ls.ListIDs(c.meta.Name, l)
+			if err != nil {
+				return 0, err
+			}
+			held = append(held, ids...)
+		}
+	} else {
+		for id := range mem {
+			held = append(held, id)
+		}
+	}
+	slices.Sort(held)
+	held = slices.Compact(held)
+	in := &inCopy{touched: map[string]bool{}, keep: map[string]uint64{}, held: held, offered: make([]bool, len(held)),
+		unindexed: map[uint64]bool{}}
+	for _, id := range held {
+		if _, ok := mem[id]; ok {
+			delete(mem, id)
+		} else {
+			in.unindexed[id] = true
+		}
+	}
+	for id, l := range mem {
+		c.dropMem(id, l) // in memory, not stored
+	}
+	if len(mem) > 0 || len(in.unindexed) > 0 {
+		c.n.log.Warn("copy: the lists in memory and the store disagreed; the catch-up mends them", "collection", c.meta.Name,
+			"shard", key.shard, "buffer", key.buffer, "in_memory_only", len(mem), "stored_only", len(in.unindexed))
 	}
 	if c.incoming == nil {
 		c.incoming = map[shardKey]*inCopy{}
 	}
-	c.incoming[key] = &inCopy{touched: map[string]bool{}, keep: map[string]uint64{}}
+	c.incoming[key] = in
+	return len(held), nil
+}
+
+// idLister is a Storage that lists a list's stored ids from its keys
+// (PebbleStorage).
+type idLister interface {
+	ListIDs(coll string, list int32) ([]uint64, error)
+}
+
+// offered answers an offer: the ids this node lacks. A held id is looked
+// up in the store (one small read), since a write or a delete may have
+// removed it since Begin.
+func (c *collection) offered(key shardKey, offer []uint64) ([]uint64, error) {
+	c.mu.Lock()
+	in := c.incoming[key]
+	if in == nil {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("%w: no copy of shard %d has begun here", ErrStaleEpoch, key.shard)
+	}
+	var missing, check []uint64
+	for _, id := range offer {
+		if i, ok := slices.BinarySearch(in.held, id); ok && !in.unindexed[id] {
+			in.offered[i] = true
+			check = append(check, id)
+		} else {
+			if ok {
+				in.offered[i] = true
+			}
+			missing = append(missing, id)
+		}
+	}
+	c.mu.Unlock()
+	for _, id := range check {
+		_, err := c.n.store.Item(c.meta.Name, id)
+		if errors.Is(err, ErrNoItem) {
+			missing = append(missing, id)
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	return missing, nil
+}
+
+// endCopy deletes the ids held at Begin that the primary never offered,
+// except those whose user id the stream touched since (the stream is
+// newer), and stops recording.
+func (c *collection) endCopy(key shardKey) error {
+	c.mu.Lock()
+	in := c.incoming[key]
+	var gone []uint64
+	if in != nil {
+		for i, id := range in.held {
+			if !in.offered[i] {
+				gone = append(gone, id)
+			}
+		}
+	}
+	c.mu.Unlock()
+	if in == nil {
+		return nil // an End sent again
+	}
+	dropped := 0
+	for i0 := 0; i0 < len(gone); i0 += copyChunk {
+		part := gone[i0:min(i0+copyChunk, len(gone))]
+		users := make([]string, len(part))
+		for i, id := range part {
+			it, err := c.n.store.Item(c.meta.Name, id)
+			if err != nil && !errors.Is(err, ErrNoItem) {
+				return err
+			}
+			users[i] = it.UserID
+		}
+		c.mu.Lock()
+		var del []uint64
+		for i, id := range part {
+			if users[i] != "" && !in.touched[users[i]] {
+				del = append(del, id)
+			}
+		}
+		n0 := c.count.Load()
+		err := c.deleteIDsLocked(del)
+		dropped += int(n0 - c.count.Load())
+		c.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	c.mu.Lock()
+	if c.incoming[key] == in {
+		delete(c.incoming, key)
+	}
+	c.mu.Unlock()
+	if dropped > 0 {
+		c.n.log.Info("caught up: dropped items the primary no longer holds", "collection", c.meta.Name, "shard", key.shard, "buffer", key.buffer, "items", dropped)
+	}
 	return nil
 }
 
@@ -480,8 +695,10 @@ func (c *collection) forgetCopies() {
 }
 
 // purgeUnheld drops, in the background, the copies this node holds of
-// shards it is neither a replica of nor joining: left from before a
-// failure took it out of them.
+// shards it is neither a replica of nor joining, once they have their
+// full count of replicas elsewhere: left from before a failure or a
+// shutdown took it out of them. The copy of a shard still short of
+// replicas is kept: the leader may name this node to catch it up.
 func (c *collection) purgeUnheld(rt *route) {
 	if lists, buffer := c.unheld(rt); len(lists) == 0 && !buffer {
 		return
@@ -518,10 +735,12 @@ func (c *collection) purgeUnheld(rt *route) {
 }
 
 // unheld returns the lists with items here whose shard this node neither
-// holds nor joins, and whether the same goes for the buffer.
+// holds nor joins and that has its full count of replicas, and whether
+// the same goes for the buffer.
 func (c *collection) unheld(rt *route) (lists []int32, buffer bool) {
 	held := func(s meta.Shard) bool {
-		return slices.Contains(s.Replicas, rt.self) || slices.Contains(s.Joining, rt.self)
+		return slices.Contains(s.Replicas, rt.self) || slices.Contains(s.Joining, rt.self) ||
+			len(s.Replicas)+len(s.Joining) < rt.c.Replicas
 	}
 	if ix := c.ix.Load(); ix != nil && len(rt.c.Shards.ListShard) == ix.NList() {
 		for l, sid := range rt.c.Shards.ListShard {

@@ -533,11 +533,11 @@ func (a *api) cluster(w http.ResponseWriter, r *http.Request) error {
 			for _, s := range c.Shards.Shards {
 				out.Shards = append(out.Shards, proto.ClusterShard{Collection: c.Name, Shard: fmt.Sprintf("%s/%d", c.Name, s.ID),
 					Epoch: s.Epoch, Lists: len(c.Shards.Lists(s.ID)), Primary: s.Primary, Replicas: append(slices.Clone(s.Replicas), s.Joining...),
-					InSync: s.Replicas, Joining: s.Joining})
+					InSync: s.Replicas, Joining: s.Joining, Away: s.Away})
 			}
 			for _, s := range c.Buffer {
 				out.Shards = append(out.Shards, proto.ClusterShard{Collection: c.Name, Shard: fmt.Sprintf("%s/buffer/%d", c.Name, s.ID),
-					Epoch: s.Epoch, Primary: s.Primary, Replicas: append(slices.Clone(s.Replicas), s.Joining...), InSync: s.Replicas, Joining: s.Joining})
+					Epoch: s.Epoch, Primary: s.Primary, Replicas: append(slices.Clone(s.Replicas), s.Joining...), InSync: s.Replicas, Joining: s.Joining, Away: s.Away})
 			}
 		}
 		return writeJSON(w, http.StatusOK, out)

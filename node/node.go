@@ -51,6 +51,9 @@ type Node struct {
 	// extraCalls counts them by kind and whether the budget allowed them.
 	extra      *budget
 	extraCalls *prometheus.CounterVec
+	// copyItems counts the items of shard copies this node sent as a
+	// primary, and those the joiner held already (a catch-up).
+	copyItems *prometheus.CounterVec
 	// leaving is set when the node starts handing its shards off at
 	// shutdown: as a primary it no longer takes a failed backup out of a
 	// shard (replicate.go, sendReplica).
@@ -87,6 +90,10 @@ func Open(opts Options, meta Metadata, store Storage) (*Node, error) {
 		Name: "lookalike_search_extra_calls_total",
 		Help: "Calls a search made beyond one per part: hedges of a slow node and retries after an overloaded one, sent or refused by the budget.",
 	}, []string{"kind", "result"})
+	n.copyItems = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lookalike_copy_items_total",
+		Help: "Items of the shards this node copied as a primary to joining replicas: sent, or held by the joiner already (kept; a replica catching up).",
+	}, []string{"result"})
 	if err := n.Sync(); err != nil {
 		n.Close()
 		return nil, err
@@ -126,6 +133,7 @@ func (n *Node) Sync() error {
 		}
 		n.colls[name] = c
 		if n.peers != nil {
+			n.log.Info("opened collection", "collection", name, "state", c.State(), "items", c.count.Load())
 			c.syncTable(m) // what a table change would start: copies, a move to resume
 		}
 	}

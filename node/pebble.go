@@ -205,6 +205,17 @@ func (p *PebbleStorage) Item(coll string, id uint64) (Item, error) {
 	return fromStoreItem(it), nil
 }
 
+// ListIDs returns the internal ids of the items stored in a list (or the
+// flat buffer), in order, from the keys alone.
+func (p *PebbleStorage) ListIDs(coll string, list int32) ([]uint64, error) {
+	c, err := p.CollectionNumber(coll)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := p.s.ListIDs(context.Background(), c, toStoreList(list))
+	return ids, storeErr(err)
+}
+
 // Vectors implements Storage.
 func (p *PebbleStorage) Vectors(coll string, ids []uint64, dst []float32) error {
 	c, err := p.CollectionNumber(coll)

@@ -119,8 +119,7 @@ func (a *api) rpc(w http.ResponseWriter, r *http.Request) error {
 	case proto.OpCopy:
 		var c proto.RPCCopy
 		if err = dec.Decode(&c); err == nil {
-			err = n.applyCopy(ctx, &c)
-			reply = &struct{}{}
+			reply, err = n.applyCopy(ctx, &c)
 		}
 	case proto.OpCount:
 		var c proto.RPCCount

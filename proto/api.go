@@ -253,4 +253,7 @@ type ClusterShard struct {
 	// Joining are nodes being copied to (not yet in sync), with the
 	// copy's progress where this node is the primary.
 	Joining []string `json:"joining,omitempty"`
+	// Away are nodes taken out of the shard (dead, or drained at
+	// shutdown) that it waits for, up to --restore-delay, to catch up.
+	Away []string `json:"away,omitempty"`
 }

@@ -168,10 +168,12 @@ type RPCTrainReply struct {
 }
 
 // RPCCopy is one step of a primary's copy of a shard to a joining node:
-// Begin (drop whatever the node holds of the shard's Lists, or of the
-// buffer with Buffer, and start recording the user ids that replicated
-// writes and deletes touch), then calls with Items (applied unless their
-// user id was touched or holds another internal id), then End.
+// Begin (note the internal ids the node holds of the shard's Lists, or of
+// the buffer with Buffer, and start recording the user ids that
+// replicated writes and deletes touch), then calls with Offer (internal
+// ids the primary holds; the reply names those the joiner lacks) and
+// calls with Items (applied unless their user id was touched or holds
+// another internal id), then End (drop the held ids never offered).
 type RPCCopy struct {
 	Collection string
 	Version    uint64
@@ -180,6 +182,15 @@ type RPCCopy struct {
 	Buffer     bool
 	Lists      []int32
 	Items      []RPCItem
+	Offer      []uint64
+}
+
+// RPCCopyReply answers a copy call: Held (to Begin) is how many items of
+// the shard the joiner holds already, Missing (to an Offer) the offered
+// ids it lacks.
+type RPCCopyReply struct {
+	Held    int
+	Missing []uint64
 }
 
 // RPCCount asks for the live items in Lists and, with Buffer, in the flat

@@ -67,6 +67,8 @@ func rpcValues() []any {
 		&RPCTrain{Collection: "c", NList: 8},
 		&RPCTrainReply{Epoch: 3},
 		&RPCCopy{Collection: "c", Begin: true, Lists: []int32{1, 2}, Items: []RPCItem{it}},
+		&RPCCopy{Collection: "c", Lists: []int32{1}, Offer: []uint64{7, 9, 1 << 40}},
+		&RPCCopyReply{Held: 3, Missing: []uint64{9}},
 		&RPCCount{Collection: "c", Lists: []int32{0}},
 		&RPCCountReply{Count: 5},
 		&RPCError{Code: "invalid", Message: "m"},

@@ -137,10 +137,12 @@ node's URL, --key (LOOKALIKE_API_KEY) the key for admin calls.`,
 				fmt.Fprintf(w, "\nvoters\t%s\nnon-voters\t%s\n", dash(strings.Join(voters, ",")), dash(strings.Join(nonvoters, ",")))
 			}
 			// Backups are synchronous: an in-sync replica has no lag. A
-			// joining one is being copied to and serves nothing yet.
-			fmt.Fprintf(w, "\nSHARD\tEPOCH\tLISTS\tPRIMARY\tIN SYNC\tJOINING (copying)\n")
+			// joining one is being copied to (or caught up) and serves
+			// nothing yet; an away one is behind, waited for.
+			fmt.Fprintf(w, "\nSHARD\tEPOCH\tLISTS\tPRIMARY\tIN SYNC\tJOINING (copying)\tAWAY (behind)\n")
 			for _, s := range cu.Shards {
-				fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\n", s.Shard, s.Epoch, s.Lists, s.Primary, dash(strings.Join(s.InSync, ",")), dash(strings.Join(s.Joining, ",")))
+				fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\t%s\n", s.Shard, s.Epoch, s.Lists, s.Primary, dash(strings.Join(s.InSync, ",")),
+					dash(strings.Join(s.Joining, ",")), dash(strings.Join(s.Away, ",")))
 			}
 			return w.Flush()
 		},

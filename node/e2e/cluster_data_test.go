@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -1075,18 +1076,29 @@ func TestClusterKill9Replicated(t *testing.T) {
 	} else {
 		t.Logf("%v after the kill: %s dead, shards:%s", time.Since(killed).Round(time.Millisecond), victim.id, cdShardsString(cdListShards(cu, name)))
 	}
+	// While it is down, delete some base items and upsert others (new
+	// vectors, so most move to another list): the victim's copies of
+	// them are stale when it comes back, and its catch-up must drop or
+	// replace them (checked through the victim at the end, once the
+	// leader's death leaves it the only replica of some shards).
+	deleted, upserted := cdChangeBase(t, load, survivor, path, d, 60, 42)
 	time.Sleep(time.Until(killed.Add(5 * time.Second)))
 
 	// 2. Restart it; wait until every shard has two in-sync replicas on
 	// live nodes again (else killing the leader could leave a shard
-	// without a copy).
+	// without a copy). The shards it held waited for it (--restore-delay)
+	// and catch it up: what it still held is not sent again.
 	restartAt := time.Now()
 	victim.restart()
 	waitCluster(t, survivor, 20*time.Second, victim.id+" alive again", func(cu proto.Cluster) bool {
 		return cdNodeState(cu, victim.id) == "alive"
 	})
 	cdWaitReady(t, victim, name, 20*time.Second)
-	cu, ok = cdPoll(survivor, 30*time.Second, func(cu proto.Cluster) bool {
+	// In every node's view: a replica whose table does not show its
+	// promotion yet refuses reads, and a leader killed before it heard
+	// the commit leaves it so until the next leader (searches partial).
+	var viewer *clusterNode
+	whole := func(cu proto.Cluster) bool {
 		shards := cdListShards(cu, name)
 		if cdSumLists(cu, name) != nlist || cu.Leader == "" {
 			return false
@@ -1102,11 +1114,28 @@ func TestClusterKill9Replicated(t *testing.T) {
 			}
 		}
 		return true
-	})
+	}
+	for _, viewer = range nodes {
+		if cu, ok = cdPoll(viewer, 30*time.Second, whole); !ok {
+			break
+		}
+	}
 	if !ok {
-		t.Fatalf("30 s after %s restarted, not every list shard has 2 in-sync live replicas (killing the leader now would lose data):%s\nnodes: %+v", victim.id, cdShardsString(cdListShards(cu, name)), cu.Nodes)
+		t.Fatalf("30 s after %s restarted, not every list shard has 2 in-sync live replicas in %s's view (killing the leader now would lose data):%s\nnodes: %+v", victim.id, viewer.id, cdShardsString(cdListShards(cu, name)), cu.Nodes)
 	}
 	t.Logf("%s restarted; every shard 2 in-sync replicas %v later:%s", victim.id, time.Since(restartAt).Round(time.Millisecond), cdShardsString(cdListShards(cu, name)))
+	sent, kept := 0.0, 0.0
+	for _, c := range nodes {
+		sent += cdCounter(t, c.server, `lookalike_copy_items_total{result="sent"}`)
+		kept += cdCounter(t, c.server, `lookalike_copy_items_total{result="kept"}`)
+	}
+	t.Logf("copies to the restarted %s: %.0f items sent, %.0f it held already", victim.id, sent, kept)
+	if kept == 0 {
+		t.Errorf("the restarted %s was copied its shards in full (%.0f items sent), not caught up", victim.id, sent)
+	}
+	// Every node, the caught-up one included, has the deletes and
+	// upserts made while it was down (each reads its own copy first).
+	cdCheckChanged(t, nodes, path, deleted, upserted)
 	targets.add(victim)
 
 	// 3. kill -9 the Raft leader.
@@ -1157,6 +1186,8 @@ func TestClusterKill9Replicated(t *testing.T) {
 	cdReadAll(t, targets.nodes(), path, acked)
 	t.Logf("read %d acknowledged ids through each of %d live nodes in %v", len(acked), len(targets.nodes()), time.Since(readStart).Round(time.Millisecond))
 
+	cdCheckChanged(t, targets.nodes(), path, deleted, upserted)
+
 	if load.searchFail > 0 || load.partial > 0 || load.short > 0 {
 		t.Errorf("searches: %d failed, %d partial, %d short of %d", load.searchFail, load.partial, load.short, load.searches)
 	}
@@ -1164,4 +1195,86 @@ func TestClusterKill9Replicated(t *testing.T) {
 		t.Errorf("%d write batches still refused after 15 s of retries", load.gaveUp)
 	}
 	t.Logf("whole test %v", time.Since(begin).Round(time.Millisecond))
+}
+
+// cdUpsertMeta is the metadata counter an upsert by cdChangeBase starts
+// from: an item whose "i" is at least this was upserted.
+const cdUpsertMeta = 1_000_000
+
+// cdChangeBase deletes n base items (base-0 …) and upserts n others
+// (base-1000 …, new vectors, metadata "i" from cdUpsertMeta) through s,
+// and takes the deleted ones out of load's acknowledged ids.
+func cdChangeBase(t *testing.T, load *cdLoad, s *clusterNode, path string, d, n int, seed uint64) (deleted, upserted []string) {
+	t.Helper()
+	for i := range n {
+		id := fmt.Sprintf("base-%d", i)
+		if st, err := cdRetry(s.server, 15*time.Second, "DELETE", path+"/items/"+id, nil, nil); st != 204 {
+			t.Fatalf("delete %s through %s: %d %v", id, s.id, st, err)
+		}
+		deleted = append(deleted, id)
+	}
+	r := rand.New(rand.NewPCG(seed, seed+1))
+	vecs := make([][]float32, n)
+	for i := range n {
+		upserted = append(upserted, fmt.Sprintf("base-%d", 1000+i))
+		vecs[i] = vec(r, d)
+	}
+	if st, err := cdRetry(s.server, 15*time.Second, "POST", path+"/vectors", cdInsertBody(upserted, vecs, cdUpsertMeta), nil); st != 200 {
+		t.Fatalf("upsert through %s: %d %v", s.id, st, err)
+	}
+	load.mu.Lock()
+	for _, id := range deleted {
+		delete(load.acked, id)
+	}
+	load.mu.Unlock()
+	t.Logf("deleted %d base items and upserted %d others through %s", n, n, s.id)
+	return deleted, upserted
+}
+
+// cdCheckChanged checks through every node that the deleted ids are gone
+// and the upserted ones carry their new metadata.
+func cdCheckChanged(t *testing.T, nodes []*clusterNode, path string, deleted, upserted []string) {
+	t.Helper()
+	for _, c := range nodes {
+		var bad []string
+		for _, id := range deleted {
+			if st, err := cdCall(c.server, 30*time.Second, "GET", path+"/items/"+id, nil, nil); st != 404 {
+				bad = append(bad, fmt.Sprintf("deleted %s: %d %v", id, st, err))
+			}
+		}
+		for _, id := range upserted {
+			var it proto.Item
+			var m struct{ I int }
+			st, err := cdCall(c.server, 30*time.Second, "GET", path+"/items/"+id, nil, &it)
+			if st == 200 {
+				err = json.Unmarshal(it.Meta, &m)
+			}
+			if st != 200 || err != nil || m.I < cdUpsertMeta {
+				bad = append(bad, fmt.Sprintf("upserted %s: %d %v meta %s", id, st, err, it.Meta))
+			}
+		}
+		if len(bad) > 0 {
+			t.Errorf("through %s, %d of %d changed ids read wrong; first: %s", c.id, len(bad), len(deleted)+len(upserted), strings.Join(bad[:min(5, len(bad))], "; "))
+		}
+	}
+}
+
+// cdCounter reads one sample of s's /metrics (0 when absent).
+func cdCounter(t *testing.T, s *server, sample string) float64 {
+	t.Helper()
+	m, err := cdMetrics(s)
+	if err != nil {
+		t.Errorf("metrics of %s: %v", s.url(""), err)
+		return 0
+	}
+	for _, line := range strings.Split(m, "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Errorf("metrics of %s: %q: %v", s.url(""), line, err)
+			}
+			return f
+		}
+	}
+	return 0
 }

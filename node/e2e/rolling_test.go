@@ -30,6 +30,17 @@ func rrFullyReplicated(cu proto.Cluster, coll string, nlist int) bool {
 	return true
 }
 
+// rrPlacement names each list shard's in-sync replicas, sorted.
+func rrPlacement(cu proto.Cluster, coll string) string {
+	var b strings.Builder
+	for _, s := range cdListShards(cu, coll) {
+		r := slices.Clone(s.InSync)
+		slices.Sort(r)
+		fmt.Fprintf(&b, "%s%v ", s.Shard, r)
+	}
+	return strings.TrimSpace(b.String())
+}
+
 func rrShards(cu proto.Cluster, coll string) string {
 	s := cdShardsString(cdListShards(cu, coll))
 	for _, sh := range cdListShards(cu, coll) {
@@ -46,7 +57,9 @@ func rrShards(cu proto.Cluster, coll string) string {
 // SIGTERM (it hands off), started again on its data directory, and put
 // back once alive and ready; before each stop every list shard has two
 // in-sync replicas again. No search fails or is partial, no write batch
-// is given up, and every acknowledged id reads through every node.
+// is given up, and every acknowledged id reads through every node. Each
+// node is caught up (what it held is not sent again), so the shards end
+// on the nodes they started on.
 func TestClusterRollingRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three server processes and restarts each")
@@ -66,6 +79,7 @@ func TestClusterRollingRestart(t *testing.T) {
 		return rrFullyReplicated(cu, name, nlist)
 	})
 	t.Logf("trained, ready on every node %v after start; leader %s; shards:%s", time.Since(begin).Round(time.Millisecond), cu.Leader, rrShards(cu, name))
+	placed := rrPlacement(cu, name)
 
 	// The load, through a "load balancer" (cdTargets) that takes a node
 	// out and drains it before the node is stopped.
@@ -186,6 +200,22 @@ func TestClusterRollingRestart(t *testing.T) {
 		t.Errorf("60 s after the last restart, not every list shard has 2 in-sync live replicas:%s\nnodes: %+v", rrShards(cu, name), cu.Nodes)
 	} else {
 		t.Logf("after the last restart, every shard 2 in-sync replicas %v later; leader %s; shards:%s", time.Since(endWait).Round(time.Millisecond), cu.Leader, rrShards(cu, name))
+	}
+	// Each restarted node was waited for and caught up: it holds the
+	// shards it held before, and what it held was not sent again.
+	if ok {
+		if now := rrPlacement(cu, name); now != placed {
+			t.Errorf("the shards did not come back to their nodes: %s at the start, %s now", placed, now)
+		}
+	}
+	sent, kept := 0.0, 0.0
+	for _, c := range nodes {
+		sent += cdCounter(t, c.server, `lookalike_copy_items_total{result="sent"}`)
+		kept += cdCounter(t, c.server, `lookalike_copy_items_total{result="kept"}`)
+	}
+	t.Logf("copies to the restarted nodes: %.0f items sent, %.0f they held already", sent, kept)
+	if kept == 0 {
+		t.Errorf("the restarted nodes were copied their shards in full (%.0f items sent), not caught up", sent)
 	}
 	time.Sleep(time.Second) // load on the restored cluster
 	stopLoad()

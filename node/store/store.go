@@ -320,6 +320,34 @@ func (s *Store) item(coll, list uint32, id uint64) (Item, error) {
 	return it, nil
 }
 
+// ListIDs returns the internal ids of a list's items, in order, reading
+// keys only (no item is decoded).
+func (s *Store) ListIDs(ctx context.Context, coll, list uint32) ([]uint64, error) {
+	var ids []uint64
+	err := s.read(func() error {
+		p := listPrefix(coll, list)
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		for ok := it.First(); ok; ok = it.Next() {
+			if len(ids)%4096 == 4095 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			l, id, ok := parseItemKey(it.Key())
+			if !ok || l != list {
+				return fmt.Errorf("%w: item key %x", ErrCorrupt, it.Key())
+			}
+			ids = append(ids, id)
+		}
+		return it.Error()
+	})
+	return ids, err
+}
+
 // ScanList calls fn for every live item of a list, in internal id order,
 // from one consistent snapshot; for rebuilding a list, or copying it to
 // another node. An error from fn stops the scan and is returned.

@@ -173,6 +173,11 @@ func TestUpsertMovesBetweenLists(t *testing.T) {
 		if copies != 1 {
 			t.Fatalf("%d copies of u", copies)
 		}
+		for l, want := range map[uint32][]uint64{5: {2}, 7: nil, 8: {4}} {
+			if got, err := s.ListIDs(ctx, 1, l); err != nil || !slices.Equal(got, want) {
+				t.Fatalf("ListIDs of list %d: %v %v, want %v", l, got, err, want)
+			}
+		}
 		if n := countKeys(t, s, recItem); n != 2 {
 			t.Fatalf("%d items stored, want 2", n)
 		}
