@@ -316,6 +316,9 @@ func cdShardsString(shards []proto.ClusterShard) string {
 	var b strings.Builder
 	for _, s := range shards {
 		fmt.Fprintf(&b, "\n  %s lists %d epoch %d primary %s replicas %v in_sync %v", s.Shard, s.Lists, s.Epoch, s.Primary, s.Replicas, s.InSync)
+		if len(s.Away) > 0 {
+			fmt.Fprintf(&b, " away %v", s.Away)
+		}
 	}
 	return b.String()
 }
@@ -982,9 +985,12 @@ func cdSeedTrained(t *testing.T, nodes []*clusterNode, name string, d, nlist, nb
 // against a three-node cluster (replicas 2, trained), kill -9 a node that
 // is not the Raft leader and is a primary: writes are accepted again
 // within 15 s; restart it, wait until every shard has two in-sync
-// replicas again, kill -9 the Raft leader: a new leader within 10 s. At
-// the end every acknowledged id is read through every live node, and no
-// search failed or was partial.
+// replicas again (the restarted node caught up: what it held is not sent
+// again, and the deletes and upserts made while it was down read right
+// through every node), kill -9 the Raft leader: a new leader within 10 s.
+// At the end every acknowledged id is read through every live node, and
+// no search failed or was partial; the dead leader's shards wait
+// --restore-delay for it, then are copied to the other live node.
 func TestClusterKill9Replicated(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three server processes and kills two")
@@ -995,7 +1001,11 @@ func TestClusterKill9Replicated(t *testing.T) {
 		name                       = "kv"
 		path                       = "/v1/collections/" + name
 	)
-	nodes := cdStartCluster(t, 3, "--auto-train-at", "-1")
+	// Long enough for the first victim's restart (5 s down, a few more
+	// under the race detector), short enough to see the dead leader's
+	// shards copied elsewhere.
+	const restoreDelay = 10 * time.Second
+	nodes := cdStartCluster(t, 3, "--auto-train-at", "-1", "--restore-delay", restoreDelay.String())
 	cdLogTails(t, nodes, 60)
 	byID := map[string]*clusterNode{}
 	for _, c := range nodes {
@@ -1187,6 +1197,26 @@ func TestClusterKill9Replicated(t *testing.T) {
 	t.Logf("read %d acknowledged ids through each of %d live nodes in %v", len(acked), len(targets.nodes()), time.Since(readStart).Round(time.Millisecond))
 
 	cdCheckChanged(t, targets.nodes(), path, deleted, upserted)
+
+	// The dead leader does not come back: once the delay has passed, its
+	// shards are copied to the live node that lacks them.
+	cu, ok = cdPoll(other, restoreDelay+30*time.Second, func(cu proto.Cluster) bool {
+		for _, s := range cdListShards(cu, name) {
+			if len(s.InSync) < 2 || slices.Contains(s.InSync, leader.id) || len(s.Away) > 0 {
+				return false
+			}
+		}
+		return cdSumLists(cu, name) == nlist
+	})
+	restored := time.Since(killed2)
+	switch {
+	case !ok:
+		t.Errorf("%v after kill -9 of the leader %s, its shards are not on two live nodes:%s", restored.Round(time.Millisecond), leader.id, cdShardsString(cdListShards(cu, name)))
+	case restored < restoreDelay:
+		t.Errorf("the dead leader's shards were copied elsewhere %v after its death, before --restore-delay %v", restored.Round(time.Millisecond), restoreDelay)
+	default:
+		t.Logf("the dead leader's shards on two live nodes again %v after its death (--restore-delay %v):%s", restored.Round(time.Millisecond), restoreDelay, cdShardsString(cdListShards(cu, name)))
+	}
 
 	if load.searchFail > 0 || load.partial > 0 || load.short > 0 {
 		t.Errorf("searches: %d failed, %d partial, %d short of %d", load.searchFail, load.partial, load.short, load.searches)
