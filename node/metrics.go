@@ -63,13 +63,16 @@ var (
 	descRaft    = prometheus.NewDesc("lookalike_raft_state", "1 for this node's current Raft state.", []string{"state"}, nil)
 	descLeader  = prometheus.NewDesc("lookalike_raft_has_leader", "1 when the cluster has a Raft leader.", nil, nil)
 	descNodes   = prometheus.NewDesc("lookalike_cluster_nodes", "Nodes in the cluster table.", nil, nil)
+	descShards  = prometheus.NewDesc("lookalike_cluster_shards",
+		"Shards per collection in this node's copy of the table, by state: all; under_replicated (fewer in-sync replicas than the collection asks for); copying (a node joining); away (waiting for a replica that was taken out to come back and catch up).",
+		[]string{"collection", "state"}, nil)
 )
 
 // nodeCollector reads the gauges at scrape time.
 type nodeCollector struct{ n *Node }
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descVectors, descLists, descState, descEpoch, descRaft, descLeader, descNodes} {
+	for _, d := range []*prometheus.Desc{descVectors, descLists, descState, descEpoch, descRaft, descLeader, descNodes, descShards} {
 		ch <- d
 	}
 }
@@ -95,6 +98,26 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descLeader, prometheus.GaugeValue, leader)
 	ch <- prometheus.MustNewConstMetric(descNodes, prometheus.GaugeValue, float64(len(ci.Nodes)))
+	if p, ok := c.n.meta.(placer); ok && c.n.peers != nil {
+		for _, col := range p.table().Collections() {
+			var all, under, copying, away int
+			for s := range eachShard(col) {
+				all++
+				if len(s.Replicas) < col.Replicas {
+					under++
+				}
+				if len(s.Joining) > 0 {
+					copying++
+				}
+				if len(s.Away) > 0 {
+					away++
+				}
+			}
+			for st, v := range map[string]int{"all": all, "under_replicated": under, "copying": copying, "away": away} {
+				ch <- prometheus.MustNewConstMetric(descShards, prometheus.GaugeValue, float64(v), col.Name, st)
+			}
+		}
+	}
 }
 
 // storageCollector exports StorageStats. It is unchecked (describes

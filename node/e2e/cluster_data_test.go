@@ -1092,6 +1092,12 @@ func TestClusterKill9Replicated(t *testing.T) {
 	// replace them (checked through the victim at the end, once the
 	// leader's death leaves it the only replica of some shards).
 	deleted, upserted := cdChangeBase(t, load, survivor, path, d, 60, 42)
+	shardGauge := func(c *clusterNode, state string) float64 {
+		return cdCounter(t, c.server, `lookalike_cluster_shards{collection="`+name+`",state="`+state+`"}`)
+	}
+	if away, under := shardGauge(survivor, "away"), shardGauge(survivor, "under_replicated"); away == 0 || under == 0 {
+		t.Errorf("with %s dead, %s's metrics say %v shards away and %v under-replicated", victim.id, survivor.id, away, under)
+	}
 	time.Sleep(time.Until(killed.Add(5 * time.Second)))
 
 	// 2. Restart it; wait until every shard has two in-sync replicas on
@@ -1142,6 +1148,11 @@ func TestClusterKill9Replicated(t *testing.T) {
 	t.Logf("copies to the restarted %s: %.0f items sent, %.0f it held already", victim.id, sent, kept)
 	if kept == 0 {
 		t.Errorf("the restarted %s was copied its shards in full (%.0f items sent), not caught up", victim.id, sent)
+	}
+	for _, c := range nodes {
+		if away, under := shardGauge(c, "away"), shardGauge(c, "under_replicated"); away != 0 || under != 0 {
+			t.Errorf("after the catch-up, %s's metrics say %v shards away and %v under-replicated", c.id, away, under)
+		}
 	}
 	// Every node, the caught-up one included, has the deletes and
 	// upserts made while it was down (each reads its own copy first).
