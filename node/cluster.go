@@ -606,31 +606,7 @@ func (cr *clusterRuntime) restore() {
 				since = time.Now()
 			}
 			short[key] = since
-			free := func(id string) bool { return !slices.Contains(s.Replicas, id) && !slices.Contains(s.Joining, id) }
-			// A node that held the shard and is back catches up; one that
-			// may still come back is waited for, up to the delay.
-			best, waiting := "", false
-			for _, id := range s.Away {
-				switch {
-				case !free(id):
-				case alive[id] && !leaving[id] && slices.Contains(live, id):
-					if best == "" {
-						best = id
-					}
-				default:
-					waiting = true
-				}
-			}
-			if best == "" && waiting && delay > 0 && time.Since(since) < delay {
-				continue
-			}
-			if best == "" {
-				for _, id := range live {
-					if free(id) && (best == "" || held[id] < held[best]) {
-						best = id
-					}
-				}
-			}
+			best := restoreTarget(s, live, held, time.Since(since), delay)
 			if best == "" {
 				continue
 			}
@@ -645,6 +621,36 @@ func (cr *clusterRuntime) restore() {
 				"catch_up", slices.Contains(s.Away, best))
 		}
 	}
+}
+
+// restoreTarget picks the node a short shard is copied to, "" for none
+// yet: an away node that is live again (alive in gossip, not leaving, up
+// in the table: live), which catches up; else, when no away node may
+// still come back or the shard has been short for delay already (a
+// negative delay: no wait), the live node holding the fewest copies of
+// the collection (held) that holds none of this shard.
+func restoreTarget(s meta.Shard, live []string, held map[string]int, shortFor, delay time.Duration) string {
+	free := func(id string) bool { return !slices.Contains(s.Replicas, id) && !slices.Contains(s.Joining, id) }
+	waiting := false
+	for _, id := range s.Away {
+		switch {
+		case !free(id):
+		case slices.Contains(live, id):
+			return id
+		default:
+			waiting = true
+		}
+	}
+	if waiting && delay > 0 && shortFor < delay {
+		return ""
+	}
+	best := ""
+	for _, id := range live {
+		if free(id) && (best == "" || held[id] < held[best]) {
+			best = id
+		}
+	}
+	return best
 }
 
 // info is the cluster as this node sees it: every node that gossip, the
