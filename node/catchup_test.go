@@ -1,0 +1,128 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"lookalike/ivf"
+	"lookalike/node"
+	"lookalike/node/nodetest"
+	"lookalike/node/store"
+)
+
+// The joiner's side of a catch-up (node/copy.go) over the real store: it
+// holds what it stored, answers an offer with the ids it lacks (never
+// held, or deleted since), and at the end drops what it held that was
+// never offered, unless the stream wrote the user id meanwhile. An id
+// stored but missing from the lists in memory is answered missing, so
+// that the copy writes it again.
+func TestCatchUpJoiner(t *testing.T) {
+	ctx := context.Background()
+	st, err := node.OpenPebble(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.Open(node.Options{NodeID: "n1", AutoTrainAt: -1}, nodetest.NewMeta(), st)
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		n.Close()
+		st.Close()
+	})
+	const d, nb, nlist = 8, 400, 4
+	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: "c", Dim: d, Metric: ivf.L2, NList: nlist}); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	if _, err := n.Insert(ctx, "c", items("v", randVecs(r, nb, d), d)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Train(ctx, "c", nlist); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, n, "c", node.Ready)
+
+	lists := []int32{0, 1, 2, 3}
+	var ids []uint64
+	listOf := map[uint64]int32{}
+	for _, l := range lists {
+		got, err := st.ListIDs("c", l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range got {
+			listOf[id] = l
+		}
+		ids = append(ids, got...)
+	}
+	slices.Sort(ids)
+	if len(ids) != nb {
+		t.Fatalf("%d ids stored in the lists, want %d", len(ids), nb)
+	}
+	user := func(id uint64) string {
+		it, err := st.Item("c", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return it.UserID
+	}
+
+	cu, held, err := node.BeginCatchUp(n, "c", lists)
+	if err != nil || held != nb {
+		t.Fatalf("begin: held %d, %v; want %d", held, err, nb)
+	}
+	// The primary holds all but the last five, and one id never held.
+	offered, unoffered := ids[:nb-5], ids[nb-5:]
+	const fresh = 1 << 50
+	missing, err := cu.Offer(append(slices.Clone(offered[:100]), fresh))
+	if err != nil || !slices.Equal(missing, []uint64{fresh}) {
+		t.Fatalf("offer: missing %v, %v; want only the id never held", missing, err)
+	}
+	// A held id deleted since Begin is missing when offered.
+	gone := offered[100]
+	if err := n.Delete(ctx, "c", user(gone)); err != nil {
+		t.Fatal(err)
+	}
+	if missing, err = cu.Offer(offered[100:]); err != nil || !slices.Equal(missing, []uint64{gone}) {
+		t.Fatalf("offer after a delete: missing %v, %v; want [%d]", missing, err, gone)
+	}
+	// The stream writes the user id of one unoffered item: it stays.
+	touchedUser := user(unoffered[0])
+	cu.Touch(touchedUser)
+	var droppedUsers []string
+	for _, id := range unoffered[1:] {
+		droppedUsers = append(droppedUsers, user(id))
+	}
+	if err := cu.End(); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range droppedUsers {
+		if _, err := n.Get(ctx, "c", u, false); !errors.Is(err, node.ErrNoItem) {
+			t.Errorf("%s, held but never offered, still there after the end: %v", u, err)
+		}
+	}
+	if _, err := n.Get(ctx, "c", touchedUser, false); err != nil {
+		t.Errorf("%s, written by the stream during the copy, dropped: %v", touchedUser, err)
+	}
+	if s, err := n.Describe("c"); err != nil || s.Count != nb-1-4 {
+		t.Errorf("count after the catch-up %d (%v), want %d", s.Count, err, nb-1-4)
+	}
+
+	// A stored id missing from the lists in memory is answered missing.
+	kept := offered[0]
+	if err := node.DropFromLists(n, "c", kept, listOf[kept]); err != nil {
+		t.Fatal(err)
+	}
+	cu, held, err = node.BeginCatchUp(n, "c", lists)
+	if err != nil || held != nb-5 {
+		t.Fatalf("second begin: held %d, %v; want %d", held, err, nb-5)
+	}
+	if missing, err = cu.Offer(offered[:10]); err != nil || !slices.Equal(missing, []uint64{kept}) {
+		t.Fatalf("offer of an id stored but not in the lists: missing %v, %v; want [%d]", missing, err, kept)
+	}
+}
