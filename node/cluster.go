@@ -100,6 +100,7 @@ type clusterRuntime struct {
 	deadSince   map[string]time.Time // leader: when each dead voter was first seen dead
 	shortSince  map[string]time.Time // leader: when each shard was first seen short of replicas
 	lastRestore time.Time            // leader: the last restore pass
+	goneAt      map[string]time.Time // leader: when each node was last seen dead or leaving
 
 	peers *peers      // the data plane's client: told who is dead
 	tls   *tls.Config // client side of calls to peers over HTTPS; nil over HTTP
@@ -577,6 +578,14 @@ func (cr *clusterRuntime) restore() {
 			live = append(live, id)
 		}
 	}
+	if cr.goneAt == nil {
+		cr.goneAt = map[string]time.Time{}
+	}
+	for _, nd := range t.Nodes() {
+		if !alive[nd.ID] || leaving[nd.ID] {
+			cr.goneAt[nd.ID] = time.Now()
+		}
+	}
 	delay := cr.o.RestoreDelay
 	if delay == 0 {
 		delay = 30 * time.Second
@@ -606,7 +615,11 @@ func (cr *clusterRuntime) restore() {
 				since = time.Now()
 			}
 			short[key] = since
-			best := restoreTarget(s, live, held, time.Since(since), delay)
+			returned := map[string]bool{}
+			for _, id := range s.Away {
+				returned[id] = cr.goneAt[id].After(since)
+			}
+			best := restoreTarget(s, live, held, time.Since(since), delay, returned)
 			if best == "" {
 				continue
 			}
@@ -623,19 +636,33 @@ func (cr *clusterRuntime) restore() {
 	}
 }
 
+// awayGrace is how long a shard that has just lost a replica waits
+// before it names that replica joining again, when gossip has seen it
+// alive all along: a node killed is taken out by the first write it
+// fails, before gossip declares it dead. One seen dead or leaving since
+// (returned) is back: a new process.
+const awayGrace = 2 * time.Second
+
 // restoreTarget picks the node a short shard is copied to, "" for none
 // yet: an away node that is live again (alive in gossip, not leaving, up
-// in the table: live), which catches up; else, when no away node may
+// in the table: live; awayGrace after the shard became short unless it
+// returned: seen gone since), which catches up; else, when no away node may
 // still come back or the shard has been short for delay already (a
 // negative delay: no wait), the live node holding the fewest copies of
 // the collection (held) that holds none of this shard.
-func restoreTarget(s meta.Shard, live []string, held map[string]int, shortFor, delay time.Duration) string {
+func restoreTarget(s meta.Shard, live []string, held map[string]int, shortFor, delay time.Duration, returned map[string]bool) string {
 	free := func(id string) bool { return !slices.Contains(s.Replicas, id) && !slices.Contains(s.Joining, id) }
 	waiting := false
 	for _, id := range s.Away {
 		switch {
 		case !free(id):
 		case slices.Contains(live, id):
+			if !returned[id] && shortFor < awayGrace {
+				// Taken out a moment ago and alive to gossip ever since:
+				// most likely dead and not yet declared so (a copy to it
+				// would fail, and be named again, every pass).
+				return ""
+			}
 			return id
 		default:
 			waiting = true

@@ -27,17 +27,24 @@ func TestRestoreTarget(t *testing.T) {
 		shortFor time.Duration
 		delay    time.Duration
 		want     string
+		returned bool // the away nodes were seen dead or leaving since
 	}{
-		{"nobody away: the least loaded live node", short, []string{"n1", "n2", "n3", "n4"}, 0, delay, "n4"},
-		{"an away node that is back, though it holds more", away("n3"), []string{"n1", "n2", "n3", "n4"}, 0, delay, "n3"},
-		{"the first away node that is back", away("n2", "n3"), []string{"n1", "n3", "n4"}, 0, delay, "n3"},
-		{"an away node still down: wait", away("n2"), []string{"n1", "n3", "n4"}, 10 * time.Second, delay, ""},
-		{"an away node down past the delay: another node", away("n2"), []string{"n1", "n3", "n4"}, delay, delay, "n4"},
-		{"no wait with a negative delay", away("n2"), []string{"n1", "n3", "n4"}, 0, -1, "n4"},
-		{"an away node that is already a replica again is not waited for", away("n1"), []string{"n1", "n3"}, 0, delay, "n3"},
-		{"no live node without a copy", short, []string{"n1"}, 0, delay, ""},
+		{"nobody away: the least loaded live node", short, []string{"n1", "n2", "n3", "n4"}, 0, delay, "n4", false},
+		{"an away node that is back, though it holds more", away("n3"), []string{"n1", "n2", "n3", "n4"}, awayGrace, delay, "n3", false},
+		{"an away node alive all along, a moment after it was taken out: not yet", away("n3"), []string{"n1", "n2", "n3", "n4"}, awayGrace / 2, delay, "", false},
+		{"an away node back from the dead a moment after: at once", away("n3"), []string{"n1", "n2", "n3", "n4"}, awayGrace / 2, delay, "n3", true},
+		{"the first away node that is back", away("n2", "n3"), []string{"n1", "n3", "n4"}, 5 * time.Second, delay, "n3", false},
+		{"an away node still down: wait", away("n2"), []string{"n1", "n3", "n4"}, 10 * time.Second, delay, "", false},
+		{"an away node down past the delay: another node", away("n2"), []string{"n1", "n3", "n4"}, delay, delay, "n4", false},
+		{"no wait with a negative delay", away("n2"), []string{"n1", "n3", "n4"}, 0, -1, "n4", false},
+		{"an away node that is already a replica again is not waited for", away("n1"), []string{"n1", "n3"}, 0, delay, "n3", false},
+		{"no live node without a copy", short, []string{"n1"}, 0, delay, "", false},
 	} {
-		if got := restoreTarget(tc.s, tc.live, held, tc.shortFor, tc.delay); got != tc.want {
+		returned := map[string]bool{}
+		for _, id := range tc.s.Away {
+			returned[id] = tc.returned
+		}
+		if got := restoreTarget(tc.s, tc.live, held, tc.shortFor, tc.delay, returned); got != tc.want {
 			t.Errorf("%s: got %q, want %q", tc.name, got, tc.want)
 		}
 	}
