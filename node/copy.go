@@ -477,6 +477,26 @@ const copyApplyPart = 128
 // and the copy writes it again, into both (either is a bug elsewhere,
 // logged; the catch-up mends it rather than keep it).
 func (c *collection) beginCopy(key shardKey, buffer bool, lists []int32) (int, error) {
+	// The stored ids, read without the lock (writes here need not wait
+	// for a scan of the shard's keys): nothing adds to these lists before
+	// the primary streams to this node, after Begin, and what a write
+	// removes meanwhile (an upsert elsewhere, an eviction) is checked
+	// below.
+	ls, listed := c.n.store.(idLister)
+	var stored []uint64
+	if listed {
+		sl := lists
+		if buffer {
+			sl = []int32{BufferList}
+		}
+		for _, l := range sl {
+			ids, err := ls.ListIDs(c.meta.Name, l)
+			if err != nil {
+				return 0, err
+			}
+			stored = append(stored, ids...)
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	mem := map[uint64]int32{} // live in memory: id → list
@@ -499,46 +519,60 @@ func (c *collection) beginCopy(key shardKey, buffer bool, lists []int32) (int, e
 			}
 		}
 	}
-	var held []uint64
-	if ls, ok := c.n.store.(idLister); ok {
-		if buffer {
-			lists = []int32{BufferList}
-		}
-		for _, l := range lists {
-			ids, err := ls.ListIDs(c.meta.Name, l)
-			if err != nil {
-				return 0, err
-			}
-			held = append(held, ids...)
-		}
-	} else {
+	if !listed {
 		for id := range mem {
-			held = append(held, id)
+			stored = append(stored, id)
 		}
 	}
-	slices.Sort(held)
-	held = slices.Compact(held)
-	in := &inCopy{touched: map[string]bool{}, keep: map[string]uint64{}, held: held, offered: make([]bool, len(held)),
-		unindexed: map[uint64]bool{}}
-	for _, id := range held {
+	slices.Sort(stored)
+	stored = slices.Compact(stored)
+	present := func(id uint64) (bool, error) {
+		_, err := c.n.store.Item(c.meta.Name, id)
+		if errors.Is(err, ErrNoItem) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	in := &inCopy{touched: map[string]bool{}, keep: map[string]uint64{}, unindexed: map[uint64]bool{}}
+	for _, id := range stored {
 		if _, ok := mem[id]; ok {
 			delete(mem, id)
-		} else {
+			in.held = append(in.held, id)
+			continue
+		}
+		ok, err := present(id)
+		if err != nil {
+			return 0, err
+		}
+		if ok { // stored, not in the lists in memory
+			in.held = append(in.held, id)
 			in.unindexed[id] = true
 		}
 	}
+	ghosts := 0
 	for id, l := range mem {
-		c.dropMem(id, l) // in memory, not stored
+		ok, err := present(id)
+		if err != nil {
+			return 0, err
+		}
+		if ok { // stored since the scan
+			in.held = append(in.held, id)
+			continue
+		}
+		c.dropMem(id, l) // in the lists in memory, not stored
+		ghosts++
 	}
-	if len(mem) > 0 || len(in.unindexed) > 0 {
+	slices.Sort(in.held)
+	in.offered = make([]bool, len(in.held))
+	if ghosts > 0 || len(in.unindexed) > 0 {
 		c.n.log.Warn("copy: the lists in memory and the store disagreed; the catch-up mends them", "collection", c.meta.Name,
-			"shard", key.shard, "buffer", key.buffer, "in_memory_only", len(mem), "stored_only", len(in.unindexed))
+			"shard", key.shard, "buffer", key.buffer, "in_memory_only", ghosts, "stored_only", len(in.unindexed))
 	}
 	if c.incoming == nil {
 		c.incoming = map[shardKey]*inCopy{}
 	}
 	c.incoming[key] = in
-	return len(held), nil
+	return len(in.held), nil
 }
 
 // idLister is a Storage that lists a list's stored ids from its keys
