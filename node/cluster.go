@@ -606,15 +606,21 @@ func (cr *clusterRuntime) restore() {
 			}
 		}
 		for s, buffer := range eachShard(c) {
-			if len(s.Replicas)+len(s.Joining) >= c.Replicas || !alive[s.Primary] {
+			if len(s.Replicas) >= c.Replicas || !alive[s.Primary] {
 				continue
 			}
+			// The clock runs while the shard lacks in-sync replicas, a
+			// copy under way or not: a copy that fails does not restart
+			// the wait.
 			key := fmt.Sprintf("%s/%d/%t", c.Name, s.ID, buffer)
 			since, ok := cr.shortSince[key]
 			if !ok {
 				since = time.Now()
 			}
 			short[key] = since
+			if len(s.Replicas)+len(s.Joining) >= c.Replicas {
+				continue
+			}
 			returned := map[string]bool{}
 			for _, id := range s.Away {
 				returned[id] = cr.goneAt[id].After(since)
