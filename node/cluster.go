@@ -98,7 +98,7 @@ type clusterRuntime struct {
 	lastSeen    []string             // bootstrap: the member set at the previous check
 	lastReport  time.Time            // bootstrap: last "waiting" log line
 	deadSince   map[string]time.Time // leader: when each dead voter was first seen dead
-	shortSince  map[string]time.Time // leader: when each shard was first seen short of replicas
+	shortSince  map[string]time.Time // leader: when each shard was first seen short of in-sync replicas
 	lastRestore time.Time            // leader: the last restore pass
 	goneAt      map[string]time.Time // leader: when each node was last seen dead or leaving
 
@@ -558,7 +558,7 @@ func (cr *clusterRuntime) failover() {
 // shard there (copy.go). The node is one the shard lists as away (it held
 // the shard, so only what changed since travels) when one is back;
 // while none is, the shard waits for one up to RestoreDelay after it was
-// first seen short; then it is the live node holding the fewest copies of
+// first seen short of in-sync replicas; then it is the live node holding the fewest copies of
 // the collection. One node per shard per pass.
 func (cr *clusterRuntime) restore() {
 	alive := map[string]bool{}
