@@ -324,26 +324,9 @@ func (s *Store) item(coll, list uint32, id uint64) (Item, error) {
 // keys only (no item is decoded).
 func (s *Store) ListIDs(ctx context.Context, coll, list uint32) ([]uint64, error) {
 	var ids []uint64
-	err := s.read(func() error {
-		p := listPrefix(coll, list)
-		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
-		if err != nil {
-			return err
-		}
-		defer it.Close()
-		for ok := it.First(); ok; ok = it.Next() {
-			if len(ids)%4096 == 4095 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-			l, id, ok := parseItemKey(it.Key())
-			if !ok || l != list {
-				return fmt.Errorf("%w: item key %x", ErrCorrupt, it.Key())
-			}
-			ids = append(ids, id)
-		}
-		return it.Error()
+	err := s.eachListKey(ctx, coll, list, func(_ *pebble.Iterator, id uint64) error {
+		ids = append(ids, id)
+		return nil
 	})
 	return ids, err
 }
@@ -352,6 +335,23 @@ func (s *Store) ListIDs(ctx context.Context, coll, list uint32) ([]uint64, error
 // from one consistent snapshot; for rebuilding a list, or copying it to
 // another node. An error from fn stops the scan and is returned.
 func (s *Store) ScanList(ctx context.Context, coll, list uint32, fn func(Item) error) error {
+	return s.eachListKey(ctx, coll, list, func(it *pebble.Iterator, id uint64) error {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		item, err := decodeItem(v, list, id)
+		if err != nil {
+			return fmt.Errorf("store: item %d in list %d: %w", id, list, err)
+		}
+		return fn(item)
+	})
+}
+
+// eachListKey calls fn with an iterator at each item key of a list, in
+// internal id order, and the key's id; fn reads the value if it needs
+// it. The context is checked every 1,024 keys.
+func (s *Store) eachListKey(ctx context.Context, coll, list uint32, fn func(it *pebble.Iterator, id uint64) error) error {
 	return s.read(func() error {
 		p := listPrefix(coll, list)
 		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
@@ -370,15 +370,7 @@ func (s *Store) ScanList(ctx context.Context, coll, list uint32, fn func(Item) e
 			if !ok || l != list {
 				return fmt.Errorf("%w: item key %x", ErrCorrupt, it.Key())
 			}
-			v, err := it.ValueAndErr()
-			if err != nil {
-				return err
-			}
-			item, err := decodeItem(v, l, id)
-			if err != nil {
-				return fmt.Errorf("store: item %d in list %d: %w", id, l, err)
-			}
-			if err := fn(item); err != nil {
+			if err := fn(it, id); err != nil {
 				return err
 			}
 		}
