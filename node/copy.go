@@ -172,21 +172,11 @@ func (c *collection) copyShard(k copyKey) error {
 	c.freshStream(k.node)
 	c.joining[k] = true
 	var ids []uint64
-	if k.buffer {
-		if buf := c.buf.Load(); buf != nil {
-			ids = buf.liveIDs()
-		}
-	} else if ix := c.ix.Load(); ix != nil {
-		for _, l := range lists {
-			v := ix.List(int(l)).View()
-			for i, id := range v.IDs() {
-				if !v.Deleted(i) {
-					ids = append(ids, id)
-				}
-			}
-		}
-	}
+	err := c.eachLive(k.buffer, lists, func(id uint64, _ int32) { ids = append(ids, id) })
 	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	sent, kept := 0, 0
 	send := func(ids []uint64) error {
 		for i0 := 0; i0 < len(ids); i0 += copyChunk {
@@ -500,24 +490,8 @@ func (c *collection) beginCopy(key shardKey, buffer bool, lists []int32) (int, e
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	mem := map[uint64]int32{} // live in memory: id → list
-	if buffer {
-		if buf := c.buf.Load(); buf != nil {
-			for _, id := range buf.liveIDs() {
-				mem[id] = BufferList
-			}
-		}
-	} else if ix := c.ix.Load(); ix != nil {
-		for _, l := range lists {
-			if int(l) >= ix.NList() {
-				return 0, fmt.Errorf("%w: list %d", ErrInvalid, l)
-			}
-			v := ix.List(int(l)).View()
-			for i, id := range v.IDs() {
-				if !v.Deleted(i) {
-					mem[id] = l
-				}
-			}
-		}
+	if err := c.eachLive(buffer, lists, func(id uint64, l int32) { mem[id] = l }); err != nil {
+		return 0, err
 	}
 	if !listed {
 		for id := range mem {
@@ -575,6 +549,35 @@ func (c *collection) beginCopy(key shardKey, buffer bool, lists []int32) (int, e
 	return len(in.held), nil
 }
 
+// eachLive calls fn for every live id in memory of the buffer (with
+// BufferList) or, without buffer, of lists (with its list). mu is held.
+func (c *collection) eachLive(buffer bool, lists []int32, fn func(id uint64, list int32)) error {
+	if buffer {
+		if buf := c.buf.Load(); buf != nil {
+			for _, id := range buf.liveIDs() {
+				fn(id, BufferList)
+			}
+		}
+		return nil
+	}
+	ix := c.ix.Load()
+	if ix == nil {
+		return nil
+	}
+	for _, l := range lists {
+		if l < 0 || int(l) >= ix.NList() {
+			return fmt.Errorf("%w: list %d", ErrInvalid, l)
+		}
+		v := ix.List(int(l)).View()
+		for i, id := range v.IDs() {
+			if !v.Deleted(i) {
+				fn(id, l)
+			}
+		}
+	}
+	return nil
+}
+
 // idLister is a Storage that lists a list's stored ids from its keys
 // (PebbleStorage).
 type idLister interface {
@@ -593,13 +596,13 @@ func (c *collection) offered(key shardKey, offer []uint64) ([]uint64, error) {
 	}
 	var missing, check []uint64
 	for _, id := range offer {
-		if i, ok := slices.BinarySearch(in.held, id); ok && !in.unindexed[id] {
+		i, held := slices.BinarySearch(in.held, id)
+		if held {
 			in.offered[i] = true
+		}
+		if held && !in.unindexed[id] {
 			check = append(check, id)
 		} else {
-			if ok {
-				in.offered[i] = true
-			}
 			missing = append(missing, id)
 		}
 	}
