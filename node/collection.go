@@ -151,12 +151,11 @@ func (c *collection) load(m CollectionMeta) error {
 	if _, ok := c.n.distRoute(m.Name); ok {
 		return c.loadDistributed(m)
 	}
-	ix, err := st.LoadIndex(m.Name, c.indexOptions(0))
+	ix, rebuild, err := c.savedOrCentroids()
 	if err != nil {
-		c.n.log.Warn("persisted index unusable, rebuilding from items", "collection", m.Name, "err", err)
-		ix = nil
+		return err
 	}
-	if ix != nil {
+	if !rebuild {
 		c.ix.Store(ix)
 		c.count.Store(int64(ix.Len()))
 		c.state.Store(uint32(Ready))
@@ -164,14 +163,6 @@ func (c *collection) load(m CollectionMeta) error {
 			c.retireBufferLater(m.Epoch)
 		}
 		return nil
-	}
-	blob, err := c.n.meta.Centroids(m.Name)
-	if err != nil {
-		return err
-	}
-	ix, err = ivf.Load(bytes.NewReader(blob), c.indexOptions(0))
-	if err != nil {
-		return fmt.Errorf("centroids: %w", err)
 	}
 	count, moves, err := c.scanItems(ix)
 	if err != nil {
@@ -196,6 +187,29 @@ func (c *collection) load(m CollectionMeta) error {
 		c.retireBufferLater(m.Epoch)
 	}
 	return nil
+}
+
+// savedOrCentroids returns the index saved here, with the write log after
+// it replayed; without one (or with one that is unusable, logged) it
+// returns an empty index of the committed centroids, and rebuild: the
+// caller adds the stored items.
+func (c *collection) savedOrCentroids() (ix *ivf.Index, rebuild bool, err error) {
+	ix, err = c.n.store.LoadIndex(c.meta.Name, c.indexOptions(0))
+	if err != nil {
+		c.n.log.Warn("persisted index unusable, rebuilding from items", "collection", c.meta.Name, "err", err)
+		ix = nil
+	}
+	if ix != nil {
+		return ix, false, nil
+	}
+	blob, err := c.n.meta.Centroids(c.meta.Name)
+	if err != nil {
+		return nil, false, err
+	}
+	if ix, err = ivf.Load(bytes.NewReader(blob), c.indexOptions(0)); err != nil {
+		return nil, false, fmt.Errorf("centroids: %w", err)
+	}
+	return ix, true, nil
 }
 
 // scanItems reads every stored item of the collection: those in lists

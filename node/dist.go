@@ -1175,16 +1175,12 @@ func (c *collection) follow() *ivf.Index {
 // the lists, so a catch-up did not see them, nor drop the stale ones.
 // followMu is held.
 func (c *collection) followStored(m CollectionMeta) *ivf.Index {
-	ix, err := c.n.store.LoadIndex(c.meta.Name, c.indexOptions(0))
-	if err != nil || ix == nil {
-		blob, err := c.n.meta.Centroids(c.meta.Name)
-		if err != nil {
-			return nil
-		}
-		if ix, err = ivf.Load(bytes.NewReader(blob), c.indexOptions(0)); err != nil {
-			c.n.log.Error("committed centroids unreadable", "collection", c.meta.Name, "err", err)
-			return nil
-		}
+	ix, rebuild, err := c.savedOrCentroids()
+	if err != nil {
+		c.n.log.Error("stored lists not loaded", "collection", c.meta.Name, "err", err)
+		return nil
+	}
+	if rebuild {
 		if _, _, err := c.scanItems(ix); err != nil {
 			c.n.log.Error("stored items not loaded", "collection", c.meta.Name, "err", err)
 			return nil
@@ -1523,21 +1519,9 @@ func (n *Node) trainsHere(name string) bool {
 // still has a buffer. Unlike one node, it finishes no move: the trainer
 // owns the move, and copies left in the buffer stay searchable there.
 func (c *collection) loadDistributed(m CollectionMeta) error {
-	st := c.n.store
-	ix, err := st.LoadIndex(m.Name, c.indexOptions(0))
+	ix, rebuild, err := c.savedOrCentroids()
 	if err != nil {
-		c.n.log.Warn("persisted index unusable, rebuilding from items", "collection", m.Name, "err", err)
-		ix = nil
-	}
-	rebuild := ix == nil
-	if rebuild {
-		blob, err := c.n.meta.Centroids(m.Name)
-		if err != nil {
-			return err
-		}
-		if ix, err = ivf.Load(bytes.NewReader(blob), c.indexOptions(0)); err != nil {
-			return fmt.Errorf("centroids: %w", err)
-		}
+		return err
 	}
 	if !rebuild && !m.Buffered {
 		// The saved index holds the lists; no buffer to load: no scan,
