@@ -558,8 +558,8 @@ func (cr *clusterRuntime) failover() {
 // shard there (copy.go). The node is one the shard lists as away (it held
 // the shard, so only what changed since travels) when one is back;
 // while none is, the shard waits for one up to RestoreDelay after it was
-// first seen short of in-sync replicas; then it is the live node holding the fewest copies of
-// the collection. One node per shard per pass.
+// first seen short of in-sync replicas; then it is the live node holding
+// the fewest copies of the collection. One node per shard per pass.
 func (cr *clusterRuntime) restore() {
 	alive := map[string]bool{}
 	leaving := map[string]bool{}

@@ -1140,11 +1140,7 @@ func TestClusterKill9Replicated(t *testing.T) {
 		t.Fatalf("30 s after %s restarted, not every list shard has 2 in-sync live replicas in %s's view (killing the leader now would lose data):%s\nnodes: %+v", victim.id, viewer.id, cdShardsString(cdListShards(cu, name)), cu.Nodes)
 	}
 	t.Logf("%s restarted; every shard 2 in-sync replicas %v later:%s", victim.id, time.Since(restartAt).Round(time.Millisecond), cdShardsString(cdListShards(cu, name)))
-	sent, kept := 0.0, 0.0
-	for _, c := range nodes {
-		sent += cdCounter(t, c.server, `lookalike_copy_items_total{result="sent"}`)
-		kept += cdCounter(t, c.server, `lookalike_copy_items_total{result="kept"}`)
-	}
+	sent, kept := cdCopyItems(t, nodes)
 	t.Logf("copies to the restarted %s: %.0f items sent, %.0f it held already", victim.id, sent, kept)
 	if kept == 0 {
 		t.Errorf("the restarted %s was copied its shards in full (%.0f items sent), not caught up", victim.id, sent)
@@ -1298,6 +1294,18 @@ func cdCheckChanged(t *testing.T, nodes []*clusterNode, path string, deleted, up
 			t.Errorf("through %s, %d of %d changed ids read wrong; first: %s", c.id, len(bad), len(deleted)+len(upserted), strings.Join(bad[:min(5, len(bad))], "; "))
 		}
 	}
+}
+
+// cdCopyItems sums lookalike_copy_items_total over nodes: the items
+// their copies sent, and those the joiners held already (per process: a
+// node restarted since has lost its counts).
+func cdCopyItems(t *testing.T, nodes []*clusterNode) (sent, kept float64) {
+	t.Helper()
+	for _, c := range nodes {
+		sent += cdCounter(t, c.server, `lookalike_copy_items_total{result="sent"}`)
+		kept += cdCounter(t, c.server, `lookalike_copy_items_total{result="kept"}`)
+	}
+	return sent, kept
 }
 
 // cdCounter reads one sample of s's /metrics (0 when absent).

@@ -208,11 +208,7 @@ func TestClusterRollingRestart(t *testing.T) {
 			t.Errorf("the shards did not come back to their nodes: %s at the start, %s now", placed, now)
 		}
 	}
-	sent, kept := 0.0, 0.0
-	for _, c := range nodes {
-		sent += cdCounter(t, c.server, `lookalike_copy_items_total{result="sent"}`)
-		kept += cdCounter(t, c.server, `lookalike_copy_items_total{result="kept"}`)
-	}
+	sent, kept := cdCopyItems(t, nodes)
 	t.Logf("copies to the restarted nodes: %.0f items sent, %.0f they held already", sent, kept)
 	if kept == 0 {
 		t.Errorf("the restarted nodes were copied their shards in full (%.0f items sent), not caught up", sent)
