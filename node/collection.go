@@ -10,6 +10,7 @@ import (
 
 	"lookalike/coordinator/meta"
 	"lookalike/ivf"
+	"lookalike/node/store"
 )
 
 // collection is the runtime of one collection on this node: its flat
@@ -75,7 +76,7 @@ type collection struct {
 	moving atomic.Bool
 	// users filters the user ids held here, for evictions (userfilter.go;
 	// under mu; nil until the first eviction).
-	users *userFilter
+	users *store.UserFilter
 }
 
 // WriteItem is one item of an upsert, validated by the caller's decoder.

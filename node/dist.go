@@ -1312,7 +1312,7 @@ func (c *collection) evict(ctx context.Context, users []string, keep []uint64, a
 		if applied != nil && applied[i] {
 			continue
 		}
-		if f == nil || f.mayHave(u) {
+		if f == nil || f.MayHave(u) {
 			maybe = append(maybe, i)
 		}
 	}

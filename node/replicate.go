@@ -578,7 +578,7 @@ func (c *collection) applyLocked(items []WriteItem, lists []int32, ids []uint64,
 	}
 	if c.users != nil {
 		for _, i := range keep {
-			c.users.add(items[i].UserID)
+			c.users.Add(items[i].UserID)
 		}
 	}
 	c.count.Add(int64(len(keep) - len(removed)))

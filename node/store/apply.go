@@ -71,7 +71,8 @@ func (s *Store) ApplyAsync(ctx context.Context, b *Batch) (Result, func() error,
 		// Sized for the batch up front: growing a batch of 1,000 vectors
 		// step by step copied it over and over.
 		pb = s.db.NewBatchWithSize(b.sizeHint())
-		r := &resolver{s: s, coll: b.coll, pb: pb, ids: ids, byUser: map[string]loc{}, byID: map[uint64]*Item{}}
+		users := s.userSetLocked(b.coll)
+		r := &resolver{s: s, coll: b.coll, pb: pb, ids: ids, users: users, byUser: map[string]loc{}, byID: map[uint64]*Item{}}
 		defer r.close()
 		for i := range b.ops {
 			found, err := r.op(i, &b.ops[i])
@@ -105,6 +106,7 @@ func (s *Store) ApplyAsync(ctx context.Context, b *Batch) (Result, func() error,
 		st.last = seq
 		res.Seq = seq
 		ids.add(r.written)
+		users.addedLocked(r.putUsers)
 		return nil
 	})
 	s.writeMu.Unlock()
@@ -151,6 +153,10 @@ type resolver struct {
 	// collects the ids the batch puts in the id index, for it.
 	ids     *idSet
 	written []uint64
+	// users says which user ids are not in the directory; putUsers
+	// collects the user ids the batch puts, for it.
+	users    *userSet
+	putUsers []string
 	// Iterators over the collection's directory and id index: a SeekGE on
 	// a reused iterator costs less than a Get, and writeMu keeps what they
 	// see current (the batch's own writes are in the overlays).
@@ -197,7 +203,12 @@ func (r *resolver) user(userID string) (loc, error) {
 	}
 	// What the directory holds is the state as of the ops so far until an
 	// op changes it, so the answer is kept: an upsert asks twice (for the
-	// put, then for the delete of the old copy).
+	// put, then for the delete of the old copy). A user id the filter has
+	// never seen is not read.
+	if r.users.absent(userID) {
+		r.byUser[userID] = loc{}
+		return loc{}, nil
+	}
 	v, err := r.seek(&r.dirIt, recDir, dirKey(r.coll, userID))
 	if errors.Is(err, ErrNotFound) {
 		r.byUser[userID] = loc{}
@@ -295,6 +306,7 @@ func (r *resolver) put(it *Item) {
 	}
 	_ = r.pb.Set(idKey(r.coll, it.ID), encodeIDEntry(it), nil)
 	r.written = append(r.written, it.ID)
+	r.putUsers = append(r.putUsers, it.UserID)
 	_ = r.pb.Set(dirKey(r.coll, it.UserID), encodeLoc(it.List, it.ID), nil)
 	r.byUser[it.UserID] = loc{list: it.List, id: it.ID, present: true}
 	r.byID[it.ID] = it

@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -44,14 +45,28 @@ func BenchmarkApply(b *testing.B) {
 // to different shards at once, as the ingest target does: their
 // WAL syncs are shared. With prefill, the collection holds that many items
 // first, so that the new items' lookups miss down to sstables (steady
-// state).
+// state). ids=ordered names items id-1, id-2, ... (they sort in
+// insertion order, so the directory reads of a batch land side by side);
+// ids=random names them by 32 hex digits, as the server generates them
+// (every read a seek to a random place).
 func BenchmarkApplyParallel(b *testing.B) {
 	for _, prefill := range []int{0, 200_000} {
-		b.Run(fmt.Sprint("prefill=", prefill), func(b *testing.B) { benchApplyParallel(b, prefill) })
+		for _, ids := range []string{"ordered", "random"} {
+			b.Run(fmt.Sprintf("prefill=%d/ids=%s", prefill, ids), func(b *testing.B) { benchApplyParallel(b, prefill, ids == "random") })
+		}
 	}
 }
 
-func benchApplyParallel(b *testing.B, prefill int) {
+// benchUserID names internal id id, in order or at random.
+func benchUserID(id uint64, random bool) string {
+	if !random {
+		return fmt.Sprint("id-", id)
+	}
+	r := rand.New(rand.NewPCG(id, 11))
+	return fmt.Sprintf("%016x%016x", r.Uint64(), r.Uint64())
+}
+
+func benchApplyParallel(b *testing.B, prefill int, random bool) {
 	s, err := Open(b.TempDir(), Options{})
 	if err != nil {
 		b.Fatal(err)
@@ -67,7 +82,7 @@ func benchApplyParallel(b *testing.B, prefill int) {
 		bt := NewBatch(1, 99, dim)
 		for i := range 10_000 {
 			id := next.Add(1)
-			bt.Put(Item{UserID: fmt.Sprint("id-", id), ID: id, List: uint32(id % 1024), Vector: vecs[i%n]})
+			bt.Put(Item{UserID: benchUserID(id, random), ID: id, List: uint32(id % 1024), Vector: vecs[i%n]})
 		}
 		if _, err := s.Apply(ctx, bt); err != nil {
 			b.Fatal(err)
@@ -87,7 +102,7 @@ func benchApplyParallel(b *testing.B, prefill int) {
 				base := next.Add(n) - n + 1
 				for i := range n {
 					id := base + uint64(i)
-					bt.Put(Item{UserID: fmt.Sprint("id-", id), ID: id, List: uint32(id % 1024), Vector: vecs[i]})
+					bt.Put(Item{UserID: benchUserID(id, random), ID: id, List: uint32(id % 1024), Vector: vecs[i]})
 				}
 				if _, err := s.Apply(ctx, bt); err != nil {
 					b.Error(err)

@@ -23,8 +23,10 @@
 //
 // Ingest: Apply does not look up internal ids that it knows to be free
 // (above every id the collection held at Open and not written since; see
-// idSet), nor read the old item of an upsert (the directory entry names
-// its list and id). Figures in docs/format/keys.md, "Ingest".
+// idSet), nor user ids that a Bloom filter of the directory has never
+// seen (userSet, built in the background after Open), nor read the old
+// item of an upsert (the directory entry names its list and id). Figures
+// in docs/format/keys.md, "Ingest".
 //
 // Restart: LoadIndex returns a collection's persisted ivf index and the
 // log sequence of each shard it covers; replaying each shard's log after

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -35,6 +36,14 @@ type Store struct {
 	shards  map[shardRef]*shardState
 	// idSets holds, per collection, the internal ids Apply knows are free.
 	idSets map[uint32]*idSet
+	// userSets holds, per collection, the user ids Apply knows are not in
+	// the directory (userset.go); bg counts their background scans.
+	// closing (under writeMu) stops new scans once Close has begun, and
+	// closingScans tells the running ones to give up.
+	userSets     map[uint32]*userSet
+	bg           sync.WaitGroup
+	closing      bool
+	closingScans atomic.Bool
 	// failed is set when a WAL sync fails: Pebble's state is then unknown,
 	// and every later Apply fails with it.
 	failed error
@@ -52,7 +61,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Store{opts: opts, dir: dir, indexDir: filepath.Join(dir, "index"), shards: map[shardRef]*shardState{}, idSets: map[uint32]*idSet{}}
+	s := &Store{opts: opts, dir: dir, indexDir: filepath.Join(dir, "index"), shards: map[shardRef]*shardState{}, idSets: map[uint32]*idSet{}, userSets: map[uint32]*userSet{}}
 	if err := os.MkdirAll(s.indexDir, 0o755); err != nil {
 		return nil, fmt.Errorf("store: open: %w", err)
 	}
@@ -101,6 +110,13 @@ func Open(dir string, opts Options) (*Store, error) {
 
 // Close closes the database. Calls after it fail with ErrClosed.
 func (s *Store) Close() error {
+	// No user-set scan starts after this; those under way end (they take
+	// writeMu at their end, so Close waits for them without it).
+	s.writeMu.Lock()
+	s.closing = true
+	s.writeMu.Unlock()
+	s.closingScans.Store(true)
+	s.bg.Wait()
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	s.closeMu.Lock()
@@ -470,6 +486,7 @@ func (s *Store) DropCollection(ctx context.Context, coll uint32) error {
 			return fmt.Errorf("store: drop collection %d: %w", coll, err)
 		}
 		delete(s.idSets, coll)
+		delete(s.userSets, coll)
 		for ref := range s.shards {
 			if ref.coll == coll {
 				delete(s.shards, ref)

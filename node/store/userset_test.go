@@ -1,0 +1,233 @@
+package store
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+func TestUserFilter(t *testing.T) {
+	f := NewUserFilter(10000)
+	for i := range 10000 {
+		f.Add(fmt.Sprint("in-", i))
+	}
+	for i := range 10000 {
+		if !f.MayHave(fmt.Sprint("in-", i)) {
+			t.Fatalf("in-%d added but absent", i)
+		}
+	}
+	fp := 0
+	for i := range 100000 {
+		if f.MayHave(fmt.Sprint("out-", i)) {
+			fp++
+		}
+	}
+	t.Logf("%d false positives in 100,000", fp)
+	if fp > 2000 { // under 1 % expected at 10 bits an id or more
+		t.Fatalf("%d false positives in 100,000", fp)
+	}
+	if f.Full() {
+		t.Fatal("full at its expected size")
+	}
+	// Adding an id again does not count.
+	n := f.Len()
+	f.Add("in-7")
+	if f.Len() != n {
+		t.Fatalf("re-adding an id counted: %d ids, was %d", f.Len(), n)
+	}
+	for i := range 2 * f.limit {
+		f.Add(fmt.Sprint("more-", i))
+	}
+	if !f.Full() {
+		t.Fatalf("not full past its limit: %d ids counted, limit %d", f.Len(), f.limit)
+	}
+}
+
+// upsertsOf returns the user ids whose old copy a result deleted.
+func upsertsOf(r Result) map[string]bool {
+	out := map[string]bool{}
+	for _, op := range r.Ops {
+		if op.Kind == OpDelete {
+			out[op.Item.UserID] = true
+		}
+	}
+	return out
+}
+
+// TestUserSetResolvesUpserts: with the user set built (from the directory
+// at reopen, and from puts made while its scan runs), a put of a held
+// user id is still an upsert that deletes the old copy, and a new one is
+// a plain put.
+func TestUserSetResolvesUpserts(t *testing.T) {
+	const dim, held = 4, 20000
+	dir := t.TempDir()
+	s := openT(t, dir)
+	id := uint64(0)
+	for lo := 0; lo < held; lo += 1000 {
+		b := NewBatch(1, 0, dim)
+		for i := lo; i < lo+1000; i++ {
+			id++
+			b.Put(item(fmt.Sprint("h-", i), id, 0, dim))
+		}
+		apply(t, s, b)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openT(t, dir)
+	// Each round: a new id and the upsert of the previous round's, and of
+	// an id held before the reopen. The first round starts the scan; the
+	// rounds that commit during it go through pending.
+	for i := range 300 {
+		b := NewBatch(1, 0, dim)
+		id++
+		b.Put(item(fmt.Sprint("p-", i), id, 1, dim))
+		if i > 0 {
+			id++
+			b.Put(item(fmt.Sprint("p-", i-1), id, 2, dim))
+		}
+		id++
+		b.Put(item(fmt.Sprint("h-", i), id, 2, dim))
+		got := upsertsOf(apply(t, s, b))
+		want := map[string]bool{fmt.Sprint("h-", i): true}
+		if i > 0 {
+			want[fmt.Sprint("p-", i-1)] = true
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("round %d: old copies deleted %v, want %v", i, got, want)
+		}
+	}
+	s.bg.Wait()
+	s.writeMu.Lock()
+	set := s.userSets[1]
+	s.writeMu.Unlock()
+	if set == nil || set.f == nil {
+		t.Fatal("no user set after the scan")
+	}
+	// Every user id held answers "maybe": none is skipped.
+	if err := s.UserIDs(ctx, 1, func(u string) error {
+		if !set.f.MayHave(u) {
+			return fmt.Errorf("user id %q held but absent from the filter", u)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// One directory entry and one item per user id.
+	if n, want := countKeys(t, s, recDir), held+300; n != want {
+		t.Fatalf("%d directory entries, want %d", n, want)
+	}
+	if n, want := countKeys(t, s, recItem), held+300; n != want {
+		t.Fatalf("%d items, want %d", n, want)
+	}
+}
+
+// TestUserSetConcurrent applies batches from several goroutines while the
+// scan runs (run under -race by make test-race): every upsert finds its
+// old copy.
+func TestUserSetConcurrent(t *testing.T) {
+	const dim, writers, rounds = 4, 4, 50
+	s := openT(t, t.TempDir())
+	var next atomic.Uint64
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				u := fmt.Sprintf("w%d-%d", w, i)
+				for pass := range 2 {
+					b := NewBatch(1, uint32(w), dim)
+					b.Put(item(u, next.Add(1), uint32(pass), dim))
+					r, err := s.Apply(ctx, b)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if got := upsertsOf(r)[u]; got != (pass == 1) {
+						errs <- fmt.Errorf("%s pass %d: old copy deleted %v", u, pass, got)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := countKeys(t, s, recItem); n != writers*rounds {
+		t.Fatalf("%d items, want %d", n, writers*rounds)
+	}
+}
+
+// TestUserSetCloseDuringScan: Close while a scan runs ends it; nothing
+// leaks (TestMain checks goroutines) and a reopened store resolves as
+// before.
+func TestUserSetCloseDuringScan(t *testing.T) {
+	const dim = 4
+	dir := t.TempDir()
+	s := openT(t, dir)
+	b := NewBatch(1, 0, dim)
+	for i := range 5000 {
+		b.Put(item(fmt.Sprint("u-", i), uint64(i+1), 0, dim))
+	}
+	apply(t, s, b)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openT(t, dir)
+	b = NewBatch(1, 0, dim)
+	b.Put(item("new", 9999, 0, dim))
+	apply(t, s, b) // starts the scan
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openT(t, dir)
+	b = NewBatch(1, 0, dim)
+	b.Put(item("u-7", 10000, 1, dim))
+	if got := upsertsOf(apply(t, s, b)); !got["u-7"] {
+		t.Fatalf("upsert after reopen deleted %v", got)
+	}
+}
+
+// TestUserSetGrows: a collection that outgrows its filter gets a larger
+// one (rebuilt in the background while puts go on), and no upsert is
+// missed on the way.
+func TestUserSetGrows(t *testing.T) {
+	const dim, per, batches = 4, 500, 40
+	s := openT(t, t.TempDir())
+	id := uint64(0)
+	for k := range batches {
+		b := NewBatch(1, 0, dim)
+		for j := range per {
+			id++
+			b.Put(item(fmt.Sprint("g-", k*per+j), id, 0, dim))
+		}
+		want := map[string]bool{}
+		if k > 0 {
+			for j := range per {
+				u := fmt.Sprint("g-", (k-1)*per+j)
+				id++
+				b.Put(item(u, id, 1, dim))
+				want[u] = true
+			}
+		}
+		if got := upsertsOf(apply(t, s, b)); len(got) != len(want) || fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("batch %d: %d old copies deleted, want %d", k, len(got), len(want))
+		}
+	}
+	s.bg.Wait()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	f := s.userSets[1].f
+	if f == nil {
+		t.Fatal("no filter")
+	}
+	if len(f.bits)*64 <= 1<<16 || f.Full() {
+		t.Fatalf("filter of %d bits, %d ids counted, full %v: not grown for %d ids", len(f.bits)*64, f.Len(), f.Full(), per*batches)
+	}
+}
