@@ -10,7 +10,6 @@ import (
 
 	"lookalike/coordinator/meta"
 	"lookalike/ivf"
-	"lookalike/node/store"
 )
 
 // collection is the runtime of one collection on this node: its flat
@@ -74,9 +73,6 @@ type collection struct {
 	purging   atomic.Bool
 	// moving says whether this node moves the buffer to the lists.
 	moving atomic.Bool
-	// users filters the user ids held here, for evictions (userfilter.go;
-	// under mu; nil until the first eviction).
-	users *store.UserFilter
 }
 
 // WriteItem is one item of an upsert, validated by the caller's decoder.

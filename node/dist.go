@@ -1303,16 +1303,16 @@ func (c *collection) evict(ctx context.Context, users []string, keep []uint64, a
 	// common case) without a read; directory reads for the rest, without
 	// the lock, so writes here need not wait for them.
 	c.mu.Lock()
-	f := c.usersLocked()
+	may := c.mayHoldLocked(users)
 	if len(c.incoming) > 0 {
 		applied = nil
 	}
 	var maybe []int
-	for i, u := range users {
+	for i := range users {
 		if applied != nil && applied[i] {
 			continue
 		}
-		if f == nil || f.MayHave(u) {
+		if may == nil || may[i] {
 			maybe = append(maybe, i)
 		}
 	}

@@ -169,13 +169,15 @@ func (p *PebbleStorage) Get(coll, userID string) (Item, error) {
 	return fromStoreItem(it), nil
 }
 
-// UserIDs calls fn with every live user id of a collection.
-func (p *PebbleStorage) UserIDs(coll string, fn func(string) error) error {
+// MayHoldUsers reports, per user id, whether the collection may hold it
+// here (false is certain), from the store's filter of its directory; ok
+// is false until that filter is built (store.MayHoldUsers).
+func (p *PebbleStorage) MayHoldUsers(coll string, users []string) ([]bool, bool) {
 	c, err := p.CollectionNumber(coll)
 	if err != nil {
-		return err
+		return nil, false
 	}
-	return storeErr(p.s.UserIDs(context.Background(), c, fn))
+	return p.s.MayHoldUsers(c, users)
 }
 
 // Locate returns the internal id and list of a user id's live item

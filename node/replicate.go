@@ -576,11 +576,6 @@ func (c *collection) applyLocked(items []WriteItem, lists []int32, ids []uint64,
 	if len(bufIDs) > 0 {
 		buf.append(bufIDs, bufVecs)
 	}
-	if c.users != nil {
-		for _, i := range keep {
-			c.users.Add(items[i].UserID)
-		}
-	}
 	c.count.Add(int64(len(keep) - len(removed)))
 	c.maybeSave(ix, len(keep)+len(removed))
 	if primary && len(bufIDs) > 0 {

@@ -1,43 +1,30 @@
 package node
 
-import "lookalike/node/store"
-
-// The user filter of a collection (collection.users) is a Bloom filter
-// of the user ids a node holds (store.UserFilter). The eviction after an
-// upsert in a cluster (every node drops other copies of the batch's user
-// ids) asks it first: a user id it has never seen here needs no
-// directory read, and for new ids, the bulk of an import, that is every
-// one. It is built from the store's directory the first time it is
-// needed and again, twice as large, when it fills up.
-
-// userLister is a Storage that lists a collection's user ids from its
-// directory alone (PebbleStorage).
-type userLister interface {
-	UserIDs(coll string, fn func(string) error) error
+// userChecker is a Storage that knows, from a filter of its directory,
+// which user ids a collection certainly does not hold (PebbleStorage,
+// store.MayHoldUsers). The eviction after an upsert in a cluster (every
+// node drops other copies of the batch's user ids) asks it first: a user
+// id never held here needs no directory read, and for new ids, the bulk
+// of an import, that is every one. The filter is the store's: every
+// write to the store adds its user ids to it, whichever path made it, and
+// it is built in the background, so the first eviction after a restart
+// does not wait for a scan of the directory (it reads the directory for
+// every id until the scan ends).
+type userChecker interface {
+	MayHoldUsers(coll string, users []string) (may []bool, ok bool)
 }
 
-// usersLocked returns the collection's user filter, building it (or
-// rebuilding it larger) from the store's directory; nil when the store
-// cannot list user ids. mu is held.
-func (c *collection) usersLocked() *store.UserFilter {
-	f := c.users
-	if f != nil && !f.Full() {
-		return f
-	}
-	ul, ok := c.n.store.(userLister)
+// mayHoldLocked returns, per user id, whether this node may hold it;
+// nil when it cannot tell (every id must be looked up). mu is held, so
+// no write here comes between the answer and the caller's use of it.
+func (c *collection) mayHoldLocked(users []string) []bool {
+	uc, ok := c.n.store.(userChecker)
 	if !ok {
 		return nil
 	}
-	expect := int(c.count.Load())
-	if f != nil {
-		expect = 2 * f.Len()
-	}
-	nf := store.NewUserFilter(max(expect, 1<<14))
-	if err := ul.UserIDs(c.meta.Name, func(u string) error { nf.Add(u); return nil }); err != nil {
-		c.n.log.Warn("user id filter not built", "collection", c.meta.Name, "err", err)
-		c.users = nil
+	may, ok := uc.MayHoldUsers(c.meta.Name, users)
+	if !ok {
 		return nil
 	}
-	c.users = nf
-	return nf
+	return may
 }

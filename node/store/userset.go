@@ -136,6 +136,28 @@ func (s *Store) userSetLocked(coll uint32) *userSet {
 	return set
 }
 
+// MayHoldUsers reports, per user id, whether the collection's directory
+// may hold it; false is certain, as of the last Apply (a caller that
+// orders its own writes around this call sees its own puts). ok is false
+// while the collection's filter is not built yet (this starts its scan
+// if none runs): the caller must read the directory for every id.
+func (s *Store) MayHoldUsers(coll uint32, users []string) (may []bool, ok bool) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	_ = s.read(func() error {
+		set := s.userSetLocked(coll)
+		if set.f == nil {
+			return nil
+		}
+		may, ok = make([]bool, len(users)), true
+		for i, u := range users {
+			may[i] = set.f.MayHave(u)
+		}
+		return nil
+	})
+	return may, ok
+}
+
 // addedLocked records the user ids a committed batch put. writeMu is held.
 func (u *userSet) addedLocked(users []string) {
 	if u.f != nil {

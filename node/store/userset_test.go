@@ -231,3 +231,45 @@ func TestUserSetGrows(t *testing.T) {
 		t.Fatalf("filter of %d bits, %d ids counted, full %v: not grown for %d ids", len(f.bits)*64, f.Len(), f.Full(), per*batches)
 	}
 }
+
+// TestMayHoldUsers: no answer until the filter is built (the call starts
+// its scan), then a certain "no" for ids never put and a "maybe" for
+// every id held, including those put after the scan.
+func TestMayHoldUsers(t *testing.T) {
+	const dim = 4
+	dir := t.TempDir()
+	s := openT(t, dir)
+	b := NewBatch(1, 0, dim)
+	for i := range 3000 {
+		b.Put(item(fmt.Sprint("u-", i), uint64(i+1), 0, dim))
+	}
+	apply(t, s, b)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openT(t, dir)
+	ask := []string{"u-1", "u-2999", "never-1", "later"}
+	if may, ok := s.MayHoldUsers(1, ask); ok {
+		t.Fatalf("answered %v before any scan", may)
+	}
+	s.bg.Wait()
+	b = NewBatch(1, 0, dim)
+	b.Put(item("later", 5000, 0, dim))
+	apply(t, s, b)
+	may, ok := s.MayHoldUsers(1, ask)
+	if !ok {
+		t.Fatal("no answer after the scan")
+	}
+	if !may[0] || !may[1] || !may[3] {
+		t.Fatalf("held ids answered %v", may)
+	}
+	never := 0
+	for i := range 1000 {
+		if m, _ := s.MayHoldUsers(1, []string{fmt.Sprint("never-", i)}); !m[0] {
+			never++
+		}
+	}
+	if never < 950 {
+		t.Fatalf("only %d of 1,000 ids never put answered no", never)
+	}
+}
