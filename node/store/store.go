@@ -182,28 +182,6 @@ func (s *Store) shardState(coll, shard uint32) (*shardState, error) {
 	return st, nil
 }
 
-// UserIDs calls fn with the user id of every live item of a collection,
-// in byte order, from the directory keys alone (no value is read).
-func (s *Store) UserIDs(ctx context.Context, coll uint32, fn func(userID string) error) error {
-	return s.read(func() error {
-		p := collPrefix(recDir, coll)
-		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
-		if err != nil {
-			return err
-		}
-		defer it.Close()
-		for ok := it.First(); ok; ok = it.Next() {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if err := fn(string(it.Key()[len(p):])); err != nil {
-				return err
-			}
-		}
-		return it.Error()
-	})
-}
-
 // Locate returns the list and internal id of the live item with this
 // user id, or ErrNotFound: the directory entry alone, no item read.
 func (s *Store) Locate(ctx context.Context, coll uint32, userID string) (list uint32, id uint64, err error) {

@@ -7,8 +7,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// UserFilter is a Bloom filter of user ids: exact in one direction only.
-// "Absent" (MayHave false) is certain; "present" may be false about 1 %
+// userFilter is a Bloom filter of user ids: exact in one direction only.
+// "Absent" (mayHave false) is certain; "present" may be false about 1 %
 // of the time at 10 bits per id, and must be checked against the
 // directory. Deleting an id leaves it in the filter (a false "present"
 // costs one read). Not safe for concurrent use.
@@ -17,10 +17,10 @@ import (
 // line), so a check costs one cache miss rather than one per probe, for
 // slightly more false positives than a plain Bloom filter of the same
 // size (0.97 % measured at 10 bits an id, against about 0.8 %).
-type UserFilter struct {
+type userFilter struct {
 	bits   []uint64
 	blocks uint64 // len(bits) / 8, a power of two
-	n      int    // ids added
+	n      int    // ids added (not one whose bits were all set already)
 	limit  int    // past it, false positives pass about 1 %: rebuild larger
 }
 
@@ -29,29 +29,29 @@ const userFilterK = 7
 
 var userFilterSeed = maphash.MakeSeed()
 
-// NewUserFilter returns an empty filter sized for expect ids (at least
+// newUserFilter returns an empty filter sized for expect ids (at least
 // 65,536 bits).
-func NewUserFilter(expect int) *UserFilter {
+func newUserFilter(expect int) *userFilter {
 	m := max(1<<16, 1<<bits.Len(uint(expect*10)))
-	return &UserFilter{bits: make([]uint64, m/64), blocks: uint64(m / 512), limit: m / 10}
+	return &userFilter{bits: make([]uint64, m/64), blocks: uint64(m / 512), limit: m / 10}
 }
 
-// Add adds a user id.
-func (f *UserFilter) Add(u string) { f.addHash(maphash.String(userFilterSeed, u)) }
+// add adds a user id.
+func (f *userFilter) add(u string) { f.addHash(maphash.String(userFilterSeed, u)) }
 
-// addBytes is Add of a user id held in b (the same hash: maphash hashes
+// addBytes is add of a user id held in b (the same hash: maphash hashes
 // equal content alike), without copying it into a string.
-func (f *UserFilter) addBytes(b []byte) { f.addHash(maphash.Bytes(userFilterSeed, b)) }
+func (f *userFilter) addBytes(b []byte) { f.addHash(maphash.Bytes(userFilterSeed, b)) }
 
 // probes returns the first word of h's block and the bit offsets of its
 // probes inside the block, 9 bits each, from a second mix of h.
-func (f *UserFilter) probes(h uint64) (base uint64, pos uint64) {
+func (f *userFilter) probes(h uint64) (base uint64, pos uint64) {
 	return (h >> 32 & (f.blocks - 1)) * 8, h * 0x9e3779b97f4a7c15
 }
 
 // addHash sets an id's bits; it counts the id only if one of them was
 // clear, so that upserts of ids already in do not fill the filter.
-func (f *UserFilter) addHash(h uint64) {
+func (f *userFilter) addHash(h uint64) {
 	base, pos := f.probes(h)
 	fresh := false
 	for range userFilterK {
@@ -68,8 +68,8 @@ func (f *UserFilter) addHash(h uint64) {
 	}
 }
 
-// MayHave reports false when u was certainly never added.
-func (f *UserFilter) MayHave(u string) bool {
+// mayHave reports false when u was certainly never added.
+func (f *userFilter) mayHave(u string) bool {
 	base, pos := f.probes(maphash.String(userFilterSeed, u))
 	for range userFilterK {
 		b := pos & 511
@@ -81,14 +81,10 @@ func (f *UserFilter) MayHave(u string) bool {
 	return true
 }
 
-// Len is the number of ids added (an id whose bits were all set already
-// is not counted).
-func (f *UserFilter) Len() int { return f.n }
-
-// Full reports whether the filter holds more ids than it was sized for
+// full reports whether the filter holds more ids than it was sized for
 // (its false positives then pass 1 %): it stays correct, but should be
 // rebuilt larger.
-func (f *UserFilter) Full() bool { return f.n > f.limit }
+func (f *userFilter) full() bool { return f.n > f.limit }
 
 // userSet spares Apply the directory read for a put of a user id that the
 // collection has never held, as idSet does for internal ids. With ids
@@ -106,13 +102,13 @@ func (f *UserFilter) Full() bool { return f.n > f.limit }
 // noted in pending and added when the scan ends. All fields are guarded
 // by the store's writeMu; the filter lives in memory only.
 type userSet struct {
-	f        *UserFilter // nil until the first build ends
+	f        *userFilter // nil until the first build ends
 	building bool
 	pending  []string // puts committed while a build scans
 }
 
 // absent reports whether u is certainly not in the directory.
-func (u *userSet) absent(userID string) bool { return u.f != nil && !u.f.MayHave(userID) }
+func (u *userSet) absent(userID string) bool { return u.f != nil && !u.f.mayHave(userID) }
 
 // userSetLocked returns the collection's user set, starting its build (or
 // a larger rebuild) when it has none or its filter is full. writeMu and
@@ -127,11 +123,11 @@ func (s *Store) userSetLocked(coll uint32) *userSet {
 	case set.building:
 	case set.f == nil:
 		s.buildUserSet(coll, set, 0)
-	case set.f.Full():
+	case set.f.full():
 		// Four times the ids counted so far: rebuilds of a growing
 		// collection scan its directory a few times in all, not at each
 		// doubling.
-		s.buildUserSet(coll, set, 4*set.f.Len())
+		s.buildUserSet(coll, set, 4*set.f.n)
 	}
 	return set
 }
@@ -151,7 +147,7 @@ func (s *Store) MayHoldUsers(coll uint32, users []string) (may []bool, ok bool) 
 		}
 		may, ok = make([]bool, len(users)), true
 		for i, u := range users {
-			may[i] = set.f.MayHave(u)
+			may[i] = set.f.mayHave(u)
 		}
 		return nil
 	})
@@ -162,7 +158,7 @@ func (s *Store) MayHoldUsers(coll uint32, users []string) (may []bool, ok bool) 
 func (u *userSet) addedLocked(users []string) {
 	if u.f != nil {
 		for _, id := range users {
-			u.f.Add(id)
+			u.f.add(id)
 		}
 	}
 	if u.building {
@@ -194,7 +190,7 @@ func (s *Store) buildUserSet(coll uint32, set *userSet, expect int) {
 		set.building = false
 		if ok && s.userSets[coll] == set {
 			for _, u := range set.pending {
-				f.Add(u)
+				f.add(u)
 			}
 			set.f = f
 		}
@@ -205,7 +201,7 @@ func (s *Store) buildUserSet(coll uint32, set *userSet, expect int) {
 // scanUsers adds the directory's keys to a filter sized for expect ids
 // (0: counts the keys first, and sizes it for twice as many); it closes
 // it. It gives up when the store closes.
-func (s *Store) scanUsers(it *pebble.Iterator, prefix, expect int) (*UserFilter, bool) {
+func (s *Store) scanUsers(it *pebble.Iterator, prefix, expect int) (*userFilter, bool) {
 	defer it.Close()
 	if expect == 0 {
 		n := 0
@@ -219,7 +215,7 @@ func (s *Store) scanUsers(it *pebble.Iterator, prefix, expect int) (*UserFilter,
 		}
 		expect = 2 * n
 	}
-	f := NewUserFilter(expect)
+	f := newUserFilter(expect)
 	i := 0
 	for ok := it.First(); ok; ok = it.Next() {
 		if i++; i%4096 == 0 && s.closingScans.Load() {
