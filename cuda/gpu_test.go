@@ -59,6 +59,7 @@ func TestGPUDeletesAndCompact(t *testing.T)           { testDeletesAndCompact(t,
 func TestGPUConcurrentScansAreBatched(t *testing.T)   { testConcurrentScansAreBatched(t, gpuOpener) }
 func TestGPUTwoIndexesAndForget(t *testing.T)         { testTwoIndexesAndForget(t, gpuOpener) }
 func TestGPUPreload(t *testing.T)                     { testPreload(t, gpuOpener) }
+func TestGPUPreloadThenFill(t *testing.T)             { testPreloadThenFill(t, gpuOpener) }
 func TestGPUAddsAndDeletesDuringScans(t *testing.T)   { testAddsAndDeletesDuringScans(t, gpuOpener) }
 
 // The GPU computes bit for bit what the shared header computes on the CPU

@@ -13,7 +13,10 @@ import (
 // rows padded to dp) and one allocation per resident list (layoutList).
 // A list becomes resident the first time a batch probes it (or on
 // Preload) if it fits the budget; otherwise the CPU scans it, and the next
-// batch that probes it tries again. A resident list follows its ivf.List:
+// batch that probes it tries again. After a Preload, the idle refresh also
+// uploads the lists of that index that were empty then and have rows now
+// (a node preloads an index as it installs it, before rows move in). A
+// resident list follows its ivf.List:
 //
 //   - View.Gen differs: Compact rewrote it; upload it whole again (into
 //     the same allocation when it fits).
@@ -42,6 +45,9 @@ type indexState struct {
 	consts devPtr
 	cl     constLayout
 	lists  []*resList // by list number; nil: not resident
+	// preloaded: Preload asked for every list; refresh uploads lists
+	// that are not resident yet too.
+	preloaded bool
 }
 
 type resList struct {
@@ -248,6 +254,7 @@ func (rs *residency) preload(ix *ivf.Index) error {
 	if err != nil {
 		return err
 	}
+	is.preloaded = true
 	for l := range is.lists {
 		if _, err := rs.sync(is, l, -1); err != nil {
 			return err
@@ -256,11 +263,12 @@ func (rs *residency) preload(ix *ivf.Index) error {
 	return nil
 }
 
-// refresh uploads the tails and bitmaps of every resident list.
+// refresh uploads the tails and bitmaps of every resident list, and the
+// lists of preloaded indexes that are not resident but have rows and fit.
 func (rs *residency) refresh() error {
 	for _, is := range rs.indexes {
 		for l, r := range is.lists {
-			if r == nil {
+			if r == nil && !is.preloaded {
 				continue
 			}
 			if _, err := rs.sync(is, l, -1); err != nil {

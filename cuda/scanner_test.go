@@ -56,6 +56,7 @@ func TestDeletesAndCompact(t *testing.T)           { testDeletesAndCompact(t, fa
 func TestConcurrentScansAreBatched(t *testing.T)   { testConcurrentScansAreBatched(t, fakeOpener(3)) }
 func TestTwoIndexesAndForget(t *testing.T)         { testTwoIndexesAndForget(t, fakeOpener(3)) }
 func TestPreload(t *testing.T)                     { testPreload(t, fakeOpener(3)) }
+func TestPreloadThenFill(t *testing.T)             { testPreloadThenFill(t, fakeOpener(3)) }
 func TestAddsAndDeletesDuringScans(t *testing.T)   { testAddsAndDeletesDuringScans(t, fakeOpener(3)) }
 
 // compare scans with s and with ivf's CPU scanner and checks the hits agree.
@@ -369,6 +370,48 @@ func testPreload(t *testing.T, open opener) {
 	compare(t, s, ix, queries, probes, 10)
 	if s.Stats().Uploads != up {
 		t.Error("searches after Preload uploaded lists")
+	}
+}
+
+// An index preloaded while its lists are empty (a node installs a trained
+// index, then moves the rows in): once rows arrive, the idle refresh makes
+// the lists resident without a search probing them first.
+func testPreloadThenFill(t *testing.T, open opener) {
+	const dim, n, nlist = 20, 3000, 8
+	data := ivftest.Clustered(n, dim, 8, 13)
+	ix, err := ivf.New(ivf.Options{Dim: dim, Metric: ivf.L2, NList: nlist, Seed: 13, MinPointsPerCentroid: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ix.Train(data); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, Options{RefreshInterval: time.Millisecond})
+	if err := s.Preload(ix); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.ResidentLists != 0 {
+		t.Fatalf("%d empty lists resident", st.ResidentLists)
+	}
+	if err := ix.Add(ivftest.Seq(n), data); err != nil {
+		t.Fatal(err)
+	}
+	nonEmpty := 0
+	for l := 0; l < nlist; l++ {
+		if ix.List(l).View().N > 0 {
+			nonEmpty++
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); s.Stats().ResidentLists != nonEmpty; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d lists resident after the rows came: %+v", s.Stats().ResidentLists, nonEmpty, s.Stats())
+		}
+	}
+	before := s.Stats()
+	queries, probes := cudatest.Probes(ix, ivftest.Clustered(6, dim, 8, 14), 4)
+	compare(t, s, ix, queries, probes, 10)
+	if st := s.Stats(); st.TailRows != before.TailRows || st.CPUListScans != before.CPUListScans || st.Uploads != before.Uploads {
+		t.Errorf("the first searches scanned on the CPU or uploaded: before %+v, after %+v", before, st)
 	}
 }
 

@@ -85,3 +85,33 @@ func (c *counters) snapshot() Stats {
 		AllocFailures: c.allocFailures.Load(),
 	}
 }
+
+// Metrics is Stats as named figures, for a node's /metrics
+// (lookalike_scanner_<name>): names ending in _total are counters since the
+// scanner opened, the others gauges; sizes in bytes, GPU time in seconds.
+func (s *Scanner) Metrics() map[string]float64 {
+	st := s.Stats()
+	return map[string]float64{
+		"budget_bytes":         float64(st.BudgetBytes),
+		"resident_bytes":       float64(st.ResidentBytes),
+		"resident_lists":       float64(st.ResidentLists),
+		"scratch_bytes":        float64(st.ScratchBytes),
+		"requests_total":       float64(st.Requests),
+		"queries_total":        float64(st.Queries),
+		"batches_total":        float64(st.Batches),
+		"merges_total":         float64(st.Merges),
+		"gpu_rows_total":       float64(st.GPURows),
+		"gpu_code_bytes_total": float64(st.GPUCodeBytes),
+		"gpu_seconds_total":    st.GPUTime.Seconds(),
+		"cpu_list_scans_total": float64(st.CPUListScans),
+		"cpu_queries_total":    float64(st.CPUQueries),
+		"tail_scans_total":     float64(st.TailScans),
+		"tail_rows_total":      float64(st.TailRows),
+		"uploads_total":        float64(st.Uploads),
+		"upload_bytes_total":   float64(st.UploadBytes),
+		"reuploads_total":      float64(st.Reuploads),
+		"tomb_uploads_total":   float64(st.TombUploads),
+		"evictions_total":      float64(st.Evictions),
+		"alloc_failures_total": float64(st.AllocFailures),
+	}
+}
