@@ -153,7 +153,7 @@ func (c *collection) load(m CollectionMeta) error {
 		return err
 	}
 	if !rebuild {
-		c.ix.Store(ix)
+		c.setIndex(ix)
 		c.count.Store(int64(ix.Len()))
 		c.state.Store(uint32(Ready))
 		if m.Buffered {
@@ -165,7 +165,7 @@ func (c *collection) load(m CollectionMeta) error {
 	if err != nil {
 		return err
 	}
-	c.ix.Store(ix)
+	c.setIndex(ix)
 	c.count.Store(count)
 	// Finish the move a crash interrupted: re-list what is still buffered.
 	if len(moves) > 0 {
@@ -648,7 +648,7 @@ func (c *collection) adopt(ix *ivf.Index, epoch uint64) error {
 		return c.adoptDistributed(ix, epoch)
 	}
 	c.mu.Lock()
-	c.ix.Store(ix)
+	c.setIndex(ix)
 	c.epoch.Store(epoch)
 	buf := c.buf.Load()
 	c.mu.Unlock()

@@ -1159,7 +1159,7 @@ func (c *collection) follow() *ivf.Index {
 		return nil
 	}
 	c.mu.Lock()
-	c.ix.Store(ix)
+	c.setIndex(ix)
 	c.epoch.Store(m.Epoch)
 	c.state.Store(uint32(Ready))
 	c.mu.Unlock()
@@ -1187,7 +1187,7 @@ func (c *collection) followStored(m CollectionMeta) *ivf.Index {
 		}
 	}
 	c.mu.Lock()
-	c.ix.Store(ix)
+	c.setIndex(ix)
 	c.count.Add(int64(ix.Len()))
 	c.epoch.Store(m.Epoch)
 	c.state.Store(uint32(Ready))
@@ -1389,7 +1389,7 @@ func (c *collection) removeLocked(users []string) (int, error) {
 // buffer (moveBuffer).
 func (c *collection) adoptDistributed(ix *ivf.Index, epoch uint64) error {
 	c.mu.Lock()
-	c.ix.Store(ix)
+	c.setIndex(ix)
 	c.epoch.Store(epoch)
 	c.mu.Unlock()
 	if !c.moving.CompareAndSwap(false, true) {
@@ -1527,7 +1527,7 @@ func (c *collection) loadDistributed(m CollectionMeta) error {
 		// The saved index holds the lists; no buffer to load: no scan,
 		// as on one node. (Buffered copies a crash left behind are not
 		// served: no buffer shard names them.)
-		c.ix.Store(ix)
+		c.setIndex(ix)
 		c.count.Store(int64(ix.Len()))
 		c.state.Store(uint32(Ready))
 		return nil
@@ -1546,7 +1546,7 @@ func (c *collection) loadDistributed(m CollectionMeta) error {
 	for i, it := range buffered {
 		bids[i], bvecs = it.ID, append(bvecs, it.Vector...)
 	}
-	c.ix.Store(ix)
+	c.setIndex(ix)
 	c.count.Store(count)
 	c.state.Store(uint32(Ready))
 	if len(bids) > 0 {

@@ -3,6 +3,7 @@ package node
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +15,13 @@ import (
 // (Pebble's): /metrics exports each as lookalike_storage_<name>.
 type StorageStats interface {
 	Stats() map[string]float64
+}
+
+// ScannerStats is implemented by an Options.Scanner that reports figures
+// (package cuda's): /metrics exports each as lookalike_scanner_<name>, a
+// counter when the name ends in _total, else a gauge.
+type ScannerStats interface {
+	Metrics() map[string]float64
 }
 
 // metrics are the node's Prometheus metrics, on a registry of its own so
@@ -39,6 +47,9 @@ func newMetrics(n *Node) *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if ss, ok := n.store.(StorageStats); ok {
 		m.reg.MustRegister(storageCollector{ss})
+	}
+	if ss, ok := n.opts.Scanner.(ScannerStats); ok {
+		m.reg.MustRegister(scannerCollector{ss})
 	}
 	return m
 }
@@ -131,5 +142,21 @@ func (c storageCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(
 			prometheus.NewDesc("lookalike_storage_"+name, "Storage engine figure "+name+".", nil, nil),
 			prometheus.GaugeValue, v)
+	}
+}
+
+// scannerCollector exports ScannerStats, unchecked like storageCollector.
+type scannerCollector struct{ s ScannerStats }
+
+func (scannerCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c scannerCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, v := range c.s.Metrics() {
+		typ := prometheus.GaugeValue
+		if strings.HasSuffix(name, "_total") {
+			typ = prometheus.CounterValue
+		}
+		ch <- prometheus.MustNewConstMetric(
+			prometheus.NewDesc("lookalike_scanner_"+name, "Scanner figure "+name+".", nil, nil), typ, v)
 	}
 }

@@ -117,6 +117,7 @@ func (n *Node) Sync() error {
 	for name, c := range n.colls {
 		if m, ok := want[name]; !ok || m.Dim != c.meta.Dim || m.Metric != c.meta.Metric {
 			c.close()
+			c.forgetIndex()
 			delete(n.colls, name)
 		}
 	}
