@@ -5,7 +5,8 @@
 #   make ptx         regenerate cuda/ptx/*.ptx from cuda/kernels/*.cu (nvcc)
 #   make cuda        build bin/lookalike-cuda (go build -tags cuda)
 #   make cuda-check  what CI runs: PTX up to date, vet, build and link -tags cuda
-#   make gpu-test    build bin/cuda.test and bin/gpu-test.sh to run on a GPU machine
+#   make gpu-test    build bin/cuda.test, bin/e2e.test, bin/lookalike-cuda and bin/gpu-test.sh
+#                    (scripts/gpu-test.sh) to run on a GPU machine
 #
 # Needs nvcc and the stub libcuda: scripts/setup-cuda.sh installs both
 # (Debian 12 nvidia-cuda-toolkit 11.8). No GPU is needed for any target here.
@@ -50,32 +51,25 @@ cuda-check: ptx
 	git diff --exit-code -- cuda/ptx
 	@test -z "$$(git status --porcelain -- cuda/ptx)" || { \
 		echo "cuda: cuda/ptx has files git does not track: commit them" >&2; git status --short -- cuda/ptx; exit 1; }
-	$(CUDA_GOENV) $(GO) vet -tags cuda ./cuda/...
+	$(CUDA_GOENV) $(GO) vet -tags cuda ./cuda/... ./node/e2e/
 	$(CUDA_GOENV) $(GO) build -tags cuda ./...
 	@mkdir -p bin
 	$(CUDA_GOENV) $(GO) test -tags cuda -c -o bin/cuda.test ./cuda/
 
-# The GPU machine has no Go: build the test binary here, with the data it
-# reads beside it, and a script that runs it there.
+# The GPU machine has no Go: build the test binaries and the binary the
+# node tests start, stripped (they travel), the data they read beside them,
+# and scripts/gpu-test.sh, which runs them there.
 gpu-test:
 	@mkdir -p bin
-	$(CUDA_GOENV) $(GO) test -tags cuda -c -o bin/cuda.test ./cuda/
+	$(CUDA_GOENV) $(GO) test -tags cuda -ldflags='-s -w' -c -o bin/cuda.test ./cuda/
+	$(CUDA_GOENV) $(GO) test -tags cuda -ldflags='-s -w' -c -o bin/e2e.test ./node/e2e/
+	$(CUDA_GOENV) $(GO) build -tags cuda -ldflags='-s -w' -o bin/lookalike-cuda ./cmd/lookalike
 	@if [ -d /usr/share/datasets/fashion-mnist ]; then \
 		mkdir -p bin/testdata/fashion-mnist && \
 		cp /usr/share/datasets/fashion-mnist/*-images-idx3-ubyte.gz bin/testdata/fashion-mnist/; \
 	else echo "cuda: no /usr/share/datasets/fashion-mnist here (apt-get install dataset-fashion-mnist): the Fashion-MNIST GPU tests will skip" >&2; fi
-	@printf '%s\n' \
-		'#!/bin/sh' \
-		'# Run package cuda'"'"'s GPU tests and benchmarks. Needs an NVIDIA GPU of compute' \
-		'# capability 8.0 or later and its driver (libcuda.so.1); no Go, no CUDA toolkit.' \
-		'# Built by `make gpu-test`; extra arguments go to the test binary.' \
-		'set -e' \
-		'cd "$$(dirname "$$0")"' \
-		'nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true' \
-		'exec ./cuda.test -test.v -test.run GPU -test.bench GPU -test.benchtime 20x -test.timeout 60m "$$@"' \
-		> bin/gpu-test.sh
-	@chmod +x bin/gpu-test.sh
-	@echo "gpu-test: built bin/cuda.test and bin/gpu-test.sh; on the GPU machine, from the repository root:"
-	@echo "    ./bin/gpu-test.sh        # = ./bin/cuda.test -test.v -test.run GPU -test.bench GPU -test.benchtime 20x"
+	cp scripts/gpu-test.sh bin/gpu-test.sh
+	@echo "gpu-test: built bin/cuda.test, bin/e2e.test, bin/lookalike-cuda; on the GPU machine, from the repository root:"
+	@echo "    ./bin/gpu-test.sh        # package cuda's GPU tests and benchmarks, then the node's (scripts/gpu-test.sh)"
 
 .DEFAULT_GOAL := $(CUDA_SAVED_DEFAULT_GOAL)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -19,10 +20,29 @@ import (
 	"lookalike/proto"
 )
 
-// bin is the lookalike binary built by TestMain.
+// bin is the lookalike binary TestMain built, or $LOOKALIKE_E2E_BIN.
 var bin string
 
+// buildTags are the tags TestMain builds the binary with: "cuda" when this
+// test binary has the GPU tests (gpu_test.go).
+var buildTags []string
+
+// TestMain builds cmd/lookalike for the tests to run, unless
+// LOOKALIKE_E2E_BIN names a binary built already: on a machine without Go
+// (the GPU machine, `make gpu-test`), the test binary runs that one.
 func TestMain(m *testing.M) {
+	if prebuilt := os.Getenv("LOOKALIKE_E2E_BIN"); prebuilt != "" {
+		abs, err := filepath.Abs(prebuilt)
+		if err == nil {
+			_, err = os.Stat(abs)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: LOOKALIKE_E2E_BIN:", err)
+			os.Exit(1)
+		}
+		bin = abs
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "lookalike-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -32,6 +52,9 @@ func TestMain(m *testing.M) {
 	args := []string{"build", "-o", bin}
 	if os.Getenv("LOOKALIKE_E2E_RACE") != "" {
 		args = append(args, "-race") // the servers under the race detector
+	}
+	if len(buildTags) > 0 {
+		args = append(args, "-tags", strings.Join(buildTags, ","))
 	}
 	build := exec.Command("go", append(args, "lookalike/cmd/lookalike")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr

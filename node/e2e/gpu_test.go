@@ -1,0 +1,410 @@
+//go:build cuda
+
+// GPU tests of a whole node: `lookalike serve --gpu` beside a plain node on
+// the same data. They need an NVIDIA GPU and a binary built with -tags
+// cuda: `go test -tags cuda -run GPU ./node/e2e` on a GPU machine with Go,
+// or `make gpu-test` here and bin/gpu-test.sh there (docs/cuda.md).
+
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"lookalike/cuda/cudatest"
+	"lookalike/ivf/ivftest"
+	"lookalike/proto"
+)
+
+func init() { buildTags = append(buildTags, "cuda") }
+
+// gpuFlags start a node with one image model fewer and no automatic
+// training, so that both nodes train the same rows at the same moment.
+var gpuFlags = []string{"--model", "none", "--auto-train-at", "-1", "--quiet"}
+
+// gpuPair starts a plain node and a --gpu node.
+func gpuPair(t testing.TB) (cpu, gpu *server) {
+	cpu = startServerB(t, gpuFlags...)
+	gpu = startServerB(t, append(slices.Clone(gpuFlags), "--gpu", "--gpu-memory", strconv.Itoa(4<<30))...)
+	return cpu, gpu
+}
+
+// gpuScannerMetrics reads the --gpu node's lookalike_scanner_* figures.
+func gpuScannerMetrics(t testing.TB, s *server) map[string]float64 {
+	t.Helper()
+	text, err := cdMetrics(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]float64{}
+	for _, line := range strings.Split(text, "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		if !ok || !strings.HasPrefix(name, "lookalike_scanner_") {
+			continue
+		}
+		v, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			t.Fatalf("/metrics line %q: %v", line, err)
+		}
+		m[strings.TrimPrefix(name, "lookalike_scanner_")] = v
+	}
+	if len(m) == 0 {
+		t.Fatalf("the --gpu node exports no lookalike_scanner_ figures")
+	}
+	return m
+}
+
+// gpuLoad inserts rows of vecs (d floats each) under ids, in bulk batches.
+func gpuLoad(t testing.TB, s *server, coll string, ids []string, vecs []float32, d int) {
+	t.Helper()
+	const batch = 5000
+	for b := 0; b < len(ids); b += batch {
+		e := min(b+batch, len(ids))
+		items := make([]proto.InsertItem, e-b)
+		for i := range items {
+			items[i] = proto.InsertItem{ID: ids[b+i], Vector: vecs[(b+i)*d : (b+i+1)*d]}
+		}
+		var buf bytes.Buffer
+		if err := proto.EncodeBulk(&buf, items, true); err != nil {
+			t.Fatal(err)
+		}
+		var got proto.Inserted
+		if st, _, err := s.call("POST", "/v1/collections/"+coll+"/vectors", proto.BulkContentType, buf.Bytes(), &got); st != 200 || got.Inserted != len(items) {
+			t.Fatalf("insert %d..%d into %s: %d %v, inserted %d", b, e, coll, st, err, got.Inserted)
+		}
+	}
+}
+
+// gpuSameHits says how got (the GPU node's answer) differs from want (the
+// CPU node's), "" when it does not. The two sum a distance's terms in
+// different orders, so scores may differ by float rounding: within 1e-4 of
+// the query's score scale (its largest |score|, at least 1); ids may differ
+// only where scores tie within that tolerance, at the k-th score.
+func gpuSameHits(got, want []proto.Hit) string {
+	if len(got) != len(want) {
+		return fmt.Sprintf("%d hits, CPU node %d", len(got), len(want))
+	}
+	if len(want) == 0 {
+		return ""
+	}
+	scale := 1.0
+	for _, h := range want {
+		scale = max(scale, math.Abs(float64(h.Score)))
+	}
+	tol := 1e-4 * scale
+	wantIDs := map[string]bool{}
+	for _, h := range want {
+		wantIDs[h.ID] = true
+	}
+	seen := map[string]bool{}
+	kth := float64(want[len(want)-1].Score)
+	for i, g := range got {
+		if d := math.Abs(float64(g.Score - want[i].Score)); d > tol {
+			return fmt.Sprintf("hit %d: score %.6f, CPU node %.6f (tolerance %.2g)\ngpu: %s\ncpu: %s", i, g.Score, want[i].Score, tol, cdHits(got), cdHits(want))
+		}
+		if seen[g.ID] {
+			return fmt.Sprintf("id %s twice: %s", g.ID, cdHits(got))
+		}
+		seen[g.ID] = true
+		if !wantIDs[g.ID] && math.Abs(float64(g.Score)-kth) > tol {
+			return fmt.Sprintf("hit %d: %s (%.6f) is not among the CPU node's hits and not at the k-th score %.6f\ngpu: %s\ncpu: %s", i, g.ID, g.Score, kth, cdHits(got), cdHits(want))
+		}
+	}
+	return ""
+}
+
+// TestGPUServeMatchesCPU: a node started with --gpu answers like a plain
+// node on the same data, for L2 and cosine at a dimension that is not a
+// multiple of 16: after training, right after inserts, deletes and
+// upserts (read-your-writes through the scanner's CPU tails and deleted
+// bitmaps), and after a restart that reloads the index. /metrics shows
+// that the node preloaded every list, that the GPU did the scanning and
+// that no list fell back to the CPU.
+func TestGPUServeMatchesCPU(t *testing.T) {
+	const (
+		d, n, nlist, clusters = 100, 20_000, 32, 64
+		nq, k, nprobe         = 200, 10, 8
+		more, dels, upserts   = 3000, 300, 300
+	)
+	cpu, gpu := gpuPair(t)
+	data := ivftest.Clustered(n+more+upserts, d, clusters, 5)
+	ids := make([]string, n+more)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("v%d", i)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	queries := make([][]float32, nq)
+	for i := range queries {
+		j := r.IntN(n)
+		q := slices.Clone(data[j*d : (j+1)*d])
+		for c := range q {
+			q[c] += 0.3 * float32(r.NormFloat64())
+		}
+		queries[i] = q
+	}
+	searchBody := func(q []float32) []byte {
+		b, _ := json.Marshal(map[string]any{"vector": q, "k": k, "nprobe": nprobe})
+		return b
+	}
+	metrics := []string{"l2", "cosine"}
+	for _, m := range metrics {
+		for _, s := range []*server{cpu, gpu} {
+			s.must("POST", "/v1/collections", map[string]any{"name": "g-" + m, "metric": m, "dim": d, "nlist": nlist}, 201, nil)
+			gpuLoad(t, s, "g-"+m, ids[:n], data[:n*d], d)
+			s.must("POST", "/v1/collections/g-"+m+"/train", nil, 202, nil)
+		}
+	}
+	for _, m := range metrics {
+		for _, s := range []*server{cpu, gpu} {
+			if c := s.waitReadyFor("g-"+m, 5*time.Minute); c.TrainedNList != nlist || c.Count != n {
+				t.Fatalf("%s after training: %+v", "g-"+m, c)
+			}
+		}
+	}
+	compare := func(phase string) int {
+		t.Helper()
+		searched := 0
+		for _, m := range metrics {
+			bad := 0
+			for i, q := range queries {
+				body := searchBody(q)
+				var want, got proto.SearchResult
+				if st, _, err := cpu.call("POST", "/v1/collections/g-"+m+"/search", proto.JSONContentType, body, &want); st != 200 {
+					t.Fatalf("%s: CPU node, %s query %d: %d %v", phase, m, i, st, err)
+				}
+				if st, _, err := gpu.call("POST", "/v1/collections/g-"+m+"/search", proto.JSONContentType, body, &got); st != 200 {
+					t.Fatalf("%s: GPU node, %s query %d: %d %v", phase, m, i, st, err)
+				}
+				searched++
+				if len(want.Hits) != k {
+					t.Fatalf("%s: CPU node, %s query %d: %d hits", phase, m, i, len(want.Hits))
+				}
+				if diff := gpuSameHits(got.Hits, want.Hits); diff != "" {
+					if bad++; bad <= 3 {
+						t.Errorf("%s: %s query %d: %s", phase, m, i, diff)
+					}
+				}
+			}
+			if bad > 0 {
+				t.Errorf("%s: %s: %d of %d queries differ", phase, m, bad, len(queries))
+			}
+		}
+		return searched
+	}
+	checkGPU := func(phase string, before map[string]float64, searched int) map[string]float64 {
+		t.Helper()
+		after := gpuScannerMetrics(t, gpu)
+		t.Logf("%s: scanner %v", phase, after)
+		if q := after["queries_total"] - before["queries_total"]; q < float64(searched) {
+			t.Errorf("%s: the scanner saw %.0f queries of %d searched", phase, q, searched)
+		}
+		if after["gpu_rows_total"] <= before["gpu_rows_total"] {
+			t.Errorf("%s: no rows scanned on the GPU", phase)
+		}
+		for _, name := range []string{"cpu_list_scans_total", "cpu_queries_total", "alloc_failures_total", "evictions_total"} {
+			if after[name] != before[name] {
+				t.Errorf("%s: %s went from %.0f to %.0f: lists or queries left the GPU under a 4 GiB budget", phase, name, before[name], after[name])
+			}
+		}
+		return after
+	}
+
+	// The node preloads a trained index: every list is on the device
+	// before the first search probes it.
+	waitResident := func(phase string) {
+		t.Helper()
+		want := float64(len(metrics) * nlist)
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+			st := gpuScannerMetrics(t, gpu)
+			if st["resident_lists"] == want {
+				t.Logf("%s: %v lists resident, %.0f bytes", phase, want, st["resident_bytes"])
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %v lists resident after a minute, want %v", phase, st["resident_lists"], want)
+			}
+		}
+	}
+	waitResident("trained")
+	st := checkGPU("trained", map[string]float64{}, compare("trained"))
+
+	// Writes, then searches at once: new rows are a CPU tail or already
+	// uploaded, deleted and replaced rows must be gone from the answers.
+	for _, m := range metrics {
+		for _, s := range []*server{cpu, gpu} {
+			gpuLoad(t, s, "g-"+m, ids[n:], data[n*d:(n+more)*d], d)
+			for i := 0; i < dels; i++ {
+				s.must("DELETE", "/v1/collections/g-"+m+"/items/"+ids[i*7], nil, 204, nil)
+			}
+			up := make([]string, upserts)
+			for i := range up {
+				up[i] = ids[i*7+3]
+			}
+			gpuLoad(t, s, "g-"+m, up, data[(n+more)*d:], d)
+		}
+	}
+	st = checkGPU("after writes", st, compare("after writes"))
+	// A deleted item's own vector, and an upserted item's new one: the
+	// deleted id is never a hit, the upserted one is the first.
+	for _, m := range metrics {
+		for i := 0; i < 20; i++ {
+			var got proto.SearchResult
+			gpu.must("POST", "/v1/collections/g-"+m+"/search", json.RawMessage(searchBody(data[i*7*d:(i*7+1)*d])), 200, &got)
+			for _, h := range got.Hits {
+				if h.ID == ids[i*7] {
+					t.Errorf("%s: deleted %s is a hit: %s", m, h.ID, cdHits(got.Hits))
+				}
+			}
+			got = proto.SearchResult{}
+			gpu.must("POST", "/v1/collections/g-"+m+"/search", json.RawMessage(searchBody(data[(n+more+i)*d:(n+more+i+1)*d])), 200, &got)
+			if len(got.Hits) == 0 || got.Hits[0].ID != ids[i*7+3] {
+				t.Errorf("%s: search by upserted %s's new vector: %s", m, ids[i*7+3], cdHits(got.Hits))
+			}
+		}
+	}
+	// The idle refresh uploads tails and bitmaps; the answers stay the same.
+	time.Sleep(500 * time.Millisecond)
+	st = checkGPU("after the idle refresh", st, compare("after the idle refresh"))
+	if st["tomb_uploads_total"] == 0 {
+		t.Errorf("no deleted bitmap was uploaded after %d deletes and %d upserts", dels, upserts)
+	}
+
+	// A restart: the node reloads its indexes and uploads them again.
+	gpu.restart()
+	for _, m := range metrics {
+		gpu.waitReadyFor("g-"+m, time.Minute)
+	}
+	waitResident("after a restart")
+	checkGPU("after a restart", map[string]float64{}, compare("after a restart"))
+}
+
+// BenchmarkGPUServeSearch: search throughput and latency over HTTP of a
+// --gpu node beside a plain one on the same machine and data, by number of
+// concurrent clients (each a closed loop of single-query searches). Data:
+// Fashion-MNIST (60,000 × 784, nlist 256, nprobe 16, as BenchmarkGPUScan)
+// when installed, else 100,000 clustered 128-d rows (nlist 1024, nprobe
+// 32). The nodes run one at a time; the client shares the machine with
+// them.
+//
+//	go test -tags cuda -run '^$' -bench GPUServe -benchtime 1x ./node/e2e
+func BenchmarkGPUServeSearch(b *testing.B) {
+	const k = 10
+	name, d, nlist, nprobe := "clustered-100k-128d", 128, 1024, 32
+	var base, qs []float32
+	if train, test, _, ok, err := cudatest.FashionMNIST(); err == nil && ok {
+		name, d, nlist, nprobe = "fmnist", 784, 256, 16
+		base, qs = train, test[:2000*784]
+	} else {
+		data := ivftest.Clustered(102_000, d, 1000, 42)
+		base, qs = data[:100_000*d], data[100_000*d:]
+	}
+	nb, nq := len(base)/d, len(qs)/d
+	bodies := make([][]byte, nq)
+	for i := range bodies {
+		bodies[i], _ = json.Marshal(map[string]any{"vector": qs[i*d : (i+1)*d], "k": k, "nprobe": nprobe})
+	}
+	ids := make([]string, nb)
+	for i := range ids {
+		ids[i] = strconv.Itoa(i)
+	}
+	cpu, gpu := gpuPair(b)
+	for _, s := range []*server{cpu, gpu} {
+		s.must("POST", "/v1/collections", map[string]any{"name": "b", "metric": "l2", "dim": d, "nlist": nlist}, 201, nil)
+		gpuLoad(b, s, "b", ids, base, d)
+		s.must("POST", "/v1/collections/b/train", nil, 202, nil)
+	}
+	for _, s := range []*server{cpu, gpu} {
+		s.waitReadyFor("b", 10*time.Minute)
+		waitIdle(b, s.cmd.Process.Pid, 2*time.Minute)
+	}
+	b.Logf("%s: %d base vectors, %d queries, nlist %d, nprobe %d, k %d", name, nb, nq, nlist, nprobe, k)
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	// run sends single-query searches from `clients` goroutines for dur and
+	// returns the queries answered and their latencies.
+	run := func(s *server, clients int, dur time.Duration) (int, []time.Duration) {
+		var (
+			mu   sync.Mutex
+			lats []time.Duration
+			next atomic.Int64
+			wg   sync.WaitGroup
+		)
+		stop := time.Now().Add(dur)
+		for c := 0; c < clients; c++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var mine []time.Duration
+				for time.Now().Before(stop) {
+					body := bodies[int(next.Add(1))%nq]
+					t0 := time.Now()
+					resp, err := hc.Post(s.url("/v1/collections/b/search"), proto.JSONContentType, bytes.NewReader(body))
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					var res proto.SearchResult
+					err = json.NewDecoder(resp.Body).Decode(&res)
+					resp.Body.Close()
+					if err != nil || resp.StatusCode != 200 || len(res.Hits) != k {
+						b.Errorf("search: %d %v, %d hits", resp.StatusCode, err, len(res.Hits))
+						return
+					}
+					mine = append(mine, time.Since(t0))
+				}
+				mu.Lock()
+				lats = append(lats, mine...)
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		slices.Sort(lats)
+		return len(lats), lats
+	}
+	for _, clients := range []int{1, 8, 64} {
+		for _, node := range []struct {
+			label string
+			s     *server
+		}{{"cpu", cpu}, {"gpu", gpu}} {
+			b.Run(fmt.Sprintf("%s/clients=%d/%s", name, clients, node.label), func(b *testing.B) {
+				var before map[string]float64
+				if node.s == gpu {
+					before = gpuScannerMetrics(b, gpu)
+				}
+				run(node.s, clients, 300*time.Millisecond) // warm up
+				for b.Loop() {
+					const dur = 3 * time.Second
+					t0 := time.Now()
+					nd, lats := run(node.s, clients, dur)
+					el := time.Since(t0)
+					if nd == 0 {
+						b.Fatal("no query answered")
+					}
+					p := func(q int) float64 { return float64(lats[min(len(lats)-1, len(lats)*q/1000)].Microseconds()) / 1000 }
+					b.ReportMetric(float64(nd)/el.Seconds(), "queries/s")
+					b.ReportMetric(p(500), "p50-ms")
+					b.ReportMetric(p(990), "p99-ms")
+				}
+				if node.s == gpu {
+					after := gpuScannerMetrics(b, gpu)
+					if nbat := after["batches_total"] - before["batches_total"]; nbat > 0 {
+						b.ReportMetric((after["queries_total"]-before["queries_total"])/nbat, "queries/batch")
+					}
+					if after["cpu_list_scans_total"] != before["cpu_list_scans_total"] {
+						b.Errorf("lists scanned on the CPU: %v", after)
+					}
+				}
+			})
+		}
+	}
+}
