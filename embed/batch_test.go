@@ -215,6 +215,13 @@ func TestPipelineGathers(t *testing.T) {
 	if len(runs) != 3 || len(runs[1]) != 6 || len(runs[2]) != 4 {
 		t.Errorf("runs %v, want [1] then 6 then 4 images", runs)
 	}
+	// OnBatch runs after a batch's callers have their vectors: the last
+	// call may come after wg.Wait returns.
+	waitFor(t, "three OnBatch calls", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(sizes) >= 3
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	if !slices.Equal(sizes, []int{1, 6, 4}) {
