@@ -125,26 +125,43 @@ SQ8_HD void sq8_load16(const unsigned char *p, unsigned int w[4]) {
 #endif
 }
 
+/* sq8_code is byte b (0..3) of the little-endian word x, as a float:
+ * exactly the integer 0..255 either way. On the device the byte goes into
+ * the low mantissa bits of 2^23 (one byte permute) and 2^23 is subtracted,
+ * instead of an integer-to-float conversion, which runs on a quarter-rate
+ * pipe and was the scan's busiest unit with the shifts and masks around
+ * it (ncu, docs/cuda.md). The value is the same, so no sum changes. */
+SQ8_HD float sq8_code(unsigned int x, int b) {
+#ifdef __CUDA_ARCH__
+	return __uint_as_float(__byte_perm(x, 0x4B000000u, 0x7440u | (unsigned int)b)) - 8388608.0f;
+#else
+	return (float)((x >> (8 * b)) & 0xffu);
+#endif
+}
+
 /* One L2 term: (a − s·code)². */
-SQ8_HD float sq8_l2_term(float a, float s, unsigned int code) {
-	float t = a - s * (float)code;
+SQ8_HD float sq8_l2_term(float a, float s, float code) {
+	float t = a - s * code;
 	return t * t;
 }
 
 /* sq8_l2_lane is lane's share of Σ_j (a_j − s_j·code_j)² over the row:
- * its chunks in order, each chunk's 16 terms in dimension order. */
+ * its chunks in order, each chunk's 16 terms in dimension order. A chunk
+ * starts at a multiple of 16, so its 16 components never straddle a
+ * padding float: they sit at sq8_sidx(i) + 0..15. */
 SQ8_HD float sq8_l2_lane(const float *a, const float *s, const unsigned char *row, int dp, int lane, int lanes) {
 	float acc = 0.0f;
 	for (int i = lane * SQ8_CHUNK; i < dp; i += lanes * SQ8_CHUNK) {
 		unsigned int w[4];
 		sq8_load16(row + i, w);
+		const float *ac = a + sq8_sidx(i), *sc = s + sq8_sidx(i);
 		for (int b = 0; b < 4; b++) {
 			unsigned int x = w[b];
-			const int j = i + 4 * b;
-			acc += sq8_l2_term(a[sq8_sidx(j)], s[sq8_sidx(j)], x & 0xffu);
-			acc += sq8_l2_term(a[sq8_sidx(j + 1)], s[sq8_sidx(j + 1)], (x >> 8) & 0xffu);
-			acc += sq8_l2_term(a[sq8_sidx(j + 2)], s[sq8_sidx(j + 2)], (x >> 16) & 0xffu);
-			acc += sq8_l2_term(a[sq8_sidx(j + 3)], s[sq8_sidx(j + 3)], x >> 24);
+			const int m = 4 * b;
+			acc += sq8_l2_term(ac[m], sc[m], sq8_code(x, 0));
+			acc += sq8_l2_term(ac[m + 1], sc[m + 1], sq8_code(x, 1));
+			acc += sq8_l2_term(ac[m + 2], sc[m + 2], sq8_code(x, 2));
+			acc += sq8_l2_term(ac[m + 3], sc[m + 3], sq8_code(x, 3));
 		}
 	}
 	return acc;
@@ -156,13 +173,14 @@ SQ8_HD float sq8_ip_lane(const float *w, const unsigned char *row, int dp, int l
 	for (int i = lane * SQ8_CHUNK; i < dp; i += lanes * SQ8_CHUNK) {
 		unsigned int c[4];
 		sq8_load16(row + i, c);
+		const float *wc = w + sq8_sidx(i);
 		for (int b = 0; b < 4; b++) {
 			unsigned int x = c[b];
-			const int j = i + 4 * b;
-			acc += w[sq8_sidx(j)] * (float)(x & 0xffu);
-			acc += w[sq8_sidx(j + 1)] * (float)((x >> 8) & 0xffu);
-			acc += w[sq8_sidx(j + 2)] * (float)((x >> 16) & 0xffu);
-			acc += w[sq8_sidx(j + 3)] * (float)(x >> 24);
+			const int m = 4 * b;
+			acc += wc[m] * sq8_code(x, 0);
+			acc += wc[m + 1] * sq8_code(x, 1);
+			acc += wc[m + 2] * sq8_code(x, 2);
+			acc += wc[m + 3] * sq8_code(x, 3);
 		}
 	}
 	return acc;
