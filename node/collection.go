@@ -88,7 +88,7 @@ type WriteItem struct {
 func (c *collection) State() State { return State(c.state.Load()) }
 
 func (c *collection) indexOptions(nlist int) ivf.Options {
-	return ivf.Options{Dim: c.meta.Dim, Metric: c.meta.Metric, NList: nlist, Seed: c.n.opts.Seed, Threads: c.n.opts.Threads, Scanner: c.n.opts.Scanner}
+	return ivf.Options{Dim: c.meta.Dim, Metric: c.meta.Metric, NList: nlist, Seed: c.n.opts.Seed, Threads: c.n.opts.Threads, Scanner: c.n.indexScanner()}
 }
 
 // open builds the runtime from the table and the store, finishing a move

@@ -51,6 +51,9 @@ func newMetrics(n *Node) *metrics {
 	if ss, ok := n.opts.Scanner.(ScannerStats); ok {
 		m.reg.MustRegister(scannerCollector{ss})
 	}
+	if n.scanner != nil {
+		m.reg.MustRegister(n.scanner.fallbacks)
+	}
 	return m
 }
 

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http/httptest"
@@ -153,4 +154,64 @@ func TestResidentScanner(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc.waitEvents(t, "preload ix1", "forget ix1")
+}
+
+// failingScanner fails every scan, as package cuda's does after a device
+// error.
+type failingScanner struct{ calls atomic.Int64 }
+
+func (s *failingScanner) Scan(*ivf.Index, []float32, [][]ivf.Probe, int, [][]ivf.Hit) error {
+	s.calls.Add(1)
+	return errors.New("cuda: device error: launch failed")
+}
+
+// TestScannerFallback: when the configured scanner fails, searches are
+// answered by ivf's CPU kernels, exactly as a node without one answers,
+// and /metrics counts the fallbacks.
+func TestScannerFallback(t *testing.T) {
+	ctx := context.Background()
+	sc := &failingScanner{}
+	n := open(t, nodetest.NewMeta(), nodetest.NewStore(), node.Options{Scanner: sc})
+	plain := open(t, nodetest.NewMeta(), nodetest.NewStore(), node.Options{})
+	const d, nb, searches = 8, 400, 5
+	r := rand.New(rand.NewPCG(3, 4))
+	vecs := make([]float32, nb*d)
+	for i := range vecs {
+		vecs[i] = r.Float32()
+	}
+	for _, x := range []*node.Node{n, plain} {
+		if _, err := x.CreateCollection(ctx, node.CollectionMeta{Name: "c", Dim: d, Metric: ivf.L2, NList: 4}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := x.Insert(ctx, "c", items("v", vecs, d)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := x.Train(ctx, "c", 0); err != nil {
+			t.Fatal(err)
+		}
+		waitState(t, x, "c", node.Ready)
+	}
+	for i := 0; i < searches; i++ {
+		req := node.SearchRequest{Vector: vecs[i*d : (i+1)*d], K: 5, NProbe: 2}
+		got, err := n.Search(ctx, "c", req)
+		if err != nil {
+			t.Fatalf("search %d with a failing scanner: %v", i, err)
+		}
+		want, err := plain.Search(ctx, "c", req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(hitIDs(got.Hits), hitIDs(want.Hits)) {
+			t.Errorf("search %d: %v, a node without a scanner %v", i, hitIDs(got.Hits), hitIDs(want.Hits))
+		}
+	}
+	if sc.calls.Load() < searches {
+		t.Fatalf("the scanner was called %d times for %d searches", sc.calls.Load(), searches)
+	}
+	srv := httptest.NewServer(n.Handler(node.APIOptions{}))
+	defer srv.Close()
+	_, body, _ := client{t: t, base: srv.URL}.do("GET", "/metrics", "", nil)
+	if want := fmt.Sprintf("lookalike_scanner_fallbacks_total %d\n", sc.calls.Load()); !strings.Contains(string(body), want) {
+		t.Errorf("/metrics lacks %q", want)
+	}
 }

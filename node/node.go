@@ -54,6 +54,9 @@ type Node struct {
 	// copyItems counts the items of shard copies this node sent as a
 	// primary, and those the joiner held already (a catch-up).
 	copyItems *prometheus.CounterVec
+	// scanner is Options.Scanner behind a CPU fallback (scanner.go); nil
+	// without one (ivf's CPU kernels).
+	scanner *fallbackScanner
 	// leaving is set when the node starts handing its shards off at
 	// shutdown: as a primary it no longer takes a failed backup out of a
 	// shard (replicate.go, sendReplica).
@@ -94,6 +97,9 @@ func Open(opts Options, meta Metadata, store Storage) (*Node, error) {
 		Name: "lookalike_copy_items_total",
 		Help: "Items of the shards this node copied as a primary to joining replicas: sent, or held by the joiner already (kept; a replica catching up).",
 	}, []string{"result"})
+	if opts.Scanner != nil {
+		n.scanner = newFallbackScanner(opts.Scanner, n.log)
+	}
 	if err := n.Sync(); err != nil {
 		n.Close()
 		return nil, err
