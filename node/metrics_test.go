@@ -18,6 +18,34 @@ import (
 	"lookalike/node/nodetest"
 )
 
+// scanDim is the dimension of trainSmall's collection.
+const scanDim = 8
+
+// trainSmall creates collection "c" on n (scanDim, L2, nlist 4), inserts
+// 400 seeded random vectors under ids v0..v399 and trains it. It returns
+// the vectors.
+func trainSmall(t *testing.T, n *node.Node) []float32 {
+	t.Helper()
+	ctx := context.Background()
+	const d, nb = scanDim, 400
+	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: "c", Dim: d, Metric: ivf.L2, NList: 4}); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	vecs := make([]float32, nb*d)
+	for i := range vecs {
+		vecs[i] = r.Float32()
+	}
+	if _, err := n.Insert(ctx, "c", items("v", vecs, d)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Train(ctx, "c", 0); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, n, "c", node.Ready)
+	return vecs
+}
+
 // countingScanner is the CPU scanner with ScannerStats, as package cuda's
 // Scanner reports its own.
 type countingScanner struct{ queries atomic.Int64 }
@@ -37,22 +65,8 @@ func TestScannerMetrics(t *testing.T) {
 	ctx := context.Background()
 	sc := &countingScanner{}
 	n := open(t, nodetest.NewMeta(), nodetest.NewStore(), node.Options{Scanner: sc})
-	const d, nb = 8, 400
-	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: "c", Dim: d, Metric: ivf.L2, NList: 4}); err != nil {
-		t.Fatal(err)
-	}
-	r := rand.New(rand.NewPCG(1, 2))
-	vecs := make([]float32, nb*d)
-	for i := range vecs {
-		vecs[i] = r.Float32()
-	}
-	if _, err := n.Insert(ctx, "c", items("v", vecs, d)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.Train(ctx, "c", 0); err != nil {
-		t.Fatal(err)
-	}
-	waitState(t, n, "c", node.Ready)
+	vecs := trainSmall(t, n)
+	const d = scanDim
 	for i := 0; i < 3; i++ {
 		if _, err := n.Search(ctx, "c", node.SearchRequest{Vector: vecs[i*d : (i+1)*d], K: 5, NProbe: 2}); err != nil {
 			t.Fatal(err)
@@ -133,22 +147,7 @@ func TestResidentScanner(t *testing.T) {
 	ctx := context.Background()
 	sc := &residentScanner{}
 	n := open(t, nodetest.NewMeta(), nodetest.NewStore(), node.Options{Scanner: sc})
-	const d, nb = 8, 400
-	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: "c", Dim: d, Metric: ivf.L2, NList: 4}); err != nil {
-		t.Fatal(err)
-	}
-	r := rand.New(rand.NewPCG(1, 2))
-	vecs := make([]float32, nb*d)
-	for i := range vecs {
-		vecs[i] = r.Float32()
-	}
-	if _, err := n.Insert(ctx, "c", items("v", vecs, d)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.Train(ctx, "c", 0); err != nil {
-		t.Fatal(err)
-	}
-	waitState(t, n, "c", node.Ready)
+	trainSmall(t, n)
 	sc.waitEvents(t, "preload ix1")
 	if err := n.DropCollection(ctx, "c"); err != nil {
 		t.Fatal(err)
@@ -173,24 +172,9 @@ func TestScannerFallback(t *testing.T) {
 	sc := &failingScanner{}
 	n := open(t, nodetest.NewMeta(), nodetest.NewStore(), node.Options{Scanner: sc})
 	plain := open(t, nodetest.NewMeta(), nodetest.NewStore(), node.Options{})
-	const d, nb, searches = 8, 400, 5
-	r := rand.New(rand.NewPCG(3, 4))
-	vecs := make([]float32, nb*d)
-	for i := range vecs {
-		vecs[i] = r.Float32()
-	}
-	for _, x := range []*node.Node{n, plain} {
-		if _, err := x.CreateCollection(ctx, node.CollectionMeta{Name: "c", Dim: d, Metric: ivf.L2, NList: 4}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := x.Insert(ctx, "c", items("v", vecs, d)); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := x.Train(ctx, "c", 0); err != nil {
-			t.Fatal(err)
-		}
-		waitState(t, x, "c", node.Ready)
-	}
+	const d, searches = scanDim, 5
+	vecs := trainSmall(t, n)
+	trainSmall(t, plain)
 	for i := 0; i < searches; i++ {
 		req := node.SearchRequest{Vector: vecs[i*d : (i+1)*d], K: 5, NProbe: 2}
 		got, err := n.Search(ctx, "c", req)
