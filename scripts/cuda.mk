@@ -7,6 +7,7 @@
 #   make cuda-check  what CI runs: PTX up to date, vet, build and link -tags cuda
 #   make gpu-test    build bin/cuda.test, bin/e2e.test, bin/lookalike-cuda and bin/gpu-test.sh
 #                    (scripts/gpu-test.sh) to run on a GPU machine
+#   make gpu-pack    the same, packed into bin/gpu-test.tar.xz
 #
 # Needs nvcc and the stub libcuda: scripts/setup-cuda.sh installs both
 # (Debian 12 nvidia-cuda-toolkit 11.8). No GPU is needed for any target here.
@@ -26,7 +27,7 @@ CUDA_GOENV = CGO_LDFLAGS="$(CGO_LDFLAGS) -L$(CUDA_STUBS)"
 CUDA_KERNELS = cuda/kernels/sq8.cu
 CUDA_HEADERS = cuda/kernels/sq8.h
 
-.PHONY: ptx cuda cuda-check gpu-test cuda-nvcc
+.PHONY: ptx cuda cuda-check gpu-test gpu-pack cuda-nvcc
 
 cuda-nvcc:
 	@command -v $(NVCC) >/dev/null 2>&1 || { \
@@ -71,5 +72,12 @@ gpu-test:
 	cp scripts/gpu-test.sh bin/gpu-test.sh
 	@echo "gpu-test: built bin/cuda.test, bin/e2e.test, bin/lookalike-cuda; on the GPU machine, from the repository root:"
 	@echo "    ./bin/gpu-test.sh        # package cuda's GPU tests and benchmarks, then the node's (scripts/gpu-test.sh)"
+
+# gpu-test packed into one file to copy: bin/gpu-test.tar.xz (about 47 MB
+# with Fashion-MNIST; the binaries alone are 55 MB unpacked). There:
+# tar xJf gpu-test.tar.xz && ./gpu-test.sh
+gpu-pack: gpu-test
+	tar -C bin -cJf bin/gpu-test.tar.xz cuda.test e2e.test lookalike-cuda gpu-test.sh $$(cd bin && ls -d testdata 2>/dev/null)
+	@ls -l bin/gpu-test.tar.xz
 
 .DEFAULT_GOAL := $(CUDA_SAVED_DEFAULT_GOAL)

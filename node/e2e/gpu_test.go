@@ -289,6 +289,101 @@ func TestGPUServeMatchesCPU(t *testing.T) {
 	checkGPU("after a restart", map[string]float64{}, compare("after a restart"))
 }
 
+// TestGPUClusterMatchesCPU: a three-node cluster (replicas 2) whose nodes
+// all scan on the one GPU answers through every node like a plain single
+// node on the same data: the same hits (within gpuSameHits' tolerance),
+// never partial. Every node scanned its parts on the GPU and none fell
+// back to the CPU.
+func TestGPUClusterMatchesCPU(t *testing.T) {
+	const (
+		d, n, nlist, clusters, batch = 64, 12_000, 16, 32, 1000
+		nq, k, nprobe                = 100, 10, 4
+		name                         = "gc"
+	)
+	single := startServer(t, gpuFlags...)
+	nodes := cdStartCluster(t, 3, "--auto-train-at", "-1", "--gpu", "--gpu-memory", strconv.Itoa(1<<30))
+	cdLogTails(t, nodes, 40)
+	cdWaitFormed(t, nodes)
+	single.must("POST", "/v1/collections", map[string]any{"name": name, "metric": "l2", "dim": d, "nlist": nlist}, 201, nil)
+	create(t, nodes[0], fmt.Sprintf(`{"name":%q,"metric":"l2","dim":%d,"nlist":%d,"replicas":2}`, name, d, nlist))
+	cdWaitCollection(t, nodes, name)
+
+	data := ivftest.Clustered(n+nq, d, clusters, 9)
+	ids := make([]string, n)
+	vecs := make([][]float32, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("item-%d", i)
+		vecs[i] = data[i*d : (i+1)*d]
+	}
+	// The same batches in the same order on both, so that both train on
+	// the same rows (TestClusterRecallEqualsOneNode).
+	for b := 0; b < n; b += batch {
+		body := cdInsertBody(ids[b:b+batch], vecs[b:b+batch], b)
+		var got proto.Inserted
+		if st, _, err := single.call("POST", "/v1/collections/"+name+"/vectors", proto.JSONContentType, body, &got); st != 200 || got.Inserted != batch {
+			t.Fatalf("single node insert %d: %d %v", b, st, err)
+		}
+		c := nodes[(b/batch)%len(nodes)]
+		got = proto.Inserted{}
+		if st, err := cdRetry(c.server, 10*time.Second, "POST", "/v1/collections/"+name+"/vectors", body, &got); st != 200 || got.Inserted != batch {
+			t.Fatalf("cluster insert %d through %s: %d %v", b, c.id, st, err)
+		}
+	}
+	single.must("POST", "/v1/collections/"+name+"/train", nil, 202, nil)
+	if st, err := cdRetry(nodes[1].server, 10*time.Second, "POST", "/v1/collections/"+name+"/train", nil, nil); st != 202 {
+		t.Fatalf("cluster train: %d %v", st, err)
+	}
+	single.waitReady(name)
+	for _, c := range nodes {
+		c.waitReadyFor(name, time.Minute)
+	}
+	waitCluster(t, nodes[0], 15*time.Second, "list shards of "+name+" covering every list", func(cu proto.Cluster) bool {
+		return cdSumLists(cu, name) == nlist
+	})
+
+	bad := 0
+	for q := 0; q < nq; q++ {
+		body, _ := json.Marshal(map[string]any{"vector": data[(n+q)*d : (n+q+1)*d], "k": k, "nprobe": nprobe})
+		var want proto.SearchResult
+		if st, _, err := single.call("POST", "/v1/collections/"+name+"/search", proto.JSONContentType, body, &want); st != 200 || len(want.Hits) != k {
+			t.Fatalf("single node query %d: %d %v, %d hits", q, st, err, len(want.Hits))
+		}
+		for _, c := range nodes {
+			var got proto.SearchResult
+			st, err := cdCall(c.server, 30*time.Second, "POST", "/v1/collections/"+name+"/search", body, &got)
+			diff := ""
+			switch {
+			case st != 200:
+				diff = fmt.Sprintf("%d %v", st, err)
+			case got.Partial || len(got.MissingShards) > 0:
+				diff = fmt.Sprintf("partial, missing %v", got.MissingShards)
+			default:
+				diff = gpuSameHits(got.Hits, want.Hits)
+			}
+			if diff != "" {
+				if bad++; bad <= 3 {
+					t.Errorf("query %d through %s: %s", q, c.id, diff)
+				}
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d answers differ from the single node's", bad, nq*len(nodes))
+	}
+	for _, c := range nodes {
+		st := gpuScannerMetrics(t, c.server)
+		t.Logf("%s: scanner %v", c.id, st)
+		if st["gpu_rows_total"] == 0 {
+			t.Errorf("%s scanned no rows on the GPU", c.id)
+		}
+		for _, m := range []string{"cpu_list_scans_total", "cpu_queries_total", "alloc_failures_total"} {
+			if st[m] != 0 {
+				t.Errorf("%s: %s %v", c.id, m, st[m])
+			}
+		}
+	}
+}
+
 // BenchmarkGPUServeSearch: search throughput and latency over HTTP of a
 // --gpu node beside a plain one on the same machine and data, by number of
 // concurrent clients (each a closed loop of single-query searches). Data:
