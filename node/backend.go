@@ -47,6 +47,10 @@ type CollectionMeta struct {
 	// Buffered: the table still routes to the flat buffer shards (until
 	// RetireBuffer after the move).
 	Buffered bool
+	// IDDirectory (CreateCollection): create the collection with its id
+	// directory (a cluster's collections; docs/node.md, "The id
+	// directory").
+	IDDirectory bool
 }
 
 // ClusterInfo is the coordinator's view of the cluster.

@@ -73,6 +73,9 @@ type collection struct {
 	purging   atomic.Bool
 	// moving says whether this node moves the buffer to the lists.
 	moving atomic.Bool
+	// dir: this is a collection's id directory (directory.go), never
+	// trained, whose items are entries.
+	dir bool
 }
 
 // WriteItem is one item of an upsert, validated by the caller's decoder.
@@ -96,6 +99,7 @@ func (c *collection) indexOptions(nlist int) ivf.Options {
 func (n *Node) openCollection(m CollectionMeta) (*collection, error) {
 	ctx, cancel := context.WithCancel(n.ctx)
 	c := &collection{n: n, meta: m, ctx: ctx, cancel: cancel}
+	_, _, c.dir = meta.DirOf(m.Name)
 	c.epoch.Store(m.Epoch)
 	if err := c.load(m); err != nil {
 		cancel()
@@ -522,7 +526,7 @@ func (s storeSource) Vectors(ids []uint64, dst []float32) error { return s.s.Vec
 // maybeTrain starts training when an untrained collection reaches its
 // threshold. Called with mu held.
 func (c *collection) maybeTrain() {
-	if c.State() != Untrained {
+	if c.State() != Untrained || c.dir {
 		return
 	}
 	at := c.n.opts.AutoTrainAt

@@ -45,6 +45,22 @@ type route struct {
 	self    string
 	version uint64
 	c       *meta.Collection
+	// dir are the partitions of the collection's id directory in the
+	// same table (nil for a collection created without one: directory.go).
+	dir []*meta.Collection
+}
+
+// newRoute reads collection name's placement from t.
+func newRoute(p placer, t *meta.Table, c *meta.Collection) *route {
+	rt := &route{p: p, self: p.self(), version: t.Version(), c: c}
+	for i := range c.IDPartitions {
+		d, ok := t.Collection(meta.DirName(c.Name, i))
+		if !ok {
+			return rt // cannot be: created and dropped with c
+		}
+		rt.dir = append(rt.dir, d)
+	}
+	return rt
 }
 
 // distRoute returns the placement of a collection on a node of a
@@ -69,7 +85,7 @@ func (n *Node) distRoute(name string) (*route, bool) {
 			return nil, false
 		}
 	}
-	return &route{p: p, self: p.self(), version: t.Version(), c: c}, true
+	return newRoute(p, t, c), true
 }
 
 // leaderVersion answers OpVersion: the table version, on the leader.
@@ -220,29 +236,119 @@ func backoff(ctx context.Context, delay *time.Duration) error {
 
 // distInsert writes items through the primaries of their shards. Items
 // with ids already set (preset non-nil) keep them: the buffer's move.
-// It returns the internal id of each item.
+// It returns the internal id of each item. A user id given twice keeps
+// its last item (as on one node).
+//
+// On a collection with an id directory the lists an item goes to are
+// added to its entry before the item is written (directory.go), and
+// evict sends the eviction of old copies only to the shards the entries
+// named; without one, evict goes to every node.
 func (n *Node) distInsert(ctx context.Context, name string, items []WriteItem, preset []uint64, evict bool) ([]uint64, error) {
 	if err := n.lease(); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.opts.CallTimeout)
 	defer cancel()
-	ids := make([]uint64, len(items))
-	applied := make([][]string, len(items)) // the nodes that applied each item
+	items, preset, back := lastOfEach(items, preset)
+	prior := make([][]dirRef, len(items))
+	prepare := func(rt *route, todo []int) error {
+		if rt.dir == nil || !rt.trained() {
+			// Untrained: a user id's copy is in its buffer shard, known
+			// from the id alone.
+			return nil
+		}
+		return n.dirAdd(ctx, rt, items, todo, prior)
+	}
+	w, err := n.distWrite(ctx, name, items, preset, 0, prepare)
+	if err != nil {
+		return nil, err
+	}
+	if evict {
+		if w.rt.dir != nil {
+			if err := n.evictListed(ctx, w.rt, items, w.ids, w.applied, prior); err != nil {
+				return nil, fmt.Errorf("written, but old copies of the ids may remain: %w", err)
+			}
+		} else if err := n.evictEverywhere(ctx, w.rt, items, w.ids, w.applied); err != nil {
+			return nil, err
+		}
+	}
+	return back(w.ids), nil
+}
+
+// lastOfEach keeps the last item of each user id; back maps the kept
+// items' ids to the ids of all of them, in the caller's order.
+func lastOfEach(items []WriteItem, preset []uint64) ([]WriteItem, []uint64, func([]uint64) []uint64) {
+	last := make(map[string]int, len(items))
+	for i, it := range items {
+		last[it.UserID] = i
+	}
+	if len(last) == len(items) {
+		return items, preset, func(ids []uint64) []uint64 { return ids }
+	}
+	var kept []WriteItem
+	var keptPreset []uint64
+	keptAt := make(map[int]int, len(last)) // an item's index → its index in kept
+	for i, it := range items {
+		if last[it.UserID] == i {
+			keptAt[i] = len(kept)
+			kept = append(kept, it)
+			if preset != nil {
+				keptPreset = append(keptPreset, preset[i])
+			}
+		}
+	}
+	at := make([]int, len(items)) // at[i]: the kept item of items[i]'s user id
+	for i, it := range items {
+		at[i] = keptAt[last[it.UserID]]
+	}
+	return kept, keptPreset, func(ids []uint64) []uint64 {
+		out := make([]uint64, len(items))
+		for i, k := range at {
+			out[i] = ids[k]
+		}
+		return out
+	}
+}
+
+// written is what distWrite did.
+type written struct {
+	ids     []uint64   // each item's internal id
+	applied [][]string // the nodes that applied each item
+	prior   [][]byte   // DirAdd: each item's entry before
+	rt      *route     // the last route written through
+}
+
+// distWrite sends items (lists assigned by groupWrites) to the primaries
+// of their shards, routing again and resending the items a primary
+// refused while the table moves on (a failover, a training commit).
+// prepare, when set, runs after the items of todo got their lists and
+// before they are sent. dir is RPCWrite.Dir.
+func (n *Node) distWrite(ctx context.Context, name string, items []WriteItem, preset []uint64, dir uint8,
+	prepare func(rt *route, todo []int) error) (*written, error) {
+	w := &written{ids: make([]uint64, len(items)), applied: make([][]string, len(items))}
+	if dir == proto.DirAdd {
+		w.prior = make([][]byte, len(items))
+	}
 	todo := make([]int, len(items))
 	for i := range todo {
 		todo[i] = i
 	}
+	var deadline int64
+	if d, ok := ctx.Deadline(); ok {
+		deadline = d.UnixNano()
+	}
 	delay := 5 * time.Millisecond
 	var lastErr error
-	var rt *route
 	for len(todo) > 0 {
-		var ok bool
-		rt, ok = n.distRoute(name)
+		rt, ok := n.distRoute(name)
 		if !ok {
 			return nil, fmt.Errorf("%w: %q", ErrNoCollection, name)
 		}
+		w.rt = rt
 		groups, err := n.groupWrites(rt, items, todo)
+		if err == nil && prepare != nil {
+			err = prepare(rt, todo)
+		}
 		if err != nil {
 			if !retryable(err) {
 				return nil, err
@@ -260,7 +366,7 @@ func (n *Node) distInsert(ctx context.Context, name string, items []WriteItem, p
 		}
 		results := make(chan result, len(groups))
 		for node, idx := range groups {
-			call := &proto.RPCWrite{Collection: name, Epoch: rt.c.Epoch, Version: rt.version, Items: make([]proto.RPCItem, len(idx))}
+			call := &proto.RPCWrite{Collection: name, Epoch: rt.c.Epoch, Version: rt.version, Items: make([]proto.RPCItem, len(idx)), Dir: dir, Deadline: deadline}
 			for j, i := range idx {
 				it := items[i]
 				call.Items[j] = proto.RPCItem{UserID: it.UserID, List: it.list, Vector: proto.VectorView(it.Vector), Meta: it.Meta, Attachment: it.Attachment}
@@ -277,13 +383,16 @@ func (n *Node) distInsert(ctx context.Context, name string, items []WriteItem, p
 		for range groups {
 			r := <-results
 			switch {
-			case r.err == nil && len(r.reply.IDs) == len(r.idx):
+			case r.err == nil && len(r.reply.IDs) == len(r.idx) && (w.prior == nil || len(r.reply.Prior) == len(r.idx)):
 				for j, i := range r.idx {
-					ids[i] = r.reply.IDs[j]
-					applied[i] = r.reply.Applied
+					w.ids[i] = r.reply.IDs[j]
+					w.applied[i] = r.reply.Applied
+					if w.prior != nil {
+						w.prior[i] = r.reply.Prior[j]
+					}
 				}
 			case r.err == nil:
-				return nil, fmt.Errorf("node: a primary answered %d ids for %d items", len(r.reply.IDs), len(r.idx))
+				return nil, fmt.Errorf("node: a primary answered %d ids and %d entries for %d items", len(r.reply.IDs), len(r.reply.Prior), len(r.idx))
 			case retryable(r.err):
 				lastErr = r.err
 				next = append(next, r.idx...)
@@ -298,28 +407,31 @@ func (n *Node) distInsert(ctx context.Context, name string, items []WriteItem, p
 			}
 		}
 	}
-	if evict && rt != nil {
-		// An upsert may have placed a user id's new copy on another shard
-		// than its old one: every other holder drops copies other than the
-		// new (docs/node.md, "Shards on several nodes").
-		users := make([]string, len(items))
-		for i, it := range items {
-			users[i] = it.UserID
-		}
-		// A node that applied an item's new copy holds no old one (one
-		// copy per user id a node): it is told, and skips the lookup.
-		here := func(node string) []bool {
-			flags := make([]bool, len(items))
-			for i := range items {
-				flags[i] = slices.Contains(applied[i], node)
-			}
-			return flags
-		}
-		if _, err := n.distDelete(ctx, rt, &proto.RPCDelete{Collection: name, UserIDs: users, Keep: ids}, here); err != nil {
-			return nil, fmt.Errorf("written, but old copies of the ids may remain: %w", err)
-		}
+	return w, nil
+}
+
+// evictEverywhere is the eviction of a collection without an id
+// directory: an upsert may have placed a user id's new copy on another
+// shard than its old one, so every node holding a replica drops the
+// copies other than the new (docs/node.md, "Shards on several nodes").
+func (n *Node) evictEverywhere(ctx context.Context, rt *route, items []WriteItem, ids []uint64, applied [][]string) error {
+	users := make([]string, len(items))
+	for i, it := range items {
+		users[i] = it.UserID
 	}
-	return ids, nil
+	// A node that applied an item's new copy holds no old one (one copy
+	// per user id a node): it is told, and skips the lookup.
+	here := func(node string) []bool {
+		flags := make([]bool, len(items))
+		for i := range items {
+			flags[i] = slices.Contains(applied[i], node)
+		}
+		return flags
+	}
+	if _, err := n.distDelete(ctx, rt, &proto.RPCDelete{Collection: rt.c.Name, UserIDs: users, Keep: ids}, here); err != nil {
+		return fmt.Errorf("written, but old copies of the ids may remain: %w", err)
+	}
+	return nil
 }
 
 // localRoute is the route of a collection whose replicas are all here.
@@ -333,7 +445,7 @@ func (n *Node) localRoute(name string) *route {
 	if !ok {
 		return nil
 	}
-	return &route{p: p, self: p.self(), version: t.Version(), c: c}
+	return newRoute(p, t, c)
 }
 
 // groupWrites assigns each item of todo its list (the buffer before
@@ -398,6 +510,25 @@ func (n *Node) writeTo(ctx context.Context, node string, call *proto.RPCWrite) (
 // With applied set (an eviction after an upsert), each node's call
 // carries applied(node) as its Applied flags.
 func (n *Node) distDelete(ctx context.Context, rt *route, call *proto.RPCDelete, applied func(node string) []bool) (int, error) {
+	return n.deleteAt(ctx, rt, func(rt *route) map[string]*proto.RPCDelete {
+		out := map[string]*proto.RPCDelete{}
+		for _, node := range rt.nodes() {
+			c := *call
+			if applied != nil {
+				c.Applied = applied(node)
+			}
+			out[node] = &c
+		}
+		return out
+	})
+}
+
+// deleteAt sends each node of calls(rt) its delete and returns the most
+// copies one node removed. When a node fails, it routes again and sends
+// the calls of the new route to the nodes that have not answered yet:
+// once the leader has taken a failed replica out of its shards (or it
+// answers again), the delete is complete.
+func (n *Node) deleteAt(ctx context.Context, rt *route, calls func(rt *route) map[string]*proto.RPCDelete) (int, error) {
 	if err := rt.leased(); err != nil {
 		return 0, err
 	}
@@ -405,26 +536,18 @@ func (n *Node) distDelete(ctx context.Context, rt *route, call *proto.RPCDelete,
 	done := map[string]bool{}
 	best := 0
 	for {
-		call.Epoch = rt.c.Epoch
-		var targets []string
-		for _, node := range rt.nodes() {
-			if !done[node] {
-				targets = append(targets, node)
-			}
-		}
 		type result struct {
 			node    string
 			removed int
 			err     error
 		}
+		targets := calls(rt)
+		for node := range done {
+			delete(targets, node)
+		}
 		results := make(chan result, len(targets))
-		for _, node := range targets {
-			call := call
-			if applied != nil {
-				c := *call
-				c.Applied = applied(node)
-				call = &c
-			}
+		for node, call := range targets {
+			call.Epoch = rt.c.Epoch
 			go func() {
 				var r int
 				var err error
@@ -454,8 +577,6 @@ func (n *Node) distDelete(ctx context.Context, rt *route, call *proto.RPCDelete,
 		if lastErr == nil {
 			return best, nil
 		}
-		// A replica failed: once the leader has taken it out of the
-		// shards (or it answers again), the delete is complete.
 		if err := backoff(ctx, &delay); err != nil {
 			return 0, fmt.Errorf("%w (after %v)", lastErr, err)
 		}
@@ -777,7 +898,8 @@ func (n *Node) distSearchRetry(ctx context.Context, name string, rt *route, req 
 }
 
 // distGet reads an item from one replica of every shard (this node
-// first) and returns the first copy found.
+// first) and returns the first copy found; with an id directory, only
+// from the shards the id's entry names (dirGet).
 func (n *Node) distGet(ctx context.Context, rt *route, call *proto.RPCGet) (*Item, error) {
 	if err := rt.leased(); err != nil {
 		return nil, err
@@ -785,6 +907,9 @@ func (n *Node) distGet(ctx context.Context, rt *route, call *proto.RPCGet) (*Ite
 	ctx, cancel := context.WithTimeout(ctx, n.opts.CallTimeout)
 	defer cancel()
 	call.Epoch = rt.c.Epoch
+	if rt.dir != nil {
+		return n.dirGet(ctx, rt, call)
+	}
 	if it, err := n.getLocal(call); err == nil && it.Found {
 		return itemOf(&it.Item)
 	}
@@ -800,6 +925,12 @@ func (n *Node) distGet(ctx context.Context, rt *route, call *proto.RPCGet) (*Ite
 			nodes = append(nodes, node)
 		}
 	}
+	return n.getFrom(ctx, nodes, call)
+}
+
+// getFrom asks nodes for the item in parallel and returns the first copy
+// found.
+func (n *Node) getFrom(ctx context.Context, nodes []string, call *proto.RPCGet) (*Item, error) {
 	type result struct {
 		reply proto.RPCGetReply
 		err   error
@@ -946,11 +1077,28 @@ func (n *Node) primaryWrite(ctx context.Context, call *proto.RPCWrite) (*proto.R
 	if rt.trained() && c.follow() == nil {
 		return nil, fmt.Errorf("%w: collection %q: centroids not loaded yet", ErrStaleEpoch, call.Collection)
 	}
-	ids, applied, err := c.writeAsPrimary(ctx, rt, items, lists, ids)
+	if call.Deadline != 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, call.Deadline))
+		defer cancel()
+	}
+	var merge func([]WriteItem, []int) error
+	var prior [][]byte
+	if call.Dir != 0 {
+		if !c.dir {
+			return nil, fmt.Errorf("%w: a directory operation on %q, which is not an id directory", ErrInvalid, call.Collection)
+		}
+		merge = func(items []WriteItem, keep []int) error {
+			var err error
+			prior, err = c.dirMerge(call.Dir, items, keep)
+			return err
+		}
+	}
+	ids, applied, err := c.writeAsPrimary(ctx, rt, items, lists, ids, merge)
 	if err != nil {
 		return nil, err
 	}
-	return &proto.RPCWriteReply{IDs: ids, Applied: applied}, nil
+	return &proto.RPCWriteReply{IDs: ids, Applied: applied, Prior: prior}, nil
 }
 
 // applyReplica applies a primary's write in its stream's order.

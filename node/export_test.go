@@ -1,5 +1,10 @@
 package node
 
+import (
+	"context"
+	"time"
+)
+
 // Hooks for the external tests of this package (package node_test).
 
 // CatchUp drives the joiner's side of a shard copy on a collection of
@@ -45,4 +50,46 @@ func DropFromLists(n *Node, name string, id uint64, list int32) error {
 	c.dropMem(id, list)
 	c.mu.Unlock()
 	return nil
+}
+
+// DirRef is an id directory entry's list (dirRef).
+type DirRef = dirRef
+
+// EncodeEntry and DecodeEntry are the id directory entry's codec.
+var EncodeEntry, DecodeEntry = encodeEntry, decodeEntry
+
+// DirSettle is how long a pruned list is spared after it was added.
+func (n *Node) DirSettle() time.Duration { return n.dirSettle() }
+
+// DirApply applies directory operations (proto.DirAdd or DirPrune) to
+// the id directory collection name as its primary does, at time now
+// (Unix milliseconds): users[i]'s entry gets lists[i]. It returns each
+// entry as it was.
+func (n *Node) DirApply(name string, op uint8, users []string, lists [][]int32, now int64) ([][]byte, error) {
+	c, err := n.collection(name)
+	if err != nil {
+		return nil, err
+	}
+	items := make([]WriteItem, len(users))
+	keep := make([]int, len(users))
+	bl := make([]int32, len(users))
+	for i, u := range users {
+		items[i] = dirItem(u, lists[i]...)
+		keep[i], bl[i] = i, BufferList
+	}
+	ids, err := n.ids.take(context.Background(), len(users))
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	prior, err := c.dirMergeAt(op, items, keep, now)
+	var wait func() error
+	if err == nil {
+		wait, err = c.applyLocked(items, bl, ids, keep, true)
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return prior, wait()
 }

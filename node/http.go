@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"lookalike/coordinator/meta"
 	"lookalike/embed"
 	"lookalike/ivf"
 	"lookalike/node/web"
@@ -528,8 +529,16 @@ func (a *api) cluster(w http.ResponseWriter, r *http.Request) error {
 	if p, ok := a.n.meta.(placer); ok {
 		// The table's shard map: list shards, then the flat buffer's
 		// shards while a collection has one. The replica sets are the
-		// in-sync sets (a replica that fails leaves them).
+		// in-sync sets (a replica that fails leaves them). A collection's
+		// id directory shows as its shards name/ids/N.
 		for _, c := range p.table().Collections() {
+			if owner, part, dir := meta.DirOf(c.Name); dir {
+				for _, s := range c.Buffer {
+					out.Shards = append(out.Shards, proto.ClusterShard{Collection: owner, Shard: fmt.Sprintf("%s/ids/%d", owner, part),
+						Epoch: s.Epoch, Primary: s.Primary, Replicas: append(slices.Clone(s.Replicas), s.Joining...), InSync: s.Replicas, Joining: s.Joining, Away: s.Away})
+				}
+				continue
+			}
 			for _, s := range c.Shards.Shards {
 				out.Shards = append(out.Shards, proto.ClusterShard{Collection: c.Name, Shard: fmt.Sprintf("%s/%d", c.Name, s.ID),
 					Epoch: s.Epoch, Lists: len(c.Shards.Lists(s.ID)), Primary: s.Primary, Replicas: append(slices.Clone(s.Replicas), s.Joining...),

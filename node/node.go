@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"lookalike/coordinator/meta"
 	"lookalike/ivf"
 	"lookalike/proto"
 
@@ -54,6 +55,8 @@ type Node struct {
 	// copyItems counts the items of shard copies this node sent as a
 	// primary, and those the joiner held already (a catch-up).
 	copyItems *prometheus.CounterVec
+	// rpcServed counts the internal calls served, by op.
+	rpcServed *prometheus.CounterVec
 	// scanner is Options.Scanner behind a CPU fallback (scanner.go); nil
 	// without one (ivf's CPU kernels).
 	scanner *fallbackScanner
@@ -97,6 +100,10 @@ func Open(opts Options, meta Metadata, store Storage) (*Node, error) {
 		Name: "lookalike_copy_items_total",
 		Help: "Items of the shards this node copied as a primary to joining replicas: sent, or held by the joiner already (kept; a replica catching up).",
 	}, []string{"result"})
+	n.rpcServed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lookalike_rpc_served_total",
+		Help: "Internal calls this node served, by op (a node's calls to itself run in process and are not counted).",
+	}, []string{"op"})
 	if opts.Scanner != nil {
 		n.scanner = newFallbackScanner(opts.Scanner, n.log)
 	}
@@ -234,6 +241,16 @@ func (n *Node) CreateCollection(ctx context.Context, m CollectionMeta) (Collecti
 	if err := n.store.Drop(m.Name); err != nil { // leftovers of a drop that crashed midway
 		return CollectionStatus{}, err
 	}
+	// A cluster's collection gets its id directory (decision 10): one
+	// partition per live node.
+	if ln, ok := n.meta.(interface{ LiveNodes() []string }); ok && n.peers != nil {
+		m.IDDirectory = true
+		for p := range len(ln.LiveNodes()) {
+			if err := n.store.Drop(meta.DirName(m.Name, p)); err != nil {
+				return CollectionStatus{}, err
+			}
+		}
+	}
 	m.State, m.Epoch = Untrained, 1
 	if m.Replicas == 0 {
 		// decision 3: one copy on one node, two from three nodes on.
@@ -257,12 +274,21 @@ func (n *Node) DropCollection(ctx context.Context, name string) error {
 	if _, ok := n.meta.Collection(name); !ok {
 		return fmt.Errorf("%w: %q", ErrNoCollection, name)
 	}
+	parts := 0
+	if rt := n.localRoute(name); rt != nil {
+		parts = len(rt.dir)
+	}
 	if err := n.meta.DropCollection(ctx, name); err != nil {
 		n.Sync() // the drop may have been applied although the call failed
 		return err
 	}
 	if err := n.Sync(); err != nil {
 		return err
+	}
+	for p := range parts {
+		if err := n.store.Drop(meta.DirName(name, p)); err != nil {
+			return err
+		}
 	}
 	return n.store.Drop(name)
 }
@@ -313,7 +339,9 @@ func (n *Node) Collections() []CollectionStatus {
 	n.mu.RLock()
 	names := make([]string, 0, len(n.colls))
 	for name := range n.colls {
-		names = append(names, name)
+		if _, _, dir := meta.DirOf(name); !dir {
+			names = append(names, name)
+		}
 	}
 	n.mu.RUnlock()
 	sort.Strings(names)
@@ -403,7 +431,13 @@ func (n *Node) Delete(ctx context.Context, name, userID string) error {
 	if rt, ok := n.distRoute(name); ok {
 		ctx, cancel := context.WithTimeout(ctx, n.opts.CallTimeout)
 		defer cancel()
-		got, err := n.distDelete(ctx, rt, &proto.RPCDelete{Collection: name, UserIDs: []string{userID}}, nil)
+		var got int
+		var err error
+		if rt.dir != nil {
+			got, err = n.dirDelete(ctx, rt, userID)
+		} else {
+			got, err = n.distDelete(ctx, rt, &proto.RPCDelete{Collection: name, UserIDs: []string{userID}}, nil)
+		}
 		if err == nil && got == 0 {
 			err = fmt.Errorf("%w: %q", ErrNoItem, userID)
 		}

@@ -155,7 +155,7 @@ func (m *RaftMetadata) CreateCollection(ctx context.Context, c CollectionMeta) e
 	// One flat buffer shard (with its replicas): training runs where it
 	// lives, on all of the collection's vectors (docs/node.md, "Shards on
 	// several nodes").
-	_, err := m.propose(ctx, meta.CreateCollection{Name: c.Name, Dim: c.Dim, Metric: c.Metric, NList: c.NList, Replicas: c.Replicas, Model: c.Model, ModelHash: c.ModelHash, Shards: 1})
+	_, err := m.propose(ctx, meta.CreateCollection{Name: c.Name, Dim: c.Dim, Metric: c.Metric, NList: c.NList, Replicas: c.Replicas, Model: c.Model, ModelHash: c.ModelHash, Shards: 1, IDDirectory: c.IDDirectory})
 	return err
 }
 

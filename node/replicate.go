@@ -154,7 +154,13 @@ type replicaCall struct {
 // ids: the last wins. It returns each item's internal id and the nodes
 // that applied the whole write: this one and the backups that
 // acknowledged a part holding every item.
-func (c *collection) writeAsPrimary(ctx context.Context, rt *route, items []WriteItem, lists []int32, preset []uint64) ([]uint64, []string, error) {
+//
+// merge, when set, rewrites the kept items under the collection lock
+// before they are applied (an id directory's entries, directory.go). A
+// write whose ctx has ended by the time it holds the lock is refused,
+// not applied.
+func (c *collection) writeAsPrimary(ctx context.Context, rt *route, items []WriteItem, lists []int32, preset []uint64,
+	merge func(items []WriteItem, keep []int) error) ([]uint64, []string, error) {
 	last := make(map[string]int, len(items))
 	for i, it := range items {
 		last[it.UserID] = i
@@ -209,6 +215,16 @@ func (c *collection) writeAsPrimary(ctx context.Context, rt *route, items []Writ
 			k++
 		}
 		keep = keep[:k]
+	}
+	if err := ctx.Err(); err != nil {
+		c.mu.Unlock()
+		return nil, nil, fmt.Errorf("%w: the gateway's deadline passed before the write: %v", ErrUnavailable, err)
+	}
+	if merge != nil {
+		if err := merge(items, keep); err != nil {
+			c.mu.Unlock()
+			return nil, nil, err
+		}
 	}
 	wait, err := c.applyLocked(items, lists, ids, keep, true)
 	if err != nil {
@@ -545,8 +561,14 @@ func (c *collection) applyLocked(items []WriteItem, lists []int32, ids []uint64,
 	listIDs, bufIDs := make([]uint64, 0, len(keep)-nb), make([]uint64, 0, nb)
 	listVecs, bufVecs := make([]float32, 0, (len(keep)-nb)*d), make([]float32, 0, nb*d)
 	listLabels := make([]int32, 0, len(keep)-nb)
-	for j, i := range keep {
+	np := 0
+	for _, i := range keep {
 		it := items[i]
+		if c.dir && len(it.Meta) == 0 {
+			// An id directory's empty entry: the entry is deleted.
+			b.Deletes = append(b.Deletes, it.UserID)
+			continue
+		}
 		if lists[i] == BufferList {
 			if buf == nil {
 				return nil, fmt.Errorf("%w: collection %q has no buffer here", ErrStaleEpoch, c.meta.Name)
@@ -559,8 +581,10 @@ func (c *collection) applyLocked(items []WriteItem, lists []int32, ids []uint64,
 			listIDs, listVecs = append(listIDs, ids[i]), append(listVecs, it.Vector...)
 			listLabels = append(listLabels, lists[i])
 		}
-		b.Puts[j] = Item{ID: ids[i], UserID: it.UserID, List: lists[i], Vector: it.Vector, Meta: it.Meta, Attachment: it.Attachment}
+		b.Puts[np] = Item{ID: ids[i], UserID: it.UserID, List: lists[i], Vector: it.Vector, Meta: it.Meta, Attachment: it.Attachment}
+		np++
 	}
+	b.Puts = b.Puts[:np]
 	removed, wait, err := c.applyStore(b)
 	if err != nil {
 		return nil, err
@@ -576,8 +600,8 @@ func (c *collection) applyLocked(items []WriteItem, lists []int32, ids []uint64,
 	if len(bufIDs) > 0 {
 		buf.append(bufIDs, bufVecs)
 	}
-	c.count.Add(int64(len(keep) - len(removed)))
-	c.maybeSave(ix, len(keep)+len(removed))
+	c.count.Add(int64(np - len(removed)))
+	c.maybeSave(ix, np+len(removed))
 	if primary && len(bufIDs) > 0 {
 		c.maybeTrain()
 	}

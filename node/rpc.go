@@ -145,6 +145,7 @@ func (a *api) rpc(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return proto.Errorf(proto.NotFound, "no internal op %q", op)
 	}
+	n.rpcServed.WithLabelValues(op).Inc()
 	w.Header().Set("Content-Type", proto.RPCContentType)
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {

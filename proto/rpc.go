@@ -68,7 +68,27 @@ type RPCWrite struct {
 	Epoch      uint64
 	Version    uint64
 	Items      []RPCItem
+	// Dir, on a collection's id directory, makes each item an operation
+	// on the user id's entry (Meta, an entry: docs/format/rpc.md) that
+	// the partition's primary resolves against the stored entry: DirAdd
+	// or DirPrune. 0 for an ordinary write.
+	Dir uint8
+	// Deadline (Unix nanoseconds; 0 none) is when the gateway gives up:
+	// a primary that would apply the write later refuses it instead.
+	Deadline int64
 }
+
+// Directory operations (RPCWrite.Dir).
+const (
+	// DirAdd adds the lists of the item's entry to the stored entry,
+	// stamped with the primary's clock; the reply's Prior gives the
+	// entries as they were.
+	DirAdd uint8 = 1
+	// DirPrune removes the lists of the item's entry from the stored
+	// entry, each only if it was added long enough ago that no write
+	// naming it can still be in flight; an entry left empty is deleted.
+	DirPrune uint8 = 2
+)
 
 // RPCWriteReply gives the internal id each item got, in order, and the
 // nodes that applied the write: the primary and every backup (or joining
@@ -77,6 +97,9 @@ type RPCWrite struct {
 type RPCWriteReply struct {
 	IDs     []uint64
 	Applied []string
+	// Prior (DirAdd only): each item's entry before the call, nil where
+	// there was none.
+	Prior [][]byte
 }
 
 // RPCReplicate is a primary's write to one backup: the items as the
@@ -406,11 +429,16 @@ func (r *binReader) items() []RPCItem {
 
 // MarshalBinary implements encoding.BinaryMarshaler.
 func (w *RPCWrite) MarshalBinary() ([]byte, error) {
-	b := make([]byte, 0, 3*binary.MaxVarintLen64+len(w.Collection)+itemsSize(w.Items))
+	b := make([]byte, 0, 4*binary.MaxVarintLen64+1+len(w.Collection)+itemsSize(w.Items))
 	b = appendString(b, w.Collection)
 	b = binary.AppendUvarint(b, w.Epoch)
 	b = binary.AppendUvarint(b, w.Version)
-	return appendItems(b, w.Items), nil
+	b = appendItems(b, w.Items)
+	if w.Deadline < 0 {
+		return nil, fmt.Errorf("write call: deadline %d", w.Deadline)
+	}
+	b = append(b, w.Dir)
+	return binary.AppendUvarint(b, uint64(w.Deadline)), nil
 }
 
 // UnmarshalBinary implements encoding.BinaryUnmarshaler.
@@ -420,17 +448,28 @@ func (w *RPCWrite) UnmarshalBinary(b []byte) error {
 	w.Epoch = r.uvarint()
 	w.Version = r.uvarint()
 	w.Items = r.items()
+	w.Dir = r.byte()
+	w.Deadline = int64(r.uvarint() & math.MaxInt64)
 	return r.done("write call")
 }
 
 // MarshalBinary implements encoding.BinaryMarshaler.
 func (w *RPCWriteReply) MarshalBinary() ([]byte, error) {
-	b := make([]byte, 0, binary.MaxVarintLen64+8*len(w.IDs)+stringsSize(w.Applied))
+	n := binary.MaxVarintLen64*(2+len(w.Prior)) + 8*len(w.IDs) + stringsSize(w.Applied)
+	for _, p := range w.Prior {
+		n += len(p)
+	}
+	b := make([]byte, 0, n)
 	b = binary.AppendUvarint(b, uint64(len(w.IDs)))
 	for _, id := range w.IDs {
 		b = binary.LittleEndian.AppendUint64(b, id)
 	}
-	return appendStrings(b, w.Applied), nil
+	b = appendStrings(b, w.Applied)
+	b = binary.AppendUvarint(b, uint64(len(w.Prior)))
+	for _, p := range w.Prior {
+		b = appendBytes(b, p)
+	}
+	return b, nil
 }
 
 // UnmarshalBinary implements encoding.BinaryUnmarshaler.
@@ -442,6 +481,12 @@ func (w *RPCWriteReply) UnmarshalBinary(b []byte) error {
 		w.IDs[i] = r.u64()
 	}
 	w.Applied = r.strings()
+	if n := r.count(1); n > 0 {
+		w.Prior = make([][]byte, n)
+		for i := range w.Prior {
+			w.Prior[i] = r.bytes()
+		}
+	}
 	return r.done("write reply")
 }
 

@@ -55,6 +55,8 @@ func rpcValues() []any {
 	return []any{
 		&RPCWrite{Collection: "c", Epoch: 2, Version: 9, Items: []RPCItem{it}},
 		&RPCWriteReply{IDs: []uint64{1, 2}, Applied: []string{"n1", "n2"}},
+		&RPCWrite{Collection: "c~ids", Items: []RPCItem{it}, Dir: DirAdd, Deadline: 1 << 60},
+		&RPCWriteReply{IDs: []uint64{1, 2}, Applied: []string{"n1"}, Prior: [][]byte{nil, []byte("[[3,1]]")}},
 		&RPCReplicate{Collection: "c", Version: 3, From: "n1", Stream: 5, Seq: 1, Items: []RPCItem{it}},
 		&RPCSearch{Collection: "c", Epoch: 2, Vector: PackVector([]float32{1}), K: 10, Lists: []int32{3}, Dists: []float32{0.5}, Buffer: true},
 		&RPCSearchReply{Hits: []RPCHit{{ID: 1, Dist: 0.1, UserID: "u", Meta: []byte("{}")}}},

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 
 	"lookalike/ivf"
 )
@@ -128,7 +130,42 @@ func applyCreateCollection(t *Table, c Command) (*Table, any, error) {
 	}
 	n := t.clone()
 	n.colls[r.Name] = col
+	if r.IDDirectory {
+		// One partition per live node, each an untrained collection of
+		// one shard (the entries are tiny: one float per entry stands in
+		// for a vector), placed round-robin as buffer shards are.
+		parts := PlaceShards(len(live), replicas, live, 1)
+		col.IDPartitions = len(parts)
+		for p, s := range parts {
+			s.ID = 0
+			name := DirName(r.Name, p)
+			n.colls[name] = &Collection{Name: name, Dim: 1, Metric: ivf.L2, Replicas: replicas, State: Untrained, Epoch: 1, Buffer: []Shard{s}}
+		}
+	}
 	return n, nil, nil
+}
+
+// dirInfix joins a collection's name and a partition number in the name
+// of a partition of its id directory. '~' is not allowed in collection
+// names (ValidName), so such a name never collides with a collection's.
+const dirInfix = "~ids~"
+
+// DirName is the name of partition p of the id directory of collection
+// name (decision 10; docs/node.md, "The id directory").
+func DirName(name string, p int) string { return name + dirInfix + strconv.Itoa(p) }
+
+// DirOf returns the collection and partition whose id directory
+// partition name is, and whether name is one.
+func DirOf(name string) (coll string, part int, ok bool) {
+	i := strings.LastIndex(name, dirInfix)
+	if i < 0 {
+		return "", 0, false
+	}
+	p, err := strconv.Atoi(name[i+len(dirInfix):])
+	if err != nil || p < 0 {
+		return "", 0, false
+	}
+	return name[:i], p, true
 }
 
 // PlaceShards places n shards of the given replica count round-robin on
@@ -152,7 +189,13 @@ func applyDropCollection(t *Table, c Command) (*Table, any, error) {
 	if _, ok := t.colls[r.Name]; !ok {
 		return nil, nil, fmt.Errorf("%w: %q", ErrUnknownCollection, r.Name)
 	}
+	if _, _, dir := DirOf(r.Name); dir {
+		return nil, nil, fmt.Errorf("%w: %q is a partition of an id directory: drop its collection", ErrBadName, r.Name)
+	}
 	n := t.clone()
+	for p := range t.colls[r.Name].IDPartitions {
+		delete(n.colls, DirName(r.Name, p))
+	}
 	delete(n.colls, r.Name)
 	return n, nil, nil
 }
@@ -255,6 +298,9 @@ func applyBeginTraining(t *Table, c Command) (*Table, any, error) {
 	}
 	if col.State == Training {
 		return nil, nil, fmt.Errorf("%w: %q is already training", ErrBadState, col.Name)
+	}
+	if _, _, dir := DirOf(col.Name); dir {
+		return nil, nil, fmt.Errorf("%w: %q is an id directory, never trained", ErrBadState, col.Name)
 	}
 	nc := col.clone()
 	nc.State = Training

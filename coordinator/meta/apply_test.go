@@ -362,3 +362,69 @@ func TestSetReplicasAway(t *testing.T) {
 		t.Fatalf("after a snapshot round trip: %+v", c.Buffer[0])
 	}
 }
+
+// A collection created with its id directory gets one partition per live
+// node, each an untrained collection of one shard with the same replicas,
+// their primaries on distinct nodes; dropping the collection drops them;
+// a partition can be neither dropped on its own nor trained.
+func TestIDDirectory(t *testing.T) {
+	tb := must(t, meta.New(),
+		meta.RegisterNode{ID: "n1", RaftAddr: "r1"}, meta.RegisterNode{ID: "n2", RaftAddr: "r2"}, meta.RegisterNode{ID: "n3", RaftAddr: "r3"},
+		meta.CreateCollection{Name: "c", Dim: 4, Metric: ivf.Cosine, Replicas: 2, Shards: 1, IDDirectory: true},
+		meta.CreateCollection{Name: "plain", Dim: 4, Metric: ivf.L2})
+	if p, _ := tb.Collection("plain"); p.IDPartitions != 0 {
+		t.Fatal("a collection created without a directory has one")
+	}
+	c, _ := tb.Collection("c")
+	if c.IDPartitions != 3 {
+		t.Fatalf("%d partitions, want 3", c.IDPartitions)
+	}
+	primaries := map[string]bool{}
+	for p := range 3 {
+		d, ok := tb.Collection(meta.DirName("c", p))
+		if !ok {
+			t.Fatalf("no partition %d", p)
+		}
+		if d.Dim != 1 || d.Metric != ivf.L2 || d.Replicas != 2 || d.State != meta.Untrained || len(d.Buffer) != 1 ||
+			d.Buffer[0].ID != 0 || len(d.Buffer[0].Replicas) != 2 {
+			t.Fatalf("partition %d: %+v", p, d)
+		}
+		primaries[d.Buffer[0].Primary] = true
+		if name, part, ok := meta.DirOf(d.Name); !ok || name != "c" || part != p {
+			t.Fatalf("DirOf(%q) = %q, %d, %t", d.Name, name, part, ok)
+		}
+		if meta.ValidName(d.Name) {
+			t.Fatalf("a collection could be named %q", d.Name)
+		}
+	}
+	if len(primaries) != 3 {
+		t.Fatalf("partition primaries %v, want 3 nodes", primaries)
+	}
+	for _, name := range []string{"c", "c~ids", "c~ids~x", "c~ids~-1"} {
+		if _, _, ok := meta.DirOf(name); ok {
+			t.Fatalf("DirOf(%q) says a partition", name)
+		}
+	}
+	var buf bytes.Buffer
+	if err := tb.Encode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := meta.DecodeTable(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2, _ := rt.Collection("c"); c2.IDPartitions != 3 || len(rt.Collections()) != 5 {
+		t.Fatalf("after a snapshot round trip: %d partitions, %d collections", c2.IDPartitions, len(rt.Collections()))
+	}
+	d := meta.DirName("c", 1)
+	if _, _, err := tb.Apply(meta.DropCollection{Name: d}); !errors.Is(err, meta.ErrBadName) {
+		t.Fatalf("drop of a partition alone: %v", err)
+	}
+	if _, _, err := tb.Apply(meta.BeginTraining{Collection: d, Epoch: 1}); !errors.Is(err, meta.ErrBadState) {
+		t.Fatalf("training a partition: %v", err)
+	}
+	tb = must(t, tb, meta.DropCollection{Name: "c"})
+	if len(tb.Collections()) != 1 {
+		t.Fatalf("collections after the drop: %d, want 1 (plain)", len(tb.Collections()))
+	}
+}

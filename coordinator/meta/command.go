@@ -42,6 +42,11 @@ const bodyVersion = 1
 // Decode reads both (a version-1 body may not carry model_hash).
 const createVersionModelHash = 2
 
+// createVersionDirectory is CreateCollection's body version 3: version 2
+// with "id_directory" (true) and model_hash optional. Encode writes it
+// only for a collection created with its id directory.
+const createVersionDirectory = 3
+
 // MaxChunkSize is the largest PutBlobChunk payload: 512 KiB. Every chunk of
 // a blob but the last has exactly this size.
 const MaxChunkSize = 512 << 10
@@ -74,8 +79,14 @@ type CreateCollection struct {
 	Shards   int        `json:"shards"` // flat buffer shards; 0 = one per live node
 	// ModelHash is the identity of Model (the hex SHA-256 of its ONNX
 	// file): nodes refuse to embed for the collection with another.
-	// Body version 2 only.
+	// Body version 2 or 3.
 	ModelHash string `json:"model_hash,omitempty"`
+	// IDDirectory also creates the collection's id directory (decision
+	// 10): one partition per live node, each the untrained collection
+	// DirName(Name, p) of one buffer shard with the same replica count,
+	// placed round-robin, whose items are directory entries (a user id's
+	// partition is BufferShard(id, partitions)). Body version 3 only.
+	IDDirectory bool `json:"id_directory,omitempty"`
 }
 
 // DropCollection removes a collection. Its centroid blob becomes garbage
@@ -262,7 +273,9 @@ func Encode(c Command) []byte {
 		panic(fmt.Sprintf("meta: encode %T: %v", c, err))
 	}
 	version := byte(bodyVersion)
-	if cc, ok := c.(CreateCollection); ok && cc.ModelHash != "" {
+	if cc, ok := c.(CreateCollection); ok && cc.IDDirectory {
+		version = createVersionDirectory
+	} else if ok && cc.ModelHash != "" {
 		version = createVersionModelHash
 	}
 	return append([]byte{byte(c.Type()), version}, body...)
@@ -313,7 +326,7 @@ func Decode(b []byte) (Command, error) {
 	if c == nil {
 		return nil, fmt.Errorf("%w: %d", ErrUnknownCommand, t)
 	}
-	if b[1] != bodyVersion && !(t == TypeCreateCollection && b[1] == createVersionModelHash) {
+	if b[1] != bodyVersion && !(t == TypeCreateCollection && (b[1] == createVersionModelHash || b[1] == createVersionDirectory)) {
 		return nil, fmt.Errorf("%w: type %d body version %d", ErrCorruptCommand, t, b[1])
 	}
 	body := b[2:]
@@ -337,8 +350,19 @@ func Decode(b []byte) (Command, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("%w: type %d: trailing data", ErrCorruptCommand, t)
 	}
-	if cc, ok := c.(*CreateCollection); ok && (b[1] == bodyVersion) != (cc.ModelHash == "") {
-		return nil, fmt.Errorf("%w: type %d body version %d with model_hash %q", ErrCorruptCommand, t, b[1], cc.ModelHash)
+	if cc, ok := c.(*CreateCollection); ok {
+		bad := false
+		switch b[1] {
+		case bodyVersion:
+			bad = cc.ModelHash != "" || cc.IDDirectory
+		case createVersionModelHash:
+			bad = cc.ModelHash == "" || cc.IDDirectory
+		case createVersionDirectory:
+			bad = !cc.IDDirectory
+		}
+		if bad {
+			return nil, fmt.Errorf("%w: type %d body version %d with model_hash %q, id_directory %t", ErrCorruptCommand, t, b[1], cc.ModelHash, cc.IDDirectory)
+		}
 	}
 	return deref(c), nil
 }

@@ -223,9 +223,22 @@ func TestCreateCollectionVersions(t *testing.T) {
 		"v1 with model_hash":    append([]byte{2, 1}, `{"name":"img","dim":4,"metric":3,"nlist":0,"replicas":0,"model":"m","shards":0,"model_hash":"`+hash+`"}`...),
 		"v2 without model_hash": append([]byte{2, 2}, `{"name":"img","dim":4,"metric":3,"nlist":0,"replicas":0,"model":"m","shards":0}`...),
 		"v2 of another type":    append([]byte{3, 2}, `{"name":"img"}`...),
+		"v2 with id_directory":  append([]byte{2, 2}, `{"name":"img","dim":4,"metric":3,"nlist":0,"replicas":0,"model":"m","shards":0,"model_hash":"`+hash+`","id_directory":true}`...),
+		"v3 without it":         append([]byte{2, 3}, `{"name":"img","dim":4,"metric":3,"nlist":0,"replicas":0,"model":"m","shards":0}`...),
+		"v1 with id_directory":  append([]byte{2, 1}, `{"name":"img","dim":4,"metric":3,"nlist":0,"replicas":0,"shards":0,"id_directory":true}`...),
 	} {
 		if _, err := meta.Decode(bad); !errors.Is(err, meta.ErrCorruptCommand) {
 			t.Errorf("%s: %v, want ErrCorruptCommand", name, err)
+		}
+	}
+	// With the id directory: version 3, with or without a model hash.
+	for _, cc := range []meta.CreateCollection{{Name: "v", Dim: 4, Metric: ivf.L2, IDDirectory: true}, {Name: "img", Dim: 4, Metric: ivf.Cosine, Model: "m", ModelHash: hash, IDDirectory: true}} {
+		b := meta.Encode(cc)
+		if b[1] != 3 {
+			t.Fatalf("body version %d with the id directory, want 3", b[1])
+		}
+		if got, err := meta.Decode(b); err != nil || !reflect.DeepEqual(got, cc) {
+			t.Fatalf("decode v3: %+v, %v", got, err)
 		}
 	}
 	tb := must(t, meta.New(), meta.RegisterNode{ID: "n1", RaftAddr: "r1"}, img)

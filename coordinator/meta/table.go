@@ -172,6 +172,13 @@ type Collection struct {
 	// hashed by id, BufferShard). It stays after the training commit until
 	// the nodes have moved the buffered vectors (RetireBuffer).
 	Buffer []Shard `json:"buffer,omitempty"`
+
+	// IDPartitions is the number of partitions of the collection's id
+	// directory (decision 10): the collections DirName(Name, 0…), each
+	// untrained, of one buffer shard, holding the entries of the user ids
+	// that BufferShard(id, IDPartitions) sends there. 0: none (created
+	// without one).
+	IDPartitions int `json:"id_partitions,omitempty"`
 }
 
 func (c *Collection) clone() *Collection {

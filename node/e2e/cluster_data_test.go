@@ -404,6 +404,12 @@ func TestClusterRecallEqualsOneNode(t *testing.T) {
 		}
 	}
 	t.Logf("inserted %d vectors on each in %v", n, time.Since(insStart).Round(time.Millisecond))
+	// Untrained, a user id's copy can only be in its buffer shard, which
+	// the write replaced: no eviction call (docs/node.md, "The id
+	// directory").
+	if d := cdDeleteCalls(t, nodes); d != 0 {
+		t.Errorf("%v delete calls served while inserting new ids into the untrained collection, want 0", d)
+	}
 
 	trainStart := time.Now()
 	single.must("POST", "/v1/collections/"+name+"/train", nil, 202, nil)
@@ -515,6 +521,52 @@ func TestClusterRecallEqualsOneNode(t *testing.T) {
 		}
 	}
 
+	// The id directory: one partition per node, with the collection's
+	// replicas.
+	var parts []proto.ClusterShard
+	for _, s := range cu.Shards {
+		if s.Collection == name && strings.HasPrefix(s.Shard, name+"/ids/") {
+			parts = append(parts, s)
+		}
+	}
+	if len(parts) != len(nodes) {
+		t.Errorf("id directory partitions %s, want %d", cdShardsString(parts), len(nodes))
+	}
+	for _, s := range parts {
+		if len(s.InSync) != 2 {
+			t.Errorf("id directory partition %s: in sync %v, want 2 replicas", s.Shard, s.InSync)
+		}
+	}
+	// New ids into the trained collection: the directory knows them as
+	// new, so no eviction call goes anywhere.
+	const nn = 500
+	nids, nvecs := make([]string, nn), make([][]float32, nn)
+	for i := range nids {
+		nids[i], nvecs[i] = fmt.Sprintf("new-%d", i), vec(r, d)
+	}
+	before := cdDeleteCalls(t, nodes)
+	for b := 0; b < nn; b += batch / 2 {
+		body := cdInsertBody(nids[b:b+batch/2], nvecs[b:b+batch/2], 2*n+b)
+		if st, _, err := single.call("POST", "/v1/collections/"+name+"/vectors", proto.JSONContentType, body, nil); st != 200 {
+			t.Fatalf("single node insert of new ids %d: %d %v", b, st, err)
+		}
+		if st, err := cdRetry(nodes[b/(batch/2)%len(nodes)].server, 10*time.Second, "POST", "/v1/collections/"+name+"/vectors", body, nil); st != 200 {
+			t.Fatalf("cluster insert of new ids %d: %d %v", b, st, err)
+		}
+	}
+	if d := cdDeleteCalls(t, nodes) - before; d != 0 {
+		t.Errorf("%v delete calls served while inserting new ids into the trained collection, want 0", d)
+	}
+	for _, i := range []int{0, nn / 2, nn - 1} {
+		var it proto.Item
+		if st, err := cdCall(nodes[i%len(nodes)].server, 30*time.Second, "GET", "/v1/collections/"+name+"/items/"+nids[i]+"?vector=true", nil, &it); st != 200 || !slices.Equal(it.Vector, nvecs[i]) {
+			t.Fatalf("GET %s: %d %v %+v", nids[i], st, err, it)
+		}
+	}
+	if st, err := cdCall(nodes[0].server, 30*time.Second, "GET", "/v1/collections/"+name+"/items/never-written", nil, nil); st != 404 {
+		t.Fatalf("GET of an id never written: %d %v, want 404", st, err)
+	}
+
 	// Upserts of existing ids with new vectors: most land in another
 	// shard, whose primary is often another node, and the old copies must
 	// go from every replica (the eviction after an upsert). A copy left
@@ -571,8 +623,8 @@ func TestClusterRecallEqualsOneNode(t *testing.T) {
 
 	// Every node counts the whole collection, the upserted ids once.
 	for _, c := range nodes {
-		if cc := c.collection(name); cc.Count != n {
-			t.Errorf("%s describes count %d, want %d: %+v", c.id, cc.Count, n, cc)
+		if cc := c.collection(name); cc.Count != n+nn {
+			t.Errorf("%s describes count %d, want %d: %+v", c.id, cc.Count, n+nn, cc)
 		}
 	}
 
@@ -1306,6 +1358,16 @@ func cdCopyItems(t *testing.T, nodes []*clusterNode) (sent, kept float64) {
 		kept += cdCounter(t, c.server, `lookalike_copy_items_total{result="kept"}`)
 	}
 	return sent, kept
+}
+
+// cdDeleteCalls sums the delete calls the nodes served.
+func cdDeleteCalls(t *testing.T, nodes []*clusterNode) float64 {
+	t.Helper()
+	sum := 0.0
+	for _, c := range nodes {
+		sum += cdCounter(t, c.server, `lookalike_rpc_served_total{op="delete"}`)
+	}
+	return sum
 }
 
 // cdCounter reads one sample of s's /metrics (0 when absent).

@@ -1,0 +1,445 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"lookalike/coordinator/meta"
+	"lookalike/proto"
+)
+
+// The id directory (decision 10; docs/node.md, "The id directory"). A
+// cluster's collection X is created with its directory: one partition
+// per live node at creation, each a collection meta.DirName(X, p) of one
+// flat shard, never trained, a user id's entry living in partition
+// BufferShard(id, partitions), and each replicated, failed over,
+// restored and caught up by the same code as any shard. Its items are
+// entries: user id → the lists of X that may hold a copy of it. A gateway adds a list to the entry (DirAdd) before
+// it writes a copy there, so an entry names every list holding a copy
+// of its id, and maybe lists that hold none (a write that failed, a
+// prune not yet done). Reads and deletes by id then go only to the
+// shards an entry names, and so does the eviction after an upsert:
+// lists are removed from an entry (DirPrune) once the copies there are
+// evicted and no write naming them can still be in flight.
+//
+// Before training, X's copies sit in its buffer shard, which the user
+// id alone names: writes then skip the directory. While the buffer
+// moves to the lists, a user id's buffer shard is asked too.
+
+// dirRef is one list of an entry.
+type dirRef struct {
+	List int32
+	// Added is when the list was last added (Unix milliseconds on the
+	// partition's primary): a prune spares it for dirSettle after that.
+	Added int64
+}
+
+// encodeEntry encodes an entry as the JSON array of its lists, each
+// [list, added] (docs/format/rpc.md, "Directory entries"): the store
+// keeps it as the item's metadata, which must be JSON. An empty entry
+// encodes as nil (an empty entry is deleted).
+func encodeEntry(refs []dirRef) []byte {
+	if len(refs) == 0 {
+		return nil
+	}
+	b := make([]byte, 0, 2+len(refs)*24)
+	b = append(b, '[')
+	for i, r := range refs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		b = strconv.AppendInt(b, int64(r.List), 10)
+		b = append(b, ',')
+		b = strconv.AppendInt(b, r.Added, 10)
+		b = append(b, ']')
+	}
+	return append(b, ']')
+}
+
+// maxEntryRefs bounds an entry's lists when decoding.
+const maxEntryRefs = 1 << 16
+
+// decodeEntry decodes an entry (nil or empty: no lists).
+func decodeEntry(b []byte) ([]dirRef, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	var raw [][]int64
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("%w: directory entry: %v", ErrInvalid, err)
+	}
+	if len(raw) > maxEntryRefs {
+		return nil, fmt.Errorf("%w: directory entry of %d lists", ErrInvalid, len(raw))
+	}
+	refs := make([]dirRef, len(raw))
+	for i, r := range raw {
+		if len(r) != 2 {
+			return nil, fmt.Errorf("%w: directory entry: %d numbers for a list, want 2", ErrInvalid, len(r))
+		}
+		if r[0] < 0 || r[0] >= meta.MaxNList {
+			return nil, fmt.Errorf("%w: directory entry: list %d", ErrInvalid, r[0])
+		}
+		refs[i] = dirRef{List: int32(r[0]), Added: r[1]}
+	}
+	return refs, nil
+}
+
+// dirSettle is how long after a list was added to an entry a prune
+// spares it: longer than a write naming it can take to be applied
+// anywhere (the gateway's deadline, which the primary checks before it
+// applies, plus the primary's replication to its backups or their
+// removal from the shard).
+func (n *Node) dirSettle() time.Duration {
+	return n.opts.CallTimeout + 2*replicaTimeout + 10*time.Second
+}
+
+// dirMerge turns a gateway's directory operations (each kept item's Meta
+// an entry of the lists to add or remove) into the entries to store, and
+// returns each item's entry as it was. mu is held.
+func (c *collection) dirMerge(op uint8, items []WriteItem, keep []int) ([][]byte, error) {
+	return c.dirMergeAt(op, items, keep, time.Now().UnixMilli())
+}
+
+// dirMergeAt is dirMerge at time now (Unix milliseconds).
+func (c *collection) dirMergeAt(op uint8, items []WriteItem, keep []int, now int64) ([][]byte, error) {
+	if op != proto.DirAdd && op != proto.DirPrune {
+		return nil, fmt.Errorf("%w: directory operation %d", ErrInvalid, op)
+	}
+	settle := c.n.dirSettle().Milliseconds()
+	users := make([]string, len(keep))
+	for j, i := range keep {
+		users[j] = items[i].UserID
+	}
+	may := c.mayHoldLocked(users)
+	prior := make([][]byte, len(items))
+	for j, i := range keep {
+		arg, err := decodeEntry(items[i].Meta)
+		if err != nil {
+			return nil, fmt.Errorf("items[%d]: %w", i, err)
+		}
+		var cur []dirRef
+		if may == nil || may[j] {
+			it, err := c.n.store.Get(c.meta.Name, users[j])
+			switch {
+			case err == nil:
+				if cur, err = decodeEntry(it.Meta); err != nil {
+					return nil, fmt.Errorf("stored entry of %q: %w", users[j], err)
+				}
+				prior[i] = it.Meta
+			case !errors.Is(err, ErrNoItem):
+				return nil, err
+			}
+		}
+		for _, a := range arg {
+			at := slices.IndexFunc(cur, func(r dirRef) bool { return r.List == a.List })
+			switch {
+			case op == proto.DirAdd && at < 0:
+				cur = append(cur, dirRef{List: a.List, Added: now})
+			case op == proto.DirAdd:
+				cur[at].Added = now
+			case at >= 0 && now-cur[at].Added > settle:
+				cur = slices.Delete(cur, at, at+1)
+			}
+		}
+		items[i].Meta = encodeEntry(cur)
+	}
+	return prior, nil
+}
+
+// dirItem is the directory item carrying an operation on userID's entry.
+func dirItem(userID string, lists ...int32) WriteItem {
+	refs := make([]dirRef, len(lists))
+	for i, l := range lists {
+		refs[i].List = l
+	}
+	return WriteItem{UserID: userID, Vector: dirVector, Meta: encodeEntry(refs)}
+}
+
+// dirVector stands in for a directory item's vector (its collection has
+// dim 1).
+var dirVector = []float32{0}
+
+// partition returns the index of userID's partition of rt's directory.
+func (rt *route) partition(userID string) int { return int(meta.BufferShard(userID, len(rt.dir))) }
+
+// dirWrite sends directory operations (ops[i] on users[i]'s entry, RPCWrite.Dir
+// op) to the primaries of their partitions, in parallel, and returns the
+// entries as they were (DirAdd).
+func (n *Node) dirWrite(ctx context.Context, rt *route, op uint8, ops []WriteItem) ([][]byte, error) {
+	byPart := map[int][]int{}
+	for i, it := range ops {
+		p := rt.partition(it.UserID)
+		byPart[p] = append(byPart[p], i)
+	}
+	prior := make([][]byte, len(ops))
+	errs := make(chan error, len(byPart))
+	for p, idx := range byPart {
+		part := make([]WriteItem, len(idx))
+		for j, i := range idx {
+			part[j] = ops[i]
+		}
+		go func() {
+			w, err := n.distWrite(ctx, rt.dir[p].Name, part, nil, op, nil)
+			if err == nil && op == proto.DirAdd {
+				for j, i := range idx {
+					prior[i] = w.prior[j]
+				}
+			}
+			errs <- err
+		}()
+	}
+	var first error
+	for range byPart {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return nil, fmt.Errorf("id directory: %w", first)
+	}
+	return prior, nil
+}
+
+// dirAdd adds the lists that the items of todo are about to be written
+// to (set by groupWrites) to their entries, and merges each item's entry
+// as it was into prior.
+func (n *Node) dirAdd(ctx context.Context, rt *route, items []WriteItem, todo []int, prior [][]dirRef) error {
+	ops := make([]WriteItem, len(todo))
+	for j, i := range todo {
+		ops[j] = dirItem(items[i].UserID, items[i].list)
+	}
+	was, err := n.dirWrite(ctx, rt, proto.DirAdd, ops)
+	if err != nil {
+		return err
+	}
+	for j, i := range todo {
+		refs, err := decodeEntry(was[j])
+		if err != nil {
+			return fmt.Errorf("id directory entry of %q: %w", items[i].UserID, err)
+		}
+		for _, r := range refs {
+			if !slices.ContainsFunc(prior[i], func(p dirRef) bool { return p.List == r.List }) {
+				prior[i] = append(prior[i], r)
+			}
+		}
+	}
+	return nil
+}
+
+// dirPrune removes lists from entries (users[i]'s lists[i]); a failure
+// leaves entries naming lists that hold no copy, which costs a later read
+// of the id a call, and is only logged.
+func (n *Node) dirPrune(ctx context.Context, rt *route, users []string, lists [][]int32) {
+	var ops []WriteItem
+	for i, u := range users {
+		if len(lists[i]) > 0 {
+			ops = append(ops, dirItem(u, lists[i]...))
+		}
+	}
+	if len(ops) == 0 {
+		return
+	}
+	if _, err := n.dirWrite(ctx, rt, proto.DirPrune, ops); err != nil {
+		n.log.Debug("id directory not pruned", "collection", rt.c.Name, "ids", len(ops), "err", err)
+	}
+}
+
+// dirLookup reads userID's entry from a replica of its partition (this
+// node first, else the primary first), trying the others when one fails.
+func (n *Node) dirLookup(ctx context.Context, rt *route, userID string) ([]dirRef, error) {
+	d := rt.dir[rt.partition(userID)]
+	if len(d.Buffer) != 1 {
+		return nil, fmt.Errorf("%w: id directory partition %q has %d shards", ErrUnavailable, d.Name, len(d.Buffer))
+	}
+	part := d.Buffer[0]
+	call := &proto.RPCGet{Collection: d.Name, Epoch: d.Epoch, UserID: userID}
+	avoid := map[string]bool{}
+	var lastErr error
+	for {
+		node, ok := rt.pick(part, map[string]int{}, avoid)
+		if !ok {
+			if lastErr == nil {
+				lastErr = fmt.Errorf("%w: no live replica of id directory partition %q", ErrUnavailable, d.Name)
+			}
+			return nil, lastErr
+		}
+		avoid[node] = true
+		var reply *proto.RPCGetReply
+		var err error
+		if node == rt.self {
+			reply, err = n.getLocal(call)
+		} else {
+			reply = new(proto.RPCGetReply)
+			err = n.peers.call(ctx, node, proto.OpGet, call, reply)
+		}
+		if err == nil {
+			if !reply.Found {
+				return nil, nil
+			}
+			return decodeEntry(reply.Item.Meta)
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			return nil, err
+		}
+	}
+}
+
+// placeKey names a shard of a collection: a list shard, or a buffer
+// shard.
+type placeKey struct {
+	buffer bool
+	id     uint32
+}
+
+// listedShards returns the shards that may hold a copy of userID whose
+// entry names refs: the shards of those lists, and the user id's buffer
+// shard while the collection has a buffer. Lists the table does not
+// know are skipped.
+func (rt *route) listedShards(userID string, refs []dirRef) map[placeKey]meta.Shard {
+	out := map[placeKey]meta.Shard{}
+	for _, r := range refs {
+		if int(r.List) < len(rt.c.Shards.ListShard) {
+			s := rt.c.Shards.Shards[rt.c.Shards.ListShard[r.List]]
+			out[placeKey{id: s.ID}] = s
+		}
+	}
+	if len(rt.c.Buffer) > 0 {
+		s := rt.c.Buffer[meta.BufferShard(userID, len(rt.c.Buffer))]
+		out[placeKey{buffer: true, id: s.ID}] = s
+	}
+	return out
+}
+
+// evictListed is the eviction after an upsert on a collection with an
+// id directory: each item's old copies can only be in the lists its
+// entry named before the write (prior), so the eviction goes only to the
+// nodes holding those lists' shards (and the buffer shard while there is
+// one), none for a new id. Then the lists evicted are pruned from the
+// entries.
+func (n *Node) evictListed(ctx context.Context, rt *route, items []WriteItem, ids []uint64, applied [][]string, prior [][]dirRef) error {
+	old := make([][]int32, len(items)) // the lists to prune from each entry
+	anyOld := false
+	for i, it := range items {
+		for _, r := range prior[i] {
+			if r.List != it.list {
+				old[i] = append(old[i], r.List)
+			}
+		}
+		anyOld = anyOld || len(old[i]) > 0
+	}
+	if !anyOld && len(rt.c.Buffer) == 0 {
+		return nil
+	}
+	calls := func(rt *route) map[string]*proto.RPCDelete {
+		out := map[string]*proto.RPCDelete{}
+		for i, it := range items {
+			refs := make([]dirRef, len(old[i]))
+			for k, l := range old[i] {
+				refs[k].List = l
+			}
+			shards := rt.listedShards(it.UserID, refs)
+			// The new copy's shard holds it instead of the old one (a node
+			// keeps one copy per user id).
+			if s, ok := rt.shardOf(it.list, it.UserID); ok {
+				delete(shards, placeKey{buffer: it.list == BufferList, id: s.ID})
+			}
+			for _, s := range shards {
+				for _, node := range append(slices.Clone(s.Replicas), s.Joining...) {
+					call := out[node]
+					if call == nil {
+						call = &proto.RPCDelete{Collection: rt.c.Name}
+						out[node] = call
+					}
+					if k := len(call.UserIDs); k > 0 && call.UserIDs[k-1] == it.UserID {
+						continue // two shards on one node
+					}
+					call.UserIDs = append(call.UserIDs, it.UserID)
+					call.Keep = append(call.Keep, ids[i])
+					call.Applied = append(call.Applied, slices.Contains(applied[i], node))
+				}
+			}
+		}
+		return out
+	}
+	if _, err := n.deleteAt(ctx, rt, calls); err != nil {
+		return err
+	}
+	users := make([]string, len(items))
+	for i, it := range items {
+		users[i] = it.UserID
+	}
+	n.dirPrune(ctx, rt, users, old)
+	return nil
+}
+
+// dirDelete deletes userID from a collection with an id directory: from
+// the shards its entry names (and its buffer shard while there is one),
+// then prunes the entry. It returns the copies one node removed.
+func (n *Node) dirDelete(ctx context.Context, rt *route, userID string) (int, error) {
+	if err := rt.leased(); err != nil {
+		return 0, err
+	}
+	refs, err := n.dirLookup(ctx, rt, userID)
+	if err != nil {
+		return 0, err
+	}
+	if len(rt.listedShards(userID, refs)) == 0 {
+		return 0, nil
+	}
+	calls := func(rt *route) map[string]*proto.RPCDelete {
+		out := map[string]*proto.RPCDelete{}
+		for _, s := range rt.listedShards(userID, refs) {
+			for _, node := range append(slices.Clone(s.Replicas), s.Joining...) {
+				out[node] = &proto.RPCDelete{Collection: rt.c.Name, UserIDs: []string{userID}}
+			}
+		}
+		return out
+	}
+	removed, err := n.deleteAt(ctx, rt, calls)
+	if err != nil {
+		return 0, err
+	}
+	lists := make([]int32, len(refs))
+	for i, r := range refs {
+		lists[i] = r.List
+	}
+	n.dirPrune(ctx, rt, []string{userID}, [][]int32{lists})
+	return removed, nil
+}
+
+// dirGet reads userID's item from one replica of each shard its entry
+// names (this node first), and returns the first copy found.
+func (n *Node) dirGet(ctx context.Context, rt *route, call *proto.RPCGet) (*Item, error) {
+	refs, err := n.dirLookup(ctx, rt, call.UserID)
+	if err != nil {
+		return nil, err
+	}
+	var nodes []string
+	load := map[string]int{}
+	local := false
+	for _, s := range rt.listedShards(call.UserID, refs) {
+		node, ok := rt.pick(s, load, nil)
+		if !ok {
+			continue
+		}
+		load[node]++
+		if node == rt.self {
+			local = true
+		} else if !slices.Contains(nodes, node) {
+			nodes = append(nodes, node)
+		}
+	}
+	if local {
+		if it, err := n.getLocal(call); err == nil && it.Found {
+			return itemOf(&it.Item)
+		}
+	}
+	return n.getFrom(ctx, nodes, call)
+}

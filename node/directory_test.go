@@ -1,0 +1,152 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"strconv"
+	"testing"
+	"time"
+
+	"lookalike/ivf"
+	"lookalike/node"
+	"lookalike/node/nodetest"
+	"lookalike/node/store"
+	"lookalike/proto"
+)
+
+func TestEntryCodec(t *testing.T) {
+	if b := node.EncodeEntry(nil); b != nil {
+		t.Fatalf("empty entry encodes as %q, want nil", b)
+	}
+	refs := []node.DirRef{{List: 0, Added: 1}, {List: 1<<20 - 1, Added: 1764000000000}, {List: 7, Added: -5}}
+	b := node.EncodeEntry(refs)
+	if string(b) != "[[0,1],[1048575,1764000000000],[7,-5]]" {
+		t.Fatalf("encoded %s", b)
+	}
+	got, err := node.DecodeEntry(b)
+	if err != nil || !reflect.DeepEqual(got, refs) {
+		t.Fatalf("decoded %+v, %v", got, err)
+	}
+	if got, err := node.DecodeEntry(nil); err != nil || len(got) != 0 {
+		t.Fatalf("nil: %+v, %v", got, err)
+	}
+	for _, bad := range []string{"{}", "[[1]]", "[[-1,0]]", "[[1048576,0]]", "[[1,2,3]]", "[[1,2]", `[["a",1]]`} {
+		if _, err := node.DecodeEntry([]byte(bad)); !errors.Is(err, node.ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", bad, err)
+		}
+	}
+}
+
+// The partition primary's side of the id directory over the real store:
+// an add merges into the stored entry and answers the entry as it was; a
+// prune removes a list only once it was added longer ago than the
+// settle time (a write naming it may still be in flight before), and an
+// entry left with no list is deleted; a re-add restarts the settle time.
+func TestDirMerge(t *testing.T) {
+	ctx := context.Background()
+	st, err := node.OpenPebble(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.Open(node.Options{NodeID: "n1", AutoTrainAt: 1}, nodetest.NewMeta(), st)
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		n.Close()
+		st.Close()
+	})
+	const dir = "c~ids~0"
+	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: dir, Dim: 1, Metric: ivf.L2}); err != nil {
+		t.Fatal(err)
+	}
+	settle := n.DirSettle().Milliseconds()
+	t0 := time.Now().UnixMilli()
+	entry := func(user string) []node.DirRef {
+		t.Helper()
+		it, err := n.Get(ctx, dir, user, false)
+		if errors.Is(err, node.ErrNoItem) {
+			return nil
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs, err := node.DecodeEntry(it.Meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return refs
+	}
+	apply := func(op uint8, now int64, users []string, lists ...[]int32) []string {
+		t.Helper()
+		prior, err := n.DirApply(dir, op, users, lists, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]string, len(prior))
+		for i, p := range prior {
+			out[i] = string(p)
+		}
+		return out
+	}
+
+	if got := apply(proto.DirAdd, t0, []string{"a", "b"}, []int32{3}, []int32{4}); got[0] != "" || got[1] != "" {
+		t.Fatalf("priors of new ids: %q", got)
+	}
+	if got := apply(proto.DirAdd, t0+1, []string{"a"}, []int32{5}); got[0] != "[[3,"+strconv.FormatInt(t0, 10)+"]]" {
+		t.Fatalf("prior of a: %q", got)
+	}
+	if got := entry("a"); !reflect.DeepEqual(got, []node.DirRef{{3, t0}, {5, t0 + 1}}) {
+		t.Fatalf("entry of a: %+v", got)
+	}
+	// Too recent: both stay.
+	apply(proto.DirPrune, t0+settle, []string{"a"}, []int32{3, 5})
+	if got := entry("a"); len(got) != 2 {
+		t.Fatalf("entry of a after an early prune: %+v", got)
+	}
+	// List 3 has settled, 5 not yet.
+	apply(proto.DirPrune, t0+settle+1, []string{"a"}, []int32{3, 5})
+	if got := entry("a"); !reflect.DeepEqual(got, []node.DirRef{{5, t0 + 1}}) {
+		t.Fatalf("entry of a after the prune: %+v", got)
+	}
+	// Added again: its settle time starts over.
+	apply(proto.DirAdd, t0+settle+2, []string{"a"}, []int32{5})
+	apply(proto.DirPrune, t0+settle+3, []string{"a"}, []int32{5})
+	if got := entry("a"); !reflect.DeepEqual(got, []node.DirRef{{5, t0 + settle + 2}}) {
+		t.Fatalf("entry of a after a re-add: %+v", got)
+	}
+	// Pruned of its last list: deleted. A prune of an absent entry or of
+	// a list it does not name changes nothing.
+	apply(proto.DirPrune, t0+3*settle, []string{"a", "b", "zz"}, []int32{5}, []int32{9}, []int32{1})
+	if got := entry("a"); got != nil {
+		t.Fatalf("entry of a pruned of every list: %+v", got)
+	}
+	if got := entry("b"); !reflect.DeepEqual(got, []node.DirRef{{4, t0}}) {
+		t.Fatalf("entry of b: %+v", got)
+	}
+	if got := entry("zz"); got != nil {
+		t.Fatalf("a prune created %+v", got)
+	}
+	if s, err := n.Describe(dir); err != nil || s.Count != 1 {
+		t.Fatalf("directory count %d, %v; want 1 (b)", s.Count, err)
+	}
+	// Never trained, whatever its size (--auto-train-at 1 here).
+	if s, _ := n.Describe(dir); s.State != node.Untrained {
+		t.Fatalf("directory state %v", s.State)
+	}
+	// An operation with a bad entry is refused, and changes nothing.
+	if _, err := n.DirApply(dir, 9, []string{"b"}, [][]int32{{1}}, t0); !errors.Is(err, node.ErrInvalid) {
+		t.Fatalf("unknown operation: %v", err)
+	}
+	if got := entry("b"); !reflect.DeepEqual(got, []node.DirRef{{4, t0}}) {
+		t.Fatalf("entry of b after a refused operation: %+v", got)
+	}
+	// A directory is not a collection users see.
+	for _, s := range n.Collections() {
+		if s.Name == dir {
+			t.Fatal("the directory is listed")
+		}
+	}
+}
