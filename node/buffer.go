@@ -40,7 +40,10 @@ func (v *bufView) deleted(i int) bool {
 	return atomic.LoadUint32(&v.tomb[i>>5])&(1<<(uint(i)&31)) != 0
 }
 
-// append adds rows (already validated) under ids.
+// append adds rows (already validated) under ids. When the rows must
+// grow and more than a quarter of them are deleted, the new generation
+// keeps only the live rows, in their order: a buffer rewritten in place
+// (upserts, an id directory's entries) does not grow without bound.
 func (b *flatBuffer) append(ids []uint64, vecs []float32) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -48,18 +51,42 @@ func (b *flatBuffer) append(ids []uint64, vecs []float32) {
 	v := b.view.Load()
 	n, m := v.n, len(ids)
 	if n+m > len(v.ids) {
-		c := n + m + (n+m)/4 + 64
-		nv := &bufView{n: n, vecs: make([]float32, c*d), ids: make([]uint64, c), tomb: make([]uint32, (c+31)/32), live: v.live}
+		live := int(v.live)
+		compact := n-live > n/4
+		rows := n
+		if compact {
+			rows = live
+		}
+		c := rows + m + (rows+m)/4 + 64
+		nv := &bufView{n: rows, vecs: make([]float32, c*d), ids: make([]uint64, c), tomb: make([]uint32, (c+31)/32), live: v.live}
 		if b.metric == ivf.Cosine {
 			nv.inv = make([]float32, c)
-			copy(nv.inv, v.inv[:n])
 		}
-		copy(nv.vecs, v.vecs[:n*d])
-		copy(nv.ids, v.ids[:n])
-		for i := range v.tomb {
-			nv.tomb[i] = atomic.LoadUint32(&v.tomb[i])
+		if compact {
+			j := 0
+			for i := 0; i < n; i++ {
+				if v.deleted(i) {
+					continue
+				}
+				copy(nv.vecs[j*d:(j+1)*d], v.vecs[i*d:(i+1)*d])
+				if nv.inv != nil {
+					nv.inv[j] = v.inv[i]
+				}
+				nv.ids[j] = v.ids[i]
+				b.pos[v.ids[i]] = j
+				j++
+			}
+		} else {
+			if nv.inv != nil {
+				copy(nv.inv, v.inv[:n])
+			}
+			copy(nv.vecs, v.vecs[:n*d])
+			copy(nv.ids, v.ids[:n])
+			for i := range v.tomb {
+				nv.tomb[i] = atomic.LoadUint32(&v.tomb[i])
+			}
 		}
-		v = nv
+		v, n = nv, rows
 	}
 	copy(v.vecs[n*d:], vecs)
 	if b.metric == ivf.Cosine {
