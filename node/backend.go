@@ -85,8 +85,9 @@ type Metadata interface {
 	AbortTraining(ctx context.Context, name string, epoch uint64) error
 	// CommitTraining stores the centroids (an ivf file of the trained,
 	// empty index: centroids and SQ8 parameters) and makes the collection
-	// Ready at epoch+1 with nlist lists.
-	CommitTraining(ctx context.Context, name string, epoch uint64, nlist int, centroids []byte) error
+	// Ready at epoch+1 with nlist lists. sizes, when set, estimates the
+	// vectors each list will hold (a cluster balances its shards by them).
+	CommitTraining(ctx context.Context, name string, epoch uint64, nlist int, centroids []byte, sizes []int64) error
 	// RetireBuffer records that the buffered vectors of a Ready
 	// collection at epoch have all moved to their lists, so routing stops
 	// calling the flat buffer shards.

@@ -616,7 +616,13 @@ func (c *collection) train(epoch uint64, nlist int) {
 		return
 	}
 	committed := blob.Bytes()
-	if err := c.n.meta.CommitTraining(c.ctx, c.meta.Name, epoch, rep.NList, committed); err != nil {
+	var sizes []int64
+	if _, ok := c.n.distRoute(c.meta.Name); ok {
+		// A cluster balances the shards by the vectors their lists will
+		// hold (issue 5).
+		sizes = listSizes(ix, vecs, c.meta.Dim)
+	}
+	if err := c.n.meta.CommitTraining(c.ctx, c.meta.Name, epoch, rep.NList, committed, sizes); err != nil {
 		// The proposal may have been applied although the call failed (a
 		// timeout): the table decides.
 		m, ok := c.n.meta.Collection(c.meta.Name)
@@ -641,6 +647,38 @@ func (c *collection) train(epoch uint64, nlist int) {
 		log.Error("move after training", "err", err)
 	}
 }
+
+// listSizes estimates the vectors each list of the trained ix will hold
+// once vecs move there: the lists of an even sample of at most
+// listSizeSample rows, scaled to all of them. nil when it cannot tell.
+func listSizes(ix *ivf.Index, vecs []float32, dim int) []int64 {
+	n := len(vecs) / dim
+	if n == 0 {
+		return nil
+	}
+	step := (n + listSizeSample - 1) / listSizeSample
+	sample := make([]float32, 0, min(n, listSizeSample)*dim)
+	for i := 0; i < n; i += step {
+		sample = append(sample, vecs[i*dim:(i+1)*dim]...)
+	}
+	labels, err := ix.Assign(sample)
+	if err != nil {
+		return nil
+	}
+	sizes := make([]int64, ix.NList())
+	for _, l := range labels {
+		sizes[l]++
+	}
+	if m := len(labels); m < n {
+		for l := range sizes {
+			sizes[l] = sizes[l] * int64(n) / int64(m)
+		}
+	}
+	return sizes
+}
+
+// listSizeSample bounds the rows listSizes assigns.
+const listSizeSample = 65536
 
 // adopt switches the collection to ix at epoch and moves the buffered
 // vectors into their lists: the general "move lists, switch epoch, drop

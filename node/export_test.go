@@ -93,3 +93,9 @@ func (n *Node) DirApply(name string, op uint8, users []string, lists [][]int32, 
 	}
 	return prior, wait()
 }
+
+// PlaceLists is the shard map a cluster commits with trained centroids.
+var PlaceLists = placeLists
+
+// ListSizes estimates the vectors per list of a trained index.
+var ListSizes = listSizes

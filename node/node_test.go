@@ -373,7 +373,7 @@ func TestInterruptedMove(t *testing.T) {
 	var blob bytesBuffer
 	ix.WriteTo(&blob)
 	meta.BeginTraining(ctx, "c", 1)
-	if err := meta.CommitTraining(ctx, "c", 1, 4, blob.b); err != nil {
+	if err := meta.CommitTraining(ctx, "c", 1, 4, blob.b, nil); err != nil {
 		t.Fatal(err)
 	}
 	n2 := open(t, meta, st, node.Options{})

@@ -180,7 +180,7 @@ func (m *RaftMetadata) AbortTraining(ctx context.Context, name string, epoch uin
 // per live node by a balanced clustering of the centroids
 // (meta.GroupLists), the shards placed with the collection's replicas,
 // balanced (meta.PlaceByWeight).
-func (m *RaftMetadata) CommitTraining(ctx context.Context, name string, epoch uint64, nlist int, centroids []byte) error {
+func (m *RaftMetadata) CommitTraining(ctx context.Context, name string, epoch uint64, nlist int, centroids []byte, sizes []int64) error {
 	ref, err := m.s.PutBlob(ctx, centroids)
 	if err != nil {
 		return metaErr(err)
@@ -195,7 +195,7 @@ func (m *RaftMetadata) CommitTraining(ctx context.Context, name string, epoch ui
 		return fmt.Errorf("%w: %q", ErrNoCollection, name)
 	}
 	if live := t.LiveNodes(); len(live) > 1 && m.cluster != nil {
-		if sm, err = placeLists(centroids, col, live); err != nil {
+		if sm, err = placeLists(centroids, col, live, sizes); err != nil {
 			return err
 		}
 	}
@@ -203,8 +203,11 @@ func (m *RaftMetadata) CommitTraining(ctx context.Context, name string, epoch ui
 	return err
 }
 
-// placeLists is the shard map of a trained collection on several nodes.
-func placeLists(centroids []byte, col *meta.Collection, live []string) (meta.ShardMap, error) {
+// placeLists is the shard map of a trained collection on several nodes:
+// the lists grouped by a balanced clustering of their centroids, balanced
+// by vector count when sizes (one estimate per list) is given, else by
+// list count, and the shards placed balanced by the same weights.
+func placeLists(centroids []byte, col *meta.Collection, live []string, sizes []int64) (meta.ShardMap, error) {
 	ix, err := ivf.Load(bytes.NewReader(centroids), ivf.Options{Dim: col.Dim, Metric: col.Metric})
 	if err != nil {
 		return meta.ShardMap{}, fmt.Errorf("node: place lists: %w", err)
@@ -215,13 +218,27 @@ func placeLists(centroids []byte, col *meta.Collection, live []string) (meta.Sha
 		cents = append(cents, ix.Centroid(l)...)
 	}
 	shards := min(len(live), nl)
-	listShard, err := meta.GroupLists(cents, col.Dim, shards, meta.GroupOptions{Seed: 1})
+	var listWeights []float64
+	if len(sizes) == nl {
+		// One more than the estimate: a list estimated empty still costs
+		// something (its centroid is probed), and a zero total weight would
+		// leave nothing to balance.
+		listWeights = make([]float64, nl)
+		for l, s := range sizes {
+			listWeights[l] = float64(max(s, 0) + 1)
+		}
+	}
+	listShard, err := meta.GroupLists(cents, col.Dim, shards, meta.GroupOptions{Seed: 1, Weights: listWeights})
 	if err != nil {
 		return meta.ShardMap{}, fmt.Errorf("node: group lists: %w", err)
 	}
 	weights := make([]float64, shards)
-	for _, s := range listShard {
-		weights[s]++
+	for l, s := range listShard {
+		if listWeights != nil {
+			weights[s] += listWeights[l]
+		} else {
+			weights[s]++
+		}
 	}
 	placed, err := meta.PlaceByWeight(weights, min(max(col.Replicas, 1), len(live)), live, 0)
 	if err != nil {

@@ -106,7 +106,7 @@ func (m *Meta) AbortTraining(_ context.Context, name string, epoch uint64) error
 	return m.transition(name, epoch, node.Training, func(c *node.CollectionMeta) { c.State = node.Untrained })
 }
 
-func (m *Meta) CommitTraining(_ context.Context, name string, epoch uint64, nlist int, blob []byte) error {
+func (m *Meta) CommitTraining(_ context.Context, name string, epoch uint64, nlist int, blob []byte, _ []int64) error {
 	err := m.transition(name, epoch, node.Training, func(c *node.CollectionMeta) {
 		c.State, c.Epoch, c.TrainedNList = node.Ready, epoch+1, nlist
 		m.blobs[name] = bytes.Clone(blob)
