@@ -17,6 +17,7 @@ import (
 	"lookalike/proto"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 )
 
 // Node is one server process's runtime: the collections it serves and the
@@ -459,20 +460,33 @@ func (n *Node) Get(ctx context.Context, name, userID string, withVector bool) (*
 
 // Lookup reports which user ids are stored (an importer's resume check:
 // one request for a batch of ids, no vectors or attachments sent back).
+// On a cluster each id costs a read of its directory entry and one of
+// its copy, so up to lookupParallel ids are read at once.
 func (n *Node) Lookup(ctx context.Context, name string, userIDs []string) ([]bool, error) {
 	found := make([]bool, len(userIDs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(lookupParallel)
 	for i, u := range userIDs {
-		_, err := n.getItem(ctx, name, u, false, false)
-		switch {
-		case err == nil:
-			found[i] = true
-		case errors.Is(err, ErrNoItem):
-		default:
-			return nil, err
-		}
+		g.Go(func() error {
+			_, err := n.getItem(gctx, name, u, false, false)
+			switch {
+			case err == nil:
+				found[i] = true
+			case errors.Is(err, ErrNoItem):
+			default:
+				return err
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return found, nil
 }
+
+// lookupParallel bounds the reads of one Lookup in flight.
+const lookupParallel = 16
 
 func (n *Node) getItem(ctx context.Context, name, userID string, withVector, withAttachment bool) (*Item, error) {
 	if rt, ok := n.distRoute(name); ok {
