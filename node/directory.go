@@ -19,10 +19,11 @@ import (
 // flat shard, never trained, a user id's entry living in partition
 // BufferShard(id, partitions), and each replicated, failed over,
 // restored and caught up by the same code as any shard. Its items are
-// entries: user id → the lists of X that may hold a copy of it. A gateway adds a list to the entry (DirAdd) before
-// it writes a copy there, so an entry names every list holding a copy
-// of its id, and maybe lists that hold none (a write that failed, a
-// prune not yet done). Reads and deletes by id then go only to the
+// entries: user id → the lists of X that may hold a copy of it. A
+// gateway adds a list to the entry (DirAdd) before it writes a copy
+// there, so an entry names every list holding a copy of its id, and
+// maybe lists that hold none (a write that failed, a prune not yet
+// done). Reads and deletes by id then go only to the
 // shards an entry names, and so does the eviction after an upsert:
 // lists are removed from an entry (DirPrune) once the copies there are
 // evicted and no write naming them can still be in flight.
