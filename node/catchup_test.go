@@ -21,19 +21,7 @@ import (
 // that the copy writes it again.
 func TestCatchUpJoiner(t *testing.T) {
 	ctx := context.Background()
-	st, err := node.OpenPebble(t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := node.Open(node.Options{NodeID: "n1", AutoTrainAt: -1}, nodetest.NewMeta(), st)
-	if err != nil {
-		st.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		n.Close()
-		st.Close()
-	})
+	n, st := openPebbleNode(t, node.Options{NodeID: "n1", AutoTrainAt: -1})
 	const d, nb, nlist = 8, 400, 4
 	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: "c", Dim: d, Metric: ivf.L2, NList: nlist}); err != nil {
 		t.Fatal(err)
@@ -125,4 +113,24 @@ func TestCatchUpJoiner(t *testing.T) {
 	if missing, err = cu.Offer(offered[:10]); err != nil || !slices.Equal(missing, []uint64{kept}) {
 		t.Fatalf("offer of an id stored but not in the lists: missing %v, %v; want [%d]", missing, err, kept)
 	}
+}
+
+// openPebbleNode opens a node over a Pebble store in a temporary folder,
+// with in-memory metadata; both close when the test ends.
+func openPebbleNode(t *testing.T, opts node.Options) (*node.Node, *node.PebbleStorage) {
+	t.Helper()
+	st, err := node.OpenPebble(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := node.Open(opts, nodetest.NewMeta(), st)
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		n.Close()
+		st.Close()
+	})
+	return n, st
 }

@@ -10,8 +10,6 @@ import (
 
 	"lookalike/ivf"
 	"lookalike/node"
-	"lookalike/node/nodetest"
-	"lookalike/node/store"
 	"lookalike/proto"
 )
 
@@ -45,19 +43,7 @@ func TestEntryCodec(t *testing.T) {
 // entry left with no list is deleted; a re-add restarts the settle time.
 func TestDirMerge(t *testing.T) {
 	ctx := context.Background()
-	st, err := node.OpenPebble(t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := node.Open(node.Options{NodeID: "n1", AutoTrainAt: 1}, nodetest.NewMeta(), st)
-	if err != nil {
-		st.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		n.Close()
-		st.Close()
-	})
+	n, _ := openPebbleNode(t, node.Options{NodeID: "n1", AutoTrainAt: 1})
 	const dir = "c~ids~0"
 	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: dir, Dim: 1, Metric: ivf.L2}); err != nil {
 		t.Fatal(err)

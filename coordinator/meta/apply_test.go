@@ -350,14 +350,7 @@ func TestSetReplicasAway(t *testing.T) {
 	}
 	// The table round-trips Away through its snapshot encoding.
 	tb = must(t, tb, meta.SetReplicas{Collection: "r", Buffer: true, Replicas: []string{gone}, Primary: gone, From: []string{stays, gone}})
-	b, err := tb.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := meta.DecodeTable(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
+	back := snapshotRoundTrip(t, tb)
 	if c, _ := back.Collection("r"); !slices.Equal(c.Buffer[0].Away, []string{stays}) {
 		t.Fatalf("after a snapshot round trip: %+v", c.Buffer[0])
 	}
@@ -405,14 +398,7 @@ func TestIDDirectory(t *testing.T) {
 			t.Fatalf("DirOf(%q) says a partition", name)
 		}
 	}
-	var buf bytes.Buffer
-	if err := tb.Encode(&buf); err != nil {
-		t.Fatal(err)
-	}
-	rt, err := meta.DecodeTable(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := snapshotRoundTrip(t, tb)
 	if c2, _ := rt.Collection("c"); c2.IDPartitions != 3 || len(rt.Collections()) != 5 {
 		t.Fatalf("after a snapshot round trip: %d partitions, %d collections", c2.IDPartitions, len(rt.Collections()))
 	}
@@ -427,4 +413,18 @@ func TestIDDirectory(t *testing.T) {
 	if len(tb.Collections()) != 1 {
 		t.Fatalf("collections after the drop: %d, want 1 (plain)", len(tb.Collections()))
 	}
+}
+
+// snapshotRoundTrip encodes tb as a snapshot and decodes it back.
+func snapshotRoundTrip(t *testing.T, tb *meta.Table) *meta.Table {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := tb.Encode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	back, err := meta.DecodeTable(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return back
 }

@@ -246,14 +246,7 @@ func TestCreateCollectionVersions(t *testing.T) {
 	if c.ModelHash != hash || c.Model != img.Model {
 		t.Fatalf("collection %+v", c)
 	}
-	var buf bytes.Buffer
-	if err := tb.Encode(&buf); err != nil {
-		t.Fatal(err)
-	}
-	rt, err := meta.DecodeTable(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := snapshotRoundTrip(t, tb)
 	if c2, _ := rt.Collection("img"); c2.ModelHash != hash {
 		t.Fatalf("model hash after a snapshot round trip: %q", c2.ModelHash)
 	}
