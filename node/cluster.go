@@ -601,7 +601,7 @@ func (cr *clusterRuntime) restore() {
 	for _, c := range t.Collections() {
 		held := map[string]int{}
 		for s := range eachShard(c) {
-			for _, r := range append(slices.Clone(s.Replicas), s.Joining...) {
+			for _, r := range holders(s) {
 				held[r]++
 			}
 		}

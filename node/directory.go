@@ -208,9 +208,9 @@ func (n *Node) dirWrite(ctx context.Context, rt *route, op uint8, ops []WriteIte
 }
 
 // dirAdd adds the lists that the items of todo are about to be written
-// to (set by groupWrites) to their entries, and merges each item's entry
-// as it was into prior.
-func (n *Node) dirAdd(ctx context.Context, rt *route, items []WriteItem, todo []int, prior [][]dirRef) error {
+// to (set by groupWrites) to their entries, and merges the lists of each
+// item's entry as it was into prior.
+func (n *Node) dirAdd(ctx context.Context, rt *route, items []WriteItem, todo []int, prior [][]int32) error {
 	ops := make([]WriteItem, len(todo))
 	for j, i := range todo {
 		ops[j] = dirItem(items[i].UserID, items[i].list)
@@ -225,8 +225,8 @@ func (n *Node) dirAdd(ctx context.Context, rt *route, items []WriteItem, todo []
 			return fmt.Errorf("id directory entry of %q: %w", items[i].UserID, err)
 		}
 		for _, r := range refs {
-			if !slices.ContainsFunc(prior[i], func(p dirRef) bool { return p.List == r.List }) {
-				prior[i] = append(prior[i], r)
+			if !slices.Contains(prior[i], r.List) {
+				prior[i] = append(prior[i], r.List)
 			}
 		}
 	}
@@ -251,9 +251,10 @@ func (n *Node) dirPrune(ctx context.Context, rt *route, users []string, lists []
 	}
 }
 
-// dirLookup reads userID's entry from a replica of its partition (this
-// node first, else the primary first), trying the others when one fails.
-func (n *Node) dirLookup(ctx context.Context, rt *route, userID string) ([]dirRef, error) {
+// dirLookup reads the lists of userID's entry from a replica of its
+// partition (this node first, else the primary first), trying the others
+// when one fails.
+func (n *Node) dirLookup(ctx context.Context, rt *route, userID string) ([]int32, error) {
 	d := rt.dir[rt.partition(userID)]
 	if len(d.Buffer) != 1 {
 		return nil, fmt.Errorf("%w: id directory partition %q has %d shards", ErrUnavailable, d.Name, len(d.Buffer))
@@ -283,7 +284,15 @@ func (n *Node) dirLookup(ctx context.Context, rt *route, userID string) ([]dirRe
 			if !reply.Found {
 				return nil, nil
 			}
-			return decodeEntry(reply.Item.Meta)
+			refs, err := decodeEntry(reply.Item.Meta)
+			if err != nil {
+				return nil, err
+			}
+			lists := make([]int32, len(refs))
+			for i, r := range refs {
+				lists[i] = r.List
+			}
+			return lists, nil
 		}
 		lastErr = err
 		if ctx.Err() != nil {
@@ -300,14 +309,14 @@ type placeKey struct {
 }
 
 // listedShards returns the shards that may hold a copy of userID whose
-// entry names refs: the shards of those lists, and the user id's buffer
+// entry names lists: the shards of those lists, and the user id's buffer
 // shard while the collection has a buffer. Lists the table does not
 // know are skipped.
-func (rt *route) listedShards(userID string, refs []dirRef) map[placeKey]meta.Shard {
+func (rt *route) listedShards(userID string, lists []int32) map[placeKey]meta.Shard {
 	out := map[placeKey]meta.Shard{}
-	for _, r := range refs {
-		if int(r.List) < len(rt.c.Shards.ListShard) {
-			s := rt.c.Shards.Shards[rt.c.Shards.ListShard[r.List]]
+	for _, l := range lists {
+		if int(l) < len(rt.c.Shards.ListShard) {
+			s := rt.c.Shards.Shards[rt.c.Shards.ListShard[l]]
 			out[placeKey{id: s.ID}] = s
 		}
 	}
@@ -324,13 +333,13 @@ func (rt *route) listedShards(userID string, refs []dirRef) map[placeKey]meta.Sh
 // nodes holding those lists' shards (and the buffer shard while there is
 // one), none for a new id. Then the lists evicted are pruned from the
 // entries.
-func (n *Node) evictListed(ctx context.Context, rt *route, items []WriteItem, ids []uint64, applied [][]string, prior [][]dirRef) error {
+func (n *Node) evictListed(ctx context.Context, rt *route, items []WriteItem, ids []uint64, applied [][]string, prior [][]int32) error {
 	old := make([][]int32, len(items)) // the lists to prune from each entry
 	anyOld := false
 	for i, it := range items {
-		for _, r := range prior[i] {
-			if r.List != it.list {
-				old[i] = append(old[i], r.List)
+		for _, l := range prior[i] {
+			if l != it.list {
+				old[i] = append(old[i], l)
 			}
 		}
 		anyOld = anyOld || len(old[i]) > 0
@@ -341,18 +350,14 @@ func (n *Node) evictListed(ctx context.Context, rt *route, items []WriteItem, id
 	calls := func(rt *route) map[string]*proto.RPCDelete {
 		out := map[string]*proto.RPCDelete{}
 		for i, it := range items {
-			refs := make([]dirRef, len(old[i]))
-			for k, l := range old[i] {
-				refs[k].List = l
-			}
-			shards := rt.listedShards(it.UserID, refs)
+			shards := rt.listedShards(it.UserID, old[i])
 			// The new copy's shard holds it instead of the old one (a node
 			// keeps one copy per user id).
 			if s, ok := rt.shardOf(it.list, it.UserID); ok {
 				delete(shards, placeKey{buffer: it.list == BufferList, id: s.ID})
 			}
 			for _, s := range shards {
-				for _, node := range append(slices.Clone(s.Replicas), s.Joining...) {
+				for _, node := range holders(s) {
 					call := out[node]
 					if call == nil {
 						call = &proto.RPCDelete{Collection: rt.c.Name}
@@ -387,17 +392,14 @@ func (n *Node) dirDelete(ctx context.Context, rt *route, userID string) (int, er
 	if err := rt.leased(); err != nil {
 		return 0, err
 	}
-	refs, err := n.dirLookup(ctx, rt, userID)
+	lists, err := n.dirLookup(ctx, rt, userID)
 	if err != nil {
 		return 0, err
 	}
-	if len(rt.listedShards(userID, refs)) == 0 {
-		return 0, nil
-	}
 	calls := func(rt *route) map[string]*proto.RPCDelete {
 		out := map[string]*proto.RPCDelete{}
-		for _, s := range rt.listedShards(userID, refs) {
-			for _, node := range append(slices.Clone(s.Replicas), s.Joining...) {
+		for _, s := range rt.listedShards(userID, lists) {
+			for _, node := range holders(s) {
 				out[node] = &proto.RPCDelete{Collection: rt.c.Name, UserIDs: []string{userID}}
 			}
 		}
@@ -407,10 +409,6 @@ func (n *Node) dirDelete(ctx context.Context, rt *route, userID string) (int, er
 	if err != nil {
 		return 0, err
 	}
-	lists := make([]int32, len(refs))
-	for i, r := range refs {
-		lists[i] = r.List
-	}
 	n.dirPrune(ctx, rt, []string{userID}, [][]int32{lists})
 	return removed, nil
 }
@@ -418,14 +416,14 @@ func (n *Node) dirDelete(ctx context.Context, rt *route, userID string) (int, er
 // dirGet reads userID's item from one replica of each shard its entry
 // names (this node first), and returns the first copy found.
 func (n *Node) dirGet(ctx context.Context, rt *route, call *proto.RPCGet) (*Item, error) {
-	refs, err := n.dirLookup(ctx, rt, call.UserID)
+	lists, err := n.dirLookup(ctx, rt, call.UserID)
 	if err != nil {
 		return nil, err
 	}
 	var nodes []string
 	load := map[string]int{}
 	local := false
-	for _, s := range rt.listedShards(call.UserID, refs) {
+	for _, s := range rt.listedShards(call.UserID, lists) {
 		node, ok := rt.pick(s, load, nil)
 		if !ok {
 			continue

@@ -177,12 +177,16 @@ func (rt *route) shardOf(l int32, userID string) (meta.Shard, bool) {
 	return rt.c.Shards.Shards[rt.c.Shards.ListShard[l]], true
 }
 
+// holders returns the nodes holding or joining a replica of s: those a
+// write or delete must reach.
+func holders(s meta.Shard) []string { return append(slices.Clone(s.Replicas), s.Joining...) }
+
 // nodes returns every node holding or joining a replica of some shard,
 // sorted.
 func (rt *route) nodes() []string {
 	var out []string
 	for _, s := range rt.shards() {
-		for _, r := range append(slices.Clone(s.Replicas), s.Joining...) {
+		for _, r := range holders(s) {
 			if !slices.Contains(out, r) {
 				out = append(out, r)
 			}
@@ -250,7 +254,7 @@ func (n *Node) distInsert(ctx context.Context, name string, items []WriteItem, p
 	ctx, cancel := context.WithTimeout(ctx, n.opts.CallTimeout)
 	defer cancel()
 	items, preset, back := lastOfEach(items, preset)
-	prior := make([][]dirRef, len(items))
+	prior := make([][]int32, len(items)) // the lists each id's entry named before
 	prepare := func(rt *route, todo []int) error {
 		if rt.dir == nil || !rt.trained() {
 			// Untrained: a user id's copy is in its buffer shard, known

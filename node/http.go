@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -535,18 +534,18 @@ func (a *api) cluster(w http.ResponseWriter, r *http.Request) error {
 			if owner, part, dir := meta.DirOf(c.Name); dir {
 				for _, s := range c.Buffer {
 					out.Shards = append(out.Shards, proto.ClusterShard{Collection: owner, Shard: fmt.Sprintf("%s/ids/%d", owner, part),
-						Epoch: s.Epoch, Primary: s.Primary, Replicas: append(slices.Clone(s.Replicas), s.Joining...), InSync: s.Replicas, Joining: s.Joining, Away: s.Away})
+						Epoch: s.Epoch, Primary: s.Primary, Replicas: holders(s), InSync: s.Replicas, Joining: s.Joining, Away: s.Away})
 				}
 				continue
 			}
 			for _, s := range c.Shards.Shards {
 				out.Shards = append(out.Shards, proto.ClusterShard{Collection: c.Name, Shard: fmt.Sprintf("%s/%d", c.Name, s.ID),
-					Epoch: s.Epoch, Lists: len(c.Shards.Lists(s.ID)), Primary: s.Primary, Replicas: append(slices.Clone(s.Replicas), s.Joining...),
+					Epoch: s.Epoch, Lists: len(c.Shards.Lists(s.ID)), Primary: s.Primary, Replicas: holders(s),
 					InSync: s.Replicas, Joining: s.Joining, Away: s.Away})
 			}
 			for _, s := range c.Buffer {
 				out.Shards = append(out.Shards, proto.ClusterShard{Collection: c.Name, Shard: fmt.Sprintf("%s/buffer/%d", c.Name, s.ID),
-					Epoch: s.Epoch, Primary: s.Primary, Replicas: append(slices.Clone(s.Replicas), s.Joining...), InSync: s.Replicas, Joining: s.Joining, Away: s.Away})
+					Epoch: s.Epoch, Primary: s.Primary, Replicas: holders(s), InSync: s.Replicas, Joining: s.Joining, Away: s.Away})
 			}
 		}
 		return writeJSON(w, http.StatusOK, out)

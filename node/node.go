@@ -242,11 +242,13 @@ func (n *Node) CreateCollection(ctx context.Context, m CollectionMeta) (Collecti
 	if err := n.store.Drop(m.Name); err != nil { // leftovers of a drop that crashed midway
 		return CollectionStatus{}, err
 	}
-	// A cluster's collection gets its id directory (decision 10): one
-	// partition per live node.
+	live := 0 // the live nodes of a cluster; 0 outside one
 	if ln, ok := n.meta.(interface{ LiveNodes() []string }); ok && n.peers != nil {
+		live = len(ln.LiveNodes())
+		// A cluster's collection gets its id directory (decision 10): one
+		// partition per live node.
 		m.IDDirectory = true
-		for p := range len(ln.LiveNodes()) {
+		for p := range live {
 			if err := n.store.Drop(meta.DirName(m.Name, p)); err != nil {
 				return CollectionStatus{}, err
 			}
@@ -256,7 +258,7 @@ func (n *Node) CreateCollection(ctx context.Context, m CollectionMeta) (Collecti
 	if m.Replicas == 0 {
 		// decision 3: one copy on one node, two from three nodes on.
 		m.Replicas = 1
-		if ln, ok := n.meta.(interface{ LiveNodes() []string }); ok && n.peers != nil && len(ln.LiveNodes()) >= 3 {
+		if live >= 3 {
 			m.Replicas = 2
 		}
 	}
