@@ -295,6 +295,24 @@ func cdListShards(cu proto.Cluster, coll string) []proto.ClusterShard {
 	return out
 }
 
+// cdDirShards returns the shards of coll's id directory (name/ids/p).
+func cdDirShards(cu proto.Cluster, coll string) []proto.ClusterShard {
+	var out []proto.ClusterShard
+	for _, s := range cu.Shards {
+		if s.Collection == coll && strings.HasPrefix(s.Shard, coll+"/ids/") {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// cdDataShards returns coll's list shards and its id directory's
+// partitions: what must have its replicas back before another node may
+// go (a write needs both its list's shard and its id's partition).
+func cdDataShards(cu proto.Cluster, coll string) []proto.ClusterShard {
+	return append(cdListShards(cu, coll), cdDirShards(cu, coll)...)
+}
+
 func cdSumLists(cu proto.Cluster, coll string) int {
 	n := 0
 	for _, s := range cdListShards(cu, coll) {
@@ -1185,7 +1203,7 @@ func TestClusterKill9Replicated(t *testing.T) {
 	// the commit leaves it so until the next leader (searches partial).
 	var viewer *clusterNode
 	whole := func(cu proto.Cluster) bool {
-		shards := cdListShards(cu, name)
+		shards := cdDataShards(cu, name)
 		if cdSumLists(cu, name) != nlist || cu.Leader == "" {
 			return false
 		}
@@ -1278,7 +1296,7 @@ func TestClusterKill9Replicated(t *testing.T) {
 	// The dead leader does not come back: once the delay has passed, its
 	// shards are copied to the live node that lacks them.
 	cu, ok = cdPoll(other, restoreDelay+30*time.Second, func(cu proto.Cluster) bool {
-		for _, s := range cdListShards(cu, name) {
+		for _, s := range cdDataShards(cu, name) {
 			if len(s.InSync) < 2 || slices.Contains(s.InSync, leader.id) || len(s.Away) > 0 {
 				return false
 			}

@@ -11,13 +11,15 @@ import (
 )
 
 // rrFullyReplicated: every list of coll is in a shard with two in-sync
-// replicas on live nodes, a live primary, nothing joining, and there is a
-// leader.
+// replicas on live nodes, a live primary, nothing joining, and so is every
+// partition of its id directory (a node restarted next would otherwise
+// take a partition's last replica with it: every write stalls), and there
+// is a leader.
 func rrFullyReplicated(cu proto.Cluster, coll string, nlist int) bool {
 	if cu.Leader == "" || cdSumLists(cu, coll) != nlist {
 		return false
 	}
-	for _, s := range cdListShards(cu, coll) {
+	for _, s := range cdDataShards(cu, coll) {
 		if len(s.InSync) < 2 || len(s.Joining) > 0 || cdNodeState(cu, s.Primary) != "alive" {
 			return false
 		}
@@ -42,8 +44,8 @@ func rrPlacement(cu proto.Cluster, coll string) string {
 }
 
 func rrShards(cu proto.Cluster, coll string) string {
-	s := cdShardsString(cdListShards(cu, coll))
-	for _, sh := range cdListShards(cu, coll) {
+	s := cdShardsString(cdDataShards(cu, coll))
+	for _, sh := range cdDataShards(cu, coll) {
 		if len(sh.Joining) > 0 {
 			s += fmt.Sprintf("\n  %s joining %v", sh.Shard, sh.Joining)
 		}
@@ -55,11 +57,11 @@ func rrShards(cu proto.Cluster, coll string) string {
 // against a three-node cluster (replicas 2, trained), each node in turn
 // (the Raft leader last) is taken out of the load rotation, stopped with
 // SIGTERM (it hands off), started again on its data directory, and put
-// back once alive and ready; before each stop every list shard has two
-// in-sync replicas again. No search fails or is partial, no write batch
-// is given up, and every acknowledged id reads through every node. Each
-// node is caught up (what it held is not sent again), so the shards end
-// on the nodes they started on.
+// back once alive and ready; before each stop every list shard and id
+// directory partition has two in-sync replicas again. No search fails or
+// is partial, no write batch is given up, and every acknowledged id reads
+// through every node. Each node is caught up (what it held is not sent
+// again), so the shards end on the nodes they started on.
 func TestClusterRollingRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three server processes and restarts each")
@@ -114,7 +116,7 @@ func TestClusterRollingRestart(t *testing.T) {
 		obs := targets.nodes()[0]
 		cu, ok := cdPoll(obs, 60*time.Second, func(cu proto.Cluster) bool { return rrFullyReplicated(cu, name, nlist) })
 		if !ok {
-			t.Fatalf("60 s on, not every list shard of %s has 2 in-sync live replicas and nothing joining (view from %s):%s\nnodes: %+v", name, obs.id, rrShards(cu, name), cu.Nodes)
+			t.Fatalf("60 s on, not every list shard and id directory partition of %s has 2 in-sync live replicas and nothing joining (view from %s):%s\nnodes: %+v", name, obs.id, rrShards(cu, name), cu.Nodes)
 		}
 		shardsOK := time.Since(waitStart)
 		for _, c := range remaining {
@@ -197,7 +199,7 @@ func TestClusterRollingRestart(t *testing.T) {
 	endWait := time.Now()
 	cu, ok := cdPoll(nodes[0], 60*time.Second, func(cu proto.Cluster) bool { return rrFullyReplicated(cu, name, nlist) })
 	if !ok {
-		t.Errorf("60 s after the last restart, not every list shard has 2 in-sync live replicas:%s\nnodes: %+v", rrShards(cu, name), cu.Nodes)
+		t.Errorf("60 s after the last restart, not every list shard and id directory partition has 2 in-sync live replicas:%s\nnodes: %+v", rrShards(cu, name), cu.Nodes)
 	} else {
 		t.Logf("after the last restart, every shard 2 in-sync replicas %v later; leader %s; shards:%s", time.Since(endWait).Round(time.Millisecond), cu.Leader, rrShards(cu, name))
 	}
