@@ -51,6 +51,10 @@ type CollectionMeta struct {
 	// directory (a cluster's collections; docs/node.md, "The id
 	// directory").
 	IDDirectory bool
+	// Created tells this collection from an earlier one of the same name
+	// (meta.Collection.Created): larger for a later one; 0 for a
+	// collection created before it was recorded.
+	Created uint64
 }
 
 // ClusterInfo is the coordinator's view of the cluster.
@@ -182,6 +186,11 @@ type Storage interface {
 	Scan(coll string, fn func(Item) error) error
 	// Drop deletes everything of coll.
 	Drop(coll string) error
+	// Incarnation is the Created of the collection whose data the store
+	// holds under the name coll (SetIncarnation), 0 when none was set.
+	Incarnation(coll string) (uint64, error)
+	// SetIncarnation records it, durably; Drop forgets it.
+	SetIncarnation(coll string, created uint64) error
 	// SaveIndex persists ix as coll's index. The caller guarantees that ix
 	// holds every batch applied to coll when SaveIndex is called.
 	SaveIndex(coll string, ix *ivf.Index) error

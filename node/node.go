@@ -128,17 +128,31 @@ func (n *Node) Sync() error {
 	if n.closed {
 		return ErrClosed
 	}
+	var errs []error
 	for name, c := range n.colls {
-		if m, ok := want[name]; !ok || m.Dim != c.meta.Dim || m.Metric != c.meta.Metric {
-			c.close()
-			c.forgetIndex()
-			delete(n.colls, name)
+		m, ok := want[name]
+		if ok && m.Dim == c.meta.Dim && m.Metric == c.meta.Metric && m.Created == c.meta.Created {
+			continue
+		}
+		// Dropped (and maybe created again since): this node's data of it
+		// goes with it, not only the data of the node that served the drop.
+		c.close()
+		c.forgetIndex()
+		delete(n.colls, name)
+		if err := n.store.Drop(name); err != nil {
+			errs = append(errs, fmt.Errorf("node: delete the data of dropped collection %q: %w", name, err))
 		}
 	}
-	var errs []error
 	for name, m := range want {
 		if c, ok := n.colls[name]; ok {
 			c.syncTable(m)
+			continue
+		}
+		if err := n.claimStore(m); errors.Is(err, errTableBehind) {
+			n.log.Info("not opening a collection yet: this node holds data of a later one of its name than its table says", "collection", name, "created", m.Created)
+			continue
+		} else if err != nil {
+			errs = append(errs, fmt.Errorf("node: open collection %q: %w", name, err))
 			continue
 		}
 		c, err := n.openCollection(m)
@@ -153,6 +167,39 @@ func (n *Node) Sync() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// errTableBehind: the store holds the data of a later collection of the
+// name than the table's (a restart from an older snapshot); the table
+// catches up.
+var errTableBehind = errors.New("node: the table names an earlier collection than this node's data")
+
+// claimStore makes the store's data under m's name m's own before m is
+// opened: the data of an earlier collection of the name (dropped while
+// this node was away, so Sync never saw it go) is deleted, and m's
+// Created is recorded as the incarnation of what the store holds there.
+// Data without a recorded incarnation (written before it was recorded)
+// is kept, as it always was.
+func (n *Node) claimStore(m CollectionMeta) error {
+	if m.Created == 0 { // created before the table recorded it
+		return nil
+	}
+	held, err := n.store.Incarnation(m.Name)
+	if err != nil {
+		return err
+	}
+	switch {
+	case held == m.Created:
+		return nil
+	case held > m.Created:
+		return errTableBehind
+	case held != 0:
+		n.log.Info("deleting the data of an earlier collection of the same name", "collection", m.Name, "created", held, "now", m.Created)
+		if err := n.store.Drop(m.Name); err != nil {
+			return err
+		}
+	}
+	return n.store.SetIncarnation(m.Name, m.Created)
 }
 
 func (n *Node) collection(name string) (*collection, error) {
@@ -277,23 +324,13 @@ func (n *Node) DropCollection(ctx context.Context, name string) error {
 	if _, ok := n.meta.Collection(name); !ok {
 		return fmt.Errorf("%w: %q", ErrNoCollection, name)
 	}
-	parts := 0
-	if rt := n.localRoute(name); rt != nil {
-		parts = len(rt.dir)
-	}
 	if err := n.meta.DropCollection(ctx, name); err != nil {
 		n.Sync() // the drop may have been applied although the call failed
 		return err
 	}
-	if err := n.Sync(); err != nil {
-		return err
-	}
-	for p := range parts {
-		if err := n.store.Drop(meta.DirName(name, p)); err != nil {
-			return err
-		}
-	}
-	return n.store.Drop(name)
+	// Sync closes the collection and its directory's partitions and
+	// deletes their data, as every node's does when it sees the drop.
+	return n.Sync()
 }
 
 // Describe returns a collection's status.

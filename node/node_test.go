@@ -481,3 +481,62 @@ func TestCompactionAfterDeletes(t *testing.T) {
 		t.Fatalf("count %d", s.Count)
 	}
 }
+
+// A node that was closed while its collection was dropped and created
+// again under the same name (so its Sync never saw the drop) deletes its
+// data of the earlier collection when it opens the new one; a table that
+// names an earlier collection than the store's data (a restart from an
+// older snapshot) leaves the data alone and the collection closed.
+func TestReopenAfterDropAndCreate(t *testing.T) {
+	ctx := context.Background()
+	meta, st := nodetest.NewMeta(), nodetest.NewStore()
+	n, err := node.Open(node.Options{NodeID: "n1", AutoTrainAt: -1}, meta, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const d = 4
+	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: "c", Dim: d, Metric: ivf.L2}); err != nil {
+		t.Fatal(err)
+	}
+	vecs := randVecs(rand.New(rand.NewPCG(1, 2)), 10, d)
+	if _, err := n.Insert(ctx, "c", items("old", vecs, d)); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := meta.Collection("c")
+	if held, _ := st.Incarnation("c"); first.Created == 0 || held != first.Created {
+		t.Fatalf("store incarnation %d, collection created %d", held, first.Created)
+	}
+	n.Close()
+
+	// Dropped and created again while the node is closed.
+	if err := meta.DropCollection(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if err := meta.CreateCollection(ctx, node.CollectionMeta{Name: "c", Dim: d, Metric: ivf.L2, State: node.Untrained, Epoch: 1}); err != nil {
+		t.Fatal(err)
+	}
+	n = open(t, meta, st, node.Options{})
+	if _, err := n.Get(ctx, "c", "old0", false); !errors.Is(err, node.ErrNoItem) {
+		t.Fatalf("an item of the dropped collection after the reopen: %v", err)
+	}
+	if s, err := n.Describe("c"); err != nil || s.Count != 0 {
+		t.Fatalf("the new collection: %+v %v", s, err)
+	}
+	if _, err := n.Insert(ctx, "c", items("new", vecs, d)); err != nil {
+		t.Fatal(err)
+	}
+	n.Close()
+
+	// The store's data is of a later collection than the table names.
+	second, _ := meta.Collection("c")
+	if err := st.SetIncarnation("c", second.Created+1); err != nil {
+		t.Fatal(err)
+	}
+	n = open(t, meta, st, node.Options{})
+	if _, err := n.Describe("c"); !errors.Is(err, node.ErrNoCollection) {
+		t.Fatalf("a collection whose data is later than the table: %v", err)
+	}
+	if _, err := st.Get("c", "new0"); err != nil {
+		t.Fatalf("its data: %v", err)
+	}
+}

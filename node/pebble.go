@@ -254,6 +254,25 @@ func (p *PebbleStorage) Drop(coll string) error {
 	return nil
 }
 
+// Incarnation implements Storage.
+func (p *PebbleStorage) Incarnation(coll string) (uint64, error) {
+	c, err := p.CollectionNumber(coll)
+	if err != nil {
+		return 0, err
+	}
+	v, err := p.s.Incarnation(c)
+	return v, storeErr(err)
+}
+
+// SetIncarnation implements Storage.
+func (p *PebbleStorage) SetIncarnation(coll string, created uint64) error {
+	c, err := p.CollectionNumber(coll)
+	if err != nil {
+		return err
+	}
+	return storeErr(p.s.SetIncarnation(c, created))
+}
+
 // SaveIndex implements Storage.
 func (p *PebbleStorage) SaveIndex(coll string, ix *ivf.Index) error {
 	cp, err := p.Checkpoint(coll)

@@ -35,6 +35,7 @@ func fromMeta(c *meta.Collection) CollectionMeta {
 	return CollectionMeta{
 		Name: c.Name, Dim: c.Dim, Metric: c.Metric, NList: c.NList, Replicas: c.Replicas, Model: c.Model, ModelHash: c.ModelHash,
 		State: State(c.State), Epoch: c.Epoch, TrainedNList: c.TrainedNList, Buffered: len(c.Buffer) > 0,
+		Created: c.Created,
 	}
 }
 

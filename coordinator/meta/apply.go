@@ -126,7 +126,8 @@ func applyCreateCollection(t *Table, c Command) (*Table, any, error) {
 	col := &Collection{
 		Name: r.Name, Dim: r.Dim, Metric: r.Metric, NList: r.NList, Replicas: replicas, Model: r.Model, ModelHash: r.ModelHash,
 		State: Untrained, Epoch: 1,
-		Buffer: PlaceShards(shards, replicas, live, 1),
+		Buffer:  PlaceShards(shards, replicas, live, 1),
+		Created: t.version + 1, // Apply gives the new table this version
 	}
 	n := t.clone()
 	n.colls[r.Name] = col
@@ -139,7 +140,7 @@ func applyCreateCollection(t *Table, c Command) (*Table, any, error) {
 		for p, s := range parts {
 			s.ID = 0
 			name := DirName(r.Name, p)
-			n.colls[name] = &Collection{Name: name, Dim: 1, Metric: ivf.L2, Replicas: replicas, State: Untrained, Epoch: 1, Buffer: []Shard{s}}
+			n.colls[name] = &Collection{Name: name, Dim: 1, Metric: ivf.L2, Replicas: replicas, State: Untrained, Epoch: 1, Buffer: []Shard{s}, Created: col.Created}
 		}
 	}
 	return n, nil, nil

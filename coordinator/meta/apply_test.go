@@ -415,6 +415,36 @@ func TestIDDirectory(t *testing.T) {
 	}
 }
 
+// Created is the table version a collection's creation produced: the
+// same for its id directory's partitions, larger for a collection of the
+// same name created again after a drop, and kept by snapshots.
+func TestCreatedVersion(t *testing.T) {
+	tb := must(t, meta.New(),
+		meta.RegisterNode{ID: "n1", RaftAddr: "r1"}, meta.RegisterNode{ID: "n2", RaftAddr: "r2"},
+		meta.CreateCollection{Name: "c", Dim: 4, Metric: ivf.L2, IDDirectory: true})
+	c, _ := tb.Collection("c")
+	if c.Created == 0 || c.Created != tb.Version() {
+		t.Fatalf("created %d, table version %d after the create", c.Created, tb.Version())
+	}
+	for p := range c.IDPartitions {
+		if d, _ := tb.Collection(meta.DirName("c", p)); d.Created != c.Created {
+			t.Fatalf("partition %d created %d, its collection %d", p, d.Created, c.Created)
+		}
+	}
+	tb = must(t, tb, meta.BeginTraining{Collection: "c", Epoch: 1})
+	if c2, _ := tb.Collection("c"); c2.Created != c.Created {
+		t.Fatalf("created changed from %d to %d by a later command", c.Created, c2.Created)
+	}
+	tb = must(t, tb, meta.DropCollection{Name: "c"}, meta.CreateCollection{Name: "c", Dim: 4, Metric: ivf.L2})
+	again, _ := tb.Collection("c")
+	if again.Created <= c.Created {
+		t.Fatalf("created again: %d, the first %d", again.Created, c.Created)
+	}
+	if back, _ := snapshotRoundTrip(t, tb).Collection("c"); back.Created != again.Created {
+		t.Fatalf("after a snapshot round trip: created %d, want %d", back.Created, again.Created)
+	}
+}
+
 // snapshotRoundTrip encodes tb as a snapshot and decodes it back.
 func snapshotRoundTrip(t *testing.T, tb *meta.Table) *meta.Table {
 	t.Helper()

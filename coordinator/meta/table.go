@@ -179,6 +179,13 @@ type Collection struct {
 	// that BufferShard(id, IDPartitions) sends there. 0: none (created
 	// without one).
 	IDPartitions int `json:"id_partitions,omitempty"`
+
+	// Created is the table version the collection's CreateCollection
+	// produced: unique among the collections ever created, and larger for
+	// a later one, so that a node can tell its store's data of an earlier
+	// collection of the same name (dropped while the node was away) from
+	// this one's. 0 for a collection created before it was recorded.
+	Created uint64 `json:"created,omitempty"`
 }
 
 func (c *Collection) clone() *Collection {

@@ -21,6 +21,7 @@ type Meta struct {
 	colls   map[string]node.CollectionMeta
 	blobs   map[string][]byte
 	nextID  uint64
+	created uint64 // the last Created given
 	NodeID  string
 	retired int // RetireBuffer calls
 	// CommitErr, when set, is returned by CommitTraining after the commit
@@ -65,6 +66,8 @@ func (m *Meta) CreateCollection(_ context.Context, c node.CollectionMeta) error 
 		return node.ErrExists
 	}
 	c.Buffered = true
+	m.created++
+	c.Created = m.created
 	m.colls[c.Name] = c
 	return nil
 }
@@ -167,7 +170,8 @@ type Store struct {
 	stale   map[string]bool
 	applied map[string]uint64 // batches per collection
 	savedAt map[string]uint64
-	Applies int // batches applied
+	created map[string]uint64 // SetIncarnation
+	Applies int               // batches applied
 	// FailApply, when set, fails every Apply with it.
 	FailApply error
 	// BeforeApply, when set, is called at the start of every Apply,
@@ -181,7 +185,7 @@ type Store struct {
 // NewStore returns an empty store.
 func NewStore() *Store {
 	return &Store{items: map[string]map[uint64]node.Item{}, dir: map[string]map[string]uint64{}, index: map[string][]byte{}, stale: map[string]bool{},
-		applied: map[string]uint64{}, savedAt: map[string]uint64{}}
+		applied: map[string]uint64{}, savedAt: map[string]uint64{}, created: map[string]uint64{}}
 }
 
 func (s *Store) Apply(b *node.Batch) ([]node.Removed, error) {
@@ -309,6 +313,20 @@ func (s *Store) Drop(coll string) error {
 	delete(s.stale, coll)
 	delete(s.applied, coll)
 	delete(s.savedAt, coll)
+	delete(s.created, coll)
+	return nil
+}
+
+func (s *Store) Incarnation(coll string) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.created[coll], nil
+}
+
+func (s *Store) SetIncarnation(coll string, created uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.created[coll] = created
 	return nil
 }
 

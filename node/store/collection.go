@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -57,6 +58,41 @@ func (s *Store) CollectionID(ctx context.Context, name string) (uint32, error) {
 		return nil
 	})
 	return coll, err
+}
+
+// Incarnation returns what SetIncarnation recorded for coll, 0 if
+// nothing.
+func (s *Store) Incarnation(coll uint32) (uint64, error) {
+	var v uint64
+	err := s.read(func() error {
+		b, err := s.get(collPrefix(recCreated, coll))
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return nil
+		case err != nil:
+			return err
+		case len(b) != 8:
+			return fmt.Errorf("%w: incarnation of collection %d: %d bytes", ErrCorrupt, coll, len(b))
+		}
+		v = binary.LittleEndian.Uint64(b)
+		return nil
+	})
+	return v, err
+}
+
+// SetIncarnation records, synced, which incarnation of its collection
+// coll's data belongs to (the node's CollectionMeta.Created: a collection
+// dropped and created again under its name is a new incarnation).
+// DropCollection removes it with the rest.
+func (s *Store) SetIncarnation(coll uint32, v uint64) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.read(func() error {
+		if err := s.db.Set(collPrefix(recCreated, coll), binary.LittleEndian.AppendUint64(nil, v), pebble.Sync); err != nil {
+			return fmt.Errorf("store: set incarnation: %w", err)
+		}
+		return nil
+	})
 }
 
 // forgetNames deletes, in pb, the names that map to coll. The caller

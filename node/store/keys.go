@@ -14,11 +14,12 @@ const (
 	recName     byte = 0x07 // collection name → coll (not scoped by collection)
 	recNextColl byte = 0x08 // (no suffix) → the next collection number
 	recAttach   byte = 0x09 // coll, id → the item's attachment
+	recCreated  byte = 0x0a // coll → the incarnation of the collection its data belongs to
 )
 
 // recordTypes lists every record type that is scoped by collection, for
 // DropCollection.
-var recordTypes = []byte{recItem, recDir, recID, recLog, recShard, recIndexPtr, recAttach}
+var recordTypes = []byte{recItem, recDir, recID, recLog, recShard, recIndexPtr, recAttach, recCreated}
 
 // BufferBase is the first flat-buffer list number: an untrained
 // collection's flat-buffer shard n keeps its items in list BufferBase+n

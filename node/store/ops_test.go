@@ -112,3 +112,35 @@ func TestCollectionID(t *testing.T) {
 		t.Fatalf("beta %d", b2)
 	}
 }
+
+// The incarnation recorded for a collection survives a restart and goes
+// with the collection's drop.
+func TestIncarnation(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir)
+	a, _ := s.CollectionID(ctx, "alpha")
+	b, _ := s.CollectionID(ctx, "beta")
+	if v, err := s.Incarnation(a); err != nil || v != 0 {
+		t.Fatalf("before any: %d %v", v, err)
+	}
+	if err := s.SetIncarnation(a, 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetIncarnation(b, 9); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	s = openT(t, dir)
+	if v, err := s.Incarnation(a); err != nil || v != 7 {
+		t.Fatalf("after a restart: %d %v, want 7", v, err)
+	}
+	if err := s.DropCollection(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.Incarnation(a); v != 0 {
+		t.Fatalf("after the drop: %d, want 0", v)
+	}
+	if v, _ := s.Incarnation(b); v != 9 {
+		t.Fatalf("the other collection's after the drop: %d, want 9", v)
+	}
+}

@@ -290,6 +290,9 @@ func TestDropCollection(t *testing.T) {
 			}
 			apply(t, s, b)
 		}
+		if err := s.SetIncarnation(coll, uint64(coll)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ix := trainedIndex(t, dim, 2)
 	if err := s.SaveIndex(ctx, 2, ix, Seqs{0: 1, 1: 1}); err != nil {
