@@ -324,17 +324,7 @@ func pctMille(l []time.Duration, p int) time.Duration { return l[len(l)*p/1000] 
 // waitIdle waits until process pid has used under 5% of a core for a
 // second (or until limit) and says how long that took.
 func waitIdle(b *testing.B, pid int, limit time.Duration) time.Duration {
-	cpu := func() time.Duration {
-		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			b.Fatal(err)
-		}
-		f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
-		var ut, st int64
-		fmt.Sscan(f[11], &ut)                               // utime, field 14 of stat
-		fmt.Sscan(f[12], &st)                               // stime, field 15
-		return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ = 100
-	}
+	cpu := func() time.Duration { return procCPU(b, pid) }
 	start := time.Now()
 	prev := cpu()
 	for time.Since(start) < limit {
@@ -346,4 +336,18 @@ func waitIdle(b *testing.B, pid int, limit time.Duration) time.Duration {
 		prev = cur
 	}
 	return time.Since(start)
+}
+
+// procCPU is the CPU time (user and system) process pid has used so far,
+// from /proc (Linux).
+func procCPU(b testing.TB, pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
+	var ut, st int64
+	fmt.Sscan(f[11], &ut)                               // utime, field 14 of stat
+	fmt.Sscan(f[12], &st)                               // stime, field 15
+	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ = 100
 }

@@ -853,7 +853,22 @@ func BenchmarkClusterSearch(b *testing.B) {
 
 // cbIngestSetup creates a trained collection on srvs with the seed
 // bodies, then measures the ingest of the measured bodies.
-func cbIngestSetup(b *testing.B, name string, srvs []*server, cn []*clusterNode, replicas int, seed, meas [][]byte, nSeed, nMeas int, hc *http.Client) (float64, []time.Duration, int64) {
+// cbCPU is the CPU time the servers have used so far.
+func cbCPU(b *testing.B, srvs []*server) time.Duration {
+	var t time.Duration
+	for _, s := range srvs {
+		t += procCPU(b, s.cmd.Process.Pid)
+	}
+	return t
+}
+
+// cbIngestSetup seeds and trains a collection on srvs, then times the
+// ingest of meas. It returns the rate, the batches' latencies, the
+// retries, and the servers' CPU time per vector ingested: from the first
+// batch until the servers are idle again, so the flushes and compactions
+// the ingest caused count. Unlike the rate, that CPU cost hardly moves
+// with what else the machine runs.
+func cbIngestSetup(b *testing.B, name string, srvs []*server, cn []*clusterNode, replicas int, seed, meas [][]byte, nSeed, nMeas int, hc *http.Client) (float64, []time.Duration, int64, time.Duration) {
 	cbCreate(b, srvs, "ci", replicas)
 	cbInsert(b, hc, srvs, srvs, "ci", seed, cbClients)
 	tr, c := cbTrain(b, srvs[0], srvs, "ci", int64(nSeed), 10*time.Minute)
@@ -863,6 +878,7 @@ func cbIngestSetup(b *testing.B, name string, srvs []*server, cn []*clusterNode,
 	}
 	cbNote("[%s] servers idle after %v", name, cbWaitIdle(b, srvs).Round(time.Millisecond))
 	prof := cbProfile(hc, srvs, name+"-ingest", 4*time.Second)
+	cpu0 := cbCPU(b, srvs)
 	el, lat, retries := cbInsert(b, hc, srvs, srvs, "ci", meas, cbClients)
 	prof()
 	rate := float64(nMeas) / el.Seconds()
@@ -870,9 +886,12 @@ func cbIngestSetup(b *testing.B, name string, srvs []*server, cn []*clusterNode,
 	// Every write was acknowledged after all replicas applied it; the
 	// count should say so at once.
 	settle := cbWaitAll(b, srvs, "ci", int64(nSeed+nMeas), 2*time.Minute)
-	cbNote("[%s] %d new vectors in %v: %.0f vectors/s, batch p50 %v p99 %v, %d retries; all nodes count %d after %v",
-		name, nMeas, el.Round(time.Millisecond), rate, lat[len(lat)/2], lat[len(lat)*99/100], retries, nSeed+nMeas, settle.Round(time.Millisecond))
-	return rate, lat, retries
+	idle := cbWaitIdle(b, srvs)
+	perVec := (cbCPU(b, srvs) - cpu0) / time.Duration(nMeas)
+	cbNote("[%s] %d new vectors in %v: %.0f vectors/s, batch p50 %v p99 %v, %d retries; all nodes count %d after %v; servers' CPU %v a vector (idle %v after)",
+		name, nMeas, el.Round(time.Millisecond), rate, lat[len(lat)/2], lat[len(lat)*99/100], retries, nSeed+nMeas, settle.Round(time.Millisecond),
+		perVec.Round(10*time.Nanosecond), idle.Round(time.Second))
+	return rate, lat, retries, perVec
 }
 
 // BenchmarkClusterIngest: new-id ingest rate into a trained collection,
@@ -894,19 +913,19 @@ func BenchmarkClusterIngest(b *testing.B) {
 	// machine's speed drifts by ±15 % over minutes, so each round's ratio
 	// pairs neighbours in time, and the medians are reported.
 	rounds := cbEnvInt("LOOKALIKE_BENCH_ROUNDS", 3)
-	var ones, cls, ratios, oneP99s, clP99s []float64
+	var ones, cls, ratios, oneP99s, clP99s, oneCPUs, clCPUs, cpuRatios []float64
 	var t strings.Builder
-	fmt.Fprintf(&t, "ingest of %d new ids into a trained collection (seeded %d), %d clients × %d, dim %d, %d rounds:\n%-6s %12s %12s %10s %10s %10s  %s\n",
-		nMeas, nSeed, cbClients, cbBatch, cbDim, rounds, "round", "one v/s", "cluster v/s", "ratio", "one p99", "clust p99", "load")
+	fmt.Fprintf(&t, "ingest of %d new ids into a trained collection (seeded %d), %d clients × %d, dim %d, %d rounds; CPU: the servers' µs a vector:\n%-6s %12s %12s %10s %10s %10s %8s %8s %9s  %s\n",
+		nMeas, nSeed, cbClients, cbBatch, cbDim, rounds, "round", "one v/s", "cluster v/s", "ratio", "one p99", "clust p99", "one CPU", "clu CPU", "CPU ratio", "load")
 	for r := range rounds {
 		s := startServerB(b, append(append([]string{"--model", "none"}, flags...), cbDebugFlags(b)...)...)
-		oneRate, oneLat, _ := cbIngestSetup(b, fmt.Sprintf("one node r%d", r+1), []*server{s}, nil, 1, seed, meas, nSeed, nMeas, hc)
+		oneRate, oneLat, _, oneCPU := cbIngestSetup(b, fmt.Sprintf("one node r%d", r+1), []*server{s}, nil, 1, seed, meas, nSeed, nMeas, hc)
 		s.stop()
 		os.RemoveAll(s.dir) // its dirty pages go with it, not into the next phase's fsyncs
 		hc.CloseIdleConnections()
 
 		cn, srvs := cbStartCluster(b, 3, flags...)
-		clRate, clLat, _ := cbIngestSetup(b, fmt.Sprintf("3 nodes r2 r%d", r+1), srvs, cn, 2, seed, meas, nSeed, nMeas, hc)
+		clRate, clLat, _, clCPU := cbIngestSetup(b, fmt.Sprintf("3 nodes r2 r%d", r+1), srvs, cn, 2, seed, meas, nSeed, nMeas, hc)
 		for _, s := range srvs {
 			s.stop()
 			os.RemoveAll(s.dir)
@@ -915,8 +934,10 @@ func BenchmarkClusterIngest(b *testing.B) {
 		onep, clp := oneLat[len(oneLat)*99/100], clLat[len(clLat)*99/100]
 		ones, cls, ratios = append(ones, oneRate), append(cls, clRate), append(ratios, clRate/oneRate)
 		oneP99s, clP99s = append(oneP99s, cbMs(onep)), append(clP99s, cbMs(clp))
-		fmt.Fprintf(&t, "%-6d %12.0f %12.0f %10.3f %10v %10v  %s\n", r+1, oneRate, clRate, clRate/oneRate,
-			onep.Round(time.Microsecond), clp.Round(time.Microsecond), cbLoad())
+		oneUS, clUS := float64(oneCPU)/1e3, float64(clCPU)/1e3
+		oneCPUs, clCPUs, cpuRatios = append(oneCPUs, oneUS), append(clCPUs, clUS), append(cpuRatios, clUS/oneUS)
+		fmt.Fprintf(&t, "%-6d %12.0f %12.0f %10.3f %10v %10v %8.1f %8.1f %9.2f  %s\n", r+1, oneRate, clRate, clRate/oneRate,
+			onep.Round(time.Microsecond), clp.Round(time.Microsecond), oneUS, clUS, clUS/oneUS, cbLoad())
 	}
 	med := func(v []float64) float64 {
 		v = slices.Clone(v)
@@ -928,7 +949,9 @@ func BenchmarkClusterIngest(b *testing.B) {
 	b.ReportMetric(med(ratios), "cluster/one")
 	b.ReportMetric(med(oneP99s), "one-p99-batch-ms")
 	b.ReportMetric(med(clP99s), "cluster-p99-batch-ms")
-	fmt.Fprintf(&t, "%-6s %12.0f %12.0f %10.3f %10.1fms %8.1fms\ncluster/one: median of the rounds' ratios %.3f, ratio of the medians %.3f; load average %s at start",
-		"median", med(ones), med(cls), med(ratios), med(oneP99s), med(clP99s), med(ratios), med(cls)/med(ones), load0)
+	b.ReportMetric(med(oneCPUs), "one-cpu-us/vector")
+	b.ReportMetric(med(clCPUs), "cluster-cpu-us/vector")
+	fmt.Fprintf(&t, "%-6s %12.0f %12.0f %10.3f %10.1fms %8.1fms %8.1f %8.1f %9.2f\ncluster/one: median of the rounds' ratios %.3f, ratio of the medians %.3f; load average %s at start",
+		"median", med(ones), med(cls), med(ratios), med(oneP99s), med(clP99s), med(oneCPUs), med(clCPUs), med(cpuRatios), med(ratios), med(cls)/med(ones), load0)
 	b.Logf("\n%s", t.String())
 }
