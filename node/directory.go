@@ -301,6 +301,16 @@ func (n *Node) dirLookup(ctx context.Context, rt *route, userID string) ([]int32
 	}
 }
 
+// dirLists is dirLookup where the entry can name a list: before
+// training writes skip the directory and a copy can only be in the id's
+// buffer shard (listedShards adds it), so nothing is read.
+func (n *Node) dirLists(ctx context.Context, rt *route, userID string) ([]int32, error) {
+	if !rt.trained() {
+		return nil, nil
+	}
+	return n.dirLookup(ctx, rt, userID)
+}
+
 // placeKey names a shard of a collection: a list shard, or a buffer
 // shard.
 type placeKey struct {
@@ -392,7 +402,7 @@ func (n *Node) dirDelete(ctx context.Context, rt *route, userID string) (int, er
 	if err := rt.leased(); err != nil {
 		return 0, err
 	}
-	lists, err := n.dirLookup(ctx, rt, userID)
+	lists, err := n.dirLists(ctx, rt, userID)
 	if err != nil {
 		return 0, err
 	}
@@ -416,7 +426,7 @@ func (n *Node) dirDelete(ctx context.Context, rt *route, userID string) (int, er
 // dirGet reads userID's item from one replica of each shard its entry
 // names (this node first), and returns the first copy found.
 func (n *Node) dirGet(ctx context.Context, rt *route, call *proto.RPCGet) (*Item, error) {
-	lists, err := n.dirLookup(ctx, rt, call.UserID)
+	lists, err := n.dirLists(ctx, rt, call.UserID)
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"lookalike/coordinator/meta"
 	"lookalike/proto"
 )
 
@@ -427,6 +428,29 @@ func TestClusterRecallEqualsOneNode(t *testing.T) {
 	// directory").
 	if d := cdDeleteCalls(t, nodes); d != 0 {
 		t.Errorf("%v delete calls served while inserting new ids into the untrained collection, want 0", d)
+	}
+	// Gets by id before training read the id's buffer shard alone, not
+	// the id directory (no entry exists yet): at most one get call each,
+	// none where the gateway holds the buffer shard.
+	cu = waitCluster(t, nodes[0], 15*time.Second, "buffer shards of "+name, func(cu proto.Cluster) bool {
+		return len(cdBufferShards(cu, name)) > 0
+	})
+	bufs := cdBufferShards(cu, name)
+	gets0, remote := cdGetCalls(t, nodes), 0
+	for i := 0; i < n; i += 97 {
+		c := nodes[i%len(nodes)]
+		if st, _, err := c.call("GET", "/v1/collections/"+name+"/items/"+ids[i], "", nil, nil); st != 200 {
+			t.Fatalf("untrained: GET %s through %s: %d %v", ids[i], c.id, st, err)
+		}
+		if !slices.Contains(bufs[meta.BufferShard(ids[i], len(bufs))].InSync, c.id) {
+			remote++
+		}
+	}
+	if st, _, _ := nodes[1].call("GET", "/v1/collections/"+name+"/items/no-such-id", "", nil, nil); st != 404 {
+		t.Errorf("untrained: GET of an absent id: %d, want 404", st)
+	}
+	if g := cdGetCalls(t, nodes) - gets0; g > float64(remote+1) {
+		t.Errorf("untrained: the gets served %v get calls, want at most %d (one per id whose buffer shard is not on its gateway)", g, remote+1)
 	}
 
 	trainStart := time.Now()
@@ -1402,6 +1426,28 @@ func cdDeleteCalls(t *testing.T, nodes []*clusterNode) float64 {
 	sum := 0.0
 	for _, c := range nodes {
 		sum += cdCounter(t, c.server, `lookalike_rpc_served_total{op="delete"}`)
+	}
+	return sum
+}
+
+// cdBufferShards returns coll's flat buffer shards (name/buffer/N), in
+// shard order.
+func cdBufferShards(cu proto.Cluster, coll string) []proto.ClusterShard {
+	var out []proto.ClusterShard
+	for i := 0; ; i++ {
+		at := slices.IndexFunc(cu.Shards, func(s proto.ClusterShard) bool { return s.Shard == fmt.Sprintf("%s/buffer/%d", coll, i) })
+		if at < 0 {
+			return out
+		}
+		out = append(out, cu.Shards[at])
+	}
+}
+
+// cdGetCalls is the get calls the nodes have served.
+func cdGetCalls(t *testing.T, nodes []*clusterNode) float64 {
+	sum := 0.0
+	for _, c := range nodes {
+		sum += cdCounter(t, c.server, `lookalike_rpc_served_total{op="get"}`)
 	}
 	return sum
 }
