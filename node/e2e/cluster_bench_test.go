@@ -851,8 +851,6 @@ func BenchmarkClusterSearch(b *testing.B) {
 	b.Logf("\n%s", t.String())
 }
 
-// cbIngestSetup creates a trained collection on srvs with the seed
-// bodies, then measures the ingest of the measured bodies.
 // cbCPU is the CPU time the servers have used so far.
 func cbCPU(b *testing.B, srvs []*server) time.Duration {
 	var t time.Duration
@@ -866,8 +864,8 @@ func cbCPU(b *testing.B, srvs []*server) time.Duration {
 // ingest of meas. It returns the rate, the batches' latencies, the
 // retries, and the servers' CPU time per vector ingested: from the first
 // batch until the servers are idle again, so the flushes and compactions
-// the ingest caused count. Unlike the rate, that CPU cost hardly moves
-// with what else the machine runs.
+// the ingest caused count. That cost moves much less than the rate with
+// what else the machine runs (a few percent on a busy VM).
 func cbIngestSetup(b *testing.B, name string, srvs []*server, cn []*clusterNode, replicas int, seed, meas [][]byte, nSeed, nMeas int, hc *http.Client) (float64, []time.Duration, int64, time.Duration) {
 	cbCreate(b, srvs, "ci", replicas)
 	cbInsert(b, hc, srvs, srvs, "ci", seed, cbClients)

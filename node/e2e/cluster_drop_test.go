@@ -14,7 +14,9 @@ import (
 // its name starts empty on every node, not only on the node that served
 // the drop; and a node that was down meanwhile deletes its data of the
 // earlier collection when it comes back, even where the new one has
-// another dimension.
+// another dimension. (The restarted node here replays the drop from the
+// Raft log; node's TestReopenAfterDropAndCreate covers a node that never
+// sees it, as after a snapshot.)
 func TestClusterDropAndRecreate(t *testing.T) {
 	const name, d, n = "dr", 4, 300
 	nodes := cdStartCluster(t, 3)
