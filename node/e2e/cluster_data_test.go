@@ -436,7 +436,7 @@ func TestClusterRecallEqualsOneNode(t *testing.T) {
 		return len(cdBufferShards(cu, name)) > 0
 	})
 	bufs := cdBufferShards(cu, name)
-	gets0, remote := cdGetCalls(t, nodes), 0
+	gets0, remote := cdServed(t, nodes, "get"), 0
 	for i := 0; i < n; i += 97 {
 		c := nodes[i%len(nodes)]
 		if st, _, err := c.call("GET", "/v1/collections/"+name+"/items/"+ids[i], "", nil, nil); st != 200 {
@@ -449,7 +449,7 @@ func TestClusterRecallEqualsOneNode(t *testing.T) {
 	if st, _, _ := nodes[1].call("GET", "/v1/collections/"+name+"/items/no-such-id", "", nil, nil); st != 404 {
 		t.Errorf("untrained: GET of an absent id: %d, want 404", st)
 	}
-	if g := cdGetCalls(t, nodes) - gets0; g > float64(remote+1) {
+	if g := cdServed(t, nodes, "get") - gets0; g > float64(remote+1) {
 		t.Errorf("untrained: the gets served %v get calls, want at most %d (one per id whose buffer shard is not on its gateway)", g, remote+1)
 	}
 
@@ -566,13 +566,10 @@ func TestClusterRecallEqualsOneNode(t *testing.T) {
 	// The id directory: one partition per node live at the creation (the
 	// third may not be in the table yet when the cluster has formed), with
 	// the collection's replicas, the primaries on distinct nodes.
-	var parts []proto.ClusterShard
+	parts := cdDirShards(cu, name)
 	partPrimaries := map[string]bool{}
-	for _, s := range cu.Shards {
-		if s.Collection == name && strings.HasPrefix(s.Shard, name+"/ids/") {
-			parts = append(parts, s)
-			partPrimaries[s.Primary] = true
-		}
+	for _, s := range parts {
+		partPrimaries[s.Primary] = true
 	}
 	t.Logf("id directory partitions:%s", cdShardsString(parts))
 	if len(parts) < 2 || len(parts) > len(nodes) || len(partPrimaries) != len(parts) {
@@ -1421,11 +1418,14 @@ func cdCopyItems(t *testing.T, nodes []*clusterNode) (sent, kept float64) {
 }
 
 // cdDeleteCalls sums the delete calls the nodes served.
-func cdDeleteCalls(t *testing.T, nodes []*clusterNode) float64 {
+func cdDeleteCalls(t *testing.T, nodes []*clusterNode) float64 { return cdServed(t, nodes, "delete") }
+
+// cdServed sums the internal calls of op the nodes served.
+func cdServed(t *testing.T, nodes []*clusterNode, op string) float64 {
 	t.Helper()
 	sum := 0.0
 	for _, c := range nodes {
-		sum += cdCounter(t, c.server, `lookalike_rpc_served_total{op="delete"}`)
+		sum += cdCounter(t, c.server, `lookalike_rpc_served_total{op="`+op+`"}`)
 	}
 	return sum
 }
@@ -1441,15 +1441,6 @@ func cdBufferShards(cu proto.Cluster, coll string) []proto.ClusterShard {
 		}
 		out = append(out, cu.Shards[at])
 	}
-}
-
-// cdGetCalls is the get calls the nodes have served.
-func cdGetCalls(t *testing.T, nodes []*clusterNode) float64 {
-	sum := 0.0
-	for _, c := range nodes {
-		sum += cdCounter(t, c.server, `lookalike_rpc_served_total{op="get"}`)
-	}
-	return sum
 }
 
 // cdCounter reads one sample of s's /metrics (0 when absent).
