@@ -76,6 +76,14 @@ type collection struct {
 	// dir: this is a collection's id directory (directory.go), never
 	// trained, whose items are entries.
 	dir bool
+	// On a directory partition (directory.go, dirMergeAt; under mu):
+	// dirSince is when (Unix milliseconds, this node's clock) this node
+	// last merged an operation with no entry from another node applied
+	// here since, 0 before the first; dirForeign says that entries
+	// stamped by another node (a replicated write or a copy) were applied
+	// here since.
+	dirSince   int64
+	dirForeign bool
 }
 
 // WriteItem is one item of an upsert, validated by the caller's decoder.

@@ -442,6 +442,7 @@ func (n *Node) applyCopy(ctx context.Context, call *proto.RPCCopy) (*proto.RPCCo
 			}
 			keep = append(keep, i)
 		}
+		c.noteForeign()
 		wait, err := c.applyLocked(items, lists, ids, keep, false)
 		c.mu.Unlock()
 		if err != nil {

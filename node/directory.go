@@ -100,6 +100,14 @@ func (n *Node) dirSettle() time.Duration {
 	return n.opts.CallTimeout + 2*replicaTimeout + 10*time.Second
 }
 
+// noteForeign records, on a directory partition, that entries stamped
+// by another node were applied here (dirMergeAt). mu is held.
+func (c *collection) noteForeign() {
+	if c.dir {
+		c.dirForeign = true
+	}
+}
+
 // dirMerge turns a gateway's directory operations (each kept item's Meta
 // an entry of the lists to add or remove) into the entries to store, and
 // returns each item's entry as it was. mu is held.
@@ -108,11 +116,25 @@ func (c *collection) dirMerge(op uint8, items []WriteItem, keep []int) ([][]byte
 }
 
 // dirMergeAt is dirMerge at time now (Unix milliseconds).
+//
+// A prune spares a list until dirSettle has passed since it was last
+// added, as this node can tell without trusting another node's clock:
+// a list's Added is this node's own stamp when it was added here since
+// dirSince; any other stamp (another primary's, before a failover or
+// restart, or this node's own from before entries stamped elsewhere
+// were applied here) was applied here before dirSince. So now −
+// max(Added, dirSince) is at most the real age of the list's last add,
+// whatever the clocks of the partition's earlier primaries said. The
+// cost: after a failover or a restart a partition prunes nothing for
+// dirSettle, and entries name an evicted list a little longer.
 func (c *collection) dirMergeAt(op uint8, items []WriteItem, keep []int, now int64) ([][]byte, error) {
 	if op != proto.DirAdd && op != proto.DirPrune {
 		return nil, fmt.Errorf("%w: directory operation %d", ErrInvalid, op)
 	}
 	settle := c.n.dirSettle().Milliseconds()
+	if c.dirForeign || c.dirSince == 0 {
+		c.dirSince, c.dirForeign = now, false
+	}
 	users := make([]string, len(keep))
 	for j, i := range keep {
 		users[j] = items[i].UserID
@@ -144,7 +166,7 @@ func (c *collection) dirMergeAt(op uint8, items []WriteItem, keep []int, now int
 				cur = append(cur, dirRef{List: a.List, Added: now})
 			case op == proto.DirAdd:
 				cur[at].Added = now
-			case at >= 0 && now-cur[at].Added > settle:
+			case at >= 0 && now-max(cur[at].Added, c.dirSince) > settle:
 				cur = slices.Delete(cur, at, at+1)
 			}
 		}

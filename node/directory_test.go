@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -134,5 +135,87 @@ func TestDirMerge(t *testing.T) {
 		if s.Name == dir {
 			t.Fatal("the directory is listed")
 		}
+	}
+}
+
+// A prune does not trust another node's clock: entries stamped by an
+// earlier primary whose clock was an hour behind, applied here, are
+// spared for the settle time from this node's first merge after them.
+func TestDirPruneSkewedStamp(t *testing.T) {
+	ctx := context.Background()
+	n, _ := openPebbleNode(t, node.Options{NodeID: "n1"})
+	const dir = "c~ids~0"
+	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: dir, Dim: 1, Metric: ivf.L2}); err != nil {
+		t.Fatal(err)
+	}
+	settle := n.DirSettle().Milliseconds()
+	t0 := time.Now().UnixMilli()
+	lists := func(user string) []int32 {
+		t.Helper()
+		it, err := n.Get(ctx, dir, user, false)
+		if errors.Is(err, node.ErrNoItem) {
+			return nil
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs, err := node.DecodeEntry(it.Meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []int32
+		for _, r := range refs {
+			out = append(out, r.List)
+		}
+		return out
+	}
+	apply := func(op uint8, now int64, user string, l ...int32) {
+		t.Helper()
+		if _, err := n.DirApply(dir, op, []string{user}, [][]int32{l}, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The earlier primary stamps list 3 of a with its clock an hour
+	// behind; the entry reaches this node as a replicated write does.
+	hour := int64(time.Hour / time.Millisecond)
+	apply(proto.DirAdd, t0-hour, "a", 3)
+	if err := n.DirNoteForeign(dir); err != nil {
+		t.Fatal(err)
+	}
+	// This node, now the primary, adds list 5 of b itself.
+	apply(proto.DirAdd, t0, "b", 5)
+	// By a's stamp list 3 is an hour old, but this node cannot tell it
+	// is older than its first merge since the entry came: spared.
+	apply(proto.DirPrune, t0+1, "a", 3)
+	if got := lists("a"); !slices.Equal(got, []int32{3}) {
+		t.Fatalf("a's lists after a prune right after the entry came from another node: %v, want [3]", got)
+	}
+	apply(proto.DirPrune, t0+settle, "a", 3)
+	if got := lists("a"); !slices.Equal(got, []int32{3}) {
+		t.Fatalf("a's lists after a prune at the settle time: %v, want [3]", got)
+	}
+	// Past the settle time from that first merge: pruned; b's own stamp
+	// counts as before.
+	apply(proto.DirPrune, t0+settle+1, "a", 3)
+	apply(proto.DirPrune, t0+settle+1, "b", 5)
+	if got := lists("a"); got != nil {
+		t.Fatalf("a's lists past the settle time: %v", got)
+	}
+	if got := lists("b"); got != nil {
+		t.Fatalf("b's lists past the settle time: %v", got)
+	}
+	// Entries applied from elsewhere again: the settle time starts over,
+	// even for a list this node stamped itself.
+	apply(proto.DirAdd, t0+settle+2, "c", 7)
+	if err := n.DirNoteForeign(dir); err != nil {
+		t.Fatal(err)
+	}
+	apply(proto.DirPrune, t0+2*settle+3, "c", 7)
+	if got := lists("c"); !slices.Equal(got, []int32{7}) {
+		t.Fatalf("c's lists after entries came from elsewhere: %v, want [7]", got)
+	}
+	apply(proto.DirPrune, t0+3*settle+4, "c", 7)
+	if got := lists("c"); got != nil {
+		t.Fatalf("c's lists past the settle time: %v", got)
 	}
 }

@@ -61,6 +61,19 @@ var EncodeEntry, DecodeEntry = encodeEntry, decodeEntry
 // DirSettle is how long a pruned list is spared after it was added.
 func (n *Node) DirSettle() time.Duration { return n.dirSettle() }
 
+// DirNoteForeign marks the id directory partition name as having applied
+// entries stamped by another node, as a replicated write or a copy does.
+func (n *Node) DirNoteForeign(name string) error {
+	c, err := n.collection(name)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.noteForeign()
+	c.mu.Unlock()
+	return nil
+}
+
 // DirApply applies directory operations (proto.DirAdd or DirPrune) to
 // the id directory collection name as its primary does, at time now
 // (Unix milliseconds): users[i]'s entry gets lists[i]. It returns each

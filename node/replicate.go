@@ -530,6 +530,7 @@ func (c *collection) applyAsBackup(ctx context.Context, from string, stream, seq
 	for _, it := range items {
 		c.touch(it.UserID)
 	}
+	c.noteForeign()
 	wait, err := c.applyLocked(items, lists, ids, keep, false)
 	c.mu.Unlock()
 	in.advance()
