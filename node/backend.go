@@ -79,6 +79,10 @@ type ClusterNode struct {
 // applied, with the domain error of the command if it failed. Reads see
 // the latest applied table.
 type Metadata interface {
+	// TableVersion is the version of the table that reads see, or an
+	// earlier one: a collection created at or before it (Created ≤ the
+	// version) that a read after it does not show has been dropped.
+	TableVersion() uint64
 	Collections() []CollectionMeta
 	Collection(name string) (CollectionMeta, bool)
 	CreateCollection(ctx context.Context, c CollectionMeta) error
@@ -191,6 +195,9 @@ type Storage interface {
 	Incarnation(coll string) (uint64, error)
 	// SetIncarnation records it, durably; Drop forgets it.
 	SetIncarnation(coll string, created uint64) error
+	// Incarnations returns the recorded incarnation of every collection
+	// name the store holds data of, leaving out those with none.
+	Incarnations() (map[string]uint64, error)
 	// SaveIndex persists ix as coll's index. The caller guarantees that ix
 	// holds every batch applied to coll when SaveIndex is called.
 	SaveIndex(coll string, ix *ivf.Index) error

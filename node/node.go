@@ -119,6 +119,9 @@ func Open(opts Options, meta Metadata, store Storage) (*Node, error) {
 // collections that appeared and closes the ones dropped. Callers run it
 // after the table changes.
 func (n *Node) Sync() error {
+	// Read before the collections: every collection created at or before
+	// it that they lack has been dropped (sweepDropped).
+	version := n.meta.TableVersion()
 	want := map[string]CollectionMeta{}
 	for _, m := range n.meta.Collections() {
 		want[m.Name] = m
@@ -164,6 +167,38 @@ func (n *Node) Sync() error {
 		if n.peers != nil {
 			n.log.Info("opened collection", "collection", name, "state", c.State(), "items", c.count.Load())
 			c.syncTable(m) // what a table change would start: copies, a move to resume
+		}
+	}
+	if err := n.sweepDropped(want, version); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// sweepDropped deletes the data of collections dropped while this node
+// was away, which no later collection of the same name claimed
+// (claimStore): the store holds data of a name the table (want, at
+// version or later) lacks, recorded as of a collection created at or
+// before version. Such a collection was in the table once and is not
+// now, so it was dropped. Data with no recorded incarnation (written
+// before it was recorded), or of a collection created after version (a
+// table that has not replayed its creation yet), is kept. n.mu is held.
+func (n *Node) sweepDropped(want map[string]CollectionMeta, version uint64) error {
+	held, err := n.store.Incarnations()
+	if err != nil {
+		return fmt.Errorf("node: list the collections stored here: %w", err)
+	}
+	var errs []error
+	for name, created := range held {
+		if _, ok := want[name]; ok || created > version {
+			continue
+		}
+		if _, ok := n.colls[name]; ok {
+			continue
+		}
+		n.log.Info("deleting the data of a collection dropped while this node was away", "collection", name, "created", created, "table_version", version)
+		if err := n.store.Drop(name); err != nil {
+			errs = append(errs, fmt.Errorf("node: delete the data of dropped collection %q: %w", name, err))
 		}
 	}
 	return errors.Join(errs...)

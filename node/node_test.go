@@ -540,3 +540,61 @@ func TestReopenAfterDropAndCreate(t *testing.T) {
 		t.Fatalf("its data: %v", err)
 	}
 }
+
+// A collection dropped while a node was away, with no later one of its
+// name, goes from the node's store when it next syncs with the table:
+// data recorded as of a collection the table has passed and lacks. Data
+// of a later collection than the table knows, or with no record, stays.
+func TestReopenAfterDrop(t *testing.T) {
+	ctx := context.Background()
+	meta, st := nodetest.NewMeta(), nodetest.NewStore()
+	n, err := node.Open(node.Options{NodeID: "n1", AutoTrainAt: -1}, meta, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const d = 4
+	vecs := randVecs(rand.New(rand.NewPCG(1, 2)), 10, d)
+	for _, name := range []string{"gone", "kept", "legacy"} {
+		if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: name, Dim: d, Metric: ivf.L2}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.Insert(ctx, name, items(name, vecs, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.Close()
+
+	// While the node is closed: two drops, one of data written before
+	// incarnations were recorded; and data of a collection the table has
+	// not reached yet (its create is later than the table's version).
+	for _, name := range []string{"gone", "legacy"} {
+		if err := meta.DropCollection(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.SetIncarnation("legacy", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Apply(&node.Batch{Collection: "future", Dim: d, Puts: []node.Item{{ID: 1, UserID: "future0", List: node.BufferList, Vector: vecs[:d]}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetIncarnation("future", meta.TableVersion()+1); err != nil {
+		t.Fatal(err)
+	}
+
+	n = open(t, meta, st, node.Options{})
+	if _, err := st.Get("gone", "gone0"); !errors.Is(err, node.ErrNoItem) {
+		t.Fatalf("an item of the collection dropped while the node was away: %v", err)
+	}
+	if held, _ := st.Incarnations(); held["gone"] != 0 {
+		t.Fatalf("the dropped collection's incarnation is still recorded: %v", held)
+	}
+	for _, id := range []struct{ coll, user string }{{"kept", "kept0"}, {"legacy", "legacy0"}, {"future", "future0"}} {
+		if _, err := st.Get(id.coll, id.user); err != nil {
+			t.Fatalf("%s of %q: %v", id.user, id.coll, err)
+		}
+	}
+	if s, err := n.Describe("kept"); err != nil || s.Count != 10 {
+		t.Fatalf("the collection kept: %+v %v", s, err)
+	}
+}

@@ -264,6 +264,12 @@ func (p *PebbleStorage) Incarnation(coll string) (uint64, error) {
 	return v, storeErr(err)
 }
 
+// Incarnations implements Storage.
+func (p *PebbleStorage) Incarnations() (map[string]uint64, error) {
+	m, err := p.s.Incarnations()
+	return m, storeErr(err)
+}
+
 // SetIncarnation implements Storage.
 func (p *PebbleStorage) SetIncarnation(coll string, created uint64) error {
 	c, err := p.CollectionNumber(coll)

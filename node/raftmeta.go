@@ -68,6 +68,8 @@ func metaErr(err error) error {
 	return fmt.Errorf("%w: %v", s, err)
 }
 
+func (m *RaftMetadata) TableVersion() uint64 { return m.s.Table().Version() }
+
 func (m *RaftMetadata) Collections() []CollectionMeta {
 	cs := m.s.Table().Collections()
 	out := make([]CollectionMeta, len(cs))

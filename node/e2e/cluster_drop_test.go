@@ -14,7 +14,8 @@ import (
 // its name starts empty on every node, not only on the node that served
 // the drop; and a node that was down meanwhile deletes its data of the
 // earlier collection when it comes back, even where the new one has
-// another dimension. (The restarted node here replays the drop from the
+// another dimension, and its data of a collection dropped meanwhile and
+// not created again. (The restarted node here replays the drop from the
 // Raft log; node's TestReopenAfterDropAndCreate covers a node that never
 // sees it, as after a snapshot.)
 func TestClusterDropAndRecreate(t *testing.T) {
@@ -41,10 +42,22 @@ func TestClusterDropAndRecreate(t *testing.T) {
 	cdWaitCollection(t, nodes, name)
 	checkEmpty(t, nodes, name, d)
 
+	// A second collection, which n3 holds a part of (a directory
+	// partition at least), is dropped while n3 is down and not created
+	// again.
+	create(t, nodes[0], `{"name":"gone","metric":"l2","dim":4,"replicas":2}`)
+	cdWaitCollection(t, nodes, "gone")
+	if st, err := cdRetry(nodes[0].server, 10*time.Second, "POST", "/v1/collections/gone/vectors", cdInsertBody(ids, vecs, 0), nil); st != 200 {
+		t.Fatalf("insert into gone: %d %v", st, err)
+	}
+
 	// n3 is down while the collection is dropped and created again with
 	// another dimension; it comes back with the old data in its store.
 	nodes[2].stop()
 	live := nodes[:2]
+	if st, _, err := nodes[0].call("DELETE", "/v1/collections/gone", "", nil, nil); st != 204 && st != 200 {
+		t.Fatalf("drop gone: %d %v", st, err)
+	}
 	if st, err := cdRetry(nodes[0].server, 10*time.Second, "POST", "/v1/collections/"+name+"/vectors", cdInsertBody(ids, vecs, 0), nil); st != 200 {
 		t.Fatalf("insert: %d %v", st, err)
 	}
@@ -72,6 +85,15 @@ func TestClusterDropAndRecreate(t *testing.T) {
 	}
 	if strings.Contains(nodes[2].log.String(), "open collection") {
 		t.Errorf("n3 failed to open a collection after its restart:\n%s", nodes[2].log.String())
+	}
+	// n3 deleted its data of gone, which no create claims (node's
+	// TestReopenAfterDrop checks the store itself).
+	swept := false
+	for _, line := range strings.Split(nodes[2].log.String(), "\n") {
+		swept = swept || strings.Contains(line, "dropped while this node was away") && strings.Contains(line, "gone")
+	}
+	if !swept {
+		t.Errorf("n3 did not delete its data of the collection dropped while it was down:\n%s", nodes[2].log.String())
 	}
 }
 

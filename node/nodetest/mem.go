@@ -41,6 +41,14 @@ func NewMeta() *Meta {
 	return &Meta{colls: map[string]node.CollectionMeta{}, blobs: map[string][]byte{}, nextID: 1, NodeID: "test"}
 }
 
+// TableVersion is the last Created given: this table's versions count
+// creates.
+func (m *Meta) TableVersion() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.created
+}
+
 func (m *Meta) Collections() []node.CollectionMeta {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -321,6 +329,18 @@ func (s *Store) Incarnation(coll string) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.created[coll], nil
+}
+
+func (s *Store) Incarnations() (map[string]uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]uint64, len(s.created))
+	for name, v := range s.created {
+		if v != 0 {
+			out[name] = v
+		}
+	}
+	return out, nil
 }
 
 func (s *Store) SetIncarnation(coll string, created uint64) error {

@@ -80,6 +80,44 @@ func (s *Store) Incarnation(coll uint32) (uint64, error) {
 	return v, err
 }
 
+// Incarnations returns what SetIncarnation recorded for each collection
+// name this store keeps, leaving out the names with nothing recorded.
+func (s *Store) Incarnations() (map[string]uint64, error) {
+	out := map[string]uint64{}
+	err := s.read(func() error {
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{recName}, UpperBound: []byte{recName + 1}})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		for ok := it.First(); ok; ok = it.Next() {
+			v, err := it.ValueAndErr()
+			if err != nil {
+				return err
+			}
+			coll, err := decodeList(v)
+			if err != nil {
+				return fmt.Errorf("store: collection number of %q: %w", it.Key()[1:], err)
+			}
+			b, err := s.get(collPrefix(recCreated, coll))
+			switch {
+			case errors.Is(err, ErrNotFound):
+				continue
+			case err != nil:
+				return err
+			case len(b) != 8:
+				return fmt.Errorf("%w: incarnation of collection %d: %d bytes", ErrCorrupt, coll, len(b))
+			}
+			out[string(it.Key()[1:])] = binary.LittleEndian.Uint64(b)
+		}
+		return it.Error()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SetIncarnation records, synced, which incarnation of its collection
 // coll's data belongs to (the node's CollectionMeta.Created: a collection
 // dropped and created again under its name is a new incarnation).

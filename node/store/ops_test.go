@@ -134,6 +134,12 @@ func TestIncarnation(t *testing.T) {
 	if v, err := s.Incarnation(a); err != nil || v != 7 {
 		t.Fatalf("after a restart: %d %v, want 7", v, err)
 	}
+	if _, err := s.CollectionID(ctx, "gamma"); err != nil { // a name with none recorded
+		t.Fatal(err)
+	}
+	if m, err := s.Incarnations(); err != nil || fmt.Sprint(m) != "map[alpha:7 beta:9]" {
+		t.Fatalf("Incarnations: %v %v, want alpha 7 and beta 9", m, err)
+	}
 	if err := s.DropCollection(ctx, a); err != nil {
 		t.Fatal(err)
 	}
@@ -142,5 +148,8 @@ func TestIncarnation(t *testing.T) {
 	}
 	if v, _ := s.Incarnation(b); v != 9 {
 		t.Fatalf("the other collection's after the drop: %d, want 9", v)
+	}
+	if m, err := s.Incarnations(); err != nil || fmt.Sprint(m) != "map[beta:9]" {
+		t.Fatalf("Incarnations after the drop: %v %v, want beta 9", m, err)
 	}
 }
