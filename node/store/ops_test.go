@@ -153,3 +153,46 @@ func TestIncarnation(t *testing.T) {
 		t.Fatalf("Incarnations after the drop: %v %v, want beta 9", m, err)
 	}
 }
+
+// ItemsByID answers as ItemByID does, in the order asked, whatever the
+// order of the ids, with and without metadata, absent ids not found.
+func TestItemsByID(t *testing.T) {
+	s := openT(t, t.TempDir())
+	const dim = 3
+	b := NewBatch(1, 0, dim)
+	for i := range 6 {
+		it := item(fmt.Sprint("u", i), uint64(10+i), uint32(i%2), dim)
+		if i%2 == 0 {
+			it.Meta = nil // the id index names it alone
+		}
+		b.Put(it)
+	}
+	apply(t, s, b)
+	d := NewBatch(1, 0, dim)
+	d.Delete("u3")
+	apply(t, s, d)
+	ids := []uint64{15, 10, 99, 13, 11, 12}
+	items, found, err := s.ItemsByID(ctx, 1, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids {
+		want, err := s.ItemByID(ctx, 1, id, false)
+		if errors.Is(err, ErrNotFound) {
+			if found[i] {
+				t.Errorf("id %d: found %+v, want absent", id, items[i])
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := items[i]
+		if !found[i] || got.UserID != want.UserID || got.ID != id || got.List != want.List || string(got.Meta) != string(want.Meta) {
+			t.Errorf("id %d: %+v found %v, want %+v", id, got, found[i], want)
+		}
+	}
+	if found[2] || found[3] {
+		t.Errorf("absent ids found: %v", found)
+	}
+}
