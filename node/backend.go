@@ -180,10 +180,6 @@ type Storage interface {
 	// internal id (other fields may be left zero), or an error wrapping
 	// ErrNoItem.
 	Item(coll string, id uint64) (Item, error)
-	// Items is Item for several ids, as a search names its hits:
-	// found[i] says whether ids[i] is live, items[i] is then its item.
-	// The error is a failure of the store, never an absent id.
-	Items(coll string, ids []uint64) (items []Item, found []bool, err error)
 	// Attachment returns the attachment of the item with that internal
 	// id: nil when it has none, an error wrapping ErrNoItem when the item
 	// is absent.

@@ -862,16 +862,19 @@ wait:
 	// place, as when the callee names).
 	merged := ivf.MergeTopK(req.K+unnamed, replies...)
 	res.Hits = make([]Hit, 0, min(req.K, len(merged)))
-	unnamedHit := func(h ivf.Hit) bool { _, ok := named[h.ID]; return !ok }
-	err = n.nameHits(name, merged, req.K, unnamedHit, func(h ivf.Hit, it Item) {
+	for _, h := range merged {
+		if len(res.Hits) == req.K {
+			break
+		}
 		nh, ok := named[h.ID]
 		if !ok {
+			it, err := n.store.Item(name, h.ID)
+			if err != nil {
+				continue
+			}
 			nh = proto.RPCHit{UserID: it.UserID, Meta: it.Meta}
 		}
 		res.Hits = append(res.Hits, Hit{UserID: nh.UserID, Score: rt.c.Metric.Score(h.Dist), Meta: nh.Meta})
-	})
-	if err != nil {
-		return nil, err
 	}
 	return res, nil
 }
@@ -1139,55 +1142,17 @@ func (n *Node) searchPart(ctx context.Context, call *proto.RPCSearch) (*proto.RP
 		return nil, err
 	}
 	out := &proto.RPCSearchReply{Hits: make([]proto.RPCHit, 0, min(call.K, len(hits)))}
-	err = n.nameHits(call.Collection, hits, call.K, nil, func(h ivf.Hit, it Item) {
+	for _, h := range hits {
+		if len(out.Hits) == call.K {
+			break
+		}
+		it, err := n.store.Item(call.Collection, h.ID)
+		if err != nil {
+			continue // deleted between the scan and this read: the delete wins
+		}
 		out.Hits = append(out.Hits, proto.RPCHit{ID: h.ID, Dist: h.Dist, UserID: it.UserID, Meta: it.Meta})
-	})
-	if err != nil {
-		return nil, err
 	}
 	return out, nil
-}
-
-// nameHits reads the items of hits in order, as many at a time as are
-// still wanted (Storage.Items: one store iterator for them, a quarter
-// cheaper than a point read each), and calls add for each live one
-// until k were added: a hit deleted since the scan is skipped (the
-// delete wins) and the next takes its place. need says which hits need
-// a read (nil: all); add gets a zero Item for the others.
-func (n *Node) nameHits(coll string, hits []ivf.Hit, k int, need func(ivf.Hit) bool, add func(ivf.Hit, Item)) error {
-	added := 0
-	for i := 0; i < len(hits) && added < k; {
-		j := min(len(hits), i+k-added)
-		var ids []uint64
-		for _, h := range hits[i:j] {
-			if need == nil || need(h) {
-				ids = append(ids, h.ID)
-			}
-		}
-		var items []Item
-		var found []bool
-		if len(ids) > 0 {
-			var err error
-			if items, found, err = n.store.Items(coll, ids); err != nil {
-				return err
-			}
-		}
-		m := 0
-		for _, h := range hits[i:j] {
-			if need != nil && !need(h) {
-				add(h, Item{})
-				added++
-				continue
-			}
-			if found[m] {
-				add(h, items[m])
-				added++
-			}
-			m++
-		}
-		i = j
-	}
-	return nil
 }
 
 // scanPart is searchPart's scan, without names: the gateway's own part,

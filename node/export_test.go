@@ -3,8 +3,6 @@ package node
 import (
 	"context"
 	"time"
-
-	"lookalike/ivf"
 )
 
 // Hooks for the external tests of this package (package node_test).
@@ -74,14 +72,6 @@ func (n *Node) DirNoteForeign(name string) error {
 	c.noteForeign()
 	c.mu.Unlock()
 	return nil
-}
-
-// NameHits names hits as a search does (nameHits): the user id of each
-// hit named in order, "" for one need said needs no read.
-func (n *Node) NameHits(coll string, hits []ivf.Hit, k int, need func(ivf.Hit) bool) ([]string, error) {
-	var out []string
-	err := n.nameHits(coll, hits, k, need, func(_ ivf.Hit, it Item) { out = append(out, it.UserID) })
-	return out, err
 }
 
 // DirApply applies directory operations (proto.DirAdd or DirPrune) to

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -597,47 +596,5 @@ func TestReopenAfterDrop(t *testing.T) {
 	}
 	if s, err := n.Describe("kept"); err != nil || s.Count != 10 {
 		t.Fatalf("the collection kept: %+v %v", s, err)
-	}
-}
-
-// A search names its hits in order, a hit deleted since the scan giving
-// its place to the next, until k are named; hits that need no read (named
-// by the node that scanned them) count without one.
-func TestNameHits(t *testing.T) {
-	ctx := context.Background()
-	n := open(t, nodetest.NewMeta(), nodetest.NewStore(), node.Options{AutoTrainAt: -1})
-	const d = 4
-	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: "c", Dim: d, Metric: ivf.L2}); err != nil {
-		t.Fatal(err)
-	}
-	vecs := randVecs(rand.New(rand.NewPCG(1, 2)), 6, d)
-	if _, err := n.Insert(ctx, "c", items("u", vecs, d)); err != nil {
-		t.Fatal(err)
-	}
-	hits := make([]ivf.Hit, 6)
-	for i := range hits {
-		it, err := n.Get(ctx, "c", fmt.Sprint("u", i), false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hits[i] = ivf.Hit{ID: it.ID, Dist: float32(i)}
-	}
-	for _, u := range []string{"u1", "u2"} {
-		if err := n.Delete(ctx, "c", u); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, err := n.NameHits("c", hits, 3, nil)
-	if err != nil || !slices.Equal(got, []string{"u0", "u3", "u4"}) {
-		t.Fatalf("named %q %v, want u0 u3 u4 (u1 and u2 deleted)", got, err)
-	}
-	got, err = n.NameHits("c", hits, 10, nil)
-	if err != nil || !slices.Equal(got, []string{"u0", "u3", "u4", "u5"}) {
-		t.Fatalf("named %q %v, want every live hit", got, err)
-	}
-	// u4 named elsewhere: counted, not read.
-	got, err = n.NameHits("c", hits, 3, func(h ivf.Hit) bool { return h.ID != hits[4].ID })
-	if err != nil || !slices.Equal(got, []string{"u0", "u3", ""}) {
-		t.Fatalf("named %q %v, want u0 u3 and an unread u4", got, err)
 	}
 }

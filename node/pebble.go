@@ -207,25 +207,6 @@ func (p *PebbleStorage) Item(coll string, id uint64) (Item, error) {
 	return fromStoreItem(it), nil
 }
 
-// Items implements Storage: one iterator for all the ids.
-func (p *PebbleStorage) Items(coll string, ids []uint64) ([]Item, []bool, error) {
-	c, err := p.CollectionNumber(coll)
-	if err != nil {
-		return nil, nil, err
-	}
-	its, found, err := p.s.ItemsByID(context.Background(), c, ids)
-	if err != nil {
-		return nil, nil, storeErr(err)
-	}
-	out := make([]Item, len(its))
-	for i := range its {
-		if found[i] {
-			out[i] = fromStoreItem(its[i])
-		}
-	}
-	return out, found, nil
-}
-
 // ListIDs returns the internal ids of the items stored in a list (or the
 // flat buffer), in order, from the keys alone.
 func (p *PebbleStorage) ListIDs(coll string, list int32) ([]uint64, error) {

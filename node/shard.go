@@ -109,11 +109,13 @@ func (s localShard) Search(ctx context.Context, call *SearchCall) (*SearchReply,
 		return nil, err
 	}
 	out := &SearchReply{Hits: make([]ShardHit, 0, len(hits))}
-	err = s.n.nameHits(call.Collection, hits, len(hits), nil, func(h ivf.Hit, it Item) {
+	for _, h := range hits {
+		it, err := s.n.store.Item(call.Collection, h.ID)
+		if err != nil {
+			// Deleted between the scan and this read: the delete wins.
+			continue
+		}
 		out.Hits = append(out.Hits, ShardHit{ID: h.ID, Dist: h.Dist, UserID: it.UserID, Meta: it.Meta})
-	})
-	if err != nil {
-		return nil, err
 	}
 	return out, nil
 }

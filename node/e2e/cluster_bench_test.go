@@ -709,6 +709,10 @@ type cbPhase struct {
 	hasMetric bool    // the metric is on /metrics
 	lag       time.Duration
 	maxIn     int64
+	// cpu is the servers' CPU time (user and system, all of them) per
+	// query answered in the open loop: steadier from run to run than the
+	// rates, so two builds compare on it.
+	cpu time.Duration
 }
 
 // cbSearchSetup loads the data into srvs (targets round-robin), trains,
@@ -750,14 +754,18 @@ func cbSearchSetup(b *testing.B, ph *cbPhase, srvs []*server, cn []*clusterNode,
 		cbNote("[%s] closed loop, %d clients: %.0f q/s, p50 %v p99 %v", ph.name, cbClients, ph.closed.qps(), ph.closed.pct(500), ph.closed.pct(990))
 	}
 	s0, c0, ok0 := cbScrapeAll(hc, srvs)
+	cpu0 := cbCPU(b, srvs)
 	ph.open, ph.lag, ph.maxIn = cbOpenLoop(hc, urls, queries, rate, 10*time.Second)
+	if n := len(ph.open.lat) + ph.open.fails; n > 0 {
+		ph.cpu = (cbCPU(b, srvs) - cpu0) / time.Duration(n)
+	}
 	s1, c1, ok1 := cbScrapeAll(hc, srvs)
 	ph.contacted, ph.hasMetric = -1, ok0 && ok1
 	if ok0 && ok1 && c1 > c0 {
 		ph.contacted = (s1 - s0) / (c1 - c0)
 	}
-	cbNote("[%s] open loop %.0f q/s: got %.0f q/s, p50 %v p99 %v p99.9 %v, schedule lag ≤ %v, ≤ %d in flight; load %s", ph.name, rate, ph.open.qps(),
-		ph.open.pct(500), ph.open.pct(990), ph.open.pct(999), ph.lag, ph.maxIn, cbLoad())
+	cbNote("[%s] open loop %.0f q/s: got %.0f q/s, p50 %v p99 %v p99.9 %v, schedule lag ≤ %v, ≤ %d in flight; servers' CPU %v a query; load %s", ph.name, rate, ph.open.qps(),
+		ph.open.pct(500), ph.open.pct(990), ph.open.pct(999), ph.lag, ph.maxIn, ph.cpu.Round(time.Microsecond), cbLoad())
 	if ph.closed == nil { // the cluster's own maximum, for information, after the open loop
 		prof := cbProfile(hc, srvs, ph.name+"-search", 4*time.Second)
 		ph.closed = cbClosedLoop(hc, urls, queries, cbClients, 5*time.Second)
@@ -818,6 +826,7 @@ func BenchmarkClusterSearch(b *testing.B) {
 		b.ReportMetric(cbMs(ph.open.pct(990)), p+"-p99-ms")
 		b.ReportMetric(cbMs(ph.open.pct(999)), p+"-p99.9-ms")
 		b.ReportMetric(ph.recall, p+"-recall")
+		b.ReportMetric(float64(ph.cpu.Nanoseconds())/1000, p+"-cpu-us/query")
 		if ph.contacted >= 0 {
 			b.ReportMetric(ph.contacted, p+"-nodes/query")
 		}
@@ -830,8 +839,8 @@ func BenchmarkClusterSearch(b *testing.B) {
 	}
 	fmt.Fprintf(&t, "N %d, dim %d, l2, nlist %d, k %d, nprobe %d; open loop %.0f q/s (%s) for 10 s\n",
 		nb, cbDim, cbNList, cbK, cbNProbe, rate, why)
-	fmt.Fprintf(&t, "%-11s %8s %8s %9s %9s %9s %7s %6s %7s %9s %8s %7s\n",
-		"setup", "max-qps", "got-qps", "p50", "p99", "p99.9", "recall", "fails", "partial", "nodes/q", "max-lag", "max-in")
+	fmt.Fprintf(&t, "%-11s %8s %8s %9s %9s %9s %7s %6s %7s %9s %8s %7s %8s\n",
+		"setup", "max-qps", "got-qps", "p50", "p99", "p99.9", "recall", "fails", "partial", "nodes/q", "max-lag", "max-in", "CPU/q")
 	for _, ph := range []*cbPhase{one, cl} {
 		nq := "absent"
 		if ph.hasMetric {
@@ -840,9 +849,9 @@ func BenchmarkClusterSearch(b *testing.B) {
 		if ph.contacted >= 0 {
 			nq = fmt.Sprintf("%.2f", ph.contacted)
 		}
-		fmt.Fprintf(&t, "%-11s %8.0f %8.0f %9v %9v %9v %7.4f %6d %7d %9s %8v %7d\n", ph.name, ph.closed.qps(), ph.open.qps(),
+		fmt.Fprintf(&t, "%-11s %8.0f %8.0f %9v %9v %9v %7.4f %6d %7d %9s %8v %7d %8v\n", ph.name, ph.closed.qps(), ph.open.qps(),
 			ph.open.pct(500).Round(time.Microsecond), ph.open.pct(990).Round(time.Microsecond), ph.open.pct(999).Round(time.Microsecond),
-			ph.recall, ph.open.fails+ph.closed.fails, ph.open.partial, nq, ph.lag.Round(time.Microsecond), ph.maxIn)
+			ph.recall, ph.open.fails+ph.closed.fails, ph.open.partial, nq, ph.lag.Round(time.Microsecond), ph.maxIn, ph.cpu.Round(time.Microsecond))
 	}
 	fmt.Fprintf(&t, "p99(cluster) - p99(one) = %v; load average %s at start, %s at end", diff.Round(time.Microsecond), load0, cbLoad())
 	if !one.hasMetric && !cl.hasMetric {

@@ -273,16 +273,6 @@ func (s *Store) Item(coll string, id uint64) (node.Item, error) {
 	return it, nil
 }
 
-func (s *Store) Items(coll string, ids []uint64) ([]node.Item, []bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	items, found := make([]node.Item, len(ids)), make([]bool, len(ids))
-	for i, id := range ids {
-		items[i], found[i] = s.items[coll][id]
-	}
-	return items, found, nil
-}
-
 func (s *Store) Attachment(coll string, id uint64) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -1,14 +1,11 @@
 package store
 
 import (
-	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -271,65 +268,6 @@ func (s *Store) ItemByID(ctx context.Context, coll uint32, id uint64, withVector
 		return err
 	})
 	return it, err
-}
-
-// ItemsByID is ItemByID without vectors for several ids at once, as a
-// search names its hits: one iterator over the id index, seeking the
-// ids in increasing order, costs less than a point read each (a point
-// read sets up an iterator over every level). found[i] is false where
-// ids[i] is absent; items[i] is its item otherwise.
-func (s *Store) ItemsByID(ctx context.Context, coll uint32, ids []uint64) (items []Item, found []bool, err error) {
-	items, found = make([]Item, len(ids)), make([]bool, len(ids))
-	order := make([]int, len(ids))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(ids[a], ids[b]) })
-	err = s.read(func() error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		p := collPrefix(recID, coll)
-		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
-		if err != nil {
-			return err
-		}
-		defer it.Close()
-		for _, i := range order {
-			key := idKey(coll, ids[i])
-			if !it.SeekGE(key) || !bytes.Equal(it.Key(), key) {
-				if err := it.Error(); err != nil {
-					return err
-				}
-				continue
-			}
-			v, err := it.ValueAndErr()
-			if err != nil {
-				return err
-			}
-			e, err := decodeIDEntry(v)
-			if err != nil {
-				return fmt.Errorf("store: id entry %d: %w", ids[i], err)
-			}
-			if e.named && !e.hasMeta {
-				items[i], found[i] = Item{UserID: e.userID, ID: ids[i], List: e.list}, true
-				continue
-			}
-			// Metadata (or an entry written before it named its user
-			// id) is in the item itself.
-			switch items[i], err = s.itemByID(coll, ids[i], false); {
-			case err == nil:
-				found[i] = true
-			case !errors.Is(err, ErrNotFound):
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	return items, found, nil
 }
 
 // itemByID is ItemByID for a caller inside s.read.
