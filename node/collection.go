@@ -77,11 +77,11 @@ type collection struct {
 	// trained, whose items are entries.
 	dir bool
 	// On a directory partition (directory.go, dirMergeAt; under mu):
-	// dirSince is when (Unix milliseconds, this node's clock) this node
-	// last merged an operation with no entry from another node applied
-	// here since, 0 before the first; dirForeign says that entries
-	// stamped by another node (a replicated write or a copy) were applied
-	// here since.
+	// dirSince is this node's time (Unix milliseconds) at its first merge
+	// after it opened the partition or last applied entries stamped by
+	// another node, 0 before that merge; dirForeign says that such
+	// entries (a replicated write or a copy) were applied since it was
+	// set.
 	dirSince   int64
 	dirForeign bool
 }
