@@ -37,6 +37,24 @@ func TestEntryCodec(t *testing.T) {
 	}
 }
 
+// dirEntry reads user's entry in the id directory partition dir of n,
+// nil when there is none.
+func dirEntry(t *testing.T, n *node.Node, dir, user string) []node.DirRef {
+	t.Helper()
+	it, err := n.Get(context.Background(), dir, user, false)
+	if errors.Is(err, node.ErrNoItem) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs, err := node.DecodeEntry(it.Meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return refs
+}
+
 // The partition primary's side of the id directory over the real store:
 // an add merges into the stored entry and answers the entry as it was; a
 // prune removes a list only once it was added longer ago than the
@@ -53,18 +71,7 @@ func TestDirMerge(t *testing.T) {
 	t0 := time.Now().UnixMilli()
 	entry := func(user string) []node.DirRef {
 		t.Helper()
-		it, err := n.Get(ctx, dir, user, false)
-		if errors.Is(err, node.ErrNoItem) {
-			return nil
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		refs, err := node.DecodeEntry(it.Meta)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return refs
+		return dirEntry(t, n, dir, user)
 	}
 	apply := func(op uint8, now int64, users []string, lists ...[]int32) []string {
 		t.Helper()
@@ -152,19 +159,8 @@ func TestDirPruneSkewedStamp(t *testing.T) {
 	t0 := time.Now().UnixMilli()
 	lists := func(user string) []int32 {
 		t.Helper()
-		it, err := n.Get(ctx, dir, user, false)
-		if errors.Is(err, node.ErrNoItem) {
-			return nil
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		refs, err := node.DecodeEntry(it.Meta)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var out []int32
-		for _, r := range refs {
+		for _, r := range dirEntry(t, n, dir, user) {
 			out = append(out, r.List)
 		}
 		return out

@@ -490,10 +490,7 @@ func TestCompactionAfterDeletes(t *testing.T) {
 func TestReopenAfterDropAndCreate(t *testing.T) {
 	ctx := context.Background()
 	meta, st := nodetest.NewMeta(), nodetest.NewStore()
-	n, err := node.Open(node.Options{NodeID: "n1", AutoTrainAt: -1}, meta, st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := open(t, meta, st, node.Options{})
 	const d = 4
 	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: "c", Dim: d, Metric: ivf.L2}); err != nil {
 		t.Fatal(err)
@@ -548,10 +545,7 @@ func TestReopenAfterDropAndCreate(t *testing.T) {
 func TestReopenAfterDrop(t *testing.T) {
 	ctx := context.Background()
 	meta, st := nodetest.NewMeta(), nodetest.NewStore()
-	n, err := node.Open(node.Options{NodeID: "n1", AutoTrainAt: -1}, meta, st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := open(t, meta, st, node.Options{})
 	const d = 4
 	vecs := randVecs(rand.New(rand.NewPCG(1, 2)), 10, d)
 	for _, name := range []string{"gone", "kept", "legacy"} {

@@ -65,19 +65,25 @@ func (s *Store) CollectionID(ctx context.Context, name string) (uint32, error) {
 func (s *Store) Incarnation(coll uint32) (uint64, error) {
 	var v uint64
 	err := s.read(func() error {
-		b, err := s.get(collPrefix(recCreated, coll))
-		switch {
-		case errors.Is(err, ErrNotFound):
-			return nil
-		case err != nil:
-			return err
-		case len(b) != 8:
-			return fmt.Errorf("%w: incarnation of collection %d: %d bytes", ErrCorrupt, coll, len(b))
-		}
-		v = binary.LittleEndian.Uint64(b)
-		return nil
+		var err error
+		v, err = s.incarnation(coll)
+		return err
 	})
 	return v, err
+}
+
+// incarnation is Incarnation for a caller inside s.read.
+func (s *Store) incarnation(coll uint32) (uint64, error) {
+	b, err := s.get(collPrefix(recCreated, coll))
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	case len(b) != 8:
+		return 0, fmt.Errorf("%w: incarnation of collection %d: %d bytes", ErrCorrupt, coll, len(b))
+	}
+	return binary.LittleEndian.Uint64(b), nil
 }
 
 // Incarnations returns what SetIncarnation recorded for each collection
@@ -85,32 +91,17 @@ func (s *Store) Incarnation(coll uint32) (uint64, error) {
 func (s *Store) Incarnations() (map[string]uint64, error) {
 	out := map[string]uint64{}
 	err := s.read(func() error {
-		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{recName}, UpperBound: []byte{recName + 1}})
-		if err != nil {
-			return err
-		}
-		defer it.Close()
-		for ok := it.First(); ok; ok = it.Next() {
-			v, err := it.ValueAndErr()
-			if err != nil {
-				return err
-			}
+		return s.eachName(func(key, v []byte) error {
 			coll, err := decodeList(v)
 			if err != nil {
-				return fmt.Errorf("store: collection number of %q: %w", it.Key()[1:], err)
+				return fmt.Errorf("store: collection number of %q: %w", key[1:], err)
 			}
-			b, err := s.get(collPrefix(recCreated, coll))
-			switch {
-			case errors.Is(err, ErrNotFound):
-				continue
-			case err != nil:
-				return err
-			case len(b) != 8:
-				return fmt.Errorf("%w: incarnation of collection %d: %d bytes", ErrCorrupt, coll, len(b))
+			created, err := s.incarnation(coll)
+			if err == nil && created != 0 {
+				out[string(key[1:])] = created
 			}
-			out[string(it.Key()[1:])] = binary.LittleEndian.Uint64(b)
-		}
-		return it.Error()
+			return err
+		})
 	})
 	if err != nil {
 		return nil, err
@@ -136,6 +127,18 @@ func (s *Store) SetIncarnation(coll uint32, v uint64) error {
 // forgetNames deletes, in pb, the names that map to coll. The caller
 // holds writeMu and the read side of closeMu.
 func (s *Store) forgetNames(pb *pebble.Batch, coll uint32) error {
+	return s.eachName(func(key, v []byte) error {
+		if c, err := decodeList(v); err == nil && c == coll {
+			_ = pb.Delete(append([]byte(nil), key...), nil)
+		}
+		return nil
+	})
+}
+
+// eachName calls fn with the key (recName, name) and value (the
+// collection number) of every collection name, in name order; both are
+// valid only during the call. The caller holds the read side of closeMu.
+func (s *Store) eachName(fn func(key, v []byte) error) error {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{recName}, UpperBound: []byte{recName + 1}})
 	if err != nil {
 		return err
@@ -146,8 +149,8 @@ func (s *Store) forgetNames(pb *pebble.Batch, coll uint32) error {
 		if err != nil {
 			return err
 		}
-		if c, err := decodeList(v); err == nil && c == coll {
-			_ = pb.Delete(append([]byte(nil), it.Key()...), nil)
+		if err := fn(it.Key(), v); err != nil {
+			return err
 		}
 	}
 	return it.Error()
