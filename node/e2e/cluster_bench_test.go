@@ -60,15 +60,19 @@ const (
 	cbNProbe = 16
 )
 
-// cbSkip skips unless LOOKALIKE_BENCH_CLUSTER=1 or -bench names Cluster.
+// cbSkip skips unless LOOKALIKE_BENCH_CLUSTER=1 or -bench names Cluster,
+// and makes the LOOKALIKE_BENCH_PROFILE folder when the benchmark runs
+// (without it every profile and log was lost, one error line each).
 func cbSkip(b *testing.B) {
-	if os.Getenv("LOOKALIKE_BENCH_CLUSTER") == "1" {
-		return
+	f := flag.Lookup("test.bench")
+	if os.Getenv("LOOKALIKE_BENCH_CLUSTER") != "1" && (f == nil || !strings.Contains(f.Value.String(), "Cluster")) {
+		b.Skip("starts server processes: run with -bench Cluster or LOOKALIKE_BENCH_CLUSTER=1")
 	}
-	if f := flag.Lookup("test.bench"); f != nil && strings.Contains(f.Value.String(), "Cluster") {
-		return
+	if cbProfileDir != "" {
+		if err := os.MkdirAll(cbProfileDir, 0o755); err != nil {
+			b.Fatalf("LOOKALIKE_BENCH_PROFILE: %v", err)
+		}
 	}
-	b.Skip("starts server processes: run with -bench Cluster or LOOKALIKE_BENCH_CLUSTER=1")
 }
 
 func cbEnvInt(name string, def int) int {
