@@ -13,8 +13,10 @@ import (
 )
 
 // PebbleStorage is Storage over node/store (Pebble). A collection's store
-// number is the FNV-32a hash of its name; on one node every collection is
-// one shard, number 0, whose write log covers all its batches.
+// number is assigned by the store on its first write (CollectionNumber);
+// reads look it up and find nothing when it has none (lookup). Every
+// collection is one store shard, number 0, whose write log covers all its
+// batches.
 //
 // A search names its hits with store.ItemByID (the id index, then the
 // item): the node keeps nothing per item in memory beside the codes.
@@ -62,6 +64,32 @@ func (p *PebbleStorage) CollectionNumber(name string) (uint32, error) {
 	}
 	p.nums[name] = c
 	return c, nil
+}
+
+// lookup is the store's number of a collection name when it has one;
+// ok is false when nothing is stored under the name (never written, or
+// dropped since). It assigns nothing: a read of an unknown or dropped
+// name must not write a number for it.
+func (p *PebbleStorage) lookup(name string) (c uint32, ok bool, err error) {
+	p.numMu.Lock()
+	defer p.numMu.Unlock()
+	if c, ok := p.nums[name]; ok {
+		return c, true, nil
+	}
+	c, ok, err = p.s.LookupCollection(name)
+	if err != nil {
+		return 0, false, storeErr(err)
+	}
+	if ok {
+		p.nums[name] = c
+	}
+	return c, ok, nil
+}
+
+// errNoCollectionData is what a read of one item finds under a name the
+// store holds nothing of.
+func errNoCollectionData(coll string) error {
+	return fmt.Errorf("%w: nothing stored for collection %q", ErrNoItem, coll)
 }
 
 func toStoreList(l int32) uint32 {
@@ -158,9 +186,12 @@ func (p *PebbleStorage) scan(coll uint32, fn func(store.Item) error) error {
 
 // Get implements Storage.
 func (p *PebbleStorage) Get(coll, userID string) (Item, error) {
-	c, err := p.CollectionNumber(coll)
+	c, ok, err := p.lookup(coll)
 	if err != nil {
 		return Item{}, err
+	}
+	if !ok {
+		return Item{}, fmt.Errorf("%q: %w", userID, errNoCollectionData(coll))
 	}
 	it, err := p.s.GetByUserID(context.Background(), c, userID)
 	if err != nil {
@@ -173,8 +204,8 @@ func (p *PebbleStorage) Get(coll, userID string) (Item, error) {
 // here (false is certain), from the store's filter of its directory; ok
 // is false until that filter is built (store.MayHoldUsers).
 func (p *PebbleStorage) MayHoldUsers(coll string, users []string) ([]bool, bool) {
-	c, err := p.CollectionNumber(coll)
-	if err != nil {
+	c, ok, err := p.lookup(coll)
+	if err != nil || !ok {
 		return nil, false
 	}
 	return p.s.MayHoldUsers(c, users)
@@ -183,9 +214,12 @@ func (p *PebbleStorage) MayHoldUsers(coll string, users []string) ([]bool, bool)
 // Locate returns the internal id and list of a user id's live item
 // (the directory entry only), or an error wrapping ErrNoItem.
 func (p *PebbleStorage) Locate(coll, userID string) (uint64, int32, error) {
-	c, err := p.CollectionNumber(coll)
+	c, ok, err := p.lookup(coll)
 	if err != nil {
 		return 0, 0, err
+	}
+	if !ok {
+		return 0, 0, fmt.Errorf("%q: %w", userID, errNoCollectionData(coll))
 	}
 	list, id, err := p.s.Locate(context.Background(), c, userID)
 	if err != nil {
@@ -196,9 +230,12 @@ func (p *PebbleStorage) Locate(coll, userID string) (uint64, int32, error) {
 
 // Item implements Storage.
 func (p *PebbleStorage) Item(coll string, id uint64) (Item, error) {
-	c, err := p.CollectionNumber(coll)
+	c, ok, err := p.lookup(coll)
 	if err != nil {
 		return Item{}, err
+	}
+	if !ok {
+		return Item{}, fmt.Errorf("internal id %d: %w", id, errNoCollectionData(coll))
 	}
 	it, err := p.s.ItemByID(context.Background(), c, id, false)
 	if err != nil {
@@ -210,8 +247,8 @@ func (p *PebbleStorage) Item(coll string, id uint64) (Item, error) {
 // ListIDs returns the internal ids of the items stored in a list (or the
 // flat buffer), in order, from the keys alone.
 func (p *PebbleStorage) ListIDs(coll string, list int32) ([]uint64, error) {
-	c, err := p.CollectionNumber(coll)
-	if err != nil {
+	c, ok, err := p.lookup(coll)
+	if err != nil || !ok {
 		return nil, err
 	}
 	ids, err := p.s.ListIDs(context.Background(), c, toStoreList(list))
@@ -220,17 +257,23 @@ func (p *PebbleStorage) ListIDs(coll string, list int32) ([]uint64, error) {
 
 // Vectors implements Storage.
 func (p *PebbleStorage) Vectors(coll string, ids []uint64, dst []float32) error {
-	c, err := p.CollectionNumber(coll)
+	c, ok, err := p.lookup(coll)
 	if err != nil {
 		return err
+	}
+	if !ok {
+		if len(ids) == 0 {
+			return nil
+		}
+		return fmt.Errorf("internal id %d: %w", ids[0], errNoCollectionData(coll))
 	}
 	return storeErr(p.s.Source(c).Vectors(ids, dst))
 }
 
 // Scan implements Storage.
 func (p *PebbleStorage) Scan(coll string, fn func(Item) error) error {
-	c, err := p.CollectionNumber(coll)
-	if err != nil {
+	c, ok, err := p.lookup(coll)
+	if err != nil || !ok {
 		return err
 	}
 	return p.scan(c, func(it store.Item) error { return fn(fromStoreItem(it)) })
@@ -238,9 +281,9 @@ func (p *PebbleStorage) Scan(coll string, fn func(Item) error) error {
 
 // Drop implements Storage.
 func (p *PebbleStorage) Drop(coll string) error {
-	c, err := p.CollectionNumber(coll)
-	if err != nil {
-		return err
+	c, ok, err := p.lookup(coll)
+	if err != nil || !ok {
+		return err // nothing stored under the name: nothing to delete
 	}
 	p.saveMu.Lock()
 	delete(p.saved, c)
@@ -256,8 +299,8 @@ func (p *PebbleStorage) Drop(coll string) error {
 
 // Incarnation implements Storage.
 func (p *PebbleStorage) Incarnation(coll string) (uint64, error) {
-	c, err := p.CollectionNumber(coll)
-	if err != nil {
+	c, ok, err := p.lookup(coll)
+	if err != nil || !ok {
 		return 0, err
 	}
 	v, err := p.s.Incarnation(c)
@@ -290,8 +333,8 @@ func (p *PebbleStorage) SaveIndex(coll string, ix *ivf.Index) error {
 
 // Checkpoint implements Storage: the shard's last log sequence.
 func (p *PebbleStorage) Checkpoint(coll string) (uint64, error) {
-	c, err := p.CollectionNumber(coll)
-	if err != nil {
+	c, ok, err := p.lookup(coll)
+	if err != nil || !ok {
 		return 0, err
 	}
 	last, _, err := p.s.LastSeq(c, 0)
@@ -323,8 +366,8 @@ func (p *PebbleStorage) SaveIndexAt(coll string, ix *ivf.Index, cp uint64) error
 
 // LoadIndex implements Storage: the saved index, then the log after it.
 func (p *PebbleStorage) LoadIndex(coll string, opts ivf.Options) (*ivf.Index, error) {
-	c, err := p.CollectionNumber(coll)
-	if err != nil {
+	c, ok, err := p.lookup(coll)
+	if err != nil || !ok {
 		return nil, err
 	}
 	ctx := context.Background()

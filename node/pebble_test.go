@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -165,4 +166,69 @@ func num(t *testing.T, st *node.PebbleStorage, name string) uint32 {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestPebbleReadsAssignNoNumber: reads of a name the store holds nothing
+// of (never written, or dropped) find nothing and write nothing; before,
+// each assigned the name a collection number with a synced write.
+func TestPebbleReadsAssignNoNumber(t *testing.T) {
+	st, err := node.OpenPebble(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Apply(&node.Batch{Collection: "c", Dim: 2, Puts: []node.Item{{UserID: "a", ID: 1, List: node.BufferList, Vector: []float32{1, 2}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if it, err := st.Get("c", "a"); err != nil || it.ID != 1 {
+		t.Fatalf("get a: %+v, %v", it, err)
+	}
+	if err := st.Drop("c"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"c", "never"} {
+		noItem := func(what string, err error) {
+			t.Helper()
+			if !errors.Is(err, node.ErrNoItem) {
+				t.Fatalf("%s of %q: %v, want ErrNoItem", what, name, err)
+			}
+		}
+		_, err := st.Get(name, "a")
+		noItem("get", err)
+		_, err = st.Item(name, 1)
+		noItem("item", err)
+		_, _, err = st.Locate(name, "a")
+		noItem("locate", err)
+		_, err = st.Attachment(name, 1)
+		noItem("attachment", err)
+		noItem("vectors", st.Vectors(name, []uint64{1}, make([]float32, 2)))
+		if ids, err := st.ListIDs(name, node.BufferList); err != nil || len(ids) != 0 {
+			t.Fatalf("list ids of %q: %v, %v", name, ids, err)
+		}
+		if err := st.Scan(name, func(node.Item) error { return errors.New("an item") }); err != nil {
+			t.Fatalf("scan of %q: %v", name, err)
+		}
+		if v, err := st.Incarnation(name); v != 0 || err != nil {
+			t.Fatalf("incarnation of %q: %d, %v", name, v, err)
+		}
+		if v, err := st.Checkpoint(name); v != 0 || err != nil {
+			t.Fatalf("checkpoint of %q: %d, %v", name, v, err)
+		}
+		if ix, err := st.LoadIndex(name, ivf.Options{}); ix != nil || err != nil {
+			t.Fatalf("load index of %q: %v, %v", name, ix, err)
+		}
+		if _, ok := st.MayHoldUsers(name, []string{"a"}); ok {
+			t.Fatalf("may hold users of %q: a filter of nothing", name)
+		}
+		if err := st.Drop(name); err != nil {
+			t.Fatalf("drop of %q: %v", name, err)
+		}
+		if _, ok, err := st.Store().LookupCollection(name); ok || err != nil {
+			t.Fatalf("after the reads %q has a collection number (%v)", name, err)
+		}
+	}
+	// The next number is the one after c's: the reads took none.
+	if c, err := st.CollectionNumber("d"); c != 2 || err != nil {
+		t.Fatalf("the next collection's number: %d, %v; want 2", c, err)
+	}
 }

@@ -60,6 +60,29 @@ func (s *Store) CollectionID(ctx context.Context, name string) (uint32, error) {
 	return coll, err
 }
 
+// LookupCollection returns the number this store keeps the named
+// collection under, and false when it has none (nothing stored under the
+// name since it was last dropped). Unlike CollectionID it never assigns
+// one, so reads of a name the store does not know write nothing.
+func (s *Store) LookupCollection(name string) (uint32, bool, error) {
+	if name == "" || len(name) > MaxCollectionNameBytes {
+		return 0, false, fmt.Errorf("%w: collection name of %d bytes", ErrInvalid, len(name))
+	}
+	var coll uint32
+	err := s.read(func() error {
+		v, err := s.get(nameKey(name))
+		if err != nil {
+			return err
+		}
+		coll, err = decodeList(v)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		return 0, false, nil
+	}
+	return coll, err == nil, err
+}
+
 // Incarnation returns what SetIncarnation recorded for coll, 0 if
 // nothing.
 func (s *Store) Incarnation(coll uint32) (uint64, error) {
