@@ -37,6 +37,12 @@ type Node struct {
 	colls  map[string]*collection
 	closed bool
 	shard  Shard
+	// tableNames are the collection names of the table at the last Sync,
+	// and swept is whether the store was swept at a Sync whose table
+	// names every collection its data belongs to (sweepDropped); both
+	// under mu. Sync sweeps again only when it is not, or a name left.
+	tableNames map[string]bool
+	swept      bool
 
 	// peers calls the other nodes of a cluster (rpc.go); nil outside one,
 	// which keeps every collection on the one-node path.
@@ -170,8 +176,28 @@ func (n *Node) Sync() error {
 			c.syncTable(m) // what a table change would start: copies, a move to resume
 		}
 	}
-	if err := n.sweepDropped(want, version); err != nil {
-		errs = append(errs, err)
+	left := false
+	for name := range n.tableNames {
+		if _, ok := want[name]; !ok {
+			left = true
+		}
+	}
+	n.tableNames = map[string]bool{}
+	for name := range want {
+		n.tableNames[name] = true
+	}
+	if !n.swept || left {
+		// A collection dropped while this node was away or behind (a
+		// snapshot jumps over the drop) has data here that no collection
+		// of the table claims. The sweep reads the incarnation records,
+		// which are written only for collections of the table
+		// (claimStore) and deleted with their data: a sweep that found
+		// none the table lacks holds until a name leaves it.
+		later, err := n.sweepDropped(want, version)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		n.swept = err == nil && !later
 	}
 	return errors.Join(errs...)
 }
@@ -184,14 +210,18 @@ func (n *Node) Sync() error {
 // now, so it was dropped. Data with no recorded incarnation (written
 // before it was recorded), or of a collection created after version (a
 // table that has not replayed its creation yet), is kept. n.mu is held.
-func (n *Node) sweepDropped(want map[string]CollectionMeta, version uint64) error {
+func (n *Node) sweepDropped(want map[string]CollectionMeta, version uint64) (later bool, err error) {
 	held, err := n.store.Incarnations()
 	if err != nil {
-		return fmt.Errorf("node: list the collections stored here: %w", err)
+		return false, fmt.Errorf("node: list the collections stored here: %w", err)
 	}
 	var errs []error
 	for name, created := range held {
-		if _, ok := want[name]; ok || created > version {
+		if _, ok := want[name]; ok {
+			continue
+		}
+		if created > version {
+			later = true // the table has not caught up with it yet
 			continue
 		}
 		if _, ok := n.colls[name]; ok {
@@ -202,7 +232,7 @@ func (n *Node) sweepDropped(want map[string]CollectionMeta, version uint64) erro
 			errs = append(errs, fmt.Errorf("node: delete the data of dropped collection %q: %w", name, err))
 		}
 	}
-	return errors.Join(errs...)
+	return later, errors.Join(errs...)
 }
 
 // errTableBehind: the store holds the data of a later collection of the

@@ -591,4 +591,62 @@ func TestReopenAfterDrop(t *testing.T) {
 	if s, err := n.Describe("kept"); err != nil || s.Count != 10 {
 		t.Fatalf("the collection kept: %+v %v", s, err)
 	}
+
+	// The table moves past future's create without naming it (a snapshot
+	// covering its create and its drop): no name leaves the table, but
+	// the sweep that kept future's data runs again and deletes it.
+	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: "next", Dim: d, Metric: ivf.L2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Get("future", "future0"); !errors.Is(err, node.ErrNoItem) {
+		t.Fatalf("data of a collection the table went past without it: %v", err)
+	}
+}
+
+// countingStore counts the sweeps of the store (Incarnations).
+type countingStore struct {
+	node.Storage
+	sweeps atomic.Int32
+}
+
+func (c *countingStore) Incarnations() (map[string]uint64, error) {
+	c.sweeps.Add(1)
+	return c.Storage.Incarnations()
+}
+
+// TestSyncSweepsOnlyWhenNeeded: Sync sweeps the store for dropped
+// collections at open and when a name leaves the table, not at every
+// table change (one store read per collection name each time).
+func TestSyncSweepsOnlyWhenNeeded(t *testing.T) {
+	ctx := context.Background()
+	meta, st := nodetest.NewMeta(), &countingStore{Storage: nodetest.NewStore()}
+	n, err := node.Open(node.Options{NodeID: "n1", AutoTrainAt: -1}, meta, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	want := func(sweeps int32, after string) {
+		t.Helper()
+		if got := st.sweeps.Load(); got != sweeps {
+			t.Fatalf("after %s: %d sweeps, want %d", after, got, sweeps)
+		}
+	}
+	want(1, "open")
+	for _, name := range []string{"a", "b"} {
+		if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: name, Dim: 2, Metric: ivf.L2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	want(1, "two creates and a Sync")
+	if err := n.DropCollection(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	want(2, "a drop")
+	if err := n.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	want(2, "a Sync after the drop")
 }
