@@ -40,6 +40,13 @@ type collection struct {
 	// index save; saving says whether a background save runs.
 	writes atomic.Int64
 	saving atomic.Bool
+	// saveMu orders the index saves against retire: once a drop retired
+	// the collection no save writes, so a training or background save
+	// that outlives close (which stops waiting after closeWait) cannot
+	// leave an index under the dropped name for a later collection of it
+	// to load. retired is under saveMu.
+	saveMu  sync.Mutex
+	retired bool
 
 	// The cluster data plane (dist.go, replicate.go): followMu serialises
 	// loading centroids trained elsewhere; dropping says whether the
@@ -188,7 +195,7 @@ func (c *collection) load(m CollectionMeta) error {
 	}
 	c.state.Store(uint32(Ready))
 	if len(moves) > 0 {
-		if err := st.SaveIndex(m.Name, ix); err != nil {
+		if err := c.saveIndex(ix); err != nil {
 			return err
 		}
 	}
@@ -424,7 +431,7 @@ func (c *collection) maybeSave(ix *ivf.Index, n int) {
 	go func() {
 		defer c.wg.Done()
 		defer c.saving.Store(false)
-		if err := c.n.store.SaveIndexAt(c.meta.Name, ix, cp); err != nil && c.ctx.Err() == nil {
+		if err := c.saveIndexAt(ix, cp); err != nil && c.ctx.Err() == nil {
 			c.n.log.Warn("background index save failed", "collection", c.meta.Name, "err", err)
 		}
 	}()
@@ -716,7 +723,7 @@ func (c *collection) adopt(ix *ivf.Index, epoch uint64) error {
 	c.mu.Lock()
 	c.buf.Store(nil)
 	c.state.Store(uint32(Ready))
-	err := c.n.store.SaveIndex(c.meta.Name, ix)
+	err := c.saveIndex(ix)
 	c.mu.Unlock()
 	if err != nil {
 		return err
@@ -839,7 +846,37 @@ func (c *collection) flush() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if ix := c.ix.Load(); ix != nil {
-		return c.n.store.SaveIndex(c.meta.Name, ix)
+		return c.saveIndex(ix)
 	}
 	return nil
+}
+
+// saveIndex persists ix as the collection's index, unless a drop retired
+// the collection (then it writes nothing and returns nil).
+func (c *collection) saveIndex(ix *ivf.Index) error {
+	c.saveMu.Lock()
+	defer c.saveMu.Unlock()
+	if c.retired {
+		return nil
+	}
+	return c.n.store.SaveIndex(c.meta.Name, ix)
+}
+
+// saveIndexAt is saveIndex as of checkpoint cp (Storage.SaveIndexAt).
+func (c *collection) saveIndexAt(ix *ivf.Index, cp uint64) error {
+	c.saveMu.Lock()
+	defer c.saveMu.Unlock()
+	if c.retired {
+		return nil
+	}
+	return c.n.store.SaveIndexAt(c.meta.Name, ix, cp)
+}
+
+// retire stops every index save of a dropped collection before its data
+// is deleted: it waits for a save in progress (disk time, not k-means)
+// and makes the later ones write nothing.
+func (c *collection) retire() {
+	c.saveMu.Lock()
+	c.retired = true
+	c.saveMu.Unlock()
 }

@@ -1634,7 +1634,7 @@ func (c *collection) moveBuffer(epoch uint64, trainer bool) error {
 	if trainer {
 		c.mu.Lock()
 		c.state.Store(uint32(Ready))
-		err := c.n.store.SaveIndex(c.meta.Name, c.ix.Load())
+		err := c.saveIndex(c.ix.Load())
 		c.mu.Unlock()
 		if err != nil {
 			return err

@@ -112,3 +112,15 @@ var PlaceLists = placeLists
 
 // ListSizes estimates the vectors per list of a trained index.
 var ListSizes = listSizes
+
+// SaveIndexLater returns a save of name's current index such as a
+// training or a background save runs, to call after the collection was
+// dropped: a save that outlived the drop's close.
+func SaveIndexLater(n *Node, name string) (func() error, error) {
+	c, err := n.collection(name)
+	if err != nil {
+		return nil, err
+	}
+	ix := c.ix.Load()
+	return func() error { return c.saveIndex(ix) }, nil
+}

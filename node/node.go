@@ -146,6 +146,7 @@ func (n *Node) Sync() error {
 		// Dropped (and maybe created again since): this node's data of it
 		// goes with it, not only the data of the node that served the drop.
 		n.log.Info("deleting the data of a dropped collection", "collection", name)
+		c.retire()
 		c.close()
 		c.forgetIndex()
 		delete(n.colls, name)

@@ -232,3 +232,45 @@ func TestPebbleReadsAssignNoNumber(t *testing.T) {
 		t.Fatalf("the next collection's number: %d, %v; want 2", c, err)
 	}
 }
+
+// TestSaveAfterDropWritesNothing: an index save that outlives its
+// collection's drop (a training that close stopped waiting for) writes
+// nothing. Before, it gave the dropped name a fresh store number holding
+// the old index with no incarnation record: neither the sweep nor
+// claimStore deletes such data, only a create served by this node.
+func TestSaveAfterDropWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	n, st := openPebbleNode(t, node.Options{NodeID: "n1", AutoTrainAt: -1})
+	const d, nlist = 8, 4
+	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: "c", Dim: d, Metric: ivf.L2, NList: nlist}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Insert(ctx, "c", items("v", randVecs(rand.New(rand.NewPCG(7, 8)), 200, d), d)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Train(ctx, "c", nlist); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, n, "c", node.Ready)
+	save, err := node.SaveIndexLater(n, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.DropCollection(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if err := save(); err != nil {
+		t.Fatalf("a save after the drop: %v", err)
+	}
+	if _, ok, err := st.Store().LookupCollection("c"); ok || err != nil {
+		t.Fatalf("a save after the drop wrote under the dropped name (%v)", err)
+	}
+	// A collection of the name with another dimension starts empty and
+	// untrained, not from the old index.
+	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: "c", Dim: 3, Metric: ivf.L2, NList: nlist}); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := n.Describe("c"); err != nil || s.Count != 0 || s.State == node.Ready {
+		t.Fatalf("the collection created again: %+v, %v", s, err)
+	}
+}
