@@ -205,8 +205,11 @@ func (p *PebbleStorage) Get(coll, userID string) (Item, error) {
 // is false until that filter is built (store.MayHoldUsers).
 func (p *PebbleStorage) MayHoldUsers(coll string, users []string) ([]bool, bool) {
 	c, ok, err := p.lookup(coll)
-	if err != nil || !ok {
+	if err != nil {
 		return nil, false
+	}
+	if !ok { // nothing stored under the name: certainly none of them
+		return make([]bool, len(users)), true
 	}
 	return p.s.MayHoldUsers(c, users)
 }

@@ -217,8 +217,8 @@ func TestPebbleReadsAssignNoNumber(t *testing.T) {
 		if ix, err := st.LoadIndex(name, ivf.Options{}); ix != nil || err != nil {
 			t.Fatalf("load index of %q: %v, %v", name, ix, err)
 		}
-		if _, ok := st.MayHoldUsers(name, []string{"a"}); ok {
-			t.Fatalf("may hold users of %q: a filter of nothing", name)
+		if may, ok := st.MayHoldUsers(name, []string{"a"}); !ok || len(may) != 1 || may[0] {
+			t.Fatalf("may hold users of %q: %v, %v; want certainly not", name, may, ok)
 		}
 		if err := st.Drop(name); err != nil {
 			t.Fatalf("drop of %q: %v", name, err)
