@@ -43,8 +43,9 @@ type collection struct {
 	// saveMu orders the index saves against retire: once a drop retired
 	// the collection no save writes, so a training or background save
 	// that outlives close (which stops waiting after closeWait) cannot
-	// leave an index under the dropped name for a later collection of it
-	// to load. retired is under saveMu.
+	// write the old index under a fresh store number for the dropped
+	// name, data with no incarnation that no sweep deletes. retired is
+	// under saveMu.
 	saveMu  sync.Mutex
 	retired bool
 
