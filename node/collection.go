@@ -40,13 +40,15 @@ type collection struct {
 	// index save; saving says whether a background save runs.
 	writes atomic.Int64
 	saving atomic.Bool
-	// saveMu orders the index saves against retire: once a drop retired
-	// the collection no save writes, so a training or background save
-	// that outlives close (which stops waiting after closeWait) cannot
-	// write the old index under a fresh store number for the dropped
-	// name, data with no incarnation that no sweep deletes. retired is
-	// under saveMu.
-	saveMu  sync.Mutex
+	// gate orders the collection's store writes and index saves
+	// (read-locked) against retire (write-locked): once a drop retired
+	// the collection nothing of it reaches the store. Without it a
+	// training or background save that outlived close (which stops
+	// waiting after closeWait), or a write that passed its context check
+	// just before the drop, could land after the drop deleted the data:
+	// under a fresh store number for the name, data with no incarnation
+	// that no sweep deletes. retired is under gate.
+	gate    sync.RWMutex
 	retired bool
 
 	// The cluster data plane (dist.go, replicate.go): followMu serialises
@@ -395,6 +397,11 @@ func (c *collection) upsertLocked(ix *ivf.Index, labels []int32, ids []uint64, k
 // once for a store that cannot split the two), and drops the copies it
 // replaced from memory. mu is held.
 func (c *collection) applyStore(b *Batch) (removed []Removed, wait func() error, err error) {
+	c.gate.RLock()
+	defer c.gate.RUnlock()
+	if c.retired {
+		return nil, nil, fmt.Errorf("%w: %q was dropped", ErrNoCollection, c.meta.Name)
+	}
 	wait = func() error { return nil }
 	if as, ok := c.n.store.(AsyncStorage); ok {
 		removed, wait, err = as.ApplyAsync(b)
@@ -812,7 +819,7 @@ func (c *collection) moveChunk(ix *ivf.Index, items []Item, buf *flatBuffer) err
 	// The removed copies are the buffered ones: they stay in buf, which
 	// answers beside the lists until the move ends (MergeTopK drops the
 	// duplicates).
-	if _, err := c.n.store.Apply(b); err != nil {
+	if _, err := c.storeApply(b); err != nil {
 		return err
 	}
 	return ix.Add(ids, vecs)
@@ -852,11 +859,22 @@ func (c *collection) flush() error {
 	return nil
 }
 
+// storeApply commits b to the store, unless a drop retired the
+// collection (ErrNoCollection). applyStore is its asynchronous form.
+func (c *collection) storeApply(b *Batch) ([]Removed, error) {
+	c.gate.RLock()
+	defer c.gate.RUnlock()
+	if c.retired {
+		return nil, fmt.Errorf("%w: %q was dropped", ErrNoCollection, c.meta.Name)
+	}
+	return c.n.store.Apply(b)
+}
+
 // saveIndex persists ix as the collection's index, unless a drop retired
 // the collection (then it writes nothing and returns nil).
 func (c *collection) saveIndex(ix *ivf.Index) error {
-	c.saveMu.Lock()
-	defer c.saveMu.Unlock()
+	c.gate.RLock()
+	defer c.gate.RUnlock()
 	if c.retired {
 		return nil
 	}
@@ -865,19 +883,20 @@ func (c *collection) saveIndex(ix *ivf.Index) error {
 
 // saveIndexAt is saveIndex as of checkpoint cp (Storage.SaveIndexAt).
 func (c *collection) saveIndexAt(ix *ivf.Index, cp uint64) error {
-	c.saveMu.Lock()
-	defer c.saveMu.Unlock()
+	c.gate.RLock()
+	defer c.gate.RUnlock()
 	if c.retired {
 		return nil
 	}
 	return c.n.store.SaveIndexAt(c.meta.Name, ix, cp)
 }
 
-// retire stops every index save of a dropped collection before its data
-// is deleted: it waits for a save in progress (disk time, not k-means)
-// and makes the later ones write nothing.
+// retire stops every store write and index save of a dropped collection
+// before its data is deleted: it waits for those in progress (a store
+// commit or an index file: disk time, never k-means or a lock of the
+// node) and makes the later ones write nothing.
 func (c *collection) retire() {
-	c.saveMu.Lock()
+	c.gate.Lock()
 	c.retired = true
-	c.saveMu.Unlock()
+	c.gate.Unlock()
 }

@@ -678,7 +678,7 @@ func (c *collection) endCopy(key shardKey) error {
 func (c *collection) deleteIDsLocked(ids []uint64) error {
 	for i0 := 0; i0 < len(ids); i0 += 4096 {
 		part := ids[i0:min(i0+4096, len(ids))]
-		removed, err := c.n.store.Apply(&Batch{Collection: c.meta.Name, Dim: c.meta.Dim, DeleteIDs: part})
+		removed, err := c.storeApply(&Batch{Collection: c.meta.Name, Dim: c.meta.Dim, DeleteIDs: part})
 		if err != nil {
 			return err
 		}

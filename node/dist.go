@@ -1524,7 +1524,7 @@ func (c *collection) removeLocked(users []string) (int, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, ErrNoCollection
 	}
-	removed, err := c.n.store.Apply(&Batch{Collection: c.meta.Name, Dim: c.meta.Dim, Deletes: users})
+	removed, err := c.storeApply(&Batch{Collection: c.meta.Name, Dim: c.meta.Dim, Deletes: users})
 	if err != nil {
 		return 0, err
 	}

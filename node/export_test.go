@@ -124,3 +124,21 @@ func SaveIndexLater(n *Node, name string) (func() error, error) {
 	ix := c.ix.Load()
 	return func() error { return c.saveIndex(ix) }, nil
 }
+
+// WriteLater returns a store write of one item to name such as a writer
+// that passed its checks just before a drop makes, to call after the
+// collection was dropped.
+func WriteLater(n *Node, name string) (func() error, error) {
+	c, err := n.collection(name)
+	if err != nil {
+		return nil, err
+	}
+	b := &Batch{Collection: name, Dim: c.meta.Dim, Puts: []Item{{UserID: "late", ID: 1 << 40, List: BufferList, Vector: make([]float32, c.meta.Dim)}}}
+	return func() error {
+		_, wait, err := c.applyStore(b)
+		if err != nil {
+			return err
+		}
+		return wait()
+	}, nil
+}

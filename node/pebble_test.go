@@ -233,12 +233,14 @@ func TestPebbleReadsAssignNoNumber(t *testing.T) {
 	}
 }
 
-// TestSaveAfterDropWritesNothing: an index save that outlives its
+// TestLateWritesAfterDropWriteNothing: an index save that outlives its
 // collection's drop (a training that close stopped waiting for) writes
-// nothing. Before, it gave the dropped name a fresh store number holding
-// the old index with no incarnation record: neither the sweep nor
-// claimStore deletes such data, only a create served by this node.
-func TestSaveAfterDropWritesNothing(t *testing.T) {
+// nothing, and a write that passed its checks before the drop fails
+// with ErrNoCollection. Before, each gave the dropped name a fresh store
+// number holding the old index or the item, with no incarnation record:
+// neither the sweep nor claimStore deletes such data, only a create
+// served by this node.
+func TestLateWritesAfterDropWriteNothing(t *testing.T) {
 	ctx := context.Background()
 	n, st := openPebbleNode(t, node.Options{NodeID: "n1", AutoTrainAt: -1})
 	const d, nlist = 8, 4
@@ -256,14 +258,21 @@ func TestSaveAfterDropWritesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	write, err := node.WriteLater(n, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := n.DropCollection(ctx, "c"); err != nil {
 		t.Fatal(err)
 	}
 	if err := save(); err != nil {
 		t.Fatalf("a save after the drop: %v", err)
 	}
+	if err := write(); !errors.Is(err, node.ErrNoCollection) {
+		t.Fatalf("a write after the drop: %v, want ErrNoCollection", err)
+	}
 	if _, ok, err := st.Store().LookupCollection("c"); ok || err != nil {
-		t.Fatalf("a save after the drop wrote under the dropped name (%v)", err)
+		t.Fatalf("a save or a write after the drop wrote under the dropped name (%v)", err)
 	}
 	// A collection of the name with another dimension starts empty and
 	// untrained, not from the old index.
