@@ -400,7 +400,7 @@ func (c *collection) applyStore(b *Batch) (removed []Removed, wait func() error,
 	c.gate.RLock()
 	defer c.gate.RUnlock()
 	if c.retired {
-		return nil, nil, fmt.Errorf("%w: %q was dropped", ErrNoCollection, c.meta.Name)
+		return nil, nil, c.errRetired()
 	}
 	wait = func() error { return nil }
 	if as, ok := c.n.store.(AsyncStorage); ok {
@@ -865,7 +865,7 @@ func (c *collection) storeApply(b *Batch) ([]Removed, error) {
 	c.gate.RLock()
 	defer c.gate.RUnlock()
 	if c.retired {
-		return nil, fmt.Errorf("%w: %q was dropped", ErrNoCollection, c.meta.Name)
+		return nil, c.errRetired()
 	}
 	return c.n.store.Apply(b)
 }
@@ -889,6 +889,11 @@ func (c *collection) saveIndexAt(ix *ivf.Index, cp uint64) error {
 		return nil
 	}
 	return c.n.store.SaveIndexAt(c.meta.Name, ix, cp)
+}
+
+// errRetired is what a write to a retired collection fails with.
+func (c *collection) errRetired() error {
+	return fmt.Errorf("%w: %q was dropped", ErrNoCollection, c.meta.Name)
 }
 
 // retire stops every store write and index save of a dropped collection

@@ -53,17 +53,8 @@ func (p *PebbleStorage) Store() *store.Store { return p.s }
 // (store.CollectionID: assigned on first use, persisted, never reused, so
 // a collection dropped and created again starts from nothing).
 func (p *PebbleStorage) CollectionNumber(name string) (uint32, error) {
-	p.numMu.Lock()
-	defer p.numMu.Unlock()
-	if c, ok := p.nums[name]; ok {
-		return c, nil
-	}
-	c, err := p.s.CollectionID(context.Background(), name)
-	if err != nil {
-		return 0, storeErr(err)
-	}
-	p.nums[name] = c
-	return c, nil
+	c, _, err := p.number(name, true)
+	return c, err
 }
 
 // lookup is the store's number of a collection name when it has one;
@@ -71,12 +62,24 @@ func (p *PebbleStorage) CollectionNumber(name string) (uint32, error) {
 // dropped since). It assigns nothing: a read of an unknown or dropped
 // name must not write a number for it.
 func (p *PebbleStorage) lookup(name string) (c uint32, ok bool, err error) {
+	return p.number(name, false)
+}
+
+// number is the store's number of a collection name, from the cache or
+// the store; assign gives the name one when it has none
+// (store.CollectionID), else ok is false then (store.LookupCollection).
+func (p *PebbleStorage) number(name string, assign bool) (c uint32, ok bool, err error) {
 	p.numMu.Lock()
 	defer p.numMu.Unlock()
 	if c, ok := p.nums[name]; ok {
 		return c, true, nil
 	}
-	c, ok, err = p.s.LookupCollection(name)
+	if assign {
+		c, err = p.s.CollectionID(context.Background(), name)
+		ok = err == nil
+	} else {
+		c, ok, err = p.s.LookupCollection(name)
+	}
 	if err != nil {
 		return 0, false, storeErr(err)
 	}

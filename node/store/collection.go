@@ -18,19 +18,16 @@ const MaxCollectionNameBytes = 1024
 // and created again under the same name starts from nothing, even before
 // compaction has removed the old data.
 func (s *Store) CollectionID(ctx context.Context, name string) (uint32, error) {
-	if name == "" || len(name) > MaxCollectionNameBytes {
-		return 0, fmt.Errorf("%w: collection name of %d bytes", ErrInvalid, len(name))
+	if err := checkCollectionName(name); err != nil {
+		return 0, err
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	var coll uint32
 	err := s.read(func() error {
-		v, err := s.get(nameKey(name))
-		if err == nil {
-			coll, err = decodeList(v)
-			return err
-		}
-		if !errors.Is(err, ErrNotFound) {
+		var ok bool
+		var err error
+		if coll, ok, err = s.collectionNumber(name); ok || err != nil {
 			return err
 		}
 		if err := ctx.Err(); err != nil {
@@ -65,21 +62,37 @@ func (s *Store) CollectionID(ctx context.Context, name string) (uint32, error) {
 // name since it was last dropped). Unlike CollectionID it never assigns
 // one, so reads of a name the store does not know write nothing.
 func (s *Store) LookupCollection(name string) (uint32, bool, error) {
-	if name == "" || len(name) > MaxCollectionNameBytes {
-		return 0, false, fmt.Errorf("%w: collection name of %d bytes", ErrInvalid, len(name))
+	if err := checkCollectionName(name); err != nil {
+		return 0, false, err
 	}
 	var coll uint32
+	var ok bool
 	err := s.read(func() error {
-		v, err := s.get(nameKey(name))
-		if err != nil {
-			return err
-		}
-		coll, err = decodeList(v)
+		var err error
+		coll, ok, err = s.collectionNumber(name)
 		return err
 	})
+	return coll, ok, err
+}
+
+// checkCollectionName bounds a collection name (MaxCollectionNameBytes).
+func checkCollectionName(name string) error {
+	if name == "" || len(name) > MaxCollectionNameBytes {
+		return fmt.Errorf("%w: collection name of %d bytes", ErrInvalid, len(name))
+	}
+	return nil
+}
+
+// collectionNumber is LookupCollection for a caller inside s.read.
+func (s *Store) collectionNumber(name string) (uint32, bool, error) {
+	v, err := s.get(nameKey(name))
 	if errors.Is(err, ErrNotFound) {
 		return 0, false, nil
 	}
+	if err != nil {
+		return 0, false, err
+	}
+	coll, err := decodeList(v)
 	return coll, err == nil, err
 }
 
