@@ -7,6 +7,10 @@
 // returns nil the batch is on disk, and no crash can leave part of it
 // visible. The key schema is documented in docs/format/keys.md.
 //
+// An entry collection (a node's id directory partition) keeps entries
+// instead of items: one key per user id, written by ApplyEntries, with
+// no list, log or index (entries.go).
+//
 // The store knows nothing of the cluster: collections and shards are
 // numbers chosen by the caller (the coordinator's table), and the list of an
 // item is the caller's choice too. It must be the list that

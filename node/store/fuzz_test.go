@@ -15,6 +15,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(encodeLoc(4, 5))
 	f.Add(encodeIDEntry(&it))
 	f.Add(encodeShardState(9, 3))
+	f.Add(encodeEntryValue(300, []byte(`[[4,1700000000000]]`)))
 	f.Add(encodeIndexPtr(&indexPtr{File: "c00000001-0000000000000002.ivf", Covered: Seqs{1: 2, 3: 4}}))
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -59,6 +60,14 @@ func FuzzDecode(f *testing.F) {
 		}
 		if last, tr, err := decodeShardState(b); err == nil && !slices.Equal(encodeShardState(last, tr), b) {
 			t.Fatal("shard state does not round-trip")
+		}
+		if id, v, err := decodeEntryValue(b); err == nil {
+			// A varint may be written longer than needed: the re-encoding
+			// decodes to the same id and value.
+			id2, v2, err := decodeEntryValue(encodeEntryValue(id, v))
+			if err != nil || id2 != id || !slices.Equal(v2, v) || id == 0 {
+				t.Fatalf("entry value %x: %d %q, re-encoded %d %q %v", b, id, v, id2, v2, err)
+			}
 		}
 		if p, err := decodeIndexPtr(b); err == nil {
 			_ = encodeIndexPtr(&p) // map order may differ from a non-canonical input

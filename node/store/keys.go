@@ -15,11 +15,12 @@ const (
 	recNextColl byte = 0x08 // (no suffix) → the next collection number
 	recAttach   byte = 0x09 // coll, id → the item's attachment
 	recCreated  byte = 0x0a // coll → the incarnation of the collection its data belongs to
+	recEntry    byte = 0x0b // coll, user id → internal id, entry (an entry collection: entries.go)
 )
 
 // recordTypes lists every record type that is scoped by collection, for
 // DropCollection.
-var recordTypes = []byte{recItem, recDir, recID, recLog, recShard, recIndexPtr, recAttach, recCreated}
+var recordTypes = []byte{recItem, recDir, recID, recLog, recShard, recIndexPtr, recAttach, recCreated, recEntry}
 
 // BufferBase is the first flat-buffer list number: an untrained
 // collection's flat-buffer shard n keeps its items in list BufferBase+n
@@ -51,6 +52,10 @@ func listPrefix(coll, list uint32) []byte {
 
 func dirKey(coll uint32, userID string) []byte {
 	return append(collPrefix(recDir, coll), userID...)
+}
+
+func entryKey(coll uint32, userID string) []byte {
+	return append(collPrefix(recEntry, coll), userID...)
 }
 
 func idKey(coll uint32, id uint64) []byte {

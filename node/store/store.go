@@ -44,6 +44,10 @@ type Store struct {
 	bg           sync.WaitGroup
 	closing      bool
 	closingScans atomic.Bool
+	// views are the entry views open (entries.go), which Close closes;
+	// viewMu guards them and each view's iterator.
+	viewMu sync.Mutex
+	views  map[*EntryView]bool
 	// failed is set when a WAL sync fails: Pebble's state is then unknown,
 	// and every later Apply fails with it.
 	failed error
@@ -61,7 +65,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Store{opts: opts, dir: dir, indexDir: filepath.Join(dir, "index"), shards: map[shardRef]*shardState{}, idSets: map[uint32]*idSet{}, userSets: map[uint32]*userSet{}}
+	s := &Store{opts: opts, dir: dir, indexDir: filepath.Join(dir, "index"), shards: map[shardRef]*shardState{}, idSets: map[uint32]*idSet{}, userSets: map[uint32]*userSet{}, views: map[*EntryView]bool{}}
 	if err := os.MkdirAll(s.indexDir, 0o755); err != nil {
 		return nil, fmt.Errorf("store: open: %w", err)
 	}
@@ -125,6 +129,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.closeViews()
 	err := s.db.Close()
 	s.cache.Unref()
 	if err != nil {

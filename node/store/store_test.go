@@ -293,6 +293,9 @@ func TestDropCollection(t *testing.T) {
 		if err := s.SetIncarnation(coll, uint64(coll)); err != nil {
 			t.Fatal(err)
 		}
+		// (A collection holds items or entries, never both; the store
+		// does not mind, and the drop must delete either.)
+		applyEntries(t, s, coll, []Entry{{UserID: "e", ID: 9999, Value: []byte("v")}}, nil)
 	}
 	ix := trainedIndex(t, dim, 2)
 	if err := s.SaveIndex(ctx, 2, ix, Seqs{0: 1, 1: 1}); err != nil {

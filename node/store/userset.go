@@ -87,7 +87,8 @@ func (f *userFilter) mayHave(u string) bool {
 func (f *userFilter) full() bool { return f.n > f.limit }
 
 // userSet spares Apply the directory read for a put of a user id that the
-// collection has never held, as idSet does for internal ids. With ids
+// collection has never held, as idSet does for internal ids (and
+// ApplyEntries the read of an entry collection's record, entries.go). With ids
 // that do not sort in insertion order (the 32 random hex digits the server
 // generates, UUIDs, content hashes) every such read was a seek to a
 // random place in every level and in the memtable: a third of a node's
@@ -166,25 +167,33 @@ func (u *userSet) addedLocked(users []string) {
 	}
 }
 
-// buildUserSet opens an iterator over the collection's directory now
-// (writeMu held) and scans it in the background into a new filter sized
-// for expect ids (0: twice the directory's, counted first), which then
-// replaces set's. A failed scan leaves the set as it was, to be tried
-// again at a later write.
+// buildUserSet opens iterators over the collection's directory and its
+// entries (an entry collection keeps its user ids there: entries.go; a
+// collection has one or the other) now (writeMu held) and scans them in
+// the background into a new filter sized for expect ids (0: twice the
+// keys', counted first), which then replaces set's. A failed scan leaves
+// the set as it was, to be tried again at a later write.
 func (s *Store) buildUserSet(coll uint32, set *userSet, expect int) {
 	if s.closing {
 		return // Close waits for the scans under way; it starts no more
 	}
-	p := collPrefix(recDir, coll)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
-	if err != nil {
-		return
+	var its []*pebble.Iterator
+	for _, typ := range []byte{recDir, recEntry} {
+		p := collPrefix(typ, coll)
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+		if err != nil {
+			for _, it := range its {
+				_ = it.Close()
+			}
+			return
+		}
+		its = append(its, it)
 	}
 	set.building = true
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
-		f, ok := s.scanUsers(it, len(p), expect)
+		f, ok := s.scanUsers(its, len(collPrefix(recDir, coll)), expect)
 		s.writeMu.Lock()
 		defer s.writeMu.Unlock()
 		set.building = false
@@ -198,30 +207,42 @@ func (s *Store) buildUserSet(coll uint32, set *userSet, expect int) {
 	}()
 }
 
-// scanUsers adds the directory's keys to a filter sized for expect ids
-// (0: counts the keys first, and sizes it for twice as many); it closes
-// it. It gives up when the store closes.
-func (s *Store) scanUsers(it *pebble.Iterator, prefix, expect int) (*userFilter, bool) {
-	defer it.Close()
+// scanUsers adds the keys of its (each after a prefix of that length)
+// to a filter sized for expect ids (0: counts the keys first, and sizes
+// it for twice as many); it closes them. It gives up when the store
+// closes.
+func (s *Store) scanUsers(its []*pebble.Iterator, prefix, expect int) (*userFilter, bool) {
+	defer func() {
+		for _, it := range its {
+			_ = it.Close()
+		}
+	}()
 	if expect == 0 {
 		n := 0
-		for ok := it.First(); ok; ok = it.Next() {
-			if n++; n%4096 == 0 && s.closingScans.Load() {
+		for _, it := range its {
+			for ok := it.First(); ok; ok = it.Next() {
+				if n++; n%4096 == 0 && s.closingScans.Load() {
+					return nil, false
+				}
+			}
+			if it.Error() != nil {
 				return nil, false
 			}
-		}
-		if it.Error() != nil {
-			return nil, false
 		}
 		expect = 2 * n
 	}
 	f := newUserFilter(expect)
 	i := 0
-	for ok := it.First(); ok; ok = it.Next() {
-		if i++; i%4096 == 0 && s.closingScans.Load() {
+	for _, it := range its {
+		for ok := it.First(); ok; ok = it.Next() {
+			if i++; i%4096 == 0 && s.closingScans.Load() {
+				return nil, false
+			}
+			f.addBytes(it.Key()[prefix:])
+		}
+		if it.Error() != nil {
 			return nil, false
 		}
-		f.addBytes(it.Key()[prefix:])
 	}
-	return f, it.Error() == nil
+	return f, true
 }

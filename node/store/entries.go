@@ -1,0 +1,300 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Entries: the compact records of an entry collection, one Pebble key per
+// user id (record 0x0b, docs/format/keys.md). A node keeps its id
+// directory's partitions this way (node/directory.go): an entry is a
+// few bytes under a user id, and an item's machinery (the item, its
+// directory and id-index keys, the log record naming it, the resolver)
+// cost the cluster about a quarter of its ingest CPU for nothing. An
+// entry collection has no lists, no vectors, no write log and no index
+// file; a collection number holds items or entries, never both (the
+// caller's choice, which the store does not check).
+
+// Entry is one record of an entry collection: a small value under a user
+// id, with the internal id the caller wrote it under (which names this
+// version of the entry: the catch-up of a replica compares them).
+type Entry struct {
+	UserID string
+	ID     uint64
+	Value  []byte
+}
+
+// EntryDelete deletes a user id's entry; with ID set, only when the stored
+// entry has that internal id (a newer version stays).
+type EntryDelete struct {
+	UserID string
+	ID     uint64
+}
+
+// EntriesResult says what ApplyEntries changed: the user ids that had no
+// entry before the batch and have one after it, and those that had one
+// and have none.
+type EntriesResult struct {
+	Added, Removed int
+}
+
+func encodeEntryValue(id uint64, v []byte) []byte {
+	b := make([]byte, 0, binary.MaxVarintLen64+len(v))
+	return append(binary.AppendUvarint(b, id), v...)
+}
+
+func decodeEntryValue(b []byte) (uint64, []byte, error) {
+	id, n := binary.Uvarint(b)
+	if n <= 0 || id == 0 {
+		return 0, nil, fmt.Errorf("%w: entry value: bad internal id", ErrCorrupt)
+	}
+	return id, b[n:], nil
+}
+
+// ApplyEntries puts and deletes entries of coll in one synced Pebble batch
+// (puts first, then deletes; a later operation on a user id wins). As
+// ApplyAsync, it returns once the batch is visible to readers; wait blocks
+// until it is durable, must be called exactly once, and an error from it
+// poisons the store. A put of an id the collection never held costs no
+// read (the user-id filter, userset.go); others cost one. On any error
+// nothing is stored.
+func (s *Store) ApplyEntries(ctx context.Context, coll uint32, puts []Entry, dels []EntryDelete) (EntriesResult, func() error, error) {
+	none := func() error { return nil }
+	if n := len(puts) + len(dels); n == 0 {
+		return EntriesResult{}, none, nil
+	} else if n > s.opts.MaxBatchItems {
+		return EntriesResult{}, nil, fmt.Errorf("%w: %d operations, at most %d", ErrInvalid, n, s.opts.MaxBatchItems)
+	}
+	size := 32
+	for i, e := range puts {
+		if err := checkUserID(e.UserID); err != "" {
+			return EntriesResult{}, nil, fmt.Errorf("%w: entry %d: %s", ErrInvalid, i, err)
+		}
+		if e.ID == 0 {
+			return EntriesResult{}, nil, fmt.Errorf("%w: entry %d: internal id 0 is reserved", ErrInvalid, i)
+		}
+		if len(e.Value) == 0 || len(e.Value) > s.opts.MaxMetaBytes {
+			return EntriesResult{}, nil, fmt.Errorf("%w: entry %d: value of %d bytes, want 1..%d (MaxMetaBytes)", ErrInvalid, i, len(e.Value), s.opts.MaxMetaBytes)
+		}
+		size += 2*len(e.UserID) + len(e.Value) + 32
+	}
+	for i, d := range dels {
+		if err := checkUserID(d.UserID); err != "" {
+			return EntriesResult{}, nil, fmt.Errorf("%w: entry delete %d: %s", ErrInvalid, i, err)
+		}
+		size += len(d.UserID) + 16
+	}
+	var res EntriesResult
+	var pb *pebble.Batch
+	s.writeMu.Lock()
+	err := s.read(func() error {
+		if s.failed != nil {
+			return s.failed
+		}
+		users := s.userSetLocked(coll)
+		// held: whether a user id has an entry, as of the operations so
+		// far (the store's, then the batch's own).
+		held := make(map[string]uint64, len(puts)+len(dels))
+		stored := func(u string) (uint64, error) {
+			if id, ok := held[u]; ok {
+				return id, nil
+			}
+			if users.absent(u) {
+				return 0, nil
+			}
+			v, err := s.get(entryKey(coll, u))
+			if errors.Is(err, ErrNotFound) {
+				return 0, nil
+			}
+			if err != nil {
+				return 0, err
+			}
+			id, _, err := decodeEntryValue(v)
+			return id, err
+		}
+		pb = s.db.NewBatchWithSize(size)
+		putUsers := make([]string, 0, len(puts))
+		for _, e := range puts {
+			was, err := stored(e.UserID)
+			if err != nil {
+				return err
+			}
+			if was == 0 {
+				res.Added++
+			}
+			held[e.UserID] = e.ID
+			_ = pb.Set(entryKey(coll, e.UserID), encodeEntryValue(e.ID, e.Value), nil)
+			putUsers = append(putUsers, e.UserID)
+		}
+		for _, d := range dels {
+			was, err := stored(d.UserID)
+			if err != nil {
+				return err
+			}
+			if was == 0 || (d.ID != 0 && d.ID != was) {
+				continue
+			}
+			res.Removed++
+			held[d.UserID] = 0
+			_ = pb.Delete(entryKey(coll, d.UserID), nil)
+		}
+		if pb.Empty() {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := s.db.ApplyNoSyncWait(pb, pebble.Sync); err != nil {
+			s.failed = fmt.Errorf("store: commit: %w", err)
+			return s.failed
+		}
+		users.addedLocked(putUsers)
+		return nil
+	})
+	s.writeMu.Unlock()
+	if err != nil {
+		if pb != nil {
+			_ = pb.Close()
+		}
+		return EntriesResult{}, nil, err
+	}
+	if pb.Empty() {
+		_ = pb.Close()
+		return res, none, nil
+	}
+	wait := func() error {
+		defer pb.Close()
+		if err := pb.SyncWait(); err != nil {
+			s.writeMu.Lock()
+			defer s.writeMu.Unlock()
+			s.failed = fmt.Errorf("store: commit: WAL sync: %w", err)
+			return s.failed
+		}
+		return nil
+	}
+	return res, wait, nil
+}
+
+// GetEntry returns a user id's entry, or ErrNotFound.
+func (s *Store) GetEntry(ctx context.Context, coll uint32, userID string) (Entry, error) {
+	var e Entry
+	err := s.read(func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		v, err := s.get(entryKey(coll, userID))
+		if err != nil {
+			return err
+		}
+		id, val, err := decodeEntryValue(v)
+		if err != nil {
+			return fmt.Errorf("store: entry %q: %w", userID, err)
+		}
+		e = Entry{UserID: userID, ID: id, Value: val}
+		return nil
+	})
+	return e, err
+}
+
+// EntryView is a view of a collection's entries fixed when OpenEntries
+// returned it: writes committed later are not in it. It holds a Pebble
+// iterator (and so the memtables and files it reads) until Close; the
+// store closes the views still open when it closes. Not safe for
+// concurrent use.
+type EntryView struct {
+	s    *Store
+	it   *pebble.Iterator // nil once closed
+	plen int
+}
+
+// OpenEntries opens a view of coll's entries as of now. A caller that
+// orders its writes under a lock of its own opens the view under that
+// lock and scans it after releasing it (node/copy.go: a copy's snapshot
+// must not hold the partition's writes up for a whole scan).
+func (s *Store) OpenEntries(coll uint32) (*EntryView, error) {
+	var v *EntryView
+	err := s.read(func() error {
+		p := collPrefix(recEntry, coll)
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+		if err != nil {
+			return err
+		}
+		v = &EntryView{s: s, it: it, plen: len(p)}
+		s.viewMu.Lock()
+		s.views[v] = true
+		s.viewMu.Unlock()
+		return nil
+	})
+	return v, err
+}
+
+// Scan calls fn for every entry of the view, in user-id order; fn may
+// keep the entry (its fields are copies). It can be called once.
+func (v *EntryView) Scan(ctx context.Context, fn func(Entry) error) error {
+	return v.s.read(func() error {
+		v.s.viewMu.Lock()
+		it := v.it
+		v.s.viewMu.Unlock()
+		if it == nil {
+			return ErrClosed
+		}
+		n := 0
+		for ok := it.First(); ok; ok = it.Next() {
+			if n++; n%4096 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			val, err := it.ValueAndErr()
+			if err != nil {
+				return err
+			}
+			id, rest, err := decodeEntryValue(val)
+			if err != nil {
+				return fmt.Errorf("store: entry %q: %w", it.Key()[v.plen:], err)
+			}
+			if err := fn(Entry{UserID: string(it.Key()[v.plen:]), ID: id, Value: append([]byte(nil), rest...)}); err != nil {
+				return err
+			}
+		}
+		return it.Error()
+	})
+}
+
+// Close releases the view.
+func (v *EntryView) Close() {
+	v.s.viewMu.Lock()
+	defer v.s.viewMu.Unlock()
+	if v.it != nil {
+		_ = v.it.Close()
+		v.it = nil
+		delete(v.s.views, v)
+	}
+}
+
+// closeViews closes the entry views still open; closeMu is held
+// exclusively, so no Scan runs.
+func (s *Store) closeViews() {
+	s.viewMu.Lock()
+	defer s.viewMu.Unlock()
+	for v := range s.views {
+		_ = v.it.Close()
+		v.it = nil
+	}
+	clear(s.views)
+}
+
+// ScanEntries calls fn for every entry of coll in user-id order, from one
+// view (OpenEntries, then Scan).
+func (s *Store) ScanEntries(ctx context.Context, coll uint32, fn func(Entry) error) error {
+	v, err := s.OpenEntries(coll)
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	return v.Scan(ctx, fn)
+}
