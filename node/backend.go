@@ -155,6 +155,42 @@ type Removed struct {
 	List int32
 }
 
+// Entry is a record of an id directory partition (directory.go): the
+// user id's entry, a few bytes, with the internal id it was written
+// under. Partitions keep entries, not items: no vector, list, index or
+// write log (store record 0x0b, docs/format/keys.md).
+type Entry struct {
+	UserID string
+	ID     uint64
+	Value  []byte // non-empty
+}
+
+// EntryDelete deletes a user id's entry; with ID set, only while the
+// stored entry has that internal id.
+type EntryDelete struct {
+	UserID string
+	ID     uint64
+}
+
+// EntryView is a view of a partition's entries (Storage.OpenEntries). A
+// copy opens one under the partition's lock and scans it after releasing
+// it. Not safe for concurrent use.
+type EntryView interface {
+	// Scan calls fn for every entry of the view, in user-id order; once.
+	Scan(fn func(Entry) error) error
+	Close()
+}
+
+// eachEntry calls fn for every entry of coll, from one view.
+func eachEntry(st Storage, coll string, fn func(Entry) error) error {
+	v, err := st.OpenEntries(coll)
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	return v.Scan(fn)
+}
+
 // AsyncStorage is a Storage that can split Apply at the point where a
 // batch's order is fixed: ApplyAsync returns the removed copies once the
 // batch is ordered and visible, and wait blocks until it is durable (the
@@ -210,5 +246,17 @@ type Storage interface {
 	// LoadIndex returns the last saved index brought up to date with the
 	// batches applied after it was saved, or (nil, nil) when there is none.
 	LoadIndex(coll string, opts ivf.Options) (*ivf.Index, error)
+	// ApplyEntries puts and deletes entries of coll (an id directory
+	// partition, which holds entries and never items) in one synced
+	// write, puts first. Like AsyncStorage.ApplyAsync it returns once the
+	// write is ordered and visible, and wait blocks until it is durable;
+	// wait must be called exactly once. added and removed count the user
+	// ids that gained or lost their entry.
+	ApplyEntries(coll string, puts []Entry, dels []EntryDelete) (added, removed int, wait func() error, err error)
+	// Entry returns a user id's entry, or an error wrapping ErrNoItem.
+	Entry(coll, userID string) (Entry, error)
+	// OpenEntries opens a view of coll's entries fixed as of the call:
+	// entries written later are not in it.
+	OpenEntries(coll string) (EntryView, error)
 	Close() error
 }

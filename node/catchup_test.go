@@ -3,14 +3,17 @@ package node_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"lookalike/ivf"
 	"lookalike/node"
 	"lookalike/node/nodetest"
 	"lookalike/node/store"
+	"lookalike/proto"
 )
 
 // The joiner's side of a catch-up (node/copy.go) over the real store: it
@@ -133,4 +136,72 @@ func openPebbleNode(t *testing.T, opts node.Options) (*node.Node, *node.PebbleSt
 		st.Close()
 	})
 	return n, st
+}
+
+// The joiner's side of a catch-up on an id directory partition, whose
+// entries are stored as entries (found by user id, no lists): the
+// internal id of an entry names its version, so one replaced since
+// Begin is missing when offered, and one held but never offered is
+// dropped at the end unless the stream wrote its user id.
+func TestCatchUpPartition(t *testing.T) {
+	ctx := context.Background()
+	n, st := openPebbleNode(t, node.Options{NodeID: "n1", AutoTrainAt: -1})
+	const dir, nb = "c~ids~0", 50
+	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: dir, Dim: 1, Metric: ivf.L2}); err != nil {
+		t.Fatal(err)
+	}
+	users := make([]string, nb)
+	lists := make([][]int32, nb)
+	for i := range users {
+		users[i], lists[i] = fmt.Sprint("u", i), []int32{int32(i % 7)}
+	}
+	if _, err := n.DirApply(dir, proto.DirAdd, users, lists, time.Now().UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	idOf := map[string]uint64{}
+	var ids []uint64
+	if err := st.Entries(dir, func(e node.Entry) error { idOf[e.UserID] = e.ID; ids = append(ids, e.ID); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(ids)
+	if len(ids) != nb {
+		t.Fatalf("%d entries stored, want %d", len(ids), nb)
+	}
+
+	cu, held, err := node.BeginCatchUp(n, dir, nil)
+	if err != nil || held != nb {
+		t.Fatalf("begin: held %d, %v; want %d", held, err, nb)
+	}
+	// u0 is written again (a new version, a new id) after Begin.
+	if _, err := n.DirApply(dir, proto.DirAdd, []string{"u0"}, [][]int32{{9}}, time.Now().UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	const fresh = 1 << 50
+	offer := []uint64{idOf["u0"], fresh}
+	for i := 1; i < 40; i++ {
+		offer = append(offer, idOf[users[i]])
+	}
+	missing, err := cu.Offer(offer)
+	slices.Sort(missing)
+	if err != nil || !slices.Equal(missing, []uint64{idOf["u0"], fresh}) {
+		t.Fatalf("offer: missing %v, %v; want u0's old version and the id never held", missing, err)
+	}
+	// u40..u49 are never offered; the stream writes u40.
+	cu.Touch("u40")
+	if err := cu.End(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 41; i < nb; i++ {
+		if _, err := st.Entry(dir, users[i]); !errors.Is(err, node.ErrNoItem) {
+			t.Errorf("%s, held but never offered, still there after the end: %v", users[i], err)
+		}
+	}
+	for _, u := range []string{"u0", "u1", "u39", "u40"} {
+		if _, err := st.Entry(dir, u); err != nil {
+			t.Errorf("%s dropped: %v", u, err)
+		}
+	}
+	if s, err := n.Describe(dir); err != nil || s.Count != 41 {
+		t.Errorf("count after the catch-up %d (%v), want 41", s.Count, err)
+	}
 }

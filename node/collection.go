@@ -133,6 +133,9 @@ func (n *Node) openCollection(m CollectionMeta) (*collection, error) {
 }
 
 func (c *collection) load(m CollectionMeta) error {
+	if c.dir {
+		return c.loadEntries()
+	}
 	st := c.n.store
 	if m.State != Ready {
 		buf := newFlatBuffer(m.Dim, m.Metric)

@@ -77,6 +77,9 @@ type inCopy struct {
 	// unindexed are held ids missing from the lists in memory: an offer
 	// of one is answered missing, so that the copy writes it again.
 	unindexed map[uint64]bool
+	// users are the user ids of held, on a directory partition (whose
+	// entries are found by user id only).
+	users map[uint64]string
 }
 
 // copyChunk is how many items one copy call carries.
@@ -172,15 +175,34 @@ func (c *collection) copyShard(k copyKey) error {
 	c.freshStream(k.node)
 	c.joining[k] = true
 	var ids []uint64
-	err := c.eachLive(k.buffer, lists, func(id uint64, _ int32) { ids = append(ids, id) })
+	var users map[uint64]string // a directory partition's: id → user id
+	var view EntryView
+	var err error
+	if c.dir {
+		// The entries' view is fixed here; scanning it can wait until
+		// the partition's writes may go on.
+		view, err = c.n.store.OpenEntries(c.meta.Name)
+	} else {
+		err = c.eachLive(k.buffer, lists, func(id uint64, _ int32) { ids = append(ids, id) })
+	}
 	c.mu.Unlock()
+	if err == nil && view != nil {
+		ids, users, err = entryIDs(view)
+	}
 	if err != nil {
 		return err
 	}
 	sent, kept := 0, 0
 	send := func(ids []uint64) error {
 		for i0 := 0; i0 < len(ids); i0 += copyChunk {
-			items, err := c.readItems(ids[i0:min(i0+copyChunk, len(ids))])
+			part := ids[i0:min(i0+copyChunk, len(ids))]
+			var items []proto.RPCItem
+			var err error
+			if c.dir {
+				items, err = c.readEntries(part, users)
+			} else {
+				items, err = c.readItems(part)
+			}
 			if err != nil {
 				return err
 			}
@@ -433,11 +455,14 @@ func (n *Node) applyCopy(ctx context.Context, call *proto.RPCCopy) (*proto.RPCCo
 			if k, ok := in.keep[it.UserID]; ok && k != ids[i] {
 				continue
 			}
-			if curID, curList, err := n.locate(c.meta.Name, it.UserID); err == nil {
-				// A copy in a shard held in sync here is newer; one in a
-				// shard this node joins may be a stale copy of its own.
-				if cs, ok := rt.shardOf(curList, it.UserID); ok && slices.Contains(cs.Replicas, rt.self) && curID != ids[i] {
-					continue
+			// A copy in a shard held in sync here is newer; one in a
+			// shard this node joins may be a stale copy of its own. (A
+			// partition is one shard, which this node joins.)
+			if !c.dir {
+				if curID, curList, err := n.locate(c.meta.Name, it.UserID); err == nil {
+					if cs, ok := rt.shardOf(curList, it.UserID); ok && slices.Contains(cs.Replicas, rt.self) && curID != ids[i] {
+						continue
+					}
 				}
 			}
 			keep = append(keep, i)
@@ -468,6 +493,9 @@ const copyApplyPart = 128
 // and the copy writes it again, into both (either is a bug elsewhere,
 // logged; the catch-up mends it rather than keep it).
 func (c *collection) beginCopy(key shardKey, buffer bool, lists []int32) (int, error) {
+	if c.dir {
+		return c.beginEntryCopy(key)
+	}
 	// The stored ids, read without the lock (writes here need not wait
 	// for a scan of the shard's keys): nothing adds to these lists before
 	// the primary streams to this node, after Begin, and what a write
@@ -609,7 +637,12 @@ func (c *collection) offered(key shardKey, offer []uint64) ([]uint64, error) {
 	}
 	c.mu.Unlock()
 	for _, id := range check {
-		_, err := c.n.store.Item(c.meta.Name, id)
+		var err error
+		if c.dir {
+			err = c.heldEntry(in, id)
+		} else {
+			_, err = c.n.store.Item(c.meta.Name, id)
+		}
 		if errors.Is(err, ErrNoItem) {
 			missing = append(missing, id)
 		} else if err != nil {
@@ -642,6 +675,10 @@ func (c *collection) endCopy(key shardKey) error {
 		part := gone[i0:min(i0+copyChunk, len(gone))]
 		users := make([]string, len(part))
 		for i, id := range part {
+			if c.dir {
+				users[i] = in.users[id]
+				continue
+			}
 			it, err := c.n.store.Item(c.meta.Name, id)
 			if err != nil && !errors.Is(err, ErrNoItem) {
 				return err
@@ -650,13 +687,20 @@ func (c *collection) endCopy(key shardKey) error {
 		}
 		c.mu.Lock()
 		var del []uint64
+		var dels []EntryDelete
 		for i, id := range part {
 			if users[i] != "" && !in.touched[users[i]] {
 				del = append(del, id)
+				dels = append(dels, EntryDelete{UserID: users[i], ID: id})
 			}
 		}
 		n0 := c.count.Load()
-		err := c.deleteIDsLocked(del)
+		var err error
+		if c.dir {
+			err = c.deleteEntriesLocked(dels)
+		} else {
+			err = c.deleteIDsLocked(del)
+		}
 		dropped += int(n0 - c.count.Load())
 		c.mu.Unlock()
 		if err != nil {
@@ -752,6 +796,12 @@ func (c *collection) purgeUnheld(rt *route) {
 			return
 		}
 		lists, buffer := c.unheld(rt)
+		if c.dir {
+			if buffer {
+				c.purgeEntriesLocked()
+			}
+			return
+		}
 		var ids []uint64
 		if ix := c.ix.Load(); ix != nil {
 			for _, l := range lists {
@@ -787,7 +837,7 @@ func (c *collection) unheld(rt *route) (lists []int32, buffer bool) {
 			}
 		}
 	}
-	if buf := c.buf.Load(); buf != nil && buf.len() > 0 && len(rt.c.Buffer) > 0 && !slices.ContainsFunc(rt.c.Buffer, held) {
+	if buf := c.buf.Load(); buf != nil && (buf.len() > 0 || c.dir && c.count.Load() > 0) && len(rt.c.Buffer) > 0 && !slices.ContainsFunc(rt.c.Buffer, held) {
 		buffer = true
 	}
 	return lists, buffer
@@ -813,6 +863,9 @@ func (n *Node) countLocal(call *proto.RPCCount) (int64, error) {
 	}
 	if buf := c.buf.Load(); call.Buffer && buf != nil {
 		total += int64(buf.len())
+	}
+	if c.dir && call.Buffer {
+		total += c.count.Load() // entries are stored only: the buffer is empty
 	}
 	return total, nil
 }

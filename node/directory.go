@@ -148,13 +148,13 @@ func (c *collection) dirMergeAt(op uint8, items []WriteItem, keep []int, now int
 		}
 		var cur []dirRef
 		if may == nil || may[j] {
-			it, err := c.n.store.Get(c.meta.Name, users[j])
+			e, err := c.n.store.Entry(c.meta.Name, users[j])
 			switch {
 			case err == nil:
-				if cur, err = decodeEntry(it.Meta); err != nil {
+				if cur, err = decodeEntry(e.Value); err != nil {
 					return nil, fmt.Errorf("stored entry of %q: %w", users[j], err)
 				}
-				prior[i] = it.Meta
+				prior[i] = e.Value
 			case !errors.Is(err, ErrNoItem):
 				return nil, err
 			}
@@ -473,4 +473,233 @@ func (n *Node) dirGet(ctx context.Context, rt *route, call *proto.RPCGet) (*Item
 		}
 	}
 	return n.getFrom(ctx, nodes, call)
+}
+
+// A partition's entries live in the store as entries
+// (Storage.ApplyEntries), not items: one small record per user id on each
+// replica, with nothing in memory (the flat buffer stays empty) and no
+// index or write log. Each write of an entry gets a fresh internal id
+// (writeAsPrimary), which names that version of it: the copy to a
+// joining replica offers and compares those ids as it does items'
+// (copy.go).
+
+// applyEntriesLocked commits a partition's kept entries: an empty entry
+// is deleted. mu is held.
+func (c *collection) applyEntriesLocked(items []WriteItem, ids []uint64, keep []int) (func() error, error) {
+	puts := make([]Entry, 0, len(keep))
+	var dels []EntryDelete
+	for _, i := range keep {
+		it := items[i]
+		if len(it.Meta) == 0 {
+			dels = append(dels, EntryDelete{UserID: it.UserID})
+			continue
+		}
+		if ids[i] == 0 {
+			return nil, fmt.Errorf("%w: directory entry of %q without an internal id", ErrInvalid, it.UserID)
+		}
+		puts = append(puts, Entry{UserID: it.UserID, ID: ids[i], Value: it.Meta})
+	}
+	return c.storeEntries(puts, dels)
+}
+
+// storeEntries commits entries, unless a drop retired the collection
+// (ErrNoCollection), and counts them. mu is held.
+func (c *collection) storeEntries(puts []Entry, dels []EntryDelete) (func() error, error) {
+	c.gate.RLock()
+	defer c.gate.RUnlock()
+	if c.retired {
+		return nil, c.errRetired()
+	}
+	added, removed, wait, err := c.n.store.ApplyEntries(c.meta.Name, puts, dels)
+	if err != nil {
+		return nil, err
+	}
+	c.count.Add(int64(added - removed))
+	return wait, nil
+}
+
+// deleteEntriesLocked deletes entries (each only while it has the id
+// given) and waits for the deletion to be durable. mu is held.
+func (c *collection) deleteEntriesLocked(dels []EntryDelete) error {
+	for i0 := 0; i0 < len(dels); i0 += 4096 {
+		wait, err := c.storeEntries(nil, dels[i0:min(i0+4096, len(dels))])
+		if err != nil {
+			return err
+		}
+		if err := wait(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// purgeEntriesLocked drops every entry of a partition this node no
+// longer holds (purgeUnheld). mu is held.
+func (c *collection) purgeEntriesLocked() {
+	var dels []EntryDelete
+	err := eachEntry(c.n.store, c.meta.Name, func(e Entry) error {
+		dels = append(dels, EntryDelete{UserID: e.UserID, ID: e.ID})
+		return nil
+	})
+	if err == nil {
+		err = c.deleteEntriesLocked(dels)
+	}
+	if err != nil {
+		c.n.log.Warn("entries of a partition no longer held not dropped", "collection", c.meta.Name, "err", err)
+		return
+	}
+	c.n.log.Info("dropped entries of a partition no longer held here", "collection", c.meta.Name, "entries", len(dels))
+}
+
+// loadEntries opens a partition: it counts the entries, after converting
+// the items that builds before 2026-11-27 kept entries as (the entry in
+// the item's metadata, a float for a vector) into entries. The entries
+// are written before the items are deleted: a crash between leaves both,
+// and the next open converts the same items again.
+func (c *collection) loadEntries() error {
+	st := c.n.store
+	var puts []Entry
+	var old []uint64
+	err := st.Scan(c.meta.Name, func(it Item) error {
+		if len(it.Meta) > 0 && it.ID != 0 {
+			puts = append(puts, Entry{UserID: it.UserID, ID: it.ID, Value: it.Meta})
+		}
+		old = append(old, it.ID)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i0 := 0; i0 < len(puts); i0 += 4096 {
+		_, _, wait, err := st.ApplyEntries(c.meta.Name, puts[i0:min(i0+4096, len(puts))], nil)
+		if err == nil {
+			err = wait()
+		}
+		if err != nil {
+			return fmt.Errorf("converting directory items to entries: %w", err)
+		}
+	}
+	for i0 := 0; i0 < len(old); i0 += 4096 {
+		if _, err := st.Apply(&Batch{Collection: c.meta.Name, Dim: c.meta.Dim, DeleteIDs: old[i0:min(i0+4096, len(old))]}); err != nil {
+			return fmt.Errorf("converting directory items to entries: %w", err)
+		}
+	}
+	if len(old) > 0 {
+		// The partition's write log named those items; nothing reads it
+		// now (entries are not logged), and an untrained collection's
+		// log was never truncated.
+		if ld, ok := st.(logDropper); ok {
+			if err := ld.DropLog(c.meta.Name); err != nil {
+				return fmt.Errorf("converting directory items to entries: the old write log: %w", err)
+			}
+		}
+		c.n.log.Info("converted the id directory's items to entries", "collection", c.meta.Name, "entries", len(puts))
+	}
+	var n int64
+	if err := eachEntry(st, c.meta.Name, func(Entry) error { n++; return nil }); err != nil {
+		return err
+	}
+	c.count.Store(n)
+	c.buf.Store(newFlatBuffer(c.meta.Dim, c.meta.Metric))
+	c.state.Store(uint32(Untrained))
+	return nil
+}
+
+// logDropper is a Storage that can delete a collection's whole write log
+// (PebbleStorage).
+type logDropper interface {
+	DropLog(coll string) error
+}
+
+// getEntry answers a get of a user id's entry from this node's replica
+// of its partition, as an item of the partition's buffer shard.
+func (n *Node) getEntry(c *collection, call *proto.RPCGet) (*proto.RPCGetReply, error) {
+	e, err := n.store.Entry(c.meta.Name, call.UserID)
+	if errors.Is(err, ErrNoItem) {
+		return &proto.RPCGetReply{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if rt, ok := n.distRoute(call.Collection); ok {
+		if s, ok := rt.shardOf(BufferList, e.UserID); !ok || !slices.Contains(s.Replicas, rt.self) {
+			return &proto.RPCGetReply{}, nil
+		}
+	}
+	r := &proto.RPCGetReply{Found: true, Item: proto.RPCItem{UserID: e.UserID, ID: e.ID, List: BufferList, Meta: e.Value}}
+	if call.WithVector {
+		r.Item.Vector = proto.PackVector(dirVector)
+	}
+	return r, nil
+}
+
+// entryIDs returns the internal ids of a view's entries, and the user id
+// of each, and closes it.
+func entryIDs(v EntryView) ([]uint64, map[uint64]string, error) {
+	defer v.Close()
+	var ids []uint64
+	users := map[uint64]string{}
+	err := v.Scan(func(e Entry) error {
+		ids = append(ids, e.ID)
+		users[e.ID] = e.UserID
+		return nil
+	})
+	return ids, users, err
+}
+
+// readEntries reads the entries of ids (users: their user ids) for a
+// copy, leaving out those replaced or deleted since the snapshot (the
+// stream carries what replaced them).
+func (c *collection) readEntries(ids []uint64, users map[uint64]string) ([]proto.RPCItem, error) {
+	out := make([]proto.RPCItem, 0, len(ids))
+	for _, id := range ids {
+		e, err := c.n.store.Entry(c.meta.Name, users[id])
+		if errors.Is(err, ErrNoItem) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if e.ID != id {
+			continue
+		}
+		out = append(out, proto.RPCItem{UserID: e.UserID, ID: id, List: BufferList, Vector: proto.PackVector(dirVector), Meta: e.Value})
+	}
+	return out, nil
+}
+
+// beginEntryCopy is beginCopy on a partition: the entries stored here
+// are the ids held.
+func (c *collection) beginEntryCopy(key shardKey) (int, error) {
+	v, err := c.n.store.OpenEntries(c.meta.Name)
+	if err != nil {
+		return 0, err
+	}
+	ids, users, err := entryIDs(v)
+	if err != nil {
+		return 0, err
+	}
+	slices.Sort(ids)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	in := &inCopy{touched: map[string]bool{}, keep: map[string]uint64{}, unindexed: map[uint64]bool{},
+		held: ids, offered: make([]bool, len(ids)), users: users}
+	if c.incoming == nil {
+		c.incoming = map[shardKey]*inCopy{}
+	}
+	c.incoming[key] = in
+	return len(ids), nil
+}
+
+// heldEntry checks that an entry held at the copy's Begin is still
+// stored in that version: an error wrapping ErrNoItem when not.
+func (c *collection) heldEntry(in *inCopy, id uint64) error {
+	e, err := c.n.store.Entry(c.meta.Name, in.users[id])
+	if err != nil {
+		return err
+	}
+	if e.ID != id {
+		return fmt.Errorf("%w: entry of %q replaced", ErrNoItem, e.UserID)
+	}
+	return nil
 }

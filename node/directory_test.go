@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strconv"
@@ -11,6 +12,8 @@ import (
 
 	"lookalike/ivf"
 	"lookalike/node"
+	"lookalike/node/nodetest"
+	"lookalike/node/store"
 	"lookalike/proto"
 )
 
@@ -213,5 +216,65 @@ func TestDirPruneSkewedStamp(t *testing.T) {
 	apply(proto.DirPrune, t0+3*settle+4, "c", 7)
 	if got := lists("c"); got != nil {
 		t.Fatalf("c's lists past the settle time: %v", got)
+	}
+}
+
+// A partition written by a build before 2026-11-27 holds its entries as
+// items (the entry in the metadata, one float for a vector): opening it
+// converts them to entries, with their internal ids, and leaves no item.
+func TestDirItemsConvertedToEntries(t *testing.T) {
+	ctx := context.Background()
+	meta := nodetest.NewMeta()
+	st, err := node.OpenPebble(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const dir = "c~ids~0"
+	n, err := node.Open(node.Options{NodeID: "n1"}, meta, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: dir, Dim: 1, Metric: ivf.L2}); err != nil {
+		t.Fatal(err)
+	}
+	n.Close()
+	var old []node.Item
+	for i := range 5 {
+		old = append(old, node.Item{ID: uint64(100 + i), UserID: fmt.Sprint("u", i), List: node.BufferList, Vector: []float32{0},
+			Meta: node.EncodeEntry([]node.DirRef{{List: int32(i), Added: 1}})})
+	}
+	if _, err := st.Apply(&node.Batch{Collection: dir, Dim: 1, Puts: old}); err != nil {
+		t.Fatal(err)
+	}
+
+	n, err = node.Open(node.Options{NodeID: "n1"}, meta, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if s, err := n.Describe(dir); err != nil || s.Count != 5 {
+		t.Fatalf("count %d, %v; want 5", s.Count, err)
+	}
+	for _, it := range old {
+		e, err := st.Entry(dir, it.UserID)
+		if err != nil || e.ID != it.ID || string(e.Value) != string(it.Meta) {
+			t.Fatalf("entry of %s: %+v %v, want id %d value %s", it.UserID, e, err, it.ID, it.Meta)
+		}
+		if got := dirEntry(t, n, dir, it.UserID); len(got) != 1 || got[0].List != int32(it.ID-100) {
+			t.Fatalf("read of %s: %+v", it.UserID, got)
+		}
+	}
+	left := 0
+	if err := st.Scan(dir, func(node.Item) error { left++; return nil }); err != nil || left != 0 {
+		t.Fatalf("%d items left after the conversion (%v)", left, err)
+	}
+	// The write log that named the items is gone too.
+	num, err := st.CollectionNumber(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last, truncated, err := st.Store().LastSeq(num, 0); err != nil || last == 0 || truncated != last {
+		t.Fatalf("write log after the conversion: last %d, truncated through %d, %v", last, truncated, err)
 	}
 }

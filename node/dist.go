@@ -1224,6 +1224,9 @@ func (n *Node) getLocal(call *proto.RPCGet) (*proto.RPCGetReply, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.dir {
+		return n.getEntry(c, call)
+	}
 	it, err := n.store.Get(c.meta.Name, call.UserID)
 	if errors.Is(err, ErrNoItem) {
 		return &proto.RPCGetReply{}, nil

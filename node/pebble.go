@@ -203,6 +203,78 @@ func (p *PebbleStorage) Get(coll, userID string) (Item, error) {
 	return fromStoreItem(it), nil
 }
 
+// ApplyEntries implements Storage.
+func (p *PebbleStorage) ApplyEntries(coll string, puts []Entry, dels []EntryDelete) (int, int, func() error, error) {
+	c, err := p.CollectionNumber(coll)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	sp := make([]store.Entry, len(puts))
+	for i, e := range puts {
+		sp[i] = store.Entry(e)
+	}
+	sd := make([]store.EntryDelete, len(dels))
+	for i, d := range dels {
+		sd[i] = store.EntryDelete(d)
+	}
+	res, wait, err := p.s.ApplyEntries(context.Background(), c, sp, sd)
+	if err != nil {
+		return 0, 0, nil, storeErr(err)
+	}
+	return res.Added, res.Removed, func() error { return storeErr(wait()) }, nil
+}
+
+// Entry implements Storage.
+func (p *PebbleStorage) Entry(coll, userID string) (Entry, error) {
+	c, ok, err := p.lookup(coll)
+	if err != nil {
+		return Entry{}, err
+	}
+	if !ok {
+		return Entry{}, fmt.Errorf("%q: %w", userID, errNoCollectionData(coll))
+	}
+	e, err := p.s.GetEntry(context.Background(), c, userID)
+	if err != nil {
+		return Entry{}, fmt.Errorf("%q: %w", userID, storeErr(err))
+	}
+	return Entry(e), nil
+}
+
+// OpenEntries implements Storage.
+func (p *PebbleStorage) OpenEntries(coll string) (EntryView, error) {
+	c, ok, err := p.lookup(coll)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return noEntries{}, nil // nothing stored under the name
+	}
+	v, err := p.s.OpenEntries(c)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	return pebbleEntries{v}, nil
+}
+
+// Entries calls fn for every entry of coll (a test's helper).
+func (p *PebbleStorage) Entries(coll string, fn func(Entry) error) error {
+	return eachEntry(p, coll, fn)
+}
+
+type pebbleEntries struct{ v *store.EntryView }
+
+func (e pebbleEntries) Scan(fn func(Entry) error) error {
+	return storeErr(e.v.Scan(context.Background(), func(se store.Entry) error { return fn(Entry(se)) }))
+}
+
+func (e pebbleEntries) Close() { e.v.Close() }
+
+// noEntries is the view of a name with nothing stored.
+type noEntries struct{}
+
+func (noEntries) Scan(func(Entry) error) error { return nil }
+func (noEntries) Close()                       {}
+
 // MayHoldUsers reports, per user id, whether the collection may hold it
 // here (false is certain), from the store's filter of its directory; ok
 // is false until that filter is built (store.MayHoldUsers).
@@ -345,6 +417,19 @@ func (p *PebbleStorage) Checkpoint(coll string) (uint64, error) {
 	}
 	last, _, err := p.s.LastSeq(c, 0)
 	return last, err
+}
+
+// DropLog deletes a collection's whole write log (logDropper).
+func (p *PebbleStorage) DropLog(coll string) error {
+	c, ok, err := p.lookup(coll)
+	if err != nil || !ok {
+		return err
+	}
+	last, truncated, err := p.s.LastSeq(c, 0)
+	if err != nil || last <= truncated {
+		return err
+	}
+	return p.s.TruncateLog(context.Background(), c, 0, last)
 }
 
 // SaveIndexAt implements Storage: the index as of cp, then the log

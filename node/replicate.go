@@ -549,6 +549,9 @@ func (c *collection) applyLocked(items []WriteItem, lists []int32, ids []uint64,
 	if len(keep) == 0 {
 		return func() error { return nil }, nil
 	}
+	if c.dir {
+		return c.applyEntriesLocked(items, ids, keep)
+	}
 	d := c.meta.Dim
 	ix, buf := c.ix.Load(), c.buf.Load()
 	b := &Batch{Collection: c.meta.Name, Dim: d, Puts: make([]Item, len(keep))}
@@ -565,11 +568,6 @@ func (c *collection) applyLocked(items []WriteItem, lists []int32, ids []uint64,
 	np := 0
 	for _, i := range keep {
 		it := items[i]
-		if c.dir && len(it.Meta) == 0 {
-			// An id directory's empty entry: the entry is deleted.
-			b.Deletes = append(b.Deletes, it.UserID)
-			continue
-		}
 		if lists[i] == BufferList {
 			if buf == nil {
 				return nil, fmt.Errorf("%w: collection %q has no buffer here", ErrStaleEpoch, c.meta.Name)

@@ -125,6 +125,13 @@ func (s localShard) Get(ctx context.Context, call *GetCall) (*Item, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.dir {
+		e, err := s.n.store.Entry(c.meta.Name, call.UserID)
+		if err != nil {
+			return nil, err
+		}
+		return &Item{ID: e.ID, UserID: e.UserID, List: BufferList, Meta: e.Value}, nil
+	}
 	it, err := s.n.store.Get(c.meta.Name, call.UserID)
 	if err != nil {
 		return nil, err

@@ -179,7 +179,8 @@ type Store struct {
 	applied map[string]uint64 // batches per collection
 	savedAt map[string]uint64
 	created map[string]uint64 // SetIncarnation
-	Applies int               // batches applied
+	entries map[string]map[string]node.Entry
+	Applies int // batches applied
 	// FailApply, when set, fails every Apply with it.
 	FailApply error
 	// BeforeApply, when set, is called at the start of every Apply,
@@ -193,7 +194,8 @@ type Store struct {
 // NewStore returns an empty store.
 func NewStore() *Store {
 	return &Store{items: map[string]map[uint64]node.Item{}, dir: map[string]map[string]uint64{}, index: map[string][]byte{}, stale: map[string]bool{},
-		applied: map[string]uint64{}, savedAt: map[string]uint64{}, created: map[string]uint64{}}
+		applied: map[string]uint64{}, savedAt: map[string]uint64{}, created: map[string]uint64{},
+		entries: map[string]map[string]node.Entry{}}
 }
 
 func (s *Store) Apply(b *node.Batch) ([]node.Removed, error) {
@@ -322,8 +324,82 @@ func (s *Store) Drop(coll string) error {
 	delete(s.applied, coll)
 	delete(s.savedAt, coll)
 	delete(s.created, coll)
+	delete(s.entries, coll)
 	return nil
 }
+
+// ApplyEntries implements node.Storage.
+func (s *Store) ApplyEntries(coll string, puts []node.Entry, dels []node.EntryDelete) (int, int, func() error, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.FailApply != nil {
+		return 0, 0, nil, s.FailApply
+	}
+	for _, e := range puts {
+		if e.UserID == "" || e.ID == 0 || len(e.Value) == 0 {
+			return 0, 0, nil, fmt.Errorf("%w: entry %+v", node.ErrInvalid, e)
+		}
+	}
+	m := s.entries[coll]
+	if m == nil {
+		m = map[string]node.Entry{}
+		s.entries[coll] = m
+	}
+	added, removed := 0, 0
+	for _, e := range puts {
+		if _, ok := m[e.UserID]; !ok {
+			added++
+		}
+		e.Value = bytes.Clone(e.Value)
+		m[e.UserID] = e
+	}
+	for _, d := range dels {
+		if e, ok := m[d.UserID]; ok && (d.ID == 0 || d.ID == e.ID) {
+			delete(m, d.UserID)
+			removed++
+		}
+	}
+	s.Applies++
+	return added, removed, func() error { return nil }, nil
+}
+
+// Entry implements node.Storage.
+func (s *Store) Entry(coll, userID string) (node.Entry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.entries[coll][userID]
+	if !ok {
+		return node.Entry{}, fmt.Errorf("%w: %q", node.ErrNoItem, userID)
+	}
+	e.Value = bytes.Clone(e.Value)
+	return e, nil
+}
+
+// OpenEntries implements node.Storage: the view is a copy.
+func (s *Store) OpenEntries(coll string) (node.EntryView, error) {
+	s.mu.Lock()
+	out := make(entryView, 0, len(s.entries[coll]))
+	for _, e := range s.entries[coll] {
+		e.Value = bytes.Clone(e.Value)
+		out = append(out, e)
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].UserID < out[j].UserID })
+	return out, nil
+}
+
+type entryView []node.Entry
+
+func (v entryView) Scan(fn func(node.Entry) error) error {
+	for _, e := range v {
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (entryView) Close() {}
 
 func (s *Store) Incarnation(coll string) (uint64, error) {
 	s.mu.Lock()
