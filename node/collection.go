@@ -383,7 +383,9 @@ func (c *collection) upsertLocked(ix *ivf.Index, labels []int32, ids []uint64, k
 		return nil, err
 	}
 	if ix != nil {
-		if err := ix.Add(ids, vecs); err != nil {
+		// The lists the store was given, not assigned again (ix.Add
+		// would: it doubled one node's assignment work).
+		if err := ix.AddToLists(ids, vecs, labels); err != nil {
 			_ = wait()
 			return nil, err // validated above: cannot happen
 		}
@@ -825,7 +827,7 @@ func (c *collection) moveChunk(ix *ivf.Index, items []Item, buf *flatBuffer) err
 	if _, err := c.storeApply(b); err != nil {
 		return err
 	}
-	return ix.Add(ids, vecs)
+	return ix.AddToLists(ids, vecs, labels)
 }
 
 // closeWait bounds how long close waits for a k-means in progress
