@@ -611,26 +611,18 @@ type logDropper interface {
 	DropLog(coll string) error
 }
 
-// getEntry answers a get of a user id's entry from this node's replica
-// of its partition, as an item of the partition's buffer shard.
-func (n *Node) getEntry(c *collection, call *proto.RPCGet) (*proto.RPCGetReply, error) {
-	e, err := n.store.Entry(c.meta.Name, call.UserID)
-	if errors.Is(err, ErrNoItem) {
-		return &proto.RPCGetReply{}, nil
+// stored returns the live copy of a user id stored here: a partition's
+// entry comes back as an item of its buffer shard, the entry in Meta
+// (getLocal, localShard.Get).
+func (c *collection) stored(userID string) (Item, error) {
+	if !c.dir {
+		return c.n.store.Get(c.meta.Name, userID)
 	}
+	e, err := c.n.store.Entry(c.meta.Name, userID)
 	if err != nil {
-		return nil, err
+		return Item{}, err
 	}
-	if rt, ok := n.distRoute(call.Collection); ok {
-		if s, ok := rt.shardOf(BufferList, e.UserID); !ok || !slices.Contains(s.Replicas, rt.self) {
-			return &proto.RPCGetReply{}, nil
-		}
-	}
-	r := &proto.RPCGetReply{Found: true, Item: proto.RPCItem{UserID: e.UserID, ID: e.ID, List: BufferList, Meta: e.Value}}
-	if call.WithVector {
-		r.Item.Vector = proto.PackVector(dirVector)
-	}
-	return r, nil
+	return Item{ID: e.ID, UserID: e.UserID, List: BufferList, Vector: dirVector, Meta: e.Value}, nil
 }
 
 // entryIDs returns the internal ids of a view's entries, and the user id

@@ -1224,10 +1224,7 @@ func (n *Node) getLocal(call *proto.RPCGet) (*proto.RPCGetReply, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.dir {
-		return n.getEntry(c, call)
-	}
-	it, err := n.store.Get(c.meta.Name, call.UserID)
+	it, err := c.stored(call.UserID)
 	if errors.Is(err, ErrNoItem) {
 		return &proto.RPCGetReply{}, nil
 	}
@@ -1243,7 +1240,7 @@ func (n *Node) getLocal(call *proto.RPCGet) (*proto.RPCGetReply, error) {
 	if call.WithVector {
 		r.Item.Vector = proto.PackVector(it.Vector)
 	}
-	if call.WithAttachment {
+	if call.WithAttachment && !c.dir { // an entry has none
 		if r.Item.Attachment, err = n.store.Attachment(c.meta.Name, it.ID); err != nil {
 			return nil, err
 		}

@@ -142,3 +142,8 @@ func WriteLater(n *Node, name string) (func() error, error) {
 		return wait()
 	}, nil
 }
+
+// Entries calls fn for every entry of coll (a directory partition).
+func (p *PebbleStorage) Entries(coll string, fn func(Entry) error) error {
+	return eachEntry(p, coll, fn)
+}

@@ -256,11 +256,6 @@ func (p *PebbleStorage) OpenEntries(coll string) (EntryView, error) {
 	return pebbleEntries{v}, nil
 }
 
-// Entries calls fn for every entry of coll (a test's helper).
-func (p *PebbleStorage) Entries(coll string, fn func(Entry) error) error {
-	return eachEntry(p, coll, fn)
-}
-
 type pebbleEntries struct{ v *store.EntryView }
 
 func (e pebbleEntries) Scan(fn func(Entry) error) error {

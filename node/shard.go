@@ -125,14 +125,7 @@ func (s localShard) Get(ctx context.Context, call *GetCall) (*Item, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.dir {
-		e, err := s.n.store.Entry(c.meta.Name, call.UserID)
-		if err != nil {
-			return nil, err
-		}
-		return &Item{ID: e.ID, UserID: e.UserID, List: BufferList, Meta: e.Value}, nil
-	}
-	it, err := s.n.store.Get(c.meta.Name, call.UserID)
+	it, err := c.stored(call.UserID)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +133,7 @@ func (s localShard) Get(ctx context.Context, call *GetCall) (*Item, error) {
 		it.Vector = nil
 	}
 	it.Attachment = nil
-	if call.WithAttachment {
+	if call.WithAttachment && !c.dir { // an entry has none
 		if it.Attachment, err = s.n.store.Attachment(c.meta.Name, it.ID); err != nil {
 			return nil, err
 		}

@@ -120,7 +120,14 @@ func (s *Store) ApplyAsync(ctx context.Context, b *Batch) (Result, func() error,
 		_ = pb.Close()
 		return res, func() error { return nil }, nil
 	}
-	wait := func() error {
+	return res, s.syncWait(pb), nil
+}
+
+// syncWait returns the wait of a batch that entered Pebble's commit
+// pipeline: it blocks until the batch is durable and closes it; a failed
+// sync poisons the store.
+func (s *Store) syncWait(pb *pebble.Batch) func() error {
+	return func() error {
 		defer pb.Close()
 		if err := pb.SyncWait(); err != nil {
 			s.writeMu.Lock()
@@ -130,7 +137,6 @@ func (s *Store) ApplyAsync(ctx context.Context, b *Batch) (Result, func() error,
 		}
 		return nil
 	}
-	return res, wait, nil
 }
 
 // loc is where a user id's item is (or is not).

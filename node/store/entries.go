@@ -166,17 +166,7 @@ func (s *Store) ApplyEntries(ctx context.Context, coll uint32, puts []Entry, del
 		_ = pb.Close()
 		return res, none, nil
 	}
-	wait := func() error {
-		defer pb.Close()
-		if err := pb.SyncWait(); err != nil {
-			s.writeMu.Lock()
-			defer s.writeMu.Unlock()
-			s.failed = fmt.Errorf("store: commit: WAL sync: %w", err)
-			return s.failed
-		}
-		return nil
-	}
-	return res, wait, nil
+	return res, s.syncWait(pb), nil
 }
 
 // GetEntry returns a user id's entry, or ErrNotFound.
@@ -286,15 +276,4 @@ func (s *Store) closeViews() {
 		v.it = nil
 	}
 	clear(s.views)
-}
-
-// ScanEntries calls fn for every entry of coll in user-id order, from one
-// view (OpenEntries, then Scan).
-func (s *Store) ScanEntries(ctx context.Context, coll uint32, fn func(Entry) error) error {
-	v, err := s.OpenEntries(coll)
-	if err != nil {
-		return err
-	}
-	defer v.Close()
-	return v.Scan(ctx, fn)
 }

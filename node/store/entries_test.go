@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -21,8 +22,13 @@ func applyEntries(t *testing.T, s *Store, coll uint32, puts []Entry, dels []Entr
 
 func scanEntries(t *testing.T, s *Store, coll uint32) []Entry {
 	t.Helper()
+	v, err := s.OpenEntries(coll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
 	var out []Entry
-	if err := s.ScanEntries(ctx, coll, func(e Entry) error { out = append(out, e); return nil }); err != nil {
+	if err := v.Scan(ctx, func(e Entry) error { out = append(out, e); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return out
@@ -86,8 +92,8 @@ func TestEntries(t *testing.T) {
 		t.Fatalf("a refused batch stored its good entry: %v", err)
 	}
 	want := scanEntries(t, s, 7)
-	if len(want) != 99 || !slices.IsSortedFunc(want, func(a, b Entry) int { return cmpString(a.UserID, b.UserID) }) {
-		t.Fatalf("%d entries (want 99), sorted %v", len(want), slices.IsSortedFunc(want, func(a, b Entry) int { return cmpString(a.UserID, b.UserID) }))
+	if len(want) != 99 || !slices.IsSortedFunc(want, func(a, b Entry) int { return strings.Compare(a.UserID, b.UserID) }) {
+		t.Fatalf("%d entries (want 99), sorted %v", len(want), slices.IsSortedFunc(want, func(a, b Entry) int { return strings.Compare(a.UserID, b.UserID) }))
 	}
 	if got := scanEntries(t, s, 8); len(got) != 0 {
 		t.Fatalf("another collection has %d entries", len(got))
@@ -114,16 +120,6 @@ func TestEntries(t *testing.T) {
 	if r := applyEntries(t, s, 7, []Entry{{UserID: "u50", ID: 700, Value: []byte("w")}}, nil); r != (EntriesResult{}) {
 		t.Fatalf("upsert after reopen: %+v", r)
 	}
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // A view of the entries is fixed when it is opened; the store closes the
