@@ -172,12 +172,14 @@ type EntryDelete struct {
 	ID     uint64
 }
 
-// EntryView is a view of a partition's entries (Storage.OpenEntries). A
-// copy opens one under the partition's lock and scans it after releasing
-// it. Not safe for concurrent use.
+// EntryView is a view of a partition's entries as of its opening
+// (Storage.OpenEntries). A copy opens one under the partition's lock and
+// reads it part by part after releasing it, sending each part before it
+// reads the next. Not safe for concurrent use.
 type EntryView interface {
-	// Scan calls fn for every entry of the view, in user-id order; once.
-	Scan(fn func(Entry) error) error
+	// Next returns the next entries in user-id order, at most n (at
+	// least 1); none once all were returned.
+	Next(n int) ([]Entry, error)
 	Close()
 }
 
@@ -188,7 +190,17 @@ func eachEntry(st Storage, coll string, fn func(Entry) error) error {
 		return err
 	}
 	defer v.Close()
-	return v.Scan(fn)
+	for {
+		part, err := v.Next(4096)
+		if err != nil || len(part) == 0 {
+			return err
+		}
+		for _, e := range part {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+	}
 }
 
 // AsyncStorage is a Storage that can split Apply at the point where a

@@ -177,14 +177,19 @@ func TestCatchUpPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	const fresh = 1 << 50
-	offer := []uint64{idOf["u0"], fresh}
+	offer, offerUsers := []uint64{idOf["u0"], fresh}, []string{"u0", "u-new"}
 	for i := 1; i < 40; i++ {
-		offer = append(offer, idOf[users[i]])
+		offer, offerUsers = append(offer, idOf[users[i]]), append(offerUsers, users[i])
 	}
-	missing, err := cu.Offer(offer)
+	missing, err := cu.OfferEntries(offer, offerUsers)
 	slices.Sort(missing)
 	if err != nil || !slices.Equal(missing, []uint64{idOf["u0"], fresh}) {
 		t.Fatalf("offer: missing %v, %v; want u0's old version and the id never held", missing, err)
+	}
+	// An offer without user ids (a primary built before they were sent)
+	// is answered missing whole: the primary sends it all again.
+	if missing, err := cu.Offer(offer[2:5]); err != nil || !slices.Equal(missing, offer[2:5]) {
+		t.Fatalf("offer without user ids: missing %v, %v; want all of %v", missing, err, offer[2:5])
 	}
 	// u40..u49 are never offered; the stream writes u40.
 	cu.Touch("u40")

@@ -24,8 +24,9 @@ import (
 //     touch.
 //  2. Under the collection lock the primary registers the joiner as a
 //     target of its replication stream and snapshots the ids of the
-//     shard's live items: every write before is in the snapshot, every
-//     write after goes down the stream.
+//     shard's live items (of an id directory partition: opens a view of
+//     its entries, read a part at a time in step 3): every write before
+//     is in the snapshot, every write after goes down the stream.
 //  3. The primary offers the snapshot's ids in chunks (when the joiner
 //     holds anything of the shard); the joiner answers those it lacks.
 //     The primary sends those items (all of the snapshot to a joiner that
@@ -77,9 +78,6 @@ type inCopy struct {
 	// unindexed are held ids missing from the lists in memory: an offer
 	// of one is answered missing, so that the copy writes it again.
 	unindexed map[uint64]bool
-	// users are the user ids of held, on a directory partition (whose
-	// entries are found by user id only).
-	users map[uint64]string
 }
 
 // copyChunk is how many items one copy call carries.
@@ -175,33 +173,49 @@ func (c *collection) copyShard(k copyKey) error {
 	c.freshStream(k.node)
 	c.joining[k] = true
 	var ids []uint64
-	var users map[uint64]string // a directory partition's: id → user id
 	var view EntryView
 	var err error
 	if c.dir {
-		// The entries' view is fixed here; scanning it can wait until
-		// the partition's writes may go on.
+		// The entries' view is fixed here, and read a part at a time
+		// after the lock is released: the partition's writes never wait
+		// for it, and the copy holds one part of the partition in memory
+		// (its entries are found by user id), not all of it.
 		view, err = c.n.store.OpenEntries(c.meta.Name)
 	} else {
 		err = c.eachLive(k.buffer, lists, func(id uint64, _ int32) { ids = append(ids, id) })
 	}
 	c.mu.Unlock()
-	if err == nil && view != nil {
-		ids, users, err = entryIDs(view)
-	}
 	if err != nil {
 		return err
 	}
+	// next returns the snapshot's next ids, at most offerChunk, and on a
+	// partition their user ids.
+	next := func() ([]uint64, []string, error) {
+		part := ids[:min(offerChunk, len(ids))]
+		ids = ids[len(part):]
+		return part, nil, nil
+	}
+	if view != nil {
+		defer view.Close()
+		next = func() ([]uint64, []string, error) {
+			es, err := view.Next(offerChunk)
+			part, users := make([]uint64, len(es)), make([]string, len(es))
+			for i, e := range es {
+				part[i], users[i] = e.ID, e.UserID
+			}
+			return part, users, err
+		}
+	}
 	sent, kept := 0, 0
-	send := func(ids []uint64) error {
+	send := func(ids []uint64, users []string) error {
 		for i0 := 0; i0 < len(ids); i0 += copyChunk {
-			part := ids[i0:min(i0+copyChunk, len(ids))]
+			i1 := min(i0+copyChunk, len(ids))
 			var items []proto.RPCItem
 			var err error
 			if c.dir {
-				items, err = c.readEntries(part, users)
+				items, err = c.readEntries(ids[i0:i1], users[i0:i1])
 			} else {
-				items, err = c.readItems(part)
+				items, err = c.readItems(ids[i0:i1])
 			}
 			if err != nil {
 				return err
@@ -217,20 +231,34 @@ func (c *collection) copyShard(k copyKey) error {
 		}
 		return nil
 	}
-	if held == 0 {
-		if err := send(ids); err != nil {
+	for {
+		offer, users, err := next()
+		if err != nil {
 			return err
 		}
-	}
-	for i0 := 0; held > 0 && i0 < len(ids); i0 += offerChunk {
-		offer := ids[i0:min(i0+offerChunk, len(ids))]
-		if err := call(&proto.RPCCopy{Offer: offer}); err != nil {
+		if len(offer) == 0 {
+			break
+		}
+		if held == 0 {
+			if err := send(offer, users); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := call(&proto.RPCCopy{Offer: offer, Users: users}); err != nil {
 			return fmt.Errorf("offer: %w", err)
 		}
-		missing := missingOf(offer, reply.Missing)
+		var missing []uint64
+		var missingUsers []string
+		for _, i := range missingOf(offer, reply.Missing) {
+			missing = append(missing, offer[i])
+			if users != nil {
+				missingUsers = append(missingUsers, users[i])
+			}
+		}
 		kept += len(offer) - len(missing)
 		c.n.copyItems.WithLabelValues("kept").Add(float64(len(offer) - len(missing)))
-		if err := send(missing); err != nil {
+		if err := send(missing, missingUsers); err != nil {
 			return err
 		}
 	}
@@ -263,9 +291,9 @@ func (c *collection) copyShard(k copyKey) error {
 	return nil
 }
 
-// missingOf returns the ids of a joiner's answer that were offered, in
-// offer order: a joiner names no other.
-func missingOf(offer, answer []uint64) []uint64 {
+// missingOf returns where in offer the ids of a joiner's answer are, in
+// offer order: a joiner names no id that was not offered.
+func missingOf(offer, answer []uint64) []int {
 	if len(answer) == 0 {
 		return nil
 	}
@@ -273,10 +301,10 @@ func missingOf(offer, answer []uint64) []uint64 {
 	for _, id := range answer {
 		want[id] = true
 	}
-	var out []uint64
-	for _, id := range offer {
+	var out []int
+	for i, id := range offer {
 		if want[id] {
-			out = append(out, id)
+			out = append(out, i)
 			delete(want, id)
 		}
 	}
@@ -414,7 +442,7 @@ func (n *Node) applyCopy(ctx context.Context, call *proto.RPCCopy) (*proto.RPCCo
 	case call.End:
 		return &proto.RPCCopyReply{}, c.endCopy(key)
 	case call.Offer != nil:
-		missing, err := c.offered(key, call.Offer)
+		missing, err := c.offered(key, call.Offer, call.Users)
 		return &proto.RPCCopyReply{Missing: missing}, err
 	}
 	items, lists, ids, err := c.unpackItems(call.Items)
@@ -615,36 +643,40 @@ type idLister interface {
 
 // offered answers an offer: the ids this node lacks. A held id is looked
 // up in the store (one small read), since a write or a delete may have
-// removed it since Begin.
-func (c *collection) offered(key shardKey, offer []uint64) ([]uint64, error) {
+// removed it since Begin. On a partition an entry is looked up by its
+// user id (users, in offer order); an offer without them (from a primary
+// built before 2026-11-27) is answered missing for every id, and the
+// primary sends all of it again.
+func (c *collection) offered(key shardKey, offer []uint64, users []string) ([]uint64, error) {
 	c.mu.Lock()
 	in := c.incoming[key]
 	if in == nil {
 		c.mu.Unlock()
 		return nil, fmt.Errorf("%w: no copy of shard %d has begun here", ErrStaleEpoch, key.shard)
 	}
-	var missing, check []uint64
-	for _, id := range offer {
+	var missing []uint64
+	var check []int // places in offer
+	for j, id := range offer {
 		i, held := slices.BinarySearch(in.held, id)
 		if held {
 			in.offered[i] = true
 		}
-		if held && !in.unindexed[id] {
-			check = append(check, id)
+		if held && !in.unindexed[id] && (!c.dir || len(users) == len(offer)) {
+			check = append(check, j)
 		} else {
 			missing = append(missing, id)
 		}
 	}
 	c.mu.Unlock()
-	for _, id := range check {
+	for _, j := range check {
 		var err error
 		if c.dir {
-			err = c.heldEntry(in, id)
+			err = c.heldEntry(users[j], offer[j])
 		} else {
-			_, err = c.n.store.Item(c.meta.Name, id)
+			_, err = c.n.store.Item(c.meta.Name, offer[j])
 		}
 		if errors.Is(err, ErrNoItem) {
-			missing = append(missing, id)
+			missing = append(missing, offer[j])
 		} else if err != nil {
 			return nil, err
 		}
@@ -670,13 +702,28 @@ func (c *collection) endCopy(key shardKey) error {
 	if in == nil {
 		return nil // an End sent again
 	}
+	var goneUsers []string // a partition's: the user ids of gone
+	if c.dir && len(gone) > 0 {
+		// An entry is found by its user id: one pass over the entries
+		// finds those of the versions gone (sorted, as held is).
+		goneUsers = make([]string, len(gone))
+		err := eachEntry(c.n.store, c.meta.Name, func(e Entry) error {
+			if i, ok := slices.BinarySearch(gone, e.ID); ok {
+				goneUsers[i] = e.UserID
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
 	dropped := 0
 	for i0 := 0; i0 < len(gone); i0 += copyChunk {
 		part := gone[i0:min(i0+copyChunk, len(gone))]
 		users := make([]string, len(part))
 		for i, id := range part {
 			if c.dir {
-				users[i] = in.users[id]
+				users[i] = goneUsers[i0+i] // "": no longer stored
 				continue
 			}
 			it, err := c.n.store.Item(c.meta.Name, id)

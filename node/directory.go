@@ -625,27 +625,13 @@ func (c *collection) stored(userID string) (Item, error) {
 	return Item{ID: e.ID, UserID: e.UserID, List: BufferList, Vector: dirVector, Meta: e.Value}, nil
 }
 
-// entryIDs returns the internal ids of a view's entries, and the user id
-// of each, and closes it.
-func entryIDs(v EntryView) ([]uint64, map[uint64]string, error) {
-	defer v.Close()
-	var ids []uint64
-	users := map[uint64]string{}
-	err := v.Scan(func(e Entry) error {
-		ids = append(ids, e.ID)
-		users[e.ID] = e.UserID
-		return nil
-	})
-	return ids, users, err
-}
-
-// readEntries reads the entries of ids (users: their user ids) for a
-// copy, leaving out those replaced or deleted since the snapshot (the
-// stream carries what replaced them).
-func (c *collection) readEntries(ids []uint64, users map[uint64]string) ([]proto.RPCItem, error) {
+// readEntries reads the entries of ids (users[i]: the user id of ids[i])
+// for a copy, leaving out those replaced or deleted since the snapshot
+// (the stream carries what replaced them).
+func (c *collection) readEntries(ids []uint64, users []string) ([]proto.RPCItem, error) {
 	out := make([]proto.RPCItem, 0, len(ids))
-	for _, id := range ids {
-		e, err := c.n.store.Entry(c.meta.Name, users[id])
+	for i, id := range ids {
+		e, err := c.n.store.Entry(c.meta.Name, users[i])
 		if errors.Is(err, ErrNoItem) {
 			continue
 		}
@@ -661,21 +647,19 @@ func (c *collection) readEntries(ids []uint64, users map[uint64]string) ([]proto
 }
 
 // beginEntryCopy is beginCopy on a partition: the entries stored here
-// are the ids held.
+// are the ids held. Only their internal ids are kept (8 bytes an entry):
+// an offer names each id's user id, and endCopy finds the user ids of
+// the versions it drops by reading the entries once more.
 func (c *collection) beginEntryCopy(key shardKey) (int, error) {
-	v, err := c.n.store.OpenEntries(c.meta.Name)
-	if err != nil {
-		return 0, err
-	}
-	ids, users, err := entryIDs(v)
-	if err != nil {
+	var ids []uint64
+	if err := eachEntry(c.n.store, c.meta.Name, func(e Entry) error { ids = append(ids, e.ID); return nil }); err != nil {
 		return 0, err
 	}
 	slices.Sort(ids)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	in := &inCopy{touched: map[string]bool{}, keep: map[string]uint64{}, unindexed: map[uint64]bool{},
-		held: ids, offered: make([]bool, len(ids)), users: users}
+		held: ids, offered: make([]bool, len(ids))}
 	if c.incoming == nil {
 		c.incoming = map[shardKey]*inCopy{}
 	}
@@ -683,10 +667,10 @@ func (c *collection) beginEntryCopy(key shardKey) (int, error) {
 	return len(ids), nil
 }
 
-// heldEntry checks that an entry held at the copy's Begin is still
-// stored in that version: an error wrapping ErrNoItem when not.
-func (c *collection) heldEntry(in *inCopy, id uint64) error {
-	e, err := c.n.store.Entry(c.meta.Name, in.users[id])
+// heldEntry checks that userID's entry is still stored in version id:
+// an error wrapping ErrNoItem when not.
+func (c *collection) heldEntry(userID string, id uint64) error {
+	e, err := c.n.store.Entry(c.meta.Name, userID)
 	if err != nil {
 		return err
 	}

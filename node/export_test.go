@@ -27,7 +27,13 @@ func BeginCatchUp(n *Node, name string, lists []int32) (*CatchUp, int, error) {
 }
 
 // Offer answers an offer: the ids the node lacks.
-func (cu *CatchUp) Offer(ids []uint64) ([]uint64, error) { return cu.c.offered(cu.key, ids) }
+func (cu *CatchUp) Offer(ids []uint64) ([]uint64, error) { return cu.c.offered(cu.key, ids, nil) }
+
+// OfferEntries answers an offer of a partition's entries: ids[i] is a
+// version of users[i]'s entry.
+func (cu *CatchUp) OfferEntries(ids []uint64, users []string) ([]uint64, error) {
+	return cu.c.offered(cu.key, ids, users)
+}
 
 // End ends the copy: the held ids never offered are dropped.
 func (cu *CatchUp) End() error { return cu.c.endCopy(cu.key) }

@@ -258,8 +258,16 @@ func (p *PebbleStorage) OpenEntries(coll string) (EntryView, error) {
 
 type pebbleEntries struct{ v *store.EntryView }
 
-func (e pebbleEntries) Scan(fn func(Entry) error) error {
-	return storeErr(e.v.Scan(context.Background(), func(se store.Entry) error { return fn(Entry(se)) }))
+func (e pebbleEntries) Next(n int) ([]Entry, error) {
+	part, err := e.v.Next(n)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	out := make([]Entry, len(part))
+	for i, se := range part {
+		out[i] = Entry(se)
+	}
+	return out, nil
 }
 
 func (e pebbleEntries) Close() { e.v.Close() }
@@ -267,8 +275,8 @@ func (e pebbleEntries) Close() { e.v.Close() }
 // noEntries is the view of a name with nothing stored.
 type noEntries struct{}
 
-func (noEntries) Scan(func(Entry) error) error { return nil }
-func (noEntries) Close()                       {}
+func (noEntries) Next(int) ([]Entry, error) { return nil, nil }
+func (noEntries) Close()                    {}
 
 // MayHoldUsers reports, per user id, whether the collection may hold it
 // here (false is certain), from the store's filter of its directory; ok

@@ -51,15 +51,16 @@ func TestRestoreTarget(t *testing.T) {
 }
 
 // A joiner's answer to an offer counts only for offered ids, once each,
-// in offer order.
+// in offer order (as their places in the offer).
 func TestMissingOf(t *testing.T) {
 	offer := []uint64{9, 3, 7, 1}
 	for _, tc := range []struct {
-		answer, want []uint64
+		answer []uint64
+		want   []int
 	}{
 		{nil, nil},
-		{[]uint64{7, 9}, []uint64{9, 7}},
-		{[]uint64{1, 1, 42, 3}, []uint64{3, 1}}, // a repeat and an id never offered
+		{[]uint64{7, 9}, []int{0, 2}},
+		{[]uint64{1, 1, 42, 3}, []int{1, 3}}, // a repeat and an id never offered
 	} {
 		if got := missingOf(offer, tc.answer); !slices.Equal(got, tc.want) {
 			t.Errorf("missingOf(%v, %v) = %v, want %v", offer, tc.answer, got, tc.want)

@@ -206,6 +206,9 @@ type RPCCopy struct {
 	Lists      []int32
 	Items      []RPCItem
 	Offer      []uint64
+	// Users are the user ids of Offer's ids, in order, when the shard is
+	// an id directory partition (whose entries are found by user id).
+	Users []string
 }
 
 // RPCCopyReply answers a copy call: Held (to Begin) is how many items of

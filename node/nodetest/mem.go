@@ -385,21 +385,20 @@ func (s *Store) OpenEntries(coll string) (node.EntryView, error) {
 	}
 	s.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].UserID < out[j].UserID })
-	return out, nil
+	return &out, nil
 }
 
+// entryView is the rest of a view's entries.
 type entryView []node.Entry
 
-func (v entryView) Scan(fn func(node.Entry) error) error {
-	for _, e := range v {
-		if err := fn(e); err != nil {
-			return err
-		}
-	}
-	return nil
+func (v *entryView) Next(n int) ([]node.Entry, error) {
+	k := min(max(n, 1), len(*v))
+	part := (*v)[:k:k]
+	*v = (*v)[k:]
+	return part, nil
 }
 
-func (entryView) Close() {}
+func (*entryView) Close() {}
 
 func (s *Store) Incarnation(coll string) (uint64, error) {
 	s.mu.Lock()

@@ -196,14 +196,16 @@ func (s *Store) GetEntry(ctx context.Context, coll uint32, userID string) (Entry
 // store closes the views still open when it closes. Not safe for
 // concurrent use.
 type EntryView struct {
-	s    *Store
-	it   *pebble.Iterator // nil once closed
-	plen int
+	s       *Store
+	it      *pebble.Iterator // nil once closed
+	plen    int
+	started bool // First was called
+	done    bool // the iterator ran out
 }
 
 // OpenEntries opens a view of coll's entries as of now. A caller that
 // orders its writes under a lock of its own opens the view under that
-// lock and scans it after releasing it (node/copy.go: a copy's snapshot
+// lock and reads it after releasing it (node/copy.go: a copy's snapshot
 // must not hold the partition's writes up for a whole scan).
 func (s *Store) OpenEntries(coll uint32) (*EntryView, error) {
 	var v *EntryView
@@ -222,23 +224,32 @@ func (s *Store) OpenEntries(coll uint32) (*EntryView, error) {
 	return v, err
 }
 
-// Scan calls fn for every entry of the view, in user-id order; fn may
-// keep the entry (its fields are copies). It can be called once.
-func (v *EntryView) Scan(ctx context.Context, fn func(Entry) error) error {
-	return v.s.read(func() error {
+// Next returns the view's next entries in user-id order, at most n
+// (at least 1), and none once it has returned them all; the entries'
+// fields are copies. Each call holds the store open only while it reads,
+// so a caller may work between calls (a copy sends each part to another
+// node) without holding up Close, which ends the view: a later call
+// returns ErrClosed.
+func (v *EntryView) Next(n int) ([]Entry, error) {
+	n = max(n, 1)
+	var out []Entry
+	err := v.s.read(func() error {
 		v.s.viewMu.Lock()
 		it := v.it
 		v.s.viewMu.Unlock()
 		if it == nil {
 			return ErrClosed
 		}
-		n := 0
-		for ok := it.First(); ok; ok = it.Next() {
-			if n++; n%4096 == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
+		if v.done {
+			return nil
+		}
+		var ok bool
+		if v.started {
+			ok = it.Next()
+		} else {
+			ok, v.started = it.First(), true
+		}
+		for ; ok; ok = it.Next() {
 			val, err := it.ValueAndErr()
 			if err != nil {
 				return err
@@ -247,12 +258,18 @@ func (v *EntryView) Scan(ctx context.Context, fn func(Entry) error) error {
 			if err != nil {
 				return fmt.Errorf("store: entry %q: %w", it.Key()[v.plen:], err)
 			}
-			if err := fn(Entry{UserID: string(it.Key()[v.plen:]), ID: id, Value: append([]byte(nil), rest...)}); err != nil {
-				return err
+			out = append(out, Entry{UserID: string(it.Key()[v.plen:]), ID: id, Value: append([]byte(nil), rest...)})
+			if len(out) >= n {
+				return nil // positioned on the last entry returned
 			}
 		}
+		v.done = true
 		return it.Error()
 	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // Close releases the view.
