@@ -67,7 +67,7 @@ FUZZ_TARGETS = \
 	proto:FuzzDecodeTrain proto:FuzzDecodeBulk proto:FuzzRPCDecode \
 	coordinator/meta:FuzzDecode coordinator/meta:FuzzDecodeTable \
 	node/store:FuzzDecode \
-	proto:FuzzDecodeImageUpload node:FuzzDecodeImageRecord \
+	proto:FuzzDecodeImageUpload node:FuzzDecodeImageRecord node:FuzzDecodeEntry \
 	embed:FuzzPrepare embed:FuzzExifOrientation embed/tfjs:FuzzLoad \
 	node/membership:FuzzDecodeMeta
 fuzz:

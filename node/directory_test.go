@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"lookalike/coordinator/meta"
 	"lookalike/ivf"
 	"lookalike/node"
 	"lookalike/node/nodetest"
@@ -276,5 +278,64 @@ func TestDirItemsConvertedToEntries(t *testing.T) {
 	}
 	if last, truncated, err := st.Store().LastSeq(num, 0); err != nil || last == 0 || truncated != last {
 		t.Fatalf("write log after the conversion: last %d, truncated through %d, %v", last, truncated, err)
+	}
+}
+
+// decodeEntryJSON is decodeEntry as it was before its hand parser: the
+// reference FuzzDecodeEntry holds it to.
+func decodeEntryJSON(b []byte) ([]node.DirRef, bool) {
+	if len(b) == 0 {
+		return nil, true
+	}
+	var raw [][]int64
+	if err := json.Unmarshal(b, &raw); err != nil || len(raw) > 1<<16 {
+		return nil, false
+	}
+	refs := make([]node.DirRef, len(raw))
+	for i, r := range raw {
+		if len(r) != 2 || r[0] < 0 || r[0] >= meta.MaxNList {
+			return nil, false
+		}
+		refs[i] = node.DirRef{List: int32(r[0]), Added: r[1]}
+	}
+	return refs, true
+}
+
+// The hand parser of entries reads every input as encoding/json does:
+// the same lists, or an error (ErrInvalid) for the same inputs.
+func FuzzDecodeEntry(f *testing.F) {
+	for _, s := range []string{"[[0,1],[1048575,1764000000000],[7,-5]]", "[[3,0]]", "[ [3,0] ]", "[[03,0]]", "[[-0,0]]",
+		"[[1,-0]]", "[[1,123456789012345678]]", "[[1,1234567890123456789]]", "[[1,99999999999999999999]]", "[[1048576,0]]",
+		"[[1,2],]", "[[1,2]", "[]", "null", "[[1,2],[3,4]]", "[[1,2][3,4]]", "[[1,2],[3,4]]]", "[[1.0,2]]", "[[1,2,3]]"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want, ok := decodeEntryJSON(b)
+		got, err := node.DecodeEntry(b)
+		if !ok {
+			if !errors.Is(err, node.ErrInvalid) {
+				t.Fatalf("%q: %+v, %v; encoding/json refuses it", b, got, err)
+			}
+			return
+		}
+		if err != nil || len(got) != len(want) || len(want) > 0 && !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: %+v, %v; encoding/json reads %+v", b, got, err, want)
+		}
+	})
+}
+
+// BenchmarkDecodeEntry: the entry a new id gets (one list) and one of
+// three lists, as the partition's primary decodes them on every write.
+func BenchmarkDecodeEntry(b *testing.B) {
+	for _, refs := range [][]node.DirRef{{{List: 117, Added: 1764224000000}}, {{List: 3, Added: 1764224000000}, {List: 250, Added: 1764224001234}, {List: 9, Added: 1764224005678}}} {
+		e := node.EncodeEntry(refs)
+		b.Run(fmt.Sprint("lists=", len(refs)), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := node.DecodeEntry(e); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
