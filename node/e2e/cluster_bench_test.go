@@ -41,7 +41,9 @@ import (
 // LOOKALIKE_BENCH_SERVE_FLAGS (more flags for every server, e.g.
 // "--max-reads 256"), LOOKALIKE_BENCH_CLUSTER_ENV (KEY=VALUE ... added to
 // the cluster nodes' environment, e.g. "GOMAXPROCS=1"), LOOKALIKE_BENCH_ROUNDS
-// (ingest: rounds of one node then cluster, default 3). Progress lines go to
+// (ingest: rounds of one node then cluster, default 3), LOOKALIKE_BENCH_REPLICAS
+// (ingest: the cluster's replicas, default 2; 1 shows what distribution
+// costs without the second copy). Progress lines go to
 // stderr at once ("cb hh:mm:ss ..."); each benchmark logs a table at its
 // end.
 //
@@ -916,7 +918,7 @@ func cbIngestSetup(b *testing.B, name string, srvs []*server, cn []*clusterNode,
 
 // BenchmarkClusterIngest: new-id ingest rate into a trained collection,
 // 4 clients × batches of 1,000, on one node (replicas 1) and on a 3-node
-// cluster with replicas 2 (requests round-robin over the nodes), in
+// cluster with replicas 2 (LOOKALIKE_BENCH_REPLICAS; requests round-robin over the nodes), in
 // LOOKALIKE_BENCH_ROUNDS rounds (default 3).
 func BenchmarkClusterIngest(b *testing.B) {
 	cbSkip(b)
@@ -933,6 +935,7 @@ func BenchmarkClusterIngest(b *testing.B) {
 	// machine's speed drifts by ±15 % over minutes, so each round's ratio
 	// pairs neighbours in time, and the medians are reported.
 	rounds := cbEnvInt("LOOKALIKE_BENCH_ROUNDS", 3)
+	replicas := cbEnvInt("LOOKALIKE_BENCH_REPLICAS", 2)
 	var ones, cls, ratios, oneP99s, clP99s, oneCPUs, clCPUs, cpuRatios []float64
 	var t strings.Builder
 	fmt.Fprintf(&t, "ingest of %d new ids into a trained collection (seeded %d), %d clients × %d, dim %d, %d rounds; CPU: the servers' µs a vector:\n%-6s %12s %12s %10s %10s %10s %8s %8s %9s  %s\n",
@@ -945,7 +948,7 @@ func BenchmarkClusterIngest(b *testing.B) {
 		hc.CloseIdleConnections()
 
 		cn, srvs := cbStartCluster(b, 3, flags...)
-		clRate, clLat, _, clCPU := cbIngestSetup(b, fmt.Sprintf("3 nodes r2 r%d", r+1), srvs, cn, 2, seed, meas, nSeed, nMeas, hc)
+		clRate, clLat, _, clCPU := cbIngestSetup(b, fmt.Sprintf("3 nodes r%d r%d", replicas, r+1), srvs, cn, replicas, seed, meas, nSeed, nMeas, hc)
 		for _, s := range srvs {
 			s.stop()
 			os.RemoveAll(s.dir)
