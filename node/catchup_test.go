@@ -210,3 +210,35 @@ func TestCatchUpPartition(t *testing.T) {
 		t.Errorf("count after the catch-up %d (%v), want 41", s.Count, err)
 	}
 }
+
+// A partition the node no longer holds is purged a part at a time: every
+// entry goes, over more than one part, and the count with them.
+func TestPurgePartition(t *testing.T) {
+	ctx := context.Background()
+	n, st := openPebbleNode(t, node.Options{NodeID: "n1", AutoTrainAt: -1})
+	const dir, nb = "c~ids~0", 10_000 // more than one part of 4,096
+	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: dir, Dim: 1, Metric: ivf.L2}); err != nil {
+		t.Fatal(err)
+	}
+	users := make([]string, nb)
+	lists := make([][]int32, nb)
+	for i := range users {
+		users[i], lists[i] = fmt.Sprint("u", i), []int32{int32(i % 7)}
+	}
+	if _, err := n.DirApply(dir, proto.DirAdd, users, lists, time.Now().UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := n.Describe(dir); err != nil || s.Count != nb {
+		t.Fatalf("count before %d (%v), want %d", s.Count, err, nb)
+	}
+	if err := node.PurgeEntries(n, dir); err != nil {
+		t.Fatal(err)
+	}
+	left := 0
+	if err := st.Entries(dir, func(node.Entry) error { left++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := n.Describe(dir); left != 0 || err != nil || s.Count != 0 {
+		t.Fatalf("after the purge: %d entries stored, count %d (%v); want none", left, s.Count, err)
+	}
+}

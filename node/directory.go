@@ -606,21 +606,40 @@ func (c *collection) deleteEntriesLocked(dels []EntryDelete) error {
 }
 
 // purgeEntriesLocked drops every entry of a partition this node no
-// longer holds (purgeUnheld). mu is held.
+// longer holds (purgeUnheld), a part of the entries at a time. mu is
+// held.
 func (c *collection) purgeEntriesLocked() {
-	var dels []EntryDelete
-	err := eachEntry(c.n.store, c.meta.Name, func(e Entry) error {
-		dels = append(dels, EntryDelete{UserID: e.UserID, ID: e.ID})
-		return nil
-	})
-	if err == nil {
-		err = c.deleteEntriesLocked(dels)
-	}
+	n, err := c.purgeEntryParts()
 	if err != nil {
-		c.n.log.Warn("entries of a partition no longer held not dropped", "collection", c.meta.Name, "err", err)
+		c.n.log.Warn("entries of a partition no longer held not dropped", "collection", c.meta.Name, "dropped", n, "err", err)
 		return
 	}
-	c.n.log.Info("dropped entries of a partition no longer held here", "collection", c.meta.Name, "entries", len(dels))
+	c.n.log.Info("dropped entries of a partition no longer held here", "collection", c.meta.Name, "entries", n)
+}
+
+// purgeEntryParts deletes the entries of a view of the partition, 4,096
+// at a time, and returns how many it deleted. mu is held.
+func (c *collection) purgeEntryParts() (int, error) {
+	v, err := c.n.store.OpenEntries(c.meta.Name)
+	if err != nil {
+		return 0, err
+	}
+	defer v.Close()
+	n := 0
+	for {
+		part, err := v.Next(4096)
+		if err != nil || len(part) == 0 {
+			return n, err
+		}
+		dels := make([]EntryDelete, len(part))
+		for i, e := range part {
+			dels[i] = EntryDelete{UserID: e.UserID, ID: e.ID}
+		}
+		if err := c.deleteEntriesLocked(dels); err != nil {
+			return n, err
+		}
+		n += len(dels)
+	}
 }
 
 // loadEntries opens a partition: it counts the entries, after converting

@@ -153,3 +153,16 @@ func WriteLater(n *Node, name string) (func() error, error) {
 func (p *PebbleStorage) Entries(coll string, fn func(Entry) error) error {
 	return eachEntry(p, coll, fn)
 }
+
+// PurgeEntries drops every entry of the id directory partition name, as
+// purgeUnheld does for a partition the node no longer holds.
+func PurgeEntries(n *Node, name string) error {
+	c, err := n.collection(name)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.purgeEntriesLocked()
+	c.mu.Unlock()
+	return nil
+}
