@@ -116,6 +116,22 @@ func TestCatchUpJoiner(t *testing.T) {
 	if missing, err = cu.Offer(offered[:10]); err != nil || !slices.Equal(missing, []uint64{kept}) {
 		t.Fatalf("offer of an id stored but not in the lists: missing %v, %v; want [%d]", missing, err, kept)
 	}
+
+	// An id in memory under another list than the one it is stored
+	// under (the lists are compared one at a time) is held once and
+	// indexed: an offer of it is not answered missing.
+	moved := offered[1]
+	to := (listOf[moved] + 1) % nlist
+	if err := node.MoveInLists(n, "c", moved, listOf[moved], to); err != nil {
+		t.Fatal(err)
+	}
+	cu, held, err = node.BeginCatchUp(n, "c", lists)
+	if err != nil || held != nb-5 {
+		t.Fatalf("third begin: held %d, %v; want %d", held, err, nb-5)
+	}
+	if missing, err = cu.Offer(offered[1:10]); err != nil || len(missing) != 0 {
+		t.Fatalf("offer of an id in memory under another list: missing %v, %v; want none", missing, err)
+	}
 }
 
 // openPebbleNode opens a node over a Pebble store in a temporary folder,

@@ -528,35 +528,27 @@ func (c *collection) beginCopy(key shardKey, buffer bool, lists []int32) (int, e
 	// for a scan of the shard's keys): nothing adds to these lists before
 	// the primary streams to this node, after Begin, and what a write
 	// removes meanwhile (an upsert elsewhere, an eviction) is checked
-	// below.
+	// below. They are compared with the lists in memory a list at a time
+	// (the buffer is one): the comparison holds one list's ids in a map,
+	// not the shard's.
+	groups := lists
+	if buffer {
+		groups = []int32{BufferList}
+	}
 	ls, listed := c.n.store.(idLister)
-	var stored []uint64
+	var stored [][]uint64 // per group
 	if listed {
-		sl := lists
-		if buffer {
-			sl = []int32{BufferList}
-		}
-		for _, l := range sl {
+		stored = make([][]uint64, len(groups))
+		for g, l := range groups {
 			ids, err := ls.ListIDs(c.meta.Name, l)
 			if err != nil {
 				return 0, err
 			}
-			stored = append(stored, ids...)
+			stored[g] = ids
 		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	mem := map[uint64]int32{} // live in memory: id → list
-	if err := c.eachLive(buffer, lists, func(id uint64, l int32) { mem[id] = l }); err != nil {
-		return 0, err
-	}
-	if !listed {
-		for id := range mem {
-			stored = append(stored, id)
-		}
-	}
-	slices.Sort(stored)
-	stored = slices.Compact(stored)
 	present := func(id uint64) (bool, error) {
 		_, err := c.n.store.Item(c.meta.Name, id)
 		if errors.Is(err, ErrNoItem) {
@@ -565,35 +557,62 @@ func (c *collection) beginCopy(key shardKey, buffer bool, lists []int32) (int, e
 		return err == nil, err
 	}
 	in := &inCopy{touched: map[string]bool{}, keep: map[string]uint64{}, unindexed: map[uint64]bool{}}
-	for _, id := range stored {
-		if _, ok := mem[id]; ok {
-			delete(mem, id)
-			in.held = append(in.held, id)
-			continue
-		}
-		ok, err := present(id)
-		if err != nil {
+	ghosts := 0
+	// The ids stored but not in their list in memory, and those in a
+	// list in memory but stored under no list scanned (or stored since
+	// the scan): an id in both sets (stored under one list, in memory
+	// under another) is indexed; one only in the first is not. Both are
+	// empty unless the store and the lists disagree.
+	notInList, elsewhere := map[uint64]bool{}, map[uint64]bool{}
+	for g, l := range groups {
+		mem := map[uint64]bool{} // live in memory in this group
+		if err := c.eachLive(buffer, []int32{l}, func(id uint64, _ int32) { mem[id] = true }); err != nil {
 			return 0, err
 		}
-		if ok { // stored, not in the lists in memory
-			in.held = append(in.held, id)
+		var st []uint64
+		if listed {
+			st, stored[g] = stored[g], nil
+		} else {
+			for id := range mem {
+				st = append(st, id)
+			}
+		}
+		for _, id := range st {
+			if mem[id] {
+				delete(mem, id)
+				in.held = append(in.held, id)
+				continue
+			}
+			ok, err := present(id)
+			if err != nil {
+				return 0, err
+			}
+			if ok { // stored, not in this list in memory
+				in.held = append(in.held, id)
+				notInList[id] = true
+			}
+		}
+		for id := range mem {
+			ok, err := present(id)
+			if err != nil {
+				return 0, err
+			}
+			if ok { // stored since the scan, or under another list
+				in.held = append(in.held, id)
+				elsewhere[id] = true
+				continue
+			}
+			c.dropMem(id, l) // in the lists in memory, not stored
+			ghosts++
+		}
+	}
+	for id := range notInList {
+		if !elsewhere[id] {
 			in.unindexed[id] = true
 		}
 	}
-	ghosts := 0
-	for id, l := range mem {
-		ok, err := present(id)
-		if err != nil {
-			return 0, err
-		}
-		if ok { // stored since the scan
-			in.held = append(in.held, id)
-			continue
-		}
-		c.dropMem(id, l) // in the lists in memory, not stored
-		ghosts++
-	}
 	slices.Sort(in.held)
+	in.held = slices.Compact(in.held) // an id stored under one list and in memory under another
 	in.offered = make([]bool, len(in.held))
 	if ghosts > 0 || len(in.unindexed) > 0 {
 		c.n.log.Warn("copy: the lists in memory and the store disagreed; the catch-up mends them", "collection", c.meta.Name,

@@ -166,3 +166,21 @@ func PurgeEntries(n *Node, name string) error {
 	c.mu.Unlock()
 	return nil
 }
+
+// MoveInLists moves an internal id from one list to another in memory
+// only, leaving the store as it was: lists in memory that disagree with
+// the store about where an item is.
+func MoveInLists(n *Node, name string, id uint64, from, to int32) error {
+	c, err := n.collection(name)
+	if err != nil {
+		return err
+	}
+	v := make([]float32, c.meta.Dim)
+	if err := n.store.Vectors(name, []uint64{id}, v); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dropMem(id, from)
+	return c.ix.Load().AddToLists([]uint64{id}, v, []int32{to})
+}
