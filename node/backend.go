@@ -185,6 +185,19 @@ type EntryView interface {
 
 // eachEntry calls fn for every entry of coll, from one view.
 func eachEntry(st Storage, coll string, fn func(Entry) error) error {
+	return eachEntryPart(st, coll, func(part []Entry) error {
+		for _, e := range part {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// eachEntryPart calls fn for the entries of coll 4,096 at a time, from
+// one view.
+func eachEntryPart(st Storage, coll string, fn func([]Entry) error) error {
 	v, err := st.OpenEntries(coll)
 	if err != nil {
 		return err
@@ -195,10 +208,8 @@ func eachEntry(st Storage, coll string, fn func(Entry) error) error {
 		if err != nil || len(part) == 0 {
 			return err
 		}
-		for _, e := range part {
-			if err := fn(e); err != nil {
-				return err
-			}
+		if err := fn(part); err != nil {
+			return err
 		}
 	}
 }

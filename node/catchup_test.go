@@ -154,16 +154,12 @@ func openPebbleNode(t *testing.T, opts node.Options) (*node.Node, *node.PebbleSt
 	return n, st
 }
 
-// The joiner's side of a catch-up on an id directory partition, whose
-// entries are stored as entries (found by user id, no lists): the
-// internal id of an entry names its version, so one replaced since
-// Begin is missing when offered, and one held but never offered is
-// dropped at the end unless the stream wrote its user id.
-func TestCatchUpPartition(t *testing.T) {
-	ctx := context.Background()
+// openPartition opens a Pebble node holding the id directory partition
+// dir with nb entries, u0 … u(nb-1), each naming one list.
+func openPartition(t *testing.T, dir string, nb int) (*node.Node, *node.PebbleStorage, []string) {
+	t.Helper()
 	n, st := openPebbleNode(t, node.Options{NodeID: "n1", AutoTrainAt: -1})
-	const dir, nb = "c~ids~0", 50
-	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: dir, Dim: 1, Metric: ivf.L2}); err != nil {
+	if _, err := n.CreateCollection(context.Background(), node.CollectionMeta{Name: dir, Dim: 1, Metric: ivf.L2}); err != nil {
 		t.Fatal(err)
 	}
 	users := make([]string, nb)
@@ -174,6 +170,17 @@ func TestCatchUpPartition(t *testing.T) {
 	if _, err := n.DirApply(dir, proto.DirAdd, users, lists, time.Now().UnixMilli()); err != nil {
 		t.Fatal(err)
 	}
+	return n, st, users
+}
+
+// The joiner's side of a catch-up on an id directory partition, whose
+// entries are stored as entries (found by user id, no lists): the
+// internal id of an entry names its version, so one replaced since
+// Begin is missing when offered, and one held but never offered is
+// dropped at the end unless the stream wrote its user id.
+func TestCatchUpPartition(t *testing.T) {
+	const dir, nb = "c~ids~0", 50
+	n, st, users := openPartition(t, dir, nb)
 	idOf := map[string]uint64{}
 	var ids []uint64
 	if err := st.Entries(dir, func(e node.Entry) error { idOf[e.UserID] = e.ID; ids = append(ids, e.ID); return nil }); err != nil {
@@ -230,20 +237,8 @@ func TestCatchUpPartition(t *testing.T) {
 // A partition the node no longer holds is purged a part at a time: every
 // entry goes, over more than one part, and the count with them.
 func TestPurgePartition(t *testing.T) {
-	ctx := context.Background()
-	n, st := openPebbleNode(t, node.Options{NodeID: "n1", AutoTrainAt: -1})
 	const dir, nb = "c~ids~0", 10_000 // more than one part of 4,096
-	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: dir, Dim: 1, Metric: ivf.L2}); err != nil {
-		t.Fatal(err)
-	}
-	users := make([]string, nb)
-	lists := make([][]int32, nb)
-	for i := range users {
-		users[i], lists[i] = fmt.Sprint("u", i), []int32{int32(i % 7)}
-	}
-	if _, err := n.DirApply(dir, proto.DirAdd, users, lists, time.Now().UnixMilli()); err != nil {
-		t.Fatal(err)
-	}
+	n, st, _ := openPartition(t, dir, nb)
 	if s, err := n.Describe(dir); err != nil || s.Count != nb {
 		t.Fatalf("count before %d (%v), want %d", s.Count, err, nb)
 	}

@@ -620,26 +620,19 @@ func (c *collection) purgeEntriesLocked() {
 // purgeEntryParts deletes the entries of a view of the partition, 4,096
 // at a time, and returns how many it deleted. mu is held.
 func (c *collection) purgeEntryParts() (int, error) {
-	v, err := c.n.store.OpenEntries(c.meta.Name)
-	if err != nil {
-		return 0, err
-	}
-	defer v.Close()
 	n := 0
-	for {
-		part, err := v.Next(4096)
-		if err != nil || len(part) == 0 {
-			return n, err
-		}
+	err := eachEntryPart(c.n.store, c.meta.Name, func(part []Entry) error {
 		dels := make([]EntryDelete, len(part))
 		for i, e := range part {
 			dels[i] = EntryDelete{UserID: e.UserID, ID: e.ID}
 		}
 		if err := c.deleteEntriesLocked(dels); err != nil {
-			return n, err
+			return err
 		}
 		n += len(dels)
-	}
+		return nil
+	})
+	return n, err
 }
 
 // loadEntries opens a partition: it counts the entries, after converting
