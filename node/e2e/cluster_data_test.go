@@ -252,15 +252,24 @@ func cdRetry(s *server, limit time.Duration, method, path string, body []byte, o
 // create through one node reaches the others' tables).
 func cdWaitCollection(t *testing.T, nodes []*clusterNode, name string) {
 	t.Helper()
+	cdWaitCollectionDim(t, nodes, name, 0)
+}
+
+// cdWaitCollectionDim is cdWaitCollection for a collection of dimension
+// dim (any when 0): a node replaying its Raft log after a restart
+// describes an earlier collection of the same name first.
+func cdWaitCollectionDim(t *testing.T, nodes []*clusterNode, name string, dim int) {
+	t.Helper()
 	for _, c := range nodes {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			st, err := cdCall(c.server, 10*time.Second, "GET", "/v1/collections/"+name, nil, nil)
-			if st == 200 {
+			var col proto.Collection
+			st, err := cdCall(c.server, 10*time.Second, "GET", "/v1/collections/"+name, nil, &col)
+			if st == 200 && (dim == 0 || col.Dim == dim) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("collection %s not on %s within 10 s: %d %v", name, c.id, st, err)
+				t.Fatalf("collection %s (dim %d) not on %s within 10 s: %d %v, dim %d", name, dim, c.id, st, err, col.Dim)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}

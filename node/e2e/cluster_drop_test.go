@@ -69,7 +69,7 @@ func TestClusterDropAndRecreate(t *testing.T) {
 	create(t, nodes[0], fmt.Sprintf(`{"name":%q,"metric":"l2","dim":%d,"replicas":2}`, name, d2))
 	cdWaitCollection(t, live, name)
 	nodes[2].start()
-	cdWaitCollection(t, nodes, name)
+	cdWaitCollectionDim(t, nodes, name, d2)
 	checkEmpty(t, nodes, name, d2)
 	// Written after n3 is back, read through every node.
 	newIDs := []string{"new-0", "new-1", "new-2"}
