@@ -38,6 +38,8 @@ import (
 // finished in 1.3 s, too short a window: the ratio
 // moved by ±0.03 from run to run), LOOKALIKE_BENCH_PROFILE (a folder:
 // CPU and allocation profiles and the logs of every server),
+// LOOKALIKE_BENCH_PROFILE_SECONDS (the ingest's profile window, default 4),
+// LOOKALIKE_BENCH_BATCH (ingest: vectors a request, default 1,000),
 // LOOKALIKE_BENCH_SERVE_FLAGS (more flags for every server, e.g.
 // "--max-reads 256"), LOOKALIKE_BENCH_CLUSTER_ENV (KEY=VALUE ... added to
 // the cluster nodes' environment, e.g. "GOMAXPROCS=1"), LOOKALIKE_BENCH_ROUNDS
@@ -55,6 +57,9 @@ import (
 // default 4.
 var cbClients = cbEnvInt("LOOKALIKE_BENCH_CLIENTS", 4)
 
+// cbBatch is the ingest's batch size: LOOKALIKE_BENCH_BATCH, default 1,000.
+var cbBatch = cbEnvInt("LOOKALIKE_BENCH_BATCH", 1000)
+
 // cbSearchClients is the concurrency of the search closed loops, which
 // find a setup's maximum: LOOKALIKE_BENCH_CLIENTS, default the number
 // of CPUs, at least 4. On 16 cores 4 clients found about half of one
@@ -65,7 +70,6 @@ var cbSearchClients = cbEnvInt("LOOKALIKE_BENCH_CLIENTS", max(4, runtime.NumCPU(
 
 const (
 	cbDim    = 128
-	cbBatch  = 1000
 	cbNList  = 256
 	cbK      = 10
 	cbNProbe = 16
@@ -114,6 +118,12 @@ func cbSaveLogs(srvs []*server, name string) {
 // /debug/pprof and each closed loop (and the ingest measurement) writes a
 // CPU profile per server there, named <setup>-<phase>-<node>.pprof.
 var cbProfileDir = os.Getenv("LOOKALIKE_BENCH_PROFILE")
+
+// cbProfileWindow is the ingest's CPU profile window:
+// LOOKALIKE_BENCH_PROFILE_SECONDS, default 4 (all of one node's ingest on
+// two cores, part of the cluster's; 10 covers the cluster's ingest and
+// its compactions, so seconds per vector compare across setups).
+var cbProfileWindow = time.Duration(cbEnvInt("LOOKALIKE_BENCH_PROFILE_SECONDS", 4)) * time.Second
 
 // cbDebugFlags gives a server a --debug-addr when profiles are asked for.
 func cbDebugFlags(b *testing.B) []string {
@@ -322,9 +332,15 @@ func cbRetry(b *testing.B, srvs []*server, s *server, method, path string, body 
 // cbCreate creates coll through srvs[0] (retrying 503) and waits until
 // every server knows it.
 func cbCreate(b *testing.B, srvs []*server, coll string, replicas int) {
+	cbCreateWith(b, srvs, map[string]any{"name": coll, "metric": "l2", "dim": cbDim, "nlist": cbNList, "replicas": replicas})
+}
+
+// cbCreateWith creates the collection spec describes (its "name"), as
+// cbCreate.
+func cbCreateWith(b *testing.B, srvs []*server, spec map[string]any) {
 	b.Helper()
-	cbRetry(b, srvs, srvs[0], "POST", "/v1/collections",
-		map[string]any{"name": coll, "metric": "l2", "dim": cbDim, "nlist": cbNList, "replicas": replicas}, 201)
+	coll := spec["name"].(string)
+	cbRetry(b, srvs, srvs[0], "POST", "/v1/collections", spec, 201)
 	deadline := time.Now().Add(20 * time.Second)
 	for i, s := range srvs {
 		for {
@@ -899,7 +915,7 @@ func cbIngestSetup(b *testing.B, name string, srvs []*server, cn []*clusterNode,
 		cbWaitShards(b, cn[0], "ci", replicas, 2*time.Minute)
 	}
 	cbNote("[%s] servers idle after %v", name, cbWaitIdle(b, srvs).Round(time.Millisecond))
-	prof := cbProfile(hc, srvs, name+"-ingest", 4*time.Second)
+	prof := cbProfile(hc, srvs, name+"-ingest", cbProfileWindow)
 	cpu0 := cbCPU(b, srvs)
 	el, lat, retries := cbInsert(b, hc, srvs, srvs, "ci", meas, cbClients)
 	prof()
@@ -913,6 +929,7 @@ func cbIngestSetup(b *testing.B, name string, srvs []*server, cn []*clusterNode,
 	cbNote("[%s] %d new vectors in %v: %.0f vectors/s, batch p50 %v p99 %v, %d retries; all nodes count %d after %v; servers' CPU %v a vector (idle %v after)",
 		name, nMeas, el.Round(time.Millisecond), rate, lat[len(lat)/2], lat[len(lat)*99/100], retries, nSeed+nMeas, settle.Round(time.Millisecond),
 		perVec.Round(10*time.Nanosecond), idle.Round(time.Second))
+	cbSaveLogs(srvs, strings.ReplaceAll(name, " ", "_")+"-ingest")
 	return rate, lat, retries, perVec
 }
 
