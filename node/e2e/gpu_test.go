@@ -11,9 +11,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +34,12 @@ func init() { buildTags = append(buildTags, "cuda") }
 // gpuFlags start a node with one image model fewer and no automatic
 // training, so that both nodes train the same rows at the same moment.
 var gpuFlags = []string{"--model", "none", "--auto-train-at", "-1", "--quiet"}
+
+// gpuSmall (LOOKALIKE_GPU_TEST_SMALL=1) shrinks TestGPUServeMatchesCPU
+// to one collection of 2,000 rows and 20 queries a phase, for
+// compute-sanitizer's racecheck, under which the full test did not end
+// in 5 minutes (scripts/gpu-test.sh sanitize racecheck sets it).
+var gpuSmall = os.Getenv("LOOKALIKE_GPU_TEST_SMALL") == "1"
 
 // gpuPair starts a plain node and a --gpu node.
 func gpuPair(t testing.TB) (cpu, gpu *server) {
@@ -132,11 +140,15 @@ func gpuSameHits(got, want []proto.Hit) string {
 // that the node preloaded every list, that the GPU did the scanning and
 // that no list fell back to the CPU.
 func TestGPUServeMatchesCPU(t *testing.T) {
-	const (
-		d, n, nlist, clusters = 100, 20_000, 32, 64
-		nq, k, nprobe         = 200, 10, 8
-		more, dels, upserts   = 3000, 300, 300
-	)
+	const d, k, nprobe = 100, 10, 8
+	n, nlist, clusters, nq := 20_000, 32, 64, 200
+	more, dels, upserts := 3000, 300, 300
+	metrics := []string{"l2", "cosine"}
+	if gpuSmall {
+		n, nlist, clusters, nq = 2_000, 8, 16, 20
+		more, dels, upserts = 300, 30, 30
+		metrics = metrics[:1]
+	}
 	cpu, gpu := gpuPair(t)
 	data := ivftest.Clustered(n+more+upserts, d, clusters, 5)
 	ids := make([]string, n+more)
@@ -157,7 +169,6 @@ func TestGPUServeMatchesCPU(t *testing.T) {
 		b, _ := json.Marshal(map[string]any{"vector": q, "k": k, "nprobe": nprobe})
 		return b
 	}
-	metrics := []string{"l2", "cosine"}
 	for _, m := range metrics {
 		for _, s := range []*server{cpu, gpu} {
 			s.must("POST", "/v1/collections", map[string]any{"name": "g-" + m, "metric": m, "dim": d, "nlist": nlist}, 201, nil)
@@ -167,7 +178,7 @@ func TestGPUServeMatchesCPU(t *testing.T) {
 	}
 	for _, m := range metrics {
 		for _, s := range []*server{cpu, gpu} {
-			if c := s.waitReadyFor("g-"+m, 5*time.Minute); c.TrainedNList != nlist || c.Count != n {
+			if c := s.waitReadyFor("g-"+m, 5*time.Minute); c.TrainedNList != nlist || c.Count != int64(n) {
 				t.Fatalf("%s after training: %+v", "g-"+m, c)
 			}
 		}
@@ -384,6 +395,122 @@ func TestGPUClusterMatchesCPU(t *testing.T) {
 	}
 }
 
+// gpuBench is the search benchmarks' data: Fashion-MNIST (60,000 × 784,
+// nlist 256, nprobe 16, as BenchmarkGPUScan) when installed, else 100,000
+// clustered 128-d rows (nlist 1024, nprobe 32); bodies are JSON searches
+// for k hits.
+type gpuBench struct {
+	name             string
+	d, nlist, nprobe int
+	base             []float32
+	bodies           [][]byte
+	ids              []string
+}
+
+func gpuBenchLoad(k int) gpuBench {
+	g := gpuBench{name: "clustered-100k-128d", d: 128, nlist: 1024, nprobe: 32}
+	var qs []float32
+	if train, test, _, ok, err := cudatest.FashionMNIST(); err == nil && ok {
+		g.name, g.d, g.nlist, g.nprobe = "fmnist", 784, 256, 16
+		g.base, qs = train, test[:2000*784]
+	} else {
+		data := ivftest.Clustered(102_000, g.d, 1000, 42)
+		g.base, qs = data[:100_000*g.d], data[100_000*g.d:]
+	}
+	g.bodies = make([][]byte, len(qs)/g.d)
+	for i := range g.bodies {
+		g.bodies[i], _ = json.Marshal(map[string]any{"vector": qs[i*g.d : (i+1)*g.d], "k": k, "nprobe": g.nprobe})
+	}
+	g.ids = make([]string, len(g.base)/g.d)
+	for i := range g.ids {
+		g.ids[i] = strconv.Itoa(i)
+	}
+	return g
+}
+
+// gpuClosedLoop sends single-query searches of coll from `clients`
+// goroutines for dur, query i to targets[i % len(targets)], and returns
+// the queries answered, their latencies (sorted; a query refused with 429
+// is tried again after a millisecond, and its latency counts from its
+// first try) and the refusals.
+func gpuClosedLoop(b *testing.B, hc *http.Client, targets []*server, coll string, bodies [][]byte, k, clients int, dur time.Duration) (int, []time.Duration, int64) {
+	var (
+		mu      sync.Mutex
+		lats    []time.Duration
+		next    atomic.Int64
+		refused atomic.Int64
+		wg      sync.WaitGroup
+	)
+	stop := time.Now().Add(dur)
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			defer func() {
+				mu.Lock()
+				lats = append(lats, mine...)
+				mu.Unlock()
+			}()
+			for time.Now().Before(stop) {
+				i := int(next.Add(1))
+				body := bodies[i%len(bodies)]
+				t0 := time.Now()
+				for {
+					resp, err := hc.Post(targets[i%len(targets)].url("/v1/collections/"+coll+"/search"), proto.JSONContentType, bytes.NewReader(body))
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if resp.StatusCode == http.StatusTooManyRequests {
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						refused.Add(1)
+						if time.Now().After(stop.Add(10 * time.Second)) {
+							b.Errorf("searches refused (429) for 10 s past the loop's end")
+							return
+						}
+						time.Sleep(time.Millisecond)
+						continue
+					}
+					var res proto.SearchResult
+					err = json.NewDecoder(resp.Body).Decode(&res)
+					resp.Body.Close()
+					if err != nil || resp.StatusCode != 200 || len(res.Hits) != k || res.Partial {
+						b.Errorf("search: %d %v, %d hits, partial %v", resp.StatusCode, err, len(res.Hits), res.Partial)
+						return
+					}
+					break
+				}
+				mine = append(mine, time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	slices.Sort(lats)
+	return len(lats), lats, refused.Load()
+}
+
+// gpuReportLoop runs the closed loop for 3 s after a warm-up and reports
+// its rate, latencies and refusals (429) a second.
+func gpuReportLoop(b *testing.B, run func(clients int, dur time.Duration) (int, []time.Duration, int64), clients int) {
+	run(clients, 300*time.Millisecond) // warm up
+	for b.Loop() {
+		const dur = 3 * time.Second
+		t0 := time.Now()
+		nd, lats, refused := run(clients, dur)
+		el := time.Since(t0)
+		if nd == 0 {
+			b.Fatal("no query answered")
+		}
+		p := func(q int) float64 { return float64(lats[min(len(lats)-1, len(lats)*q/1000)].Microseconds()) / 1000 }
+		b.ReportMetric(float64(nd)/el.Seconds(), "queries/s")
+		b.ReportMetric(p(500), "p50-ms")
+		b.ReportMetric(p(990), "p99-ms")
+		b.ReportMetric(float64(refused)/el.Seconds(), "refused/s")
+	}
+}
+
 // BenchmarkGPUServeSearch: search throughput and latency over HTTP of a
 // --gpu node beside a plain one on the same machine and data, by number of
 // concurrent clients (each a closed loop of single-query searches). Data:
@@ -395,24 +522,9 @@ func TestGPUClusterMatchesCPU(t *testing.T) {
 //	go test -tags cuda -run '^$' -bench GPUServe -benchtime 1x ./node/e2e
 func BenchmarkGPUServeSearch(b *testing.B) {
 	const k = 10
-	name, d, nlist, nprobe := "clustered-100k-128d", 128, 1024, 32
-	var base, qs []float32
-	if train, test, _, ok, err := cudatest.FashionMNIST(); err == nil && ok {
-		name, d, nlist, nprobe = "fmnist", 784, 256, 16
-		base, qs = train, test[:2000*784]
-	} else {
-		data := ivftest.Clustered(102_000, d, 1000, 42)
-		base, qs = data[:100_000*d], data[100_000*d:]
-	}
-	nb, nq := len(base)/d, len(qs)/d
-	bodies := make([][]byte, nq)
-	for i := range bodies {
-		bodies[i], _ = json.Marshal(map[string]any{"vector": qs[i*d : (i+1)*d], "k": k, "nprobe": nprobe})
-	}
-	ids := make([]string, nb)
-	for i := range ids {
-		ids[i] = strconv.Itoa(i)
-	}
+	data := gpuBenchLoad(k)
+	name, d, nlist, nprobe, base, bodies, ids := data.name, data.d, data.nlist, data.nprobe, data.base, data.bodies, data.ids
+	nb, nq := len(ids), len(bodies)
 	cpu, gpu := gpuPair(b)
 	for _, s := range []*server{cpu, gpu} {
 		s.must("POST", "/v1/collections", map[string]any{"name": "b", "metric": "l2", "dim": d, "nlist": nlist}, 201, nil)
@@ -425,47 +537,6 @@ func BenchmarkGPUServeSearch(b *testing.B) {
 	}
 	b.Logf("%s: %d base vectors, %d queries, nlist %d, nprobe %d, k %d", name, nb, nq, nlist, nprobe, k)
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
-	// run sends single-query searches from `clients` goroutines for dur and
-	// returns the queries answered and their latencies.
-	run := func(s *server, clients int, dur time.Duration) (int, []time.Duration) {
-		var (
-			mu   sync.Mutex
-			lats []time.Duration
-			next atomic.Int64
-			wg   sync.WaitGroup
-		)
-		stop := time.Now().Add(dur)
-		for c := 0; c < clients; c++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				var mine []time.Duration
-				for time.Now().Before(stop) {
-					body := bodies[int(next.Add(1))%nq]
-					t0 := time.Now()
-					resp, err := hc.Post(s.url("/v1/collections/b/search"), proto.JSONContentType, bytes.NewReader(body))
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					var res proto.SearchResult
-					err = json.NewDecoder(resp.Body).Decode(&res)
-					resp.Body.Close()
-					if err != nil || resp.StatusCode != 200 || len(res.Hits) != k {
-						b.Errorf("search: %d %v, %d hits", resp.StatusCode, err, len(res.Hits))
-						return
-					}
-					mine = append(mine, time.Since(t0))
-				}
-				mu.Lock()
-				lats = append(lats, mine...)
-				mu.Unlock()
-			}()
-		}
-		wg.Wait()
-		slices.Sort(lats)
-		return len(lats), lats
-	}
 	for _, clients := range []int{1, 8, 64} {
 		for _, node := range []struct {
 			label string
@@ -476,20 +547,9 @@ func BenchmarkGPUServeSearch(b *testing.B) {
 				if node.s == gpu {
 					before = gpuScannerMetrics(b, gpu)
 				}
-				run(node.s, clients, 300*time.Millisecond) // warm up
-				for b.Loop() {
-					const dur = 3 * time.Second
-					t0 := time.Now()
-					nd, lats := run(node.s, clients, dur)
-					el := time.Since(t0)
-					if nd == 0 {
-						b.Fatal("no query answered")
-					}
-					p := func(q int) float64 { return float64(lats[min(len(lats)-1, len(lats)*q/1000)].Microseconds()) / 1000 }
-					b.ReportMetric(float64(nd)/el.Seconds(), "queries/s")
-					b.ReportMetric(p(500), "p50-ms")
-					b.ReportMetric(p(990), "p99-ms")
-				}
+				gpuReportLoop(b, func(clients int, dur time.Duration) (int, []time.Duration, int64) {
+					return gpuClosedLoop(b, hc, []*server{node.s}, "b", bodies, k, clients, dur)
+				}, clients)
 				if node.s == gpu {
 					after := gpuScannerMetrics(b, gpu)
 					if nbat := after["batches_total"] - before["batches_total"]; nbat > 0 {
@@ -501,5 +561,86 @@ func BenchmarkGPUServeSearch(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkGPUClusterSearch: BenchmarkGPUServeSearch's closed loops
+// against three-node clusters (replicas 2) on one machine: three plain
+// nodes, then three --gpu nodes sharing the one GPU, on the same data,
+// the clients' queries spread round-robin over the nodes (each node is a
+// gateway and scans its part). The clusters run one at a time.
+//
+//	go test -tags cuda -run '^$' -bench GPUCluster -benchtime 1x ./node/e2e
+func BenchmarkGPUClusterSearch(b *testing.B) {
+	const k, replicas = 10, 2
+	g := gpuBenchLoad(k)
+	b.Logf("%s: %d base vectors, %d queries, nlist %d, nprobe %d, k %d, 3 nodes, replicas %d", g.name, len(g.ids), len(g.bodies), g.nlist, g.nprobe, k, replicas)
+	// Bulk bodies of 2,000 rows, posted round-robin over the nodes.
+	var loads [][]byte
+	for i := 0; i < len(g.ids); i += 2000 {
+		e := min(i+2000, len(g.ids))
+		items := make([]proto.InsertItem, e-i)
+		for j := range items {
+			items[j] = proto.InsertItem{ID: g.ids[i+j], Vector: g.base[(i+j)*g.d : (i+j+1)*g.d]}
+		}
+		var buf bytes.Buffer
+		if err := proto.EncodeBulk(&buf, items, true); err != nil {
+			b.Fatal(err)
+		}
+		loads = append(loads, buf.Bytes())
+	}
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	for _, setup := range []struct {
+		label string
+		flags []string
+	}{
+		{"cpu-cluster", nil},
+		{"gpu-cluster", []string{"--gpu", "--gpu-memory", strconv.Itoa(4 << 30)}},
+	} {
+		cn, srvs := cbStartCluster(b, 3, append([]string{"--auto-train-at", "-1", "--quiet"}, setup.flags...)...)
+		cbCreateWith(b, srvs, map[string]any{"name": "b", "metric": "l2", "dim": g.d, "nlist": g.nlist, "replicas": replicas})
+		cbInsert(b, hc, srvs, srvs, "b", loads, 4)
+		tr, _ := cbTrain(b, srvs[0], srvs, "b", int64(len(g.ids)), 10*time.Minute)
+		cbWaitShards(b, cn[0], "b", replicas, 2*time.Minute)
+		cbNote("[%s] loaded and trained; ready on all nodes %v after the train call; idle after %v", setup.label, tr.Round(time.Millisecond), cbWaitIdle(b, srvs).Round(time.Millisecond))
+		gpu := setup.flags != nil
+		for _, clients := range []int{1, 8, 64} {
+			b.Run(fmt.Sprintf("%s/clients=%d/%s", g.name, clients, setup.label), func(b *testing.B) {
+				before := make([]map[string]float64, len(srvs))
+				if gpu {
+					for i, s := range srvs {
+						before[i] = gpuScannerMetrics(b, s)
+					}
+				}
+				gpuReportLoop(b, func(clients int, dur time.Duration) (int, []time.Duration, int64) {
+					return gpuClosedLoop(b, hc, srvs, "b", g.bodies, k, clients, dur)
+				}, clients)
+				if !gpu {
+					return
+				}
+				var queries, batches float64
+				for i, s := range srvs {
+					after := gpuScannerMetrics(b, s)
+					queries += after["queries_total"] - before[i]["queries_total"]
+					batches += after["batches_total"] - before[i]["batches_total"]
+					if after["gpu_rows_total"] == before[i]["gpu_rows_total"] {
+						b.Errorf("node %d scanned no rows on the GPU", i+1)
+					}
+					for _, m := range []string{"cpu_list_scans_total", "cpu_queries_total", "alloc_failures_total"} {
+						if after[m] != before[i][m] {
+							b.Errorf("node %d: %s went from %.0f to %.0f", i+1, m, before[i][m], after[m])
+						}
+					}
+				}
+				if batches > 0 {
+					b.ReportMetric(queries/batches, "queries/batch")
+				}
+			})
+		}
+		for _, s := range srvs {
+			s.stop()
+			os.RemoveAll(s.dir)
+		}
+		hc.CloseIdleConnections()
 	}
 }
