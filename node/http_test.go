@@ -2,7 +2,9 @@ package node_test
 
 import (
 	"bytes"
+	"encoding/gob"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -215,5 +217,51 @@ func TestHTTPStatusNotQueued(t *testing.T) {
 	unblock()
 	if status := <-done; status != 200 {
 		t.Fatalf("the first read: %d", status)
+	}
+}
+
+// TestRPCBinaryBody: the internal write path's binary calls are read
+// whole before they are decoded (readBody). A whole call decodes (and is
+// then refused: this node is not in a cluster); a call cut short, an
+// empty one and one over the body limit are refused as invalid. Each
+// gets the internal RPC's error reply (409, a gob RPCError), not a panic.
+func TestRPCBinaryBody(t *testing.T) {
+	c, _ := newAPI(t, node.APIOptions{Limits: proto.Limits{MaxBodyBytes: 4096}})
+	call := &proto.RPCReplicate{Collection: "nope", Version: 1, From: "n2", Stream: 3, Seq: 1,
+		Items: []proto.RPCItem{{UserID: "a", ID: 7, List: 0, Vector: proto.VectorView([]float32{1, 2})}}}
+	whole, err := call.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := &proto.RPCReplicate{Collection: "nope", Version: 1, From: "n2", Stream: 3, Seq: 1}
+	for i := range 100 {
+		big.Items = append(big.Items, proto.RPCItem{UserID: fmt.Sprint("u", i), ID: uint64(i + 1), Vector: proto.VectorView(make([]float32, 16))})
+	}
+	over, err := big.MarshalBinary()
+	if err != nil || len(over) <= 4096 {
+		t.Fatalf("a call over the limit: %d bytes, %v", len(over), err)
+	}
+	for _, tc := range []struct {
+		name, msg string
+		body      []byte
+	}{
+		{"whole", "not a cluster node", whole},
+		{"cut short", "replicate call: truncated or corrupt", whole[:len(whole)-3]},
+		{"empty", "replicate call: truncated or corrupt", nil},
+		{"over the limit", "too large", over},
+	} {
+		req, _ := http.NewRequest("POST", c.base+"/v1/internal/shard/"+proto.OpReplicate, bytes.NewReader(tc.body))
+		req.Header.Set("Content-Type", proto.RPCBinaryContentType)
+		req.Header.Set(proto.RPCHeader, proto.RPCVersion)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e proto.RPCError
+		derr := gob.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusConflict || derr != nil || e.Code != "invalid" || !strings.Contains(e.Message, tc.msg) {
+			t.Errorf("%s: status %d, %+v (%v), want 409 invalid: ...%s...", tc.name, resp.StatusCode, e, derr, tc.msg)
+		}
 	}
 }
