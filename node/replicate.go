@@ -339,10 +339,22 @@ func (c *collection) replicaCalls(rt *route, items []WriteItem, lists []int32, i
 	// The table as of now: a joiner registered by a copy is named in it,
 	// and the backup waits until its own table is as new.
 	version := max(rt.version, rt.p.table().Version())
+	// Each backup's part sized once (a part of hundreds of items grew by
+	// doubling); a joiner's part, rare, still grows.
+	size := map[string]int{}
+	for _, i := range keep {
+		s, _ := rt.shardOf(lists[i], items[i].UserID)
+		for _, r := range s.Replicas {
+			if r != rt.self {
+				size[r]++
+			}
+		}
+	}
 	target := func(r string) *replicaCall {
 		rc := byNode[r]
 		if rc == nil {
-			rc = &replicaCall{node: r, call: &proto.RPCReplicate{Collection: c.meta.Name, Version: version, From: rt.self}}
+			rc = &replicaCall{node: r, call: &proto.RPCReplicate{Collection: c.meta.Name, Version: version, From: rt.self,
+				Items: make([]proto.RPCItem, 0, size[r])}}
 			byNode[r] = rc
 			order = append(order, r)
 		}
