@@ -48,14 +48,7 @@ func (cu *CatchUp) Touch(user string) {
 // DropFromLists takes an internal id out of the lists in memory only,
 // leaving it stored: the mismatch a catch-up mends.
 func DropFromLists(n *Node, name string, id uint64, list int32) error {
-	c, err := n.collection(name)
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.dropMem(id, list)
-	c.mu.Unlock()
-	return nil
+	return underLock(n, name, func(c *collection) { c.dropMem(id, list) })
 }
 
 // DirRef is an id directory entry's list (dirRef).
@@ -70,14 +63,7 @@ func (n *Node) DirSettle() time.Duration { return n.dirSettle() }
 // DirNoteForeign marks the id directory partition name as having applied
 // entries stamped by another node, as a replicated write or a copy does.
 func (n *Node) DirNoteForeign(name string) error {
-	c, err := n.collection(name)
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.noteForeign()
-	c.mu.Unlock()
-	return nil
+	return underLock(n, name, (*collection).noteForeign)
 }
 
 // DirApply applies directory operations (proto.DirAdd or DirPrune) to
@@ -157,14 +143,7 @@ func (p *PebbleStorage) Entries(coll string, fn func(Entry) error) error {
 // PurgeEntries drops every entry of the id directory partition name, as
 // purgeUnheld does for a partition the node no longer holds.
 func PurgeEntries(n *Node, name string) error {
-	c, err := n.collection(name)
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.purgeEntriesLocked()
-	c.mu.Unlock()
-	return nil
+	return underLock(n, name, (*collection).purgeEntriesLocked)
 }
 
 // MoveInLists moves an internal id from one list to another in memory
@@ -183,4 +162,16 @@ func MoveInLists(n *Node, name string, id uint64, from, to int32) error {
 	defer c.mu.Unlock()
 	c.dropMem(id, from)
 	return c.ix.Load().AddToLists([]uint64{id}, v, []int32{to})
+}
+
+// underLock calls fn with collection name's lock held.
+func underLock(n *Node, name string, fn func(c *collection)) error {
+	c, err := n.collection(name)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fn(c)
+	return nil
 }
