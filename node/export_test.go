@@ -175,3 +175,6 @@ func underLock(n *Node, name string, fn func(c *collection)) error {
 	fn(c)
 	return nil
 }
+
+// EmptyGob is the empty reply a callee writes (rpc.go).
+var EmptyGob = emptyGob

@@ -265,3 +265,25 @@ func TestRPCBinaryBody(t *testing.T) {
 		}
 	}
 }
+
+// TestRPCEmptyReply: the empty reply written from a buffer made once is
+// what a fresh gob encoder writes, and a caller that decodes it (one
+// older than the skip in peers.call) reads an empty struct and nothing
+// more.
+func TestRPCEmptyReply(t *testing.T) {
+	var b bytes.Buffer
+	if err := gob.NewEncoder(&b).Encode(&struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(node.EmptyGob, b.Bytes()) || len(node.EmptyGob) == 0 {
+		t.Fatalf("empty reply %x, a fresh encoder writes %x", node.EmptyGob, b.Bytes())
+	}
+	r := bytes.NewReader(node.EmptyGob)
+	dec := gob.NewDecoder(r)
+	if err := dec.Decode(&struct{}{}); err != nil {
+		t.Fatalf("an older caller's decode: %v", err)
+	}
+	if err := dec.Decode(&struct{}{}); err != io.EOF {
+		t.Fatalf("after the reply: %v, want EOF", err)
+	}
+}
