@@ -121,6 +121,12 @@ func Open(opts Options, meta Metadata, store Storage) (*Node, error) {
 	return n, nil
 }
 
+// sameIncarnation reports whether c is the collection that the table's m
+// describes, not an earlier one of its name.
+func sameIncarnation(m CollectionMeta, c *collection) bool {
+	return m.Dim == c.meta.Dim && m.Metric == c.meta.Metric && m.Created == c.meta.Created
+}
+
 // Sync brings the local runtime in line with the table: it opens the
 // collections that appeared and closes the ones dropped. Callers run it
 // after the table changes.
@@ -139,8 +145,7 @@ func (n *Node) Sync() error {
 	}
 	var errs []error
 	for name, c := range n.colls {
-		m, ok := want[name]
-		if ok && m.Dim == c.meta.Dim && m.Metric == c.meta.Metric && m.Created == c.meta.Created {
+		if m, ok := want[name]; ok && sameIncarnation(m, c) {
 			continue
 		}
 		// Dropped (and maybe created again since): this node's data of it
@@ -278,7 +283,25 @@ func (n *Node) collection(name string) (*collection, error) {
 		return nil, ErrClosed
 	}
 	if ok {
-		return c, nil
+		m, inTable := n.meta.Collection(name)
+		if !inTable || sameIncarnation(m, c) {
+			return c, nil
+		}
+		// The table names a later collection of this name (dropped and
+		// created again) that this node has not reconciled yet, as while
+		// it replays its Raft log after a restart: the earlier one must
+		// not answer for it (a search would be refused for the earlier
+		// one's dimension). Reconcile now.
+		if err := n.Sync(); err != nil {
+			return nil, err
+		}
+		n.mu.RLock()
+		c, ok = n.colls[name]
+		n.mu.RUnlock()
+		if m, inTable = n.meta.Collection(name); ok && (!inTable || sameIncarnation(m, c)) {
+			return c, nil
+		}
+		return nil, fmt.Errorf("%w: collection %q was created again, and this node has not opened the new one yet", ErrStaleEpoch, name)
 	}
 	// The table may know it while the runtime does not yet (a create
 	// whose proposal failed after it was applied, or, on a cluster, one

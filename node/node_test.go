@@ -538,6 +538,46 @@ func TestReopenAfterDropAndCreate(t *testing.T) {
 	}
 }
 
+// TestRecreatedBeforeSync: a collection dropped and created again with
+// another dimension, in a table this node has not reconciled with yet
+// (no Sync since, as while a restarted cluster node replays its Raft
+// log): searches, inserts and gets name the new collection, not the
+// earlier one still open here, which refused the new dimension.
+func TestRecreatedBeforeSync(t *testing.T) {
+	ctx := context.Background()
+	meta, st := nodetest.NewMeta(), nodetest.NewStore()
+	n := open(t, meta, st, node.Options{})
+	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: "c", Dim: 4, Metric: ivf.L2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Insert(ctx, "c", items("old", randVecs(rand.New(rand.NewPCG(1, 2)), 10, 4), 4)); err != nil {
+		t.Fatal(err)
+	}
+	// Changed in the table only, behind the node's back.
+	if err := meta.DropCollection(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	const d = 8
+	if err := meta.CreateCollection(ctx, node.CollectionMeta{Name: "c", Dim: d, Metric: ivf.L2, State: node.Untrained, Epoch: 1}); err != nil {
+		t.Fatal(err)
+	}
+	q := make([]float32, d)
+	q[0] = 1
+	res, err := n.Search(ctx, "c", node.SearchRequest{Vector: q, K: 5})
+	if err != nil || len(res.Hits) != 0 {
+		t.Fatalf("a search of the new collection: %+v %v", res, err)
+	}
+	if _, err := n.Get(ctx, "c", "old0", false); !errors.Is(err, node.ErrNoItem) {
+		t.Fatalf("an item of the dropped collection: %v", err)
+	}
+	if _, err := n.Insert(ctx, "c", items("new", randVecs(rand.New(rand.NewPCG(3, 4)), 10, d), d)); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := n.Describe("c"); err != nil || s.Count != 10 || s.Dim != d {
+		t.Fatalf("the new collection: %+v %v", s, err)
+	}
+}
+
 // A collection dropped while a node was away, with no later one of its
 // name, goes from the node's store when it next syncs with the table:
 // data recorded as of a collection the table has passed and lacks. Data
