@@ -291,15 +291,17 @@ func (n *Node) collection(name string) (*collection, error) {
 		// created again) that this node has not reconciled yet, as while
 		// it replays its Raft log after a restart: the earlier one must
 		// not answer for it (a search would be refused for the earlier
-		// one's dimension). Reconcile now.
-		if err := n.Sync(); err != nil {
-			return nil, err
-		}
+		// one's dimension). Reconcile now (an error of another
+		// collection's does not fail this one).
+		serr := n.Sync()
 		n.mu.RLock()
 		c, ok = n.colls[name]
 		n.mu.RUnlock()
 		if m, inTable = n.meta.Collection(name); ok && (!inTable || sameIncarnation(m, c)) {
 			return c, nil
+		}
+		if serr != nil {
+			return nil, serr
 		}
 		return nil, fmt.Errorf("%w: collection %q was created again, and this node has not opened the new one yet", ErrStaleEpoch, name)
 	}
