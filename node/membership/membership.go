@@ -140,48 +140,73 @@ func (s *Membership) Members() []Member {
 		live[n.Name] = true
 	}
 	now := time.Now()
-	// A live node not acked by this node's own probes for this long is
-	// shown as suspect: every node is probed at least once per round of
-	// n probe intervals.
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	suspectAfter := time.Duration(len(s.members)+2) * s.opts.ProbeInterval
 	out := make([]Member, 0, len(s.members)+1)
 	self := false
 	for id, r := range s.members {
-		m := r.m
-		switch {
-		case id == s.opts.Meta.NodeID:
-			m.Meta, m.State, self = s.opts.Meta, Alive, true
-		case live[id]:
-			m.State = Alive
-			last := r.lastAck
-			if last.Before(r.lastSeen) {
-				last = r.lastSeen
-			}
-			if now.Sub(last) > suspectAfter {
-				m.State = Suspect
-			}
-		case m.State == Alive || m.State == Suspect:
-			m.State = Dead
-		}
-		out = append(out, m)
+		self = self || id == s.opts.Meta.NodeID
+		out = append(out, s.shown(id, r, live[id], now))
 	}
 	if !self {
-		out = append(out, Member{Meta: s.opts.Meta, GossipAddr: s.opts.AdvertiseAddr, State: Alive})
+		out = append(out, s.shown(s.opts.Meta.NodeID, nil, true, now))
 	}
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.NodeID, b.NodeID) })
 	return out
 }
 
-// Member returns one member by node id.
+// Member returns one member by node id, as Members shows it. It is on
+// the path of every call between nodes (their addresses): it looks up the
+// one member instead of building the whole list.
 func (s *Membership) Member(id string) (Member, bool) {
-	for _, m := range s.Members() {
-		if m.NodeID == id {
-			return m, true
+	live := false
+	for _, n := range s.ml.Members() {
+		if n.Name == id {
+			live = true
+			break
 		}
 	}
-	return Member{}, false
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.members[id]
+	if r == nil && id != s.opts.Meta.NodeID {
+		return Member{}, false
+	}
+	return s.shown(id, r, live, now), true
+}
+
+// shown is member id (record r, nil for this node before memberlist
+// reported it) as Members shows it; live: memberlist lists it. mu is
+// held.
+func (s *Membership) shown(id string, r *record, live bool, now time.Time) Member {
+	if id == s.opts.Meta.NodeID {
+		if r == nil {
+			return Member{Meta: s.opts.Meta, GossipAddr: s.opts.AdvertiseAddr, State: Alive}
+		}
+		m := r.m
+		m.Meta, m.State = s.opts.Meta, Alive
+		return m
+	}
+	m := r.m
+	switch {
+	case live:
+		// A live node not acked by this node's own probes for this long
+		// is shown as suspect: every node is probed at least once per
+		// round of n probe intervals.
+		suspectAfter := time.Duration(len(s.members)+2) * s.opts.ProbeInterval
+		m.State = Alive
+		last := r.lastAck
+		if last.Before(r.lastSeen) {
+			last = r.lastSeen
+		}
+		if now.Sub(last) > suspectAfter {
+			m.State = Suspect
+		}
+	case m.State == Alive || m.State == Suspect:
+		m.State = Dead
+	}
+	return m
 }
 
 // Leave announces a graceful departure (the others drop this node at

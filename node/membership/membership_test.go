@@ -71,5 +71,62 @@ func TestGossip(t *testing.T) {
 	c.Close() // no Leave: a crash as the others see it
 	waitStates(t, a, map[string]State{"a": Alive, "b": Alive, "c": Dead})
 	t.Logf("c declared dead after %v", time.Since(begin).Round(time.Millisecond))
+	sameMembers(t, a)
+	if m, ok := a.Member("nobody"); ok {
+		t.Fatalf("an unknown member: %+v", m)
+	}
 	waitStates(t, stranger, map[string]State{"x": Alive})
+}
+
+// sameMembers: Member shows each member (this node, live and dead ones)
+// as Members does. A state can change between the two reads, so a
+// mismatch is read again a few times before it fails.
+func sameMembers(t *testing.T, m *Membership) {
+	t.Helper()
+	for try := 0; ; try++ {
+		var diff string
+		for _, x := range m.Members() {
+			if y, ok := m.Member(x.NodeID); !ok || y != x {
+				diff = fmt.Sprintf("Member(%q) = %+v, %v; Members shows %+v", x.NodeID, y, ok, x)
+				break
+			}
+		}
+		if diff == "" {
+			return
+		}
+		if try == 5 {
+			t.Fatal(diff)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// BenchmarkMember: one member's lookup among three, as every call between
+// nodes makes it (its address).
+func BenchmarkMember(b *testing.B) {
+	key := []byte("0123456789abcdef")
+	a, err := Start(Options{Meta: Meta{NodeID: "a", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"},
+		BindAddr: testenv.FreeAddr(b), Key: key, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	for _, id := range []string{"b", "c"} {
+		m, err := Start(Options{Meta: Meta{NodeID: id, HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"},
+			BindAddr: testenv.FreeAddr(b), Join: []string{a.GossipAddr()}, Key: key, RetryJoinInterval: 100 * time.Millisecond,
+			Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer m.Close()
+	}
+	for len(a.Members()) < 3 || a.ml.NumMembers() < 3 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := a.Member("b"); !ok {
+			b.Fatal("no member b")
+		}
+	}
 }
