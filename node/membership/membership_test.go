@@ -120,7 +120,10 @@ func BenchmarkMember(b *testing.B) {
 		}
 		defer m.Close()
 	}
-	for len(a.Members()) < 3 || a.ml.NumMembers() < 3 {
+	for deadline := time.Now().Add(15 * time.Second); len(a.Members()) < 3 || a.ml.NumMembers() < 3; {
+		if time.Now().After(deadline) {
+			b.Fatalf("3 members not joined within 15 s: %+v", a.Members())
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	b.ReportAllocs()
