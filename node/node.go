@@ -282,9 +282,14 @@ func (n *Node) collection(name string) (*collection, error) {
 	if closed {
 		return nil, ErrClosed
 	}
-	if ok {
+	// current: c is not an earlier collection of the name than the
+	// table's (or the table has none of it, dropped: Sync closes it).
+	current := func(c *collection) bool {
 		m, inTable := n.meta.Collection(name)
-		if !inTable || sameIncarnation(m, c) {
+		return !inTable || sameIncarnation(m, c)
+	}
+	if ok {
+		if current(c) {
 			return c, nil
 		}
 		// The table names a later collection of this name (dropped and
@@ -297,7 +302,7 @@ func (n *Node) collection(name string) (*collection, error) {
 		n.mu.RLock()
 		c, ok = n.colls[name]
 		n.mu.RUnlock()
-		if m, inTable = n.meta.Collection(name); ok && (!inTable || sameIncarnation(m, c)) {
+		if ok && current(c) {
 			return c, nil
 		}
 		if serr != nil {
