@@ -73,10 +73,10 @@ func gpuScannerMetrics(t testing.TB, s *server) map[string]float64 {
 	return m
 }
 
-// gpuLoad inserts rows of vecs (d floats each) under ids, in bulk batches.
-func gpuLoad(t testing.TB, s *server, coll string, ids []string, vecs []float32, d int) {
+// gpuBulk encodes rows of vecs (d floats each) under ids as bulk bodies
+// of batch rows; counts[i] is body i's rows.
+func gpuBulk(t testing.TB, ids []string, vecs []float32, d, batch int) (bodies [][]byte, counts []int) {
 	t.Helper()
-	const batch = 5000
 	for b := 0; b < len(ids); b += batch {
 		e := min(b+batch, len(ids))
 		items := make([]proto.InsertItem, e-b)
@@ -87,8 +87,20 @@ func gpuLoad(t testing.TB, s *server, coll string, ids []string, vecs []float32,
 		if err := proto.EncodeBulk(&buf, items, true); err != nil {
 			t.Fatal(err)
 		}
+		bodies, counts = append(bodies, buf.Bytes()), append(counts, len(items))
+	}
+	return bodies, counts
+}
+
+// gpuLoad inserts rows of vecs (d floats each) under ids, in bulk batches.
+func gpuLoad(t testing.TB, s *server, coll string, ids []string, vecs []float32, d int) {
+	t.Helper()
+	const batch = 5000
+	bodies, counts := gpuBulk(t, ids, vecs, d, batch)
+	for j, body := range bodies {
+		b, e := j*batch, j*batch+counts[j]
 		var got proto.Inserted
-		if st, _, err := s.call("POST", "/v1/collections/"+coll+"/vectors", proto.BulkContentType, buf.Bytes(), &got); st != 200 || got.Inserted != len(items) {
+		if st, _, err := s.call("POST", "/v1/collections/"+coll+"/vectors", proto.BulkContentType, body, &got); st != 200 || got.Inserted != counts[j] {
 			t.Fatalf("insert %d..%d into %s: %d %v, inserted %d", b, e, coll, st, err, got.Inserted)
 		}
 	}
@@ -576,19 +588,7 @@ func BenchmarkGPUClusterSearch(b *testing.B) {
 	g := gpuBenchLoad(k)
 	b.Logf("%s: %d base vectors, %d queries, nlist %d, nprobe %d, k %d, 3 nodes, replicas %d", g.name, len(g.ids), len(g.bodies), g.nlist, g.nprobe, k, replicas)
 	// Bulk bodies of 2,000 rows, posted round-robin over the nodes.
-	var loads [][]byte
-	for i := 0; i < len(g.ids); i += 2000 {
-		e := min(i+2000, len(g.ids))
-		items := make([]proto.InsertItem, e-i)
-		for j := range items {
-			items[j] = proto.InsertItem{ID: g.ids[i+j], Vector: g.base[(i+j)*g.d : (i+j+1)*g.d]}
-		}
-		var buf bytes.Buffer
-		if err := proto.EncodeBulk(&buf, items, true); err != nil {
-			b.Fatal(err)
-		}
-		loads = append(loads, buf.Bytes())
-	}
+	loads, _ := gpuBulk(b, g.ids, g.base, g.d, 2000)
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 	for _, setup := range []struct {
 		label string
