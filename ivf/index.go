@@ -1,6 +1,7 @@
 package ivf
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"sync"
@@ -98,6 +99,14 @@ type TrainReport struct {
 // when there are more. With fewer than MinPointsPerCentroid×NList rows,
 // NList is lowered to fit and the report says so.
 func (ix *Index) Train(data []float32) (TrainReport, error) {
+	return ix.TrainContext(context.Background(), data)
+}
+
+// TrainContext is Train that gives up when ctx ends: k-means stops within
+// one tile of 256 rows of its current pass (or one centroid of its
+// k-means++ seeding), and the index stays untrained, so it can be trained
+// again. It returns ctx's error.
+func (ix *Index) TrainContext(ctx context.Context, data []float32) (TrainReport, error) {
 	start := time.Now()
 	ix.trainMu.Lock()
 	defer ix.trainMu.Unlock()
@@ -132,10 +141,16 @@ func (ix *Index) Train(data []float32) (TrainReport, error) {
 	cents := kmeans(sample, kmeansConfig{
 		dim: d, k: rep.NList, iters: ix.opts.Iterations, threads: ix.opts.Threads,
 		seed: ix.opts.Seed, spherical: spherical, plusplus: ix.opts.KMeansPlusPlus,
+		done: ctx.Done(),
 	})
+	if err := ctx.Err(); err != nil {
+		return rep, fmt.Errorf("ivf: training stopped: %w", err)
+	}
 	// SQ8 ranges on the residuals of the sample.
 	labels := make([]int32, rep.Points)
-	assign(sample, d, cents, ix.opts.Metric.coarse(), ix.opts.Threads, labels, nil)
+	if !assignUntil(ctx.Done(), sample, d, cents, ix.opts.Metric.coarse(), ix.opts.Threads, labels, nil) {
+		return rep, fmt.Errorf("ivf: training stopped: %w", ctx.Err())
+	}
 	res := make([]float32, len(sample))
 	for i, l := range labels {
 		c := cents[int(l)*d : (int(l)+1)*d]

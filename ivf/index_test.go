@@ -2,12 +2,14 @@ package ivf_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"lookalike/ivf"
 	"lookalike/ivf/ivftest"
@@ -286,6 +288,65 @@ func TestTrainDeterministic(t *testing.T) {
 	}
 	if !bytes.Equal(save(1), save(3)) {
 		t.Fatal("training differs with the number of threads")
+	}
+}
+
+// TestTrainContext: a training whose context ends stops, returns the
+// context's error and leaves the index untrained, and the next training
+// gives what an uninterrupted one gives.
+func TestTrainContext(t *testing.T) {
+	data := ivftest.Clustered(5000, 20, 20, 21)
+	save := func(ix *ivf.Index) []byte {
+		var b bytes.Buffer
+		if _, err := ix.WriteTo(&b); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	for _, plusplus := range []bool{false, true} {
+		opts := ivf.Options{Dim: 20, NList: 32, Seed: 4, KMeansPlusPlus: plusplus}
+		want, _ := ivf.New(opts)
+		if _, err := want.Train(data); err != nil {
+			t.Fatal(err)
+		}
+		ix, _ := ivf.New(opts)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := ix.TrainContext(ctx, data); !errors.Is(err, context.Canceled) {
+			t.Fatalf("k-means++ %v: cancelled training returned %v", plusplus, err)
+		}
+		if ix.Trained() {
+			t.Fatalf("k-means++ %v: a cancelled training left the index trained", plusplus)
+		}
+		if _, err := ix.TrainContext(context.Background(), data); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(save(ix), save(want)) {
+			t.Fatalf("k-means++ %v: training after a cancelled one differs from a fresh one", plusplus)
+		}
+	}
+
+	// Cancelled while it runs: a training of several minutes here (100,000
+	// rows, 1,024 lists, 1,000 iterations) ends soon after.
+	big := ivftest.Clustered(100_000, 64, 200, 5)
+	ix, _ := ivf.New(ivf.Options{Dim: 64, NList: 1024, Iterations: 1000, Seed: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(200*time.Millisecond, cancel)
+	done := make(chan error, 1)
+	go func() {
+		_, err := ix.TrainContext(ctx, big)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("training cancelled while it ran returned %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("training still running 60 s after its context was cancelled")
+	}
+	if ix.Trained() {
+		t.Fatal("a cancelled training left the index trained")
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // newRand returns the package's seeded generator: every random choice in
@@ -61,18 +62,34 @@ type kmeansConfig struct {
 	seed                   int64
 	spherical              bool
 	plusplus               bool
+	// done, when closed, stops kmeans early (its centroids are then
+	// unfinished: the caller checks and drops them).
+	done <-chan struct{}
+}
+
+// closed reports whether done (nil: never) is closed.
+func closed(done <-chan struct{}) bool {
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
 }
 
 // kmeans clusters the rows of data into k centroids. It is deterministic for
 // a seed whatever the number of threads: partial sums are kept per fixed
-// chunk of rows and merged in chunk order.
+// chunk of rows and merged in chunk order. It returns early, with
+// unfinished centroids, once c.done is closed.
 func kmeans(data []float32, c kmeansConfig) []float32 {
 	d, k := c.dim, c.k
 	n := len(data) / d
 	r := newRand(c.seed, 2)
 	cents := make([]float32, k*d)
 	if c.plusplus {
-		kmeansPlusPlus(data, cents, c, r)
+		if !kmeansPlusPlus(data, cents, c, r) {
+			return cents
+		}
 	} else {
 		// FAISS: k distinct random points.
 		perm := r.Perm(n)
@@ -92,7 +109,9 @@ func kmeans(data []float32, c kmeansConfig) []float32 {
 	sums := make([][]float64, chunks)
 	counts := make([][]int, chunks)
 	for it := 0; it < c.iters; it++ {
-		assign(data, d, cents, metric, c.threads, labels, nil)
+		if !assignUntil(c.done, data, d, cents, metric, c.threads, labels, nil) {
+			return cents
+		}
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, c.threads)
 		for ch := 0; ch < chunks; ch++ {
@@ -189,8 +208,9 @@ func splitEmpty(cents []float32, size []int, d, n int, r *rand.Rand) {
 	}
 }
 
-// kmeansPlusPlus seeds cents with k-means++ (D² sampling).
-func kmeansPlusPlus(data, cents []float32, c kmeansConfig, r *rand.Rand) {
+// kmeansPlusPlus seeds cents with k-means++ (D² sampling). It reports
+// false when c.done closed before it finished.
+func kmeansPlusPlus(data, cents []float32, c kmeansConfig, r *rand.Rand) bool {
 	d, k := c.dim, c.k
 	n := len(data) / d
 	first := r.IntN(n)
@@ -200,6 +220,9 @@ func kmeansPlusPlus(data, cents []float32, c kmeansConfig, r *rand.Rand) {
 		best[i] = math.Inf(1)
 	}
 	for j := 1; j <= k; j++ {
+		if closed(c.done) {
+			return false
+		}
 		prev := cents[(j-1)*d : j*d]
 		var total float64
 		for i := 0; i < n; i++ {
@@ -210,7 +233,7 @@ func kmeansPlusPlus(data, cents []float32, c kmeansConfig, r *rand.Rand) {
 			total += best[i]
 		}
 		if j == k {
-			return
+			return true
 		}
 		pick := n - 1
 		if total > 0 {
@@ -227,6 +250,7 @@ func kmeansPlusPlus(data, cents []float32, c kmeansConfig, r *rand.Rand) {
 		}
 		copy(cents[j*d:(j+1)*d], data[pick*d:(pick+1)*d])
 	}
+	return true
 }
 
 func normalizeRows(v []float32, d int) {
@@ -250,6 +274,12 @@ func rowNorms(v []float32, d int) []float32 {
 // go to the lower centroid number. It runs gemmNT over tiles of rows on
 // threads goroutines.
 func assign(data []float32, d int, cents []float32, metric Metric, threads int, labels []int32, dists []float32) {
+	assignUntil(nil, data, d, cents, metric, threads, labels, dists)
+}
+
+// assignUntil is assign that stops taking tiles once done (nil: never) is
+// closed; it reports whether every row was assigned.
+func assignUntil(done <-chan struct{}, data []float32, d int, cents []float32, metric Metric, threads int, labels []int32, dists []float32) bool {
 	n, k := len(data)/d, len(cents)/d
 	var cnorm []float32
 	if metric == L2 {
@@ -259,6 +289,7 @@ func assign(data []float32, d int, cents []float32, metric Metric, threads int, 
 	var wg sync.WaitGroup
 	tiles := (n + tile - 1) / tile
 	var mu sync.Mutex
+	var stopped atomic.Bool
 	next := 0
 	for w := 0; w < min(threads, tiles); w++ {
 		wg.Add(1)
@@ -271,6 +302,10 @@ func assign(data []float32, d int, cents []float32, metric Metric, threads int, 
 				next++
 				mu.Unlock()
 				if t >= tiles {
+					return
+				}
+				if closed(done) {
+					stopped.Store(true)
 					return
 				}
 				i0, i1 := t*tile, min((t+1)*tile, n)
@@ -305,4 +340,5 @@ func assign(data []float32, d int, cents []float32, metric Metric, threads int, 
 		}()
 	}
 	wg.Wait()
+	return !stopped.Load()
 }

@@ -630,7 +630,7 @@ func (c *collection) train(epoch uint64, nlist int) {
 		abort(err)
 		return
 	}
-	rep, err := ix.Train(vecs)
+	rep, err := ix.TrainContext(c.ctx, vecs) // a drop or shutdown stops k-means
 	if err != nil {
 		abort(err)
 		return
@@ -830,9 +830,11 @@ func (c *collection) moveChunk(ix *ivf.Index, items []Item, buf *flatBuffer) err
 	return ix.AddToLists(ids, vecs, labels)
 }
 
-// closeWait bounds how long close waits for a k-means in progress
-// (ivf.Train cannot be interrupted). The goroutine checks the cancelled
-// context as soon as k-means returns and then touches nothing.
+// closeWait bounds how long close waits for the collection's goroutines.
+// A k-means in progress stops within one tile of its pass once c.ctx
+// ends (ivf.TrainContext), so this is a bound for what should not
+// happen; a goroutine left behind checks the cancelled context and then
+// touches nothing.
 const closeWait = 5 * time.Second
 
 // close stops training and waits for it, at most closeWait.
@@ -846,7 +848,7 @@ func (c *collection) close() {
 	select {
 	case <-done:
 	case <-time.After(closeWait):
-		c.n.log.Warn("not waiting any longer for k-means to return", "collection", c.meta.Name)
+		c.n.log.Warn("not waiting any longer for the collection's work to stop", "collection", c.meta.Name)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -582,6 +584,46 @@ func TestRecreatedBeforeSync(t *testing.T) {
 // name, goes from the node's store when it next syncs with the table:
 // data recorded as of a collection the table has passed and lacks. Data
 // of a later collection than the table knows, or with no record, stays.
+// TestDropStopsTraining: dropping a collection while k-means runs stops
+// k-means (it used to run on, abandoned after 5 s, with the node's lock
+// held that long by the drop).
+func TestDropStopsTraining(t *testing.T) {
+	ctx := context.Background()
+	// One thread, 200,000 vectors, 4,096 lists: half a minute of k-means
+	// and more on a fast machine, unless it is stopped.
+	n := open(t, nodetest.NewMeta(), nodetest.NewStore(), node.Options{Threads: 1})
+	const d, nb = 16, 200_000
+	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: "c", Dim: d, Metric: ivf.L2, NList: 4096}); err != nil {
+		t.Fatal(err)
+	}
+	vecs := randVecs(rand.New(rand.NewPCG(3, 4)), nb, d)
+	for i := 0; i < nb; i += 20_000 {
+		if _, err := n.Insert(ctx, "c", items(fmt.Sprint("b", i, "-"), vecs[i*d:(i+20_000)*d], d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := n.Train(ctx, "c", 0); err != nil {
+		t.Fatal(err)
+	}
+	inKMeans := func() bool {
+		buf := make([]byte, 1<<20)
+		return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "lookalike/ivf.kmeans")
+	}
+	for deadline := time.Now().Add(30 * time.Second); !inKMeans(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("k-means never started")
+		}
+	}
+	if err := n.DropCollection(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	// The drop waited for training to end; it gives up after 5 s, and
+	// k-means would then still be running.
+	if inKMeans() {
+		t.Fatal("k-means still runs after the drop returned")
+	}
+}
+
 func TestReopenAfterDrop(t *testing.T) {
 	ctx := context.Background()
 	meta, st := nodetest.NewMeta(), nodetest.NewStore()
