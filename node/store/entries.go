@@ -192,15 +192,18 @@ func (s *Store) GetEntry(ctx context.Context, coll uint32, userID string) (Entry
 
 // EntryView is a view of a collection's entries fixed when OpenEntries
 // returned it: writes committed later are not in it. It holds a Pebble
-// iterator (and so the memtables and files it reads) until Close; the
-// store closes the views still open when it closes. Not safe for
-// concurrent use.
+// snapshot until Close, and an iterator only while Next reads: an open
+// iterator keeps every memtable it reads in memory, flushed or not, and a
+// copy of a large partition keeps its view open for the whole copy, while
+// the node goes on writing. (A snapshot keeps only the versions it sees
+// through compactions.) The store closes the views still open when it
+// closes. Not safe for concurrent use.
 type EntryView struct {
-	s       *Store
-	it      *pebble.Iterator // nil once closed
-	plen    int
-	started bool // First was called
-	done    bool // the iterator ran out
+	s      *Store
+	snap   *pebble.Snapshot // nil once closed
+	prefix []byte
+	after  []byte // the user-id key of the last entry returned; nil before the first
+	done   bool   // every entry was returned
 }
 
 // OpenEntries opens a view of coll's entries as of now. A caller that
@@ -210,12 +213,7 @@ type EntryView struct {
 func (s *Store) OpenEntries(coll uint32) (*EntryView, error) {
 	var v *EntryView
 	err := s.read(func() error {
-		p := collPrefix(recEntry, coll)
-		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
-		if err != nil {
-			return err
-		}
-		v = &EntryView{s: s, it: it, plen: len(p)}
+		v = &EntryView{s: s, snap: s.db.NewSnapshot(), prefix: collPrefix(recEntry, coll)}
 		s.viewMu.Lock()
 		s.views[v] = true
 		s.viewMu.Unlock()
@@ -235,36 +233,42 @@ func (v *EntryView) Next(n int) ([]Entry, error) {
 	var out []Entry
 	err := v.s.read(func() error {
 		v.s.viewMu.Lock()
-		it := v.it
+		snap := v.snap
 		v.s.viewMu.Unlock()
-		if it == nil {
+		if snap == nil {
 			return ErrClosed
 		}
 		if v.done {
 			return nil
 		}
-		var ok bool
-		if v.started {
-			ok = it.Next()
-		} else {
-			ok, v.started = it.First(), true
+		lower := v.prefix
+		if v.after != nil {
+			lower = append(append([]byte(nil), v.after...), 0) // the key just after the last returned
 		}
-		for ; ok; ok = it.Next() {
+		it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(v.prefix)})
+		if err != nil {
+			return err
+		}
+		plen := len(v.prefix)
+		for ok := it.First(); ok; ok = it.Next() {
 			val, err := it.ValueAndErr()
 			if err != nil {
+				_ = it.Close()
 				return err
 			}
 			id, rest, err := decodeEntryValue(val)
 			if err != nil {
-				return fmt.Errorf("store: entry %q: %w", it.Key()[v.plen:], err)
+				_ = it.Close()
+				return fmt.Errorf("store: entry %q: %w", it.Key()[plen:], err)
 			}
-			out = append(out, Entry{UserID: string(it.Key()[v.plen:]), ID: id, Value: append([]byte(nil), rest...)})
+			out = append(out, Entry{UserID: string(it.Key()[plen:]), ID: id, Value: append([]byte(nil), rest...)})
 			if len(out) >= n {
-				return nil // positioned on the last entry returned
+				v.after = append(v.after[:0], it.Key()...)
+				return it.Close()
 			}
 		}
 		v.done = true
-		return it.Error()
+		return errors.Join(it.Error(), it.Close())
 	})
 	if err != nil {
 		return nil, err
@@ -276,9 +280,9 @@ func (v *EntryView) Next(n int) ([]Entry, error) {
 func (v *EntryView) Close() {
 	v.s.viewMu.Lock()
 	defer v.s.viewMu.Unlock()
-	if v.it != nil {
-		_ = v.it.Close()
-		v.it = nil
+	if v.snap != nil {
+		_ = v.snap.Close()
+		v.snap = nil
 		delete(v.s.views, v)
 	}
 }
@@ -289,8 +293,8 @@ func (s *Store) closeViews() {
 	s.viewMu.Lock()
 	defer s.viewMu.Unlock()
 	for v := range s.views {
-		_ = v.it.Close()
-		v.it = nil
+		_ = v.snap.Close()
+		v.snap = nil
 	}
 	clear(s.views)
 }
