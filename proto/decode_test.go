@@ -28,14 +28,6 @@ func wantErr(t *testing.T, err error, code Code, parts ...string) {
 	}
 }
 
-func vecJSON(dim int, x float32) string {
-	parts := make([]string, dim)
-	for i := range parts {
-		parts[i] = fmt.Sprint(x + float32(i))
-	}
-	return "[" + strings.Join(parts, ",") + "]"
-}
-
 func TestDecodeCreateCollection(t *testing.T) {
 	good := []struct {
 		body string

@@ -82,7 +82,7 @@ func TestImportAndSearch(t *testing.T) {
 
 	code, out, stderr := runCLI(t, "import", "--server", srv.URL, "--collection", "imgs", "--quiet", dir)
 	if code == 0 || !strings.Contains(stderr, "does not exist (--create makes it)") {
-		t.Fatalf("without --create: exit %d: %s", code, stderr)
+		t.Fatalf("without --create: exit %d: %s %s", code, out, stderr)
 	}
 	code, out, stderr = runCLI(t, "import", "--server", srv.URL, "--collection", "imgs", "--create", "--quiet", "--batch", "2", "--concurrency", "2", dir)
 	if code != 0 {

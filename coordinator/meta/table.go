@@ -111,11 +111,6 @@ type Shard struct {
 	Away []string `json:"away,omitempty"`
 }
 
-func (s Shard) equal(o Shard) bool {
-	return s.ID == o.ID && s.Primary == o.Primary && s.Epoch == o.Epoch && slices.Equal(s.Replicas, o.Replicas) &&
-		slices.Equal(s.Joining, o.Joining) && slices.Equal(s.Away, o.Away)
-}
-
 func (s Shard) clone() Shard {
 	s.Replicas = slices.Clone(s.Replicas)
 	s.Joining = slices.Clone(s.Joining)
