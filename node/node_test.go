@@ -580,19 +580,16 @@ func TestRecreatedBeforeSync(t *testing.T) {
 	}
 }
 
-// A collection dropped while a node was away, with no later one of its
-// name, goes from the node's store when it next syncs with the table:
-// data recorded as of a collection the table has passed and lacks. Data
-// of a later collection than the table knows, or with no record, stays.
 // TestDropStopsTraining: dropping a collection while k-means runs stops
 // k-means (it used to run on, abandoned after 5 s, with the node's lock
 // held that long by the drop).
 func TestDropStopsTraining(t *testing.T) {
 	ctx := context.Background()
-	// One thread, 200,000 vectors, 4,096 lists: half a minute of k-means
-	// and more on a fast machine, unless it is stopped.
+	// One thread, 400,000 vectors, 4,096 lists: k-means takes about 30 s
+	// on the 2-vCPU VM (15 s for 200,000), far longer than the drop's
+	// 5 s wait, unless it stops.
 	n := open(t, nodetest.NewMeta(), nodetest.NewStore(), node.Options{Threads: 1})
-	const d, nb = 16, 200_000
+	const d, nb = 16, 400_000
 	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: "c", Dim: d, Metric: ivf.L2, NList: 4096}); err != nil {
 		t.Fatal(err)
 	}
@@ -624,6 +621,10 @@ func TestDropStopsTraining(t *testing.T) {
 	}
 }
 
+// A collection dropped while a node was away, with no later one of its
+// name, goes from the node's store when it next syncs with the table:
+// data recorded as of a collection the table has passed and lacks. Data
+// of a later collection than the table knows, or with no record, stays.
 func TestReopenAfterDrop(t *testing.T) {
 	ctx := context.Background()
 	meta, st := nodetest.NewMeta(), nodetest.NewStore()

@@ -184,14 +184,14 @@ func TestEntryViewPinsNoFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	batch := func(from int) []Entry {
+	batch := func(from, id int) []Entry {
 		var out []Entry
 		for i := from; i < from+1000; i++ {
-			out = append(out, Entry{UserID: fmt.Sprintf("u%06d", i), ID: uint64(i + 1), Value: []byte("v")})
+			out = append(out, Entry{UserID: fmt.Sprintf("u%06d", i), ID: uint64(id + i), Value: []byte("v")})
 		}
 		return out
 	}
-	applyEntries(t, s, 3, batch(0), nil)
+	applyEntries(t, s, 3, batch(0, 1), nil)
 	if err := s.db.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -205,8 +205,8 @@ func TestEntryViewPinsNoFiles(t *testing.T) {
 		t.Fatalf("first part: %d entries, %v", len(first), err)
 	}
 	// Rewrite and compact everything the view was opened on.
-	applyEntries(t, s, 3, batch(0), nil)
-	applyEntries(t, s, 3, batch(1000), nil)
+	applyEntries(t, s, 3, batch(0, 5001), nil) // new versions of every entry
+	applyEntries(t, s, 3, batch(1000, 1), nil)
 	if err := s.db.Flush(); err != nil {
 		t.Fatal(err)
 	}
