@@ -62,6 +62,8 @@ type collection struct {
 	// loads them with the centroids.
 	listsAhead atomic.Bool
 	dropping   atomic.Bool
+	// retraining: resumeTrainingLater's job is queued or running.
+	retraining atomic.Bool
 	out        map[string]*outStream
 	streamMu   sync.Mutex
 	in         map[string]*inStream

@@ -1356,6 +1356,9 @@ func (c *collection) syncTable(m CollectionMeta) {
 	if c.State() == Training {
 		return
 	}
+	if m.State == Training && c.n.trainsHere(c.meta.Name) {
+		c.resumeTrainingLater()
+	}
 	if m.State == Ready {
 		c.follow()
 	}
@@ -1549,6 +1552,33 @@ func (c *collection) adoptDistributed(ix *ivf.Index, epoch uint64) error {
 	}
 	defer c.moving.Store(false)
 	return c.moveBuffer(epoch, true)
+}
+
+// resumeTrainingLater trains the collection here when the table says it
+// is training and this node, the buffer's primary, runs no training: the
+// trainer died before it committed (the buffer's primary failed over to
+// this node), or its abort was not committed. Nothing else would: a
+// train request is refused while the table says "training", and the old
+// trainer, restarted, is no longer the buffer's primary. It runs on a
+// goroutine of its own, as the table's watcher must not wait for the
+// collection's lock (a training being begun here holds it across its
+// Raft proposal).
+func (c *collection) resumeTrainingLater() {
+	c.background(&c.retraining, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.ctx.Err() != nil || c.State() != Untrained {
+			return // closing, or a training runs here (or has ended)
+		}
+		m, ok := c.n.meta.Collection(c.meta.Name)
+		if !ok || m.State != Training || !sameIncarnation(m, c) || !c.n.trainsHere(c.meta.Name) {
+			return
+		}
+		c.n.log.Info("the table says training but no node trains: training here", "collection", c.meta.Name, "epoch", m.Epoch+1)
+		c.state.Store(uint32(Training))
+		c.wg.Add(1)
+		go c.train(m.Epoch, m.NList)
+	})
 }
 
 // resumeMoveLater moves the buffer when this node leads it but did not
