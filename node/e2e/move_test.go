@@ -20,54 +20,8 @@ func TestClusterTrainerDiesDuringMove(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three server processes")
 	}
-	nodes := cdStartCluster(t, 3, "--auto-train-at", "-1")
-	cdLogTails(t, nodes, 40)
-	cdWaitFormed(t, nodes)
-	time.Sleep(1500 * time.Millisecond) // the node table fills in
-	body, _ := json.Marshal(map[string]any{"name": "mv", "metric": "l2", "dim": 8, "nlist": 16, "replicas": 2})
-	if st, err := cdRetry(nodes[0].server, 10*time.Second, "POST", "/v1/collections", body, nil); st != 201 {
-		t.Fatalf("create: %d %v", st, err)
-	}
-	r := rand.New(rand.NewPCG(5, 6))
 	const n = 40000
-	for b := 0; b < n; b += 2000 {
-		var items []map[string]any
-		for i := b; i < b+2000; i++ {
-			items = append(items, map[string]any{"id": fmt.Sprintf("m%d", i), "vector": vec(r, 8)})
-		}
-		body, _ := json.Marshal(map[string]any{"items": items})
-		if st, err := cdRetry(nodes[b/2000%3].server, 20*time.Second, "POST", "/v1/collections/mv/vectors", body, nil); st != 200 {
-			t.Fatalf("insert: %d %v", st, err)
-		}
-	}
-	var cu proto.Cluster
-	if _, _, err := nodes[0].call("GET", "/v1/cluster", "", nil, &cu); err != nil {
-		t.Fatal(err)
-	}
-	var trainer string
-	for _, s := range cu.Shards {
-		if strings.Contains(s.Shard, "/buffer/") {
-			trainer = s.Primary
-		}
-	}
-	byID := map[string]*clusterNode{}
-	for _, c := range nodes {
-		byID[c.id] = c
-	}
-	victim := byID[trainer]
-	if victim == nil {
-		t.Fatalf("no buffer primary in %+v", cu.Shards)
-	}
-	var other *clusterNode
-	for _, c := range nodes {
-		if c != victim {
-			other = c
-			break
-		}
-	}
-	if st, err := cdCall(other.server, 10*time.Second, "POST", "/v1/collections/mv/train", []byte(`{}`), nil); st != 202 {
-		t.Fatalf("train: %d %v", st, err)
-	}
+	nodes, victim, other := trainerCluster(t, "mv", "m", n, 8, 16, 5)
 	// Kill the trainer once the centroids are committed (epoch 2) and
 	// the move has begun, before the buffer is retired.
 	deadline := time.Now().Add(30 * time.Second)
@@ -91,6 +45,7 @@ func TestClusterTrainerDiesDuringMove(t *testing.T) {
 	if col.Count != n {
 		t.Fatalf("after the move: count %d, want %d", col.Count, n)
 	}
+	var cu proto.Cluster
 	if _, _, err := other.call("GET", "/v1/cluster", "", nil, &cu); err != nil {
 		t.Fatal(err)
 	}
@@ -102,18 +57,76 @@ func TestClusterTrainerDiesDuringMove(t *testing.T) {
 			t.Fatalf("the dead trainer still in sync: %+v", s)
 		}
 	}
-	missing := 0
-	for i := 0; i < n; i += 37 {
-		if st, _ := cdCall(other.server, 10*time.Second, "GET", fmt.Sprintf("/v1/collections/mv/items/m%d", i), nil, nil); st != 200 {
-			missing++
-		}
-	}
-	if missing > 0 {
+	if missing := missingItems(other, "mv", "m", n, 37); missing > 0 {
 		t.Fatalf("%d sampled items missing after the move", missing)
 	}
 	if !strings.Contains(logOf(nodes, victim), "resuming the move of the buffer") {
 		t.Fatal("no surviving node says it resumed the move")
 	}
+}
+
+// trainerCluster starts three nodes, creates collection name (replicas
+// 2) with n vectors of dim (ids prefix0…, seeded by seed, seed+1) and
+// asks a node other than the buffer's primary (the trainer: victim) to
+// train it.
+func trainerCluster(t *testing.T, name, prefix string, n, dim, nlist int, seed uint64) (nodes []*clusterNode, victim, other *clusterNode) {
+	t.Helper()
+	nodes = cdStartCluster(t, 3, "--auto-train-at", "-1")
+	cdLogTails(t, nodes, 40)
+	cdWaitFormed(t, nodes)
+	time.Sleep(1500 * time.Millisecond) // the node table fills in
+	body, _ := json.Marshal(map[string]any{"name": name, "metric": "l2", "dim": dim, "nlist": nlist, "replicas": 2})
+	if st, err := cdRetry(nodes[0].server, 10*time.Second, "POST", "/v1/collections", body, nil); st != 201 {
+		t.Fatalf("create: %d %v", st, err)
+	}
+	r := rand.New(rand.NewPCG(seed, seed+1))
+	for b := 0; b < n; b += 2000 {
+		var items []map[string]any
+		for i := b; i < b+2000; i++ {
+			items = append(items, map[string]any{"id": fmt.Sprintf("%s%d", prefix, i), "vector": vec(r, dim)})
+		}
+		body, _ := json.Marshal(map[string]any{"items": items})
+		if st, err := cdRetry(nodes[b/2000%3].server, 20*time.Second, "POST", "/v1/collections/"+name+"/vectors", body, nil); st != 200 {
+			t.Fatalf("insert: %d %v", st, err)
+		}
+	}
+	var cu proto.Cluster
+	if _, _, err := nodes[0].call("GET", "/v1/cluster", "", nil, &cu); err != nil {
+		t.Fatal(err)
+	}
+	var trainer string
+	for _, s := range cu.Shards {
+		if strings.Contains(s.Shard, name+"/buffer/") {
+			trainer = s.Primary
+		}
+	}
+	for _, c := range nodes {
+		switch {
+		case c.id == trainer:
+			victim = c
+		case other == nil:
+			other = c
+		}
+	}
+	if victim == nil {
+		t.Fatalf("no buffer primary in %+v", cu.Shards)
+	}
+	if st, err := cdCall(other.server, 10*time.Second, "POST", "/v1/collections/"+name+"/train", []byte(`{}`), nil); st != 202 {
+		t.Fatalf("train: %d %v", st, err)
+	}
+	return nodes, victim, other
+}
+
+// missingItems counts the items prefix0, prefix<step>, … below n that c
+// does not find in collection name.
+func missingItems(c *clusterNode, name, prefix string, n, step int) int {
+	missing := 0
+	for i := 0; i < n; i += step {
+		if st, _ := cdCall(c.server, 10*time.Second, "GET", fmt.Sprintf("/v1/collections/%s/items/%s%d", name, prefix, i), nil, nil); st != 200 {
+			missing++
+		}
+	}
+	return missing
 }
 
 // logOf joins the logs of the nodes other than skip.
@@ -136,53 +149,10 @@ func TestClusterTrainerDiesDuringKMeans(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three server processes")
 	}
-	nodes := cdStartCluster(t, 3, "--auto-train-at", "-1")
-	cdLogTails(t, nodes, 40)
-	cdWaitFormed(t, nodes)
-	time.Sleep(1500 * time.Millisecond) // the node table fills in
 	// 40,000 32-d vectors in 1,024 lists: k-means of about a second or
 	// more, well past the moment the train request is answered.
-	const n, dim = 40000, 32
-	body, _ := json.Marshal(map[string]any{"name": "km", "metric": "l2", "dim": dim, "nlist": 1024, "replicas": 2})
-	if st, err := cdRetry(nodes[0].server, 10*time.Second, "POST", "/v1/collections", body, nil); st != 201 {
-		t.Fatalf("create: %d %v", st, err)
-	}
-	r := rand.New(rand.NewPCG(7, 8))
-	for b := 0; b < n; b += 2000 {
-		var items []map[string]any
-		for i := b; i < b+2000; i++ {
-			items = append(items, map[string]any{"id": fmt.Sprintf("k%d", i), "vector": vec(r, dim)})
-		}
-		body, _ := json.Marshal(map[string]any{"items": items})
-		if st, err := cdRetry(nodes[b/2000%3].server, 20*time.Second, "POST", "/v1/collections/km/vectors", body, nil); st != 200 {
-			t.Fatalf("insert: %d %v", st, err)
-		}
-	}
-	var cu proto.Cluster
-	if _, _, err := nodes[0].call("GET", "/v1/cluster", "", nil, &cu); err != nil {
-		t.Fatal(err)
-	}
-	var trainer string
-	for _, s := range cu.Shards {
-		if strings.Contains(s.Shard, "km/buffer/") {
-			trainer = s.Primary
-		}
-	}
-	var victim, other *clusterNode
-	for _, c := range nodes {
-		switch {
-		case c.id == trainer:
-			victim = c
-		case other == nil:
-			other = c
-		}
-	}
-	if victim == nil {
-		t.Fatalf("no buffer primary in %+v", cu.Shards)
-	}
-	if st, err := cdCall(other.server, 10*time.Second, "POST", "/v1/collections/km/train", []byte(`{}`), nil); st != 202 {
-		t.Fatalf("train: %d %v", st, err)
-	}
+	const n = 40000
+	nodes, victim, other := trainerCluster(t, "km", "k", n, 32, 1024, 7)
 	victim.kill9()
 	var col proto.Collection
 	if st, err := cdCall(other.server, 10*time.Second, "GET", "/v1/collections/km", nil, &col); st != 200 || col.Epoch != 1 {
@@ -193,13 +163,7 @@ func TestClusterTrainerDiesDuringKMeans(t *testing.T) {
 	if col.Count != n {
 		t.Fatalf("after training: count %d, want %d", col.Count, n)
 	}
-	missing := 0
-	for i := 0; i < n; i += 97 {
-		if st, _ := cdCall(other.server, 10*time.Second, "GET", fmt.Sprintf("/v1/collections/km/items/k%d", i), nil, nil); st != 200 {
-			missing++
-		}
-	}
-	if missing > 0 {
+	if missing := missingItems(other, "km", "k", n, 97); missing > 0 {
 		t.Fatalf("%d sampled items missing after training", missing)
 	}
 	if !strings.Contains(logOf(nodes, victim), "no node trains: training here") {
