@@ -82,6 +82,13 @@ type collection struct {
 	joinCalls map[copyKey]int
 	promoting map[copyKey]bool
 	joinCond  *sync.Cond
+	// On a joiner, what decides between two copies of a user id
+	// (copy.go, "Two copies of a user id"; under mu): kept is what the
+	// evictions seen while copies come in kept, held the copied items
+	// held back until one decides.
+	kept      map[string]keptID
+	held      map[string]heldItem
+	heldSwept time.Time // the last expireHeldLocked that looked
 	purging   atomic.Bool
 	// moving says whether this node moves the buffer to the lists.
 	moving atomic.Bool

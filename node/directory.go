@@ -742,7 +742,7 @@ func (c *collection) beginEntryCopy(key shardKey) (int, error) {
 	slices.Sort(ids)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	in := &inCopy{touched: map[string]bool{}, keep: map[string]uint64{}, unindexed: map[uint64]bool{},
+	in := &inCopy{touched: map[string]bool{}, unindexed: map[uint64]bool{},
 		held: ids, offered: make([]bool, len(ids))}
 	if c.incoming == nil {
 		c.incoming = map[shardKey]*inCopy{}

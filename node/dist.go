@@ -1501,7 +1501,9 @@ func (c *collection) evict(ctx context.Context, users []string, keep []uint64, a
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.touchKeep(users, keep) // a copy coming in must not bring back the old copies
+	// A copy coming in must not bring back the old copies, nor skip the
+	// kept one (copy.go, "Two copies of a user id").
+	c.noteKept(users, keep)
 	var del []string
 	for _, i := range cand {
 		s, err := stale(i)
@@ -1512,7 +1514,18 @@ func (c *collection) evict(ctx context.Context, users []string, keep []uint64, a
 			del = append(del, users[i])
 		}
 	}
-	return c.removeLocked(del)
+	n, err := c.removeUsersLocked(del, false)
+	if err != nil {
+		return n, err
+	}
+	for i, u := range users {
+		if _, ok := c.held[u]; ok {
+			if err := c.applyHeldLocked(u, keep[i]); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
 }
 
 // evictBuffered deletes the copies of user ids that are still buffered.
@@ -1537,7 +1550,16 @@ func (c *collection) evictBuffered(users []string) (int, error) {
 
 // removeLocked deletes user ids; mu is held.
 func (c *collection) removeLocked(users []string) (int, error) {
-	c.touch(users...)
+	return c.removeUsersLocked(users, true)
+}
+
+// removeUsersLocked deletes user ids, recording them as touched for the
+// copies coming in when touch is set (a delete; an eviction notes what
+// it keeps instead); mu is held.
+func (c *collection) removeUsersLocked(users []string, touch bool) (int, error) {
+	if touch {
+		c.touch(users...)
+	}
 	if len(users) == 0 {
 		return 0, nil
 	}

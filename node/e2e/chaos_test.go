@@ -1,0 +1,502 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"lookalike/proto"
+)
+
+// TestClusterChaos: writers upsert and delete ids of their own while
+// searchers run and the nodes are killed with kill -9 and restarted, one
+// at a time, the Raft leader among them, each kill meeting whatever
+// requests are in flight through the victim (a gateway dies in the middle
+// of a write). Once every shard has two in-sync replicas again, the
+// history decides what each id may read as: the state its last
+// acknowledged operation left, or that of an operation whose outcome the
+// writer never learnt (an attempt that failed may still have been
+// applied, at any time after it was sent, as in Jepsen's model). Through
+// every node:
+//   - every id reads as one of its allowed states (vector and metadata),
+//     and one that is present is found by a search at its vector;
+//   - no older vector of an id finds it (no copy left behind by an
+//     upsert that moved it to another shard, nor by a delete);
+//   - no search answer names an id twice;
+//   - the count is the base items plus the ids present.
+//
+// The kill after every third comes as soon as the node killed before it
+// answers again, while that node may still be catching up. LOOKALIKE_CHAOS_CYCLES sets
+// the number of kills (default 4), for a longer soak by hand.
+func TestClusterChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three server processes and kills them in turn")
+	}
+	begin := time.Now()
+	const (
+		d, nlist, nbase = 16, 8, 1000
+		writers, perW   = 3, 60
+		name            = "chaos"
+		path            = "/v1/collections/" + name
+	)
+	cycles := 4
+	if s := os.Getenv("LOOKALIKE_CHAOS_CYCLES"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("LOOKALIKE_CHAOS_CYCLES=%q: want a positive number", s)
+		}
+		cycles = n
+	}
+	nodes := cdStartCluster(t, 3, "--auto-train-at", "-1", "--restore-delay", "60s")
+	cdLogTails(t, nodes, 60)
+	cdWaitFormed(t, nodes)
+	cdSeedTrained(t, nodes, name, d, nlist, nbase, 71)
+	waitCluster(t, nodes[0], 15*time.Second, "list shards of "+name+" covering every list", func(cu proto.Cluster) bool {
+		return cdSumLists(cu, name) == nlist && cu.Leader != ""
+	})
+	t.Logf("trained and ready %v after start", time.Since(begin).Round(time.Millisecond))
+
+	h := newChaosHistory(begin)
+	live := &chaosLive{nodes: slices.Clone(nodes)}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			chaosWriter(h, live, stop, path, d, w, perW, uint64(w)+900)
+		}()
+	}
+	var searches, searchFail, searchDup int
+	var smu sync.Mutex
+	for s := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(s)+950, 3))
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(10 * time.Millisecond):
+				}
+				body, _ := json.Marshal(map[string]any{"vector": vec(r, d), "k": 10, "nprobe": nlist})
+				var res proto.SearchResult
+				c := live.pick(r)
+				st, _ := cdCall(c.server, 10*time.Second, "POST", path+"/search", body, &res)
+				smu.Lock()
+				searches++
+				if st != 200 {
+					searchFail++
+				} else if dup := chaosDup(res.Hits); dup != "" {
+					searchDup++
+					h.mu.Lock()
+					if len(h.dups) < 8 {
+						h.dups = append(h.dups, fmt.Sprintf("at %v a search through %s named %s twice: %+v", h.since(), c.id, dup, res.Hits))
+					}
+					h.mu.Unlock()
+				}
+				smu.Unlock()
+			}
+		}()
+	}
+
+	// The kills: a random node each time, the leader on the second.
+	r := rand.New(rand.NewPCG(77, 78))
+	for cycle := range cycles {
+		time.Sleep(1500 * time.Millisecond) // writes run on the whole cluster first
+		cu, err := nodes[r.IntN(len(nodes))].cluster()
+		if err != nil {
+			t.Fatalf("cycle %d: /v1/cluster: %v", cycle, err)
+		}
+		victim := nodes[r.IntN(len(nodes))]
+		if cycle == 1 {
+			for _, c := range nodes {
+				if c.id == cu.Leader {
+					victim = c
+				}
+			}
+		}
+		role := "follower"
+		if victim.id == cu.Leader {
+			role = "leader"
+		}
+		victim.kill9()
+		killed := time.Now()
+		live.remove(victim)
+		t.Logf("cycle %d: kill -9 %s (%s) at %v; %d operations acknowledged so far", cycle, victim.id, role, killed.Sub(begin).Round(time.Millisecond), h.acks())
+		time.Sleep(3 * time.Second)
+		victim.restart()
+		t.Logf("cycle %d: %s restarted at %v", cycle, victim.id, h.since())
+		cdWaitReady(t, victim, name, 30*time.Second)
+		live.add(victim)
+		if cycle%3 == 2 {
+			// The next kill comes while this node may still be catching
+			// up: a shard can be down to one in-sync replica, or none.
+			t.Logf("cycle %d: %s back %v after the kill; the next kill does not wait for it to catch up", cycle, victim.id, time.Since(killed).Round(time.Millisecond))
+			continue
+		}
+		chaosWaitWhole(t, nodes, name, nlist, 60*time.Second)
+		t.Logf("cycle %d: %s back and every shard whole again %v after the kill", cycle, victim.id, time.Since(killed).Round(time.Millisecond))
+	}
+	time.Sleep(1500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	chaosWaitWhole(t, nodes, name, nlist, 60*time.Second)
+	t.Logf("chaos over at %v: %s; searches %d, %d failed, %d naming an id twice",
+		time.Since(begin).Round(time.Millisecond), h.summary(), searches, searchFail, searchDup)
+	if h.gaveUp > 0 {
+		t.Errorf("%d operations still refused after 30 s of retries; first notes: %s", h.gaveUp, strings.Join(h.notes, "; "))
+	}
+
+	// The checks, through every node.
+	checkStart := time.Now()
+	present := h.check(t, nodes, path, nlist)
+	for _, c := range nodes {
+		var col proto.Collection
+		if st, err := cdCall(c.server, 30*time.Second, "GET", path, nil, &col); st != 200 {
+			t.Errorf("GET %s through %s: %d %v", path, c.id, st, err)
+		} else if col.Count != int64(nbase+present) {
+			t.Errorf("through %s the count is %d, want %d (%d base items and the %d chaos ids present)", c.id, col.Count, nbase+present, nbase, present)
+		}
+	}
+	t.Logf("checked %d ids (%d present) and %d older vectors through %d nodes in %v; whole test %v",
+		len(h.ids), present, h.olderChecked, len(nodes), time.Since(checkStart).Round(time.Millisecond), time.Since(begin).Round(time.Millisecond))
+	if searchDup > 0 {
+		t.Errorf("%d of %d searches during the chaos named an id twice:\n  %s", searchDup, searches, strings.Join(h.dups, "\n  "))
+	}
+}
+
+// chaosLive is the nodes that are up, for the load to pick from.
+type chaosLive struct {
+	mu    sync.Mutex
+	nodes []*clusterNode
+}
+
+func (l *chaosLive) pick(r *rand.Rand) *clusterNode {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.nodes[r.IntN(len(l.nodes))]
+}
+
+func (l *chaosLive) remove(c *clusterNode) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.nodes = slices.DeleteFunc(l.nodes, func(x *clusterNode) bool { return x == c })
+}
+
+func (l *chaosLive) add(c *clusterNode) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.nodes = append(l.nodes, c)
+}
+
+// chaosState is what an operation leaves an id as: absent (a delete, or
+// nothing yet), or present with a vector and metadata {"i": seq}.
+type chaosState struct {
+	seq    int // 0: absent
+	vector []float32
+}
+
+// chaosID is one id's history: its operations run one after another.
+type chaosID struct {
+	acked chaosState   // the last acknowledged operation's state
+	maybe []chaosState // operations with an attempt of unknown outcome
+	seen  []chaosState // every state ever written (for the older-vector check)
+	log   []string     // what happened to it, for a failure's message
+}
+
+type chaosHistory struct {
+	mu       sync.Mutex
+	ids      map[string]*chaosID
+	nAcks    int
+	attempts int
+	failed   int
+	gaveUp   int
+	notes    []string
+	dups     []string
+	begin    time.Time
+	// set by check
+	olderChecked int
+}
+
+func newChaosHistory(begin time.Time) *chaosHistory {
+	return &chaosHistory{ids: map[string]*chaosID{}, begin: begin}
+}
+
+// since is the time since the test began, for the logs.
+func (h *chaosHistory) since() time.Duration { return time.Since(h.begin).Round(time.Millisecond) }
+
+func (h *chaosHistory) acks() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.nAcks
+}
+
+func (h *chaosHistory) summary() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	indeterminate := 0
+	for _, c := range h.ids {
+		if len(c.maybe) > 0 {
+			indeterminate++
+		}
+	}
+	return fmt.Sprintf("%d operations acknowledged, %d attempts, %d failed (%d ids with an operation of unknown outcome), %d given up",
+		h.nAcks, h.attempts, h.failed, indeterminate, h.gaveUp)
+}
+
+// chaosWriter upserts (batches of 1–8 ids) and deletes (one id) the ids
+// c<w>-0 … c<w>-<perW-1> until stop, each operation retried through
+// another live node until acknowledged or 30 s have passed.
+func chaosWriter(h *chaosHistory, live *chaosLive, stop chan struct{}, path string, d, w, perW int, seed uint64) {
+	r := rand.New(rand.NewPCG(seed, 5))
+	seq := w * 10_000_000
+	for {
+		select {
+		case <-stop:
+			return
+		case <-time.After(time.Duration(10+r.IntN(20)) * time.Millisecond):
+		}
+		var ids []string
+		var states []chaosState
+		var method, url string
+		var body []byte
+		if r.IntN(5) == 0 {
+			ids = []string{fmt.Sprintf("c%d-%d", w, r.IntN(perW))}
+			states = []chaosState{{}}
+			method, url = "DELETE", path+"/items/"+ids[0]
+		} else {
+			for _, i := range r.Perm(perW)[:1+r.IntN(8)] {
+				seq++
+				ids = append(ids, fmt.Sprintf("c%d-%d", w, i))
+				states = append(states, chaosState{seq: seq, vector: vec(r, d)})
+			}
+			var ins proto.Insert
+			for j, id := range ids {
+				ins.Items = append(ins.Items, proto.InsertItem{ID: id, Vector: states[j].vector, Meta: []byte(fmt.Sprintf(`{"i":%d}`, states[j].seq))})
+			}
+			body, _ = json.Marshal(ins)
+			method, url = "POST", path+"/vectors"
+		}
+		h.mu.Lock()
+		for j, id := range ids {
+			c := h.ids[id]
+			if c == nil {
+				c = &chaosID{}
+				h.ids[id] = c
+			}
+			if states[j].seq != 0 {
+				c.seen = append(c.seen, states[j])
+			}
+		}
+		h.mu.Unlock()
+		first := time.Now()
+		unknown := false
+		for {
+			sent := h.since()
+			via := live.pick(r)
+			st, err := cdCall(via.server, 15*time.Second, method, url, body, nil)
+			ok := st == 200 || st == 204 || (method == "DELETE" && st == 404)
+			h.mu.Lock()
+			h.attempts++
+			for j, id := range ids {
+				c := h.ids[id]
+				if len(c.log) < 200 {
+					c.log = append(c.log, fmt.Sprintf("%v–%v %s write %d through %s: %d", sent, h.since(), method, states[j].seq, via.id, st))
+				}
+			}
+			if ok {
+				h.nAcks++
+				for j, id := range ids {
+					h.ids[id].acked = states[j]
+				}
+				h.mu.Unlock()
+				break
+			}
+			h.failed++
+			if !unknown {
+				unknown = true // this operation may yet take effect, at any time
+				for j, id := range ids {
+					h.ids[id].maybe = append(h.ids[id].maybe, states[j])
+				}
+			}
+			if len(h.notes) < 8 {
+				h.notes = append(h.notes, fmt.Sprintf("%s %s: %d %v", method, url, st, err))
+			}
+			if st >= 400 && st < 500 && st != 404 && st != 408 && st != 429 {
+				h.gaveUp++ // the request itself is wrong: retrying will not help
+				h.mu.Unlock()
+				return
+			}
+			if time.Since(first) > 30*time.Second {
+				h.gaveUp++
+				h.mu.Unlock()
+				break
+			}
+			h.mu.Unlock()
+			select {
+			case <-stop:
+				return // the operation's outcome stays unknown
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// chaosDup returns an id named twice in hits, or "".
+func chaosDup(hits []proto.Hit) string {
+	seen := map[string]bool{}
+	for _, h := range hits {
+		if seen[h.ID] {
+			return h.ID
+		}
+		seen[h.ID] = true
+	}
+	return ""
+}
+
+// chaosGhost is the squared distance under which a hit is the query's own
+// vector (random vectors of chaosTest's dimension are about 10 apart;
+// SQ8's error is far below this).
+const chaosGhost = 0.05
+
+// check reads every id through every node and returns how many are
+// present (the same on every node, or the test fails).
+func (h *chaosHistory) check(t *testing.T, nodes []*clusterNode, path string, nlist int) int {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ids := make([]string, 0, len(h.ids))
+	for id := range h.ids {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	search := func(c *clusterNode, v []float32) ([]proto.Hit, error) {
+		body, _ := json.Marshal(map[string]any{"vector": v, "k": 5, "nprobe": nlist})
+		var res proto.SearchResult
+		st, err := cdCall(c.server, 30*time.Second, "POST", path+"/search", body, &res)
+		if st != 200 {
+			return nil, fmt.Errorf("search through %s: %d %v", c.id, st, err)
+		}
+		if res.Partial {
+			return nil, fmt.Errorf("search through %s: partial, missing %v", c.id, res.MissingShards)
+		}
+		if dup := chaosDup(res.Hits); dup != "" {
+			return nil, fmt.Errorf("search through %s names %s twice: %+v", c.id, dup, res.Hits)
+		}
+		return res.Hits, nil
+	}
+	var bad []string
+	fail := func(format string, args ...any) {
+		bad = append(bad, fmt.Sprintf(format, args...))
+	}
+	present := -1
+	for _, c := range nodes {
+		n := 0
+		for _, id := range ids {
+			hist := h.ids[id]
+			allowed := append([]chaosState{hist.acked}, hist.maybe...)
+			var it proto.Item
+			st, err := cdCall(c.server, 30*time.Second, "GET", path+"/items/"+id+"?vector=true", nil, &it)
+			var got chaosState
+			switch st {
+			case 404:
+			case 200:
+				var m struct{ I int }
+				if err := json.Unmarshal(it.Meta, &m); err != nil || m.I == 0 {
+					fail("%s through %s: metadata %s", id, c.id, it.Meta)
+					continue
+				}
+				got = chaosState{seq: m.I, vector: it.Vector}
+			default:
+				fail("GET %s through %s: %d %v", id, c.id, st, err)
+				continue
+			}
+			history := func() string {
+				return "; its last operations:\n    " + strings.Join(hist.log[max(0, len(hist.log)-6):], "\n    ")
+			}
+			i := slices.IndexFunc(allowed, func(s chaosState) bool { return s.seq == got.seq })
+			switch {
+			case i < 0:
+				fail("%s through %s reads as write %d; allowed: the acknowledged %d, or of unknown outcome %v%s", id, c.id, got.seq, hist.acked.seq, seqs(hist.maybe), history())
+				continue
+			case got.seq != 0 && !slices.Equal(got.vector, allowed[i].vector):
+				fail("%s through %s: write %d's metadata with another vector", id, c.id, got.seq)
+				continue
+			}
+			// Search at the vector it has, and at every older one.
+			for _, s := range hist.seen {
+				hits, err := search(c, s.vector)
+				if err != nil {
+					fail("%s: %v", id, err)
+					break
+				}
+				if c == nodes[0] {
+					h.olderChecked++
+				}
+				at := slices.IndexFunc(hits, func(x proto.Hit) bool { return x.ID == id && x.Score < chaosGhost })
+				switch {
+				case s.seq == got.seq && (at < 0 || hits[0].Score > chaosGhost):
+					fail("%s through %s: a search at its vector (write %d) does not find it first: %s%s", id, c.id, s.seq, cdHits(hits), history())
+				case s.seq != got.seq && at >= 0:
+					fail("%s through %s: a search at its older vector (write %d; it reads as %d) finds it at %.4f: a copy left behind%s", id, c.id, s.seq, got.seq, hits[at].Score, history())
+				}
+			}
+			if got.seq != 0 {
+				n++
+			}
+		}
+		if present >= 0 && n != present {
+			fail("%d ids present through %s, %d through %s", n, c.id, present, nodes[0].id)
+		}
+		present = n
+	}
+	if len(bad) > 0 {
+		t.Errorf("%d wrong reads; first: %s", len(bad), strings.Join(bad[:min(8, len(bad))], "\n  "))
+	}
+	return present
+}
+
+func seqs(states []chaosState) []int {
+	out := make([]int, len(states))
+	for i, s := range states {
+		out[i] = s.seq
+	}
+	return out
+}
+
+// chaosWaitWhole waits until every node sees a leader, every node alive
+// and every shard of coll (lists, buffer and id directory) with two
+// in-sync replicas on live nodes, covering nlist lists.
+func chaosWaitWhole(t *testing.T, nodes []*clusterNode, coll string, nlist int, limit time.Duration) {
+	t.Helper()
+	whole := func(cu proto.Cluster) bool {
+		if cdSumLists(cu, coll) != nlist || cu.Leader == "" {
+			return false
+		}
+		for _, c := range nodes {
+			if cdNodeState(cu, c.id) != "alive" {
+				return false
+			}
+		}
+		for _, s := range cdDataShards(cu, coll) {
+			if len(s.InSync) < 2 || len(s.Away) > 0 {
+				return false
+			}
+		}
+		return true
+	}
+	for _, c := range nodes {
+		if cu, ok := cdPoll(c, limit, whole); !ok {
+			t.Fatalf("not whole within %v in %s's view:%s\nnodes: %+v", limit, c.id, cdShardsString(cu.Shards), cu.Nodes)
+		}
+	}
+}
