@@ -831,7 +831,7 @@ func (c *collection) touch(users ...string) {
 // lost it the other way round, and so did skipping a copied item whose
 // user id an eviction had touched (the eviction that said to keep it):
 // either way the joiner was made in sync without an acknowledged write,
-// which TestClusterChaos found (3 of about 20 runs of nine kills).
+// which TestClusterChaos found (in 3 of 15 runs of nine kills).
 //
 // So a joiner decides only on what says which copy is current:
 //   - the eviction after the upsert names the internal id to keep (kept,

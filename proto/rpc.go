@@ -172,6 +172,10 @@ type RPCDelete struct {
 	UserIDs    []string
 	Keep       []uint64
 	Applied    []bool
+	// Version is the table version the gateway routed the delete by (0
+	// from builds before 2026-11-27): a callee whose table shows a node
+	// joining a shard of the collection since refuses it as stale.
+	Version uint64
 }
 
 // RPCDeleteReply counts the copies removed.
@@ -535,6 +539,9 @@ func (d *RPCDelete) MarshalBinary() ([]byte, error) {
 	if d.Applied != nil {
 		flags |= 2
 	}
+	if d.Version != 0 {
+		flags |= 4
+	}
 	b = append(b, flags)
 	for _, id := range d.Keep {
 		b = binary.LittleEndian.AppendUint64(b, id)
@@ -548,6 +555,9 @@ func (d *RPCDelete) MarshalBinary() ([]byte, error) {
 		}
 		b = append(b, bits...)
 	}
+	if d.Version != 0 {
+		b = binary.AppendUvarint(b, d.Version)
+	}
 	return b, nil
 }
 
@@ -559,10 +569,10 @@ func (d *RPCDelete) UnmarshalBinary(b []byte) error {
 	d.UserIDs = r.strings()
 	n := len(d.UserIDs)
 	flags := r.byte()
-	if flags > 3 {
+	if flags > 7 {
 		r.fail("delete flags")
 	}
-	d.Keep, d.Applied = nil, nil
+	d.Keep, d.Applied, d.Version = nil, nil, 0
 	if flags&1 != 0 {
 		if uint64(len(r.b)) < 8*uint64(n) {
 			r.fail("kept ids")
@@ -582,6 +592,11 @@ func (d *RPCDelete) UnmarshalBinary(b []byte) error {
 			if n%8 != 0 && bits[len(bits)-1]>>(n%8) != 0 {
 				r.fail("applied flags") // padding bits must be zero: one encoding per value
 			}
+		}
+	}
+	if flags&4 != 0 {
+		if d.Version = r.uvarint(); d.Version == 0 {
+			r.fail("delete version") // 0 is sent as no version: one encoding per value
 		}
 	}
 	return r.done("delete call")

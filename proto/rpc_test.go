@@ -65,6 +65,8 @@ func rpcValues() []any {
 		&RPCDelete{Collection: "c", UserIDs: []string{"u"}, Keep: []uint64{4}},
 		&RPCDelete{Collection: "c", Epoch: 3, UserIDs: []string{"a", "b", "c", "d", "e", "f", "g", "h", "i"}, Keep: []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9},
 			Applied: []bool{true, false, false, true, false, false, false, false, true}},
+		&RPCDelete{Collection: "c", Epoch: 3, UserIDs: []string{"u"}, Version: 1 << 33},
+		&RPCDelete{Collection: "c", UserIDs: []string{"u", "v"}, Keep: []uint64{4, 5}, Applied: []bool{false, true}, Version: 17},
 		&RPCDeleteReply{Removed: 1},
 		&RPCTrain{Collection: "c", NList: 8},
 		&RPCTrainReply{Epoch: 3},

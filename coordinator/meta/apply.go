@@ -548,6 +548,11 @@ func applySetReplicas(t *Table, c Command) (*Table, any, error) {
 	target.Primary = r.Primary
 	target.Joining = slices.Clone(r.Joining)
 	target.Away = awayAfter(old, r.Replicas, col.Replicas)
+	for _, id := range append(slices.Clone(r.Replicas), r.Joining...) {
+		if !slices.Contains(old.Replicas, id) && !slices.Contains(old.Joining, id) {
+			target.Added = t.version + 1 // Apply gives the new table this version
+		}
+	}
 	return t.withCollection(nc), nil, nil
 }
 

@@ -293,19 +293,28 @@ func TestSetReplicasJoining(t *testing.T) {
 	tb = must(t, tb, meta.CreateCollection{Name: "r", Dim: 4, Metric: ivf.L2, Replicas: 2, Shards: 2})
 	c, _ := tb.Collection("r")
 	tb = must(t, tb, meta.SetReplicas{Collection: "r", Buffer: true, Shard: 1, Replicas: []string{"n2"}, Primary: "n2", From: c.Buffer[1].Replicas})
-	// A node joins (being copied to), then becomes a replica.
+	if c, _ = tb.Collection("r"); c.Buffer[1].Added != 0 {
+		t.Fatalf("a replica taken out set added: %+v", c.Buffer[1])
+	}
+	// A node joins (being copied to), then becomes a replica. Joining
+	// sets added (a delete routed before it missed the joiner);
+	// becoming a replica from joining does not.
 	tb = must(t, tb, meta.SetReplicas{Collection: "r", Buffer: true, Shard: 1, Replicas: []string{"n2"}, Primary: "n2", Joining: []string{"n1"}, From: []string{"n2"}})
 	c, _ = tb.Collection("r")
 	if !slices.Equal(c.Buffer[1].Joining, []string{"n1"}) {
 		t.Fatalf("joining: %+v", c.Buffer[1])
 	}
+	if c.Buffer[1].Added != tb.Version() || c.Buffer[0].Added != 0 {
+		t.Fatalf("joining: added %d (want the table's version %d), the other shard's %d (want 0)", c.Buffer[1].Added, tb.Version(), c.Buffer[0].Added)
+	}
+	joinedAt := tb.Version()
 	if _, _, err := tb.Apply(meta.SetReplicas{Collection: "r", Buffer: true, Shard: 1, Replicas: []string{"n2", "n1"}, Primary: "n2", From: []string{"n2"}}); !errors.Is(err, meta.ErrStaleShard) {
 		t.Fatalf("promotion from a view without the joining node: %v", err)
 	}
 	tb = must(t, tb, meta.SetReplicas{Collection: "r", Buffer: true, Shard: 1, Replicas: []string{"n2", "n1"}, Primary: "n2", From: []string{"n2"}, FromJoining: []string{"n1"}})
 	c, _ = tb.Collection("r")
-	if len(c.Buffer[1].Joining) != 0 || len(c.Buffer[1].Replicas) != 2 {
-		t.Fatalf("promoted: %+v", c.Buffer[1])
+	if len(c.Buffer[1].Joining) != 0 || len(c.Buffer[1].Replicas) != 2 || c.Buffer[1].Added != joinedAt {
+		t.Fatalf("promoted: %+v (added want %d)", c.Buffer[1], joinedAt)
 	}
 	if _, _, err := tb.Apply(meta.SetReplicas{Collection: "r", Buffer: true, Shard: 1, Replicas: []string{"n2", "n1"}, Primary: "n2", Joining: []string{"n1"}, From: c.Buffer[1].Replicas}); !errors.Is(err, meta.ErrBadShardMap) {
 		t.Fatalf("a node both replica and joining: %v", err)

@@ -109,6 +109,12 @@ type Shard struct {
 	// removed replica is added, a replica is not away, and a shard with
 	// its full count of replicas has none.
 	Away []string `json:"away,omitempty"`
+	// Added is the table version at which a node last joined the shard's
+	// holders (its replicas and joining nodes; SetReplicas), 0 if none
+	// has since tables recorded it (2026-11-27). A delete is sent by its
+	// gateway to every holder; one routed by an older table missed that
+	// node, so a holder refuses it (node/dist.go, deleteLocal).
+	Added uint64 `json:"added,omitempty"`
 }
 
 func (s Shard) clone() Shard {

@@ -34,7 +34,7 @@ import (
 //
 // The kill after every third comes as soon as the node killed before it
 // answers again, while that node may still be catching up. LOOKALIKE_CHAOS_CYCLES sets
-// the number of kills (default 4), for a longer soak by hand.
+// the number of kills (default 6), for a longer soak by hand.
 func TestClusterChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three server processes and kills them in turn")
@@ -46,7 +46,7 @@ func TestClusterChaos(t *testing.T) {
 		name            = "chaos"
 		path            = "/v1/collections/" + name
 	)
-	cycles := 4
+	cycles := 6
 	if s := os.Getenv("LOOKALIKE_CHAOS_CYCLES"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
@@ -364,9 +364,11 @@ func chaosDup(hits []proto.Hit) string {
 }
 
 // chaosGhost is the squared distance under which a hit is the query's own
-// vector (random vectors of chaosTest's dimension are about 10 apart;
-// SQ8's error is far below this).
-const chaosGhost = 0.05
+// vector. Random vectors of this test's dimension are about 10 apart and
+// a query's nearest other item about 4 away; SQ8 clamps a residual
+// outside the range it was trained on (1,000 base vectors), and a search
+// at an item's own vector was seen to score it 0.057.
+const chaosGhost = 0.5
 
 // check reads every id through every node and returns how many are
 // present (the same on every node, or the test fails).
