@@ -886,7 +886,7 @@ func (c *collection) otherCopy(rt *route, user string, id uint64) bool {
 		return false
 	}
 	s, ok := rt.shardOf(list, user)
-	return ok && (slices.Contains(s.Replicas, rt.self) || slices.Contains(s.Joining, rt.self))
+	return ok && slices.Contains(holders(s), rt.self)
 }
 
 // holdBack holds a copied item back (the last one of its user id);
@@ -895,7 +895,7 @@ func (c *collection) holdBack(it WriteItem, list int32, id uint64) {
 	if c.held == nil {
 		c.held = map[string]heldItem{}
 	}
-	c.expireHeldLocked()
+	c.sweepLocked()
 	// Its own copy of the item: the call's body, which it views, may be
 	// large, and the item may be held for a while.
 	it.Vector, it.Meta, it.Attachment = slices.Clone(it.Vector), slices.Clone(it.Meta), slices.Clone(it.Attachment)
@@ -903,21 +903,32 @@ func (c *collection) holdBack(it WriteItem, list int32, id uint64) {
 	c.n.log.Debug("copy: two copies of a user id; one held back until an eviction decides", "collection", c.meta.Name, "user_id", it.UserID, "held_back", id)
 }
 
-// expireHeldLocked decides for the items held back longer than heldFor,
-// which no eviction decided: one whose rival is in a shard this node no
-// longer holds or joins (a leftover: its copy failed, or it was purged)
-// or is gone is applied; one whose rival is in a shard this node holds in
-// sync is dropped (the cluster holds both copies: no eviction came, so
-// the upsert's gateway died between its write and its eviction, and
-// either copy is as good); one whose rival's shard this node still joins
-// waits for that copy's end. mu is held.
-func (c *collection) expireHeldLocked() {
+// sweepLocked forgets what evictions kept longer than heldFor ago, and
+// decides for the items held back longer than that, which no eviction
+// decided: one whose rival is in a shard this node no longer holds or
+// joins (a leftover: its copy failed, or it was purged) or is gone is
+// applied; one whose rival is in a shard this node holds in sync is
+// dropped (the cluster holds both copies: no eviction came, so the
+// upsert's gateway died between its write and its eviction, and either
+// copy is as good); one whose rival's shard this node still joins waits
+// for that copy's end. It runs at most once a second, however many
+// evictions and copied items call it: a large catch-up may note and
+// hold many. mu is held.
+func (c *collection) sweepLocked() {
 	now := time.Now()
-	if len(c.held) == 0 || now.Sub(c.heldSwept) < time.Second {
-		return // at most once a second: a large catch-up may hold many back
+	if len(c.held)+len(c.kept) == 0 || now.Sub(c.swept) < time.Second {
+		return
 	}
-	c.heldSwept = now
+	c.swept = now
+	for u, k := range c.kept {
+		if now.Sub(k.at) > heldFor {
+			delete(c.kept, u)
+		}
+	}
 	rt := c.n.localRoute(c.meta.Name)
+	if rt == nil {
+		return // dropped: nothing held back is applied
+	}
 	for u, h := range c.held {
 		if now.Sub(h.at) <= heldFor {
 			continue
@@ -926,7 +937,7 @@ func (c *collection) expireHeldLocked() {
 		switch {
 		case err != nil && !errors.Is(err, ErrNoItem):
 			continue
-		case err == nil && rt != nil:
+		case err == nil:
 			s, ok := rt.shardOf(list, u)
 			if ok && slices.Contains(s.Replicas, rt.self) {
 				delete(c.held, u)
@@ -963,13 +974,8 @@ func (c *collection) noteKept(users []string, keep []uint64) {
 	if c.kept == nil {
 		c.kept = map[string]keptID{}
 	}
+	c.sweepLocked()
 	now := time.Now()
-	for u, k := range c.kept {
-		if now.Sub(k.at) > heldFor {
-			delete(c.kept, u)
-		}
-	}
-	c.expireHeldLocked()
 	for i, u := range users {
 		c.kept[u] = keptID{id: keep[i], at: now}
 		for _, in := range c.incoming {
@@ -1018,7 +1024,7 @@ func (c *collection) applyHeldLocked(user string, keep uint64) error {
 	if rt == nil {
 		return nil
 	}
-	if s, ok := rt.shardOf(h.list, user); !ok || !(slices.Contains(s.Replicas, rt.self) || slices.Contains(s.Joining, rt.self)) {
+	if s, ok := rt.shardOf(h.list, user); !ok || !slices.Contains(holders(s), rt.self) {
 		return nil // its shard is not held here any more
 	}
 	wait, err := c.applyLocked([]WriteItem{h.item}, []int32{h.list}, []uint64{h.id}, []int{0}, false)
@@ -1038,7 +1044,7 @@ func (c *collection) forgetCopies() {
 	if rt == nil {
 		return
 	}
-	c.expireHeldLocked()
+	c.sweepLocked()
 	for k := range c.incoming {
 		shards := rt.c.Shards.Shards
 		if k.buffer {
