@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -139,9 +140,14 @@ node's URL, --key (LOOKALIKE_API_KEY) the key for admin calls.`,
 			// Backups are synchronous: an in-sync replica has no lag. A
 			// joining one is being copied to (or caught up) and serves
 			// nothing yet; an away one is behind, waited for.
+			// A buffer shard and an id directory partition hold no lists.
 			fmt.Fprintf(w, "\nSHARD\tEPOCH\tLISTS\tPRIMARY\tIN SYNC\tJOINING (copying)\tAWAY (behind)\n")
 			for _, s := range cu.Shards {
-				fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\t%s\n", s.Shard, s.Epoch, s.Lists, s.Primary, dash(strings.Join(s.InSync, ",")),
+				lists := "-"
+				if s.Lists > 0 {
+					lists = strconv.Itoa(s.Lists)
+				}
+				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.Shard, s.Epoch, lists, s.Primary, dash(strings.Join(s.InSync, ",")),
 					dash(strings.Join(s.Joining, ",")), dash(strings.Join(s.Away, ",")))
 			}
 			return w.Flush()

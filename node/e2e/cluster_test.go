@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -176,7 +177,9 @@ func TestClusterMembership(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	if out, err := follower.ctl("status"); err != nil || !strings.Contains(out, "voter (leader)") || !strings.Contains(out, "n1,n2,n3") {
+	// The id directory's partitions hold no lists: "-", not 0.
+	if out, err := follower.ctl("status"); err != nil || !strings.Contains(out, "voter (leader)") || !strings.Contains(out, "n1,n2,n3") ||
+		!regexp.MustCompile(`(?m)^shared/ids/0 +\d+ +- +n\d`).MatchString(out) {
 		t.Fatalf("ctl status: %v\n%s", err, out)
 	}
 
