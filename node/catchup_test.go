@@ -136,6 +136,44 @@ func TestCatchUpJoiner(t *testing.T) {
 
 // openPebbleNode opens a node over a Pebble store in a temporary folder,
 // with in-memory metadata; both close when the test ends.
+// Dropping buffered copies (once the buffer is retired) is no write of
+// their user ids: a copy coming in meanwhile must still apply their moved
+// copies, which keep the internal id. When it counted as one, a node back
+// during the move skipped a list shard's moved items and was made in sync
+// without them (TestClusterChaosTraining). A delete by the user still
+// counts.
+func TestBufferDropIsNoWrite(t *testing.T) {
+	ctx := context.Background()
+	n, st := openPebbleNode(t, node.Options{NodeID: "n1", AutoTrainAt: -1})
+	const d = 8
+	if _, err := n.CreateCollection(ctx, node.CollectionMeta{Name: "c", Dim: d, Metric: ivf.L2, NList: 4}); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(8, 9))
+	if _, err := n.Insert(ctx, "c", items("b", randVecs(r, 3, d), d)); err != nil {
+		t.Fatal(err)
+	}
+	cu, _, err := node.BeginCatchUp(n, "c", []int32{0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := node.EvictBuffered(n, "c", []string{"b0", "b1"}); err != nil || got != 2 {
+		t.Fatalf("buffer drop removed %d, %v; want 2", got, err)
+	}
+	if _, err := st.Get("c", "b0"); !errors.Is(err, node.ErrNoItem) {
+		t.Fatalf("b0 after the buffer drop: %v", err)
+	}
+	if cu.Touched("b0") || cu.Touched("b1") {
+		t.Fatal("the buffer drop counted as a write of its user ids: their moved copies would be skipped")
+	}
+	if err := n.Delete(ctx, "c", "b2"); err != nil {
+		t.Fatal(err)
+	}
+	if !cu.Touched("b2") {
+		t.Fatal("a delete did not count as a write for the copy coming in")
+	}
+}
+
 func openPebbleNode(t *testing.T, opts node.Options) (*node.Node, *node.PebbleStorage) {
 	t.Helper()
 	st, err := node.OpenPebble(t.TempDir(), store.Options{})

@@ -1568,7 +1568,23 @@ func (c *collection) evictBuffered(users []string) (int, error) {
 			del = append(del, u)
 		}
 	}
-	return c.removeLocked(del)
+	// Not a write of the user ids (no touch): a copy coming in may bring
+	// their moved copies, which are as new as the buffered ones (the move
+	// keeps the internal id), and must not be skipped as older. Touching
+	// them made a node that restarted during the move, and dropped its
+	// buffer while catching up a list shard, skip the moved items of that
+	// shard and be made in sync without them (TestClusterChaosTraining).
+	n, err := c.removeUsersLocked(del, false)
+	if err != nil {
+		return n, err
+	}
+	// An item held back against a buffered copy is the one left.
+	for _, u := range del {
+		if err := c.applyHeldLocked(u, 0); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // removeLocked deletes user ids; mu is held.

@@ -45,6 +45,25 @@ func (cu *CatchUp) Touch(user string) {
 	cu.c.mu.Unlock()
 }
 
+// Touched says whether the copy records user as written by the stream
+// since it began (its copied item would then be skipped as older).
+func (cu *CatchUp) Touched(user string) bool {
+	cu.c.mu.Lock()
+	defer cu.c.mu.Unlock()
+	in := cu.c.incoming[cu.key]
+	return in != nil && in.touched[user]
+}
+
+// EvictBuffered is the buffer drop's deletion of the user ids' buffered
+// copies.
+func EvictBuffered(n *Node, name string, users []string) (int, error) {
+	c, err := n.collection(name)
+	if err != nil {
+		return 0, err
+	}
+	return c.evictBuffered(users)
+}
+
 // DropFromLists takes an internal id out of the lists in memory only,
 // leaving it stored: the mismatch a catch-up mends.
 func DropFromLists(n *Node, name string, id uint64, list int32) error {

@@ -1069,6 +1069,20 @@ func cdReadAll(t *testing.T, nodes []*clusterNode, path string, ids []string) {
 // as acknowledged.
 func cdSeedTrained(t *testing.T, nodes []*clusterNode, name string, d, nlist, nbase int, seed uint64) *cdLoad {
 	t.Helper()
+	load := cdSeedUntrained(t, nodes, name, d, nlist, nbase, seed)
+	if st, err := cdRetry(nodes[0].server, 10*time.Second, "POST", "/v1/collections/"+name+"/train", nil, nil); st != 202 {
+		t.Fatalf("train: %d %v", st, err)
+	}
+	for _, c := range nodes {
+		c.waitReadyFor(name, 60*time.Second)
+	}
+	return load
+}
+
+// cdSeedUntrained is cdSeedTrained without the training: the items stay
+// in the buffer shards.
+func cdSeedUntrained(t *testing.T, nodes []*clusterNode, name string, d, nlist, nbase int, seed uint64) *cdLoad {
+	t.Helper()
 	path := "/v1/collections/" + name
 	create(t, nodes[0], fmt.Sprintf(`{"name":%q,"metric":"l2","dim":%d,"nlist":%d,"replicas":2}`, name, d, nlist))
 	cdWaitCollection(t, nodes, name)
@@ -1089,12 +1103,6 @@ func cdSeedTrained(t *testing.T, nodes []*clusterNode, name string, d, nlist, nb
 		for _, id := range ids {
 			load.acked[id] = true
 		}
-	}
-	if st, err := cdRetry(nodes[0].server, 10*time.Second, "POST", path+"/train", nil, nil); st != 202 {
-		t.Fatalf("train: %d %v", st, err)
-	}
-	for _, c := range nodes {
-		c.waitReadyFor(name, 60*time.Second)
 	}
 	return load
 }
