@@ -34,7 +34,8 @@ import (
 //
 // The kill after every third comes as soon as the node killed before it
 // answers again, while that node may still be catching up. LOOKALIKE_CHAOS_CYCLES sets
-// the number of kills (default 6), for a longer soak by hand.
+// the number of kills (default 6), for a longer soak by hand, and
+// LOOKALIKE_CHAOS_TERM=1 makes every other one a SIGTERM (chaosRun).
 func TestClusterChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three server processes and kills them in turn")
@@ -62,9 +63,12 @@ func TestClusterChaosTraining(t *testing.T) {
 // 500). With trainAt ≥ 0 the collection starts untrained (the base items
 // in the buffer shards), and the train call goes just before kill number
 // trainAt: k-means and the move of the buffer to the lists run under the
-// kills and the writers' upserts and deletes.
+// kills and the writers' upserts and deletes. LOOKALIKE_CHAOS_TERM=1
+// makes every other stop (the second, fourth, …) a SIGTERM, the load
+// leaving the node first, as behind a load balancer.
 func chaosRun(t *testing.T, trainAt, nbase int) {
 	begin := time.Now()
+	term := os.Getenv("LOOKALIKE_CHAOS_TERM") != ""
 	const (
 		d, nlist      = 16, 8
 		writers, perW = 3, 60
@@ -133,6 +137,7 @@ func chaosRun(t *testing.T, trainAt, nbase int) {
 		}()
 	}
 	var searches, searchFail, searchDup int
+	var searchWhy []string
 	var smu sync.Mutex
 	for s := range 2 {
 		wg.Add(1)
@@ -148,11 +153,14 @@ func chaosRun(t *testing.T, trainAt, nbase int) {
 				body, _ := json.Marshal(map[string]any{"vector": vec(r, d), "k": 10, "nprobe": nlist})
 				var res proto.SearchResult
 				c := live.pick(r)
-				st, _ := cdCall(c.server, 10*time.Second, "POST", path+"/search", body, &res)
+				st, err := cdCall(c.server, 10*time.Second, "POST", path+"/search", body, &res)
 				smu.Lock()
 				searches++
 				if st != 200 {
 					searchFail++
+					if len(searchWhy) < 6 {
+						searchWhy = append(searchWhy, fmt.Sprintf("at %v through %s: %d %.200v", h.since(), c.id, st, err))
+					}
 				} else if dup := chaosDup(res.Hits); dup != "" {
 					searchDup++
 					h.mu.Lock()
@@ -194,10 +202,18 @@ func chaosRun(t *testing.T, trainAt, nbase int) {
 		if victim.id == cu.Leader {
 			role = "leader"
 		}
-		victim.kill9()
+		how := "kill -9"
+		if term && cycle%2 == 1 {
+			// As a load balancer would, the load leaves the node first.
+			how = "SIGTERM"
+			live.remove(victim)
+			victim.stop()
+		} else {
+			victim.kill9()
+		}
 		killed := time.Now()
 		live.remove(victim)
-		t.Logf("cycle %d: kill -9 %s (%s) at %v; %d operations acknowledged so far", cycle, victim.id, role, killed.Sub(begin).Round(time.Millisecond), h.acks())
+		t.Logf("cycle %d: %s %s (%s) at %v; %d operations acknowledged so far", cycle, how, victim.id, role, killed.Sub(begin).Round(time.Millisecond), h.acks())
 		time.Sleep(3 * time.Second)
 		victim.restart()
 		t.Logf("cycle %d: %s restarted at %v", cycle, victim.id, h.since())
@@ -224,6 +240,9 @@ func chaosRun(t *testing.T, trainAt, nbase int) {
 	chaosWaitWhole(t, nodes, name, nlist, 60*time.Second)
 	t.Logf("chaos over at %v: %s; searches %d, %d failed, %d naming an id twice",
 		time.Since(begin).Round(time.Millisecond), h.summary(), searches, searchFail, searchDup)
+	if len(searchWhy) > 0 {
+		t.Logf("failed searches, the first %d: %s", len(searchWhy), strings.Join(searchWhy, "; "))
+	}
 	if h.gaveUp > 0 {
 		t.Errorf("%d operations still refused after 30 s of retries; first notes: %s", h.gaveUp, strings.Join(h.notes, "; "))
 	}
