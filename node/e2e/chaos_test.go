@@ -40,7 +40,21 @@ func TestClusterChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three server processes and kills them in turn")
 	}
-	chaosRun(t, -1, 1000)
+	chaosRun(t, -1, 1000, false)
+}
+
+// TestClusterChaosPartition is TestClusterChaos with network partitions
+// instead of kills: each node runs in a network namespace of its own,
+// and each cycle cuts one off from the other two (both ways; the test
+// still reaches it) for 4 s, past its lease, then heals the cut. The
+// load keeps using every node, the one cut off included: there a write
+// must be refused or time out, never be acknowledged and then lost, and
+// a read must not answer from a stale replica once the lease has ended.
+func TestClusterChaosPartition(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three server processes in network namespaces")
+	}
+	chaosRun(t, -1, 1000, true)
 }
 
 // TestClusterChaosTraining is TestClusterChaos on a collection that
@@ -56,7 +70,7 @@ func TestClusterChaosTraining(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three server processes and kills them in turn")
 	}
-	chaosRun(t, 0, 20_000)
+	chaosRun(t, 0, 20_000, false)
 }
 
 // chaosRun is TestClusterChaos over nbase base items (a multiple of
@@ -65,8 +79,9 @@ func TestClusterChaosTraining(t *testing.T) {
 // trainAt: k-means and the move of the buffer to the lists run under the
 // kills and the writers' upserts and deletes. LOOKALIKE_CHAOS_TERM=1
 // makes every other stop (the second, fourth, …) a SIGTERM, the load
-// leaving the node first, as behind a load balancer.
-func chaosRun(t *testing.T, trainAt, nbase int) {
+// leaving the node first, as behind a load balancer. With partition,
+// the faults are network partitions (TestClusterChaosPartition).
+func chaosRun(t *testing.T, trainAt, nbase int, partition bool) {
 	begin := time.Now()
 	term := os.Getenv("LOOKALIKE_CHAOS_TERM") != ""
 	const (
@@ -83,9 +98,20 @@ func chaosRun(t *testing.T, trainAt, nbase int) {
 		}
 		cycles = n
 	}
-	nodes := cdStartCluster(t, 3, "--auto-train-at", "-1", "--restore-delay", "60s")
-	cdLogTails(t, nodes, 60)
-	cdWaitFormed(t, nodes)
+	flags := []string{"--auto-train-at", "-1", "--restore-delay", "60s"}
+	var net *nsNet
+	var nodes []*clusterNode
+	if partition {
+		net = nsSetup(t, 3)
+		nodes = nsStartNodes(t, net, flags...)
+		nsLogTails(t, net, nodes, 60)
+		cdWaitFormedWithin(t, nodes, 30*time.Second)
+		time.Sleep(1500 * time.Millisecond) // the leader's node table complete
+	} else {
+		nodes = cdStartCluster(t, 3, flags...)
+		cdLogTails(t, nodes, 60)
+		cdWaitFormed(t, nodes)
+	}
 	if trainAt < 0 {
 		cdSeedTrained(t, nodes, name, d, nlist, nbase, 71)
 		waitCluster(t, nodes[0], 15*time.Second, "list shards of "+name+" covering every list", func(cu proto.Cluster) bool {
@@ -201,6 +227,22 @@ func chaosRun(t *testing.T, trainAt, nbase int) {
 		role := "follower"
 		if victim.id == cu.Leader {
 			role = "leader"
+		}
+		if partition {
+			vi := slices.Index(nodes, victim) + 1
+			net.partition(vi)
+			cut := time.Now()
+			t.Logf("cycle %d: %s (%s) cut off at %v; %d operations acknowledged so far", cycle, victim.id, role, cut.Sub(begin).Round(time.Millisecond), h.acks())
+			time.Sleep(4 * time.Second) // past the lease: the cut-off side stops serving
+			net.heal(vi)
+			t.Logf("cycle %d: %s healed at %v", cycle, victim.id, h.since())
+			if cycle%3 == 2 {
+				t.Logf("cycle %d: the next cut does not wait for %s to catch up", cycle, victim.id)
+				continue
+			}
+			chaosWaitWhole(t, nodes, name, wantLists, 60*time.Second)
+			t.Logf("cycle %d: every shard whole again %v after the cut", cycle, time.Since(cut).Round(time.Millisecond))
+			continue
 		}
 		how := "kill -9"
 		if term && cycle%2 == 1 {

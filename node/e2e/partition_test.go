@@ -272,7 +272,7 @@ func nsEnv() []string {
 // Each is a clusterNode whose server has no start command of its own
 // (server.start would run outside the namespace); kill9 works on it, and
 // t.Cleanup kills what is still running and waits for it.
-func nsStartNodes(t *testing.T, net *nsNet) []*clusterNode {
+func nsStartNodes(t *testing.T, net *nsNet, extra ...string) []*clusterNode {
 	t.Helper()
 	n := len(net.ns)
 	var seeds []string
@@ -286,6 +286,7 @@ func nsStartNodes(t *testing.T, net *nsNet) []*clusterNode {
 		c.server = &server{t: t, dir: t.TempDir(), http: ip + ":8080", raft: ip + ":7947", client: nsClient}
 		c.args = []string{"--model", "none", "--node-id", c.id, "--gossip", c.gossip,
 			"--join", strings.Join(seeds, ","), "--bootstrap-expect", fmt.Sprint(n)}
+		c.args = append(c.args, extra...)
 		args := append([]string{"netns", "exec", net.ns[i-1], bin, "serve", "--data", c.dir,
 			"--http", c.http, "--raft", c.raft}, c.args...)
 		cmd := exec.Command("ip", args...)

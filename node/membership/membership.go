@@ -5,6 +5,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"strings"
@@ -98,7 +99,58 @@ func Start(opts Options) (*Membership, error) {
 		s.wg.Add(1)
 		go s.joinLoop()
 	}
+	s.wg.Add(1)
+	go s.reconnectLoop()
 	return s, nil
+}
+
+// reconnectLoop asks one member this node holds dead, at random, for a
+// full state exchange (memberlist's Join) every ReconnectInterval, as
+// Serf's reconnect does. memberlist probes and exchanges state only with
+// the members it holds alive, so after a partition heals the two sides
+// can each keep the other dead for good: TestClusterChaosPartition saw a
+// node cut off for 4 s still dead to the other two a minute after the
+// cut healed, its shards stuck without their primary. The exchange tells
+// each side that the other holds it dead; each refutes that, and the next
+// exchange (or the gossip) brings it back alive. A member that is really
+// gone costs a failed dial a round.
+func (s *Membership) reconnectLoop() {
+	defer s.wg.Done()
+	tick := time.NewTicker(s.opts.ReconnectInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-tick.C:
+		}
+		live := map[string]bool{}
+		for _, n := range s.ml.Members() {
+			live[n.Name] = true
+		}
+		var dead []string
+		s.mu.Lock()
+		for id, r := range s.members {
+			if id != s.opts.Meta.NodeID && !live[id] && r.m.GossipAddr != "" {
+				dead = append(dead, id)
+			}
+		}
+		slices.Sort(dead)
+		var id, addr string
+		if len(dead) > 0 {
+			id = dead[rand.IntN(len(dead))]
+			addr = s.members[id].m.GossipAddr
+		}
+		s.mu.Unlock()
+		if addr == "" {
+			continue
+		}
+		if n, err := s.ml.Join([]string{addr}); n > 0 {
+			s.log.Info("gossip: reached a member held dead; exchanged state", "node", id, "addr", addr)
+		} else {
+			s.log.Debug("gossip: member held dead not reached", "node", id, "addr", addr, "err", err)
+		}
+	}
 }
 
 // joinLoop tries the seeds until one answers (memberlist then learns the

@@ -133,3 +133,38 @@ func BenchmarkMember(b *testing.B) {
 		}
 	}
 }
+
+// TestReconnectDead: a member held dead is tried again. b crashes and a
+// declares it dead; a new b comes up at the same address without seeds.
+// memberlist alone never talks to a member it holds dead again, and the
+// new b knows nobody: only a's reconnect loop brings the two together
+// (the same holds for the two sides of a healed network partition,
+// TestClusterChaosPartition).
+func TestReconnectDead(t *testing.T) {
+	a := start(t, "a", nil)
+	addr := freePort(t)
+	startAt := func() *Membership {
+		m, err := Start(Options{
+			Meta:     Meta{NodeID: "b", HTTPAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"},
+			BindAddr: addr, RetryJoinInterval: 100 * time.Millisecond, ReconnectInterval: 200 * time.Millisecond,
+			Logger: slog.New(slog.DiscardHandler),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	b := startAt()
+	if _, err := b.ml.Join([]string{a.GossipAddr()}); err != nil {
+		t.Fatal(err)
+	}
+	waitStates(t, a, map[string]State{"a": Alive, "b": Alive})
+	b.Close() // no Leave: a crash
+	waitStates(t, a, map[string]State{"a": Alive, "b": Dead})
+	begin := time.Now()
+	b = startAt()
+	waitStates(t, a, map[string]State{"a": Alive, "b": Alive})
+	waitStates(t, b, map[string]State{"a": Alive, "b": Alive})
+	t.Logf("b alive again to a %v after it came back", time.Since(begin).Round(time.Millisecond))
+}

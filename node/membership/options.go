@@ -49,6 +49,10 @@ type Options struct {
 
 	// RetryJoinInterval is the pause between join attempts. Default 1 s.
 	RetryJoinInterval time.Duration
+	// ReconnectInterval is the pause between two attempts to reach a
+	// member this node holds dead (one at random each time), so that the
+	// two sides of a healed partition find each other again. Default 2 s.
+	ReconnectInterval time.Duration
 	// OnChange, when set, is called after a node joined, left, died or
 	// changed its metadata. It runs on memberlist's goroutines: it must
 	// not block or call back into memberlist.
@@ -70,6 +74,7 @@ func (o *Options) EnsureDefaults() {
 	dur(&o.GossipInterval, 100*time.Millisecond)
 	dur(&o.PushPullInterval, 15*time.Second)
 	dur(&o.RetryJoinInterval, time.Second)
+	dur(&o.ReconnectInterval, 2*time.Second)
 	if o.SuspicionMult == 0 {
 		o.SuspicionMult = 3
 	}
@@ -117,7 +122,7 @@ func (o *Options) Validate() error {
 	if o.SuspicionMult < 1 || o.SuspicionMaxTimeoutMult < 1 {
 		bad("suspicion multipliers %d and %d", o.SuspicionMult, o.SuspicionMaxTimeoutMult)
 	}
-	if o.GossipInterval <= 0 || o.PushPullInterval <= 0 || o.RetryJoinInterval <= 0 {
+	if o.GossipInterval <= 0 || o.PushPullInterval <= 0 || o.RetryJoinInterval <= 0 || o.ReconnectInterval <= 0 {
 		bad("intervals must be positive")
 	}
 	return errors.Join(errs...)
