@@ -40,9 +40,11 @@ bench-fmnist: build-faiss
 
 test: setup test-go test-race test-faiss fuzz
 
+# -timeout: go test's default of 10 min per package is too close for the
+# e2e package (its cluster tests take 4–5 min here, twice that race-built).
 test-go:
 	$(GO) vet ./...
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -timeout 30m ./...
 
 # The concurrency contracts of the index, the coordinator and the store,
 # under the race detector.
@@ -50,7 +52,7 @@ test-race:
 	$(GO) test -race -count=1 ./ivf/... ./coordinator/... ./node/ ./node/store/... ./embed/...
 	# The cluster's processes built with -race: a data race stops a server
 	# (halt_on_error), which fails its test.
-	LOOKALIKE_E2E_RACE=1 GORACE=halt_on_error=1 $(GO) test -count=1 -run 'TestCluster' ./node/e2e/
+	LOOKALIKE_E2E_RACE=1 GORACE=halt_on_error=1 $(GO) test -count=1 -timeout 30m -run 'TestCluster' ./node/e2e/
 
 test-faiss:
 	$(GO) vet -tags faiss ./bench/... ./cmd/...
