@@ -124,31 +124,20 @@ func (s *Membership) reconnectLoop() {
 			return
 		case <-tick.C:
 		}
-		live := map[string]bool{}
-		for _, n := range s.ml.Members() {
-			live[n.Name] = true
-		}
-		var dead []string
-		s.mu.Lock()
-		for id, r := range s.members {
-			if id != s.opts.Meta.NodeID && !live[id] && r.m.GossipAddr != "" {
-				dead = append(dead, id)
+		var dead []Member
+		for _, m := range s.Members() {
+			if m.State == Dead && m.GossipAddr != "" {
+				dead = append(dead, m)
 			}
 		}
-		slices.Sort(dead)
-		var id, addr string
-		if len(dead) > 0 {
-			id = dead[rand.IntN(len(dead))]
-			addr = s.members[id].m.GossipAddr
-		}
-		s.mu.Unlock()
-		if addr == "" {
+		if len(dead) == 0 {
 			continue
 		}
-		if n, err := s.ml.Join([]string{addr}); n > 0 {
-			s.log.Info("gossip: reached a member held dead; exchanged state", "node", id, "addr", addr)
+		m := dead[rand.IntN(len(dead))]
+		if n, err := s.ml.Join([]string{m.GossipAddr}); n > 0 {
+			s.log.Info("gossip: reached a member held dead; exchanged state", "node", m.NodeID, "addr", m.GossipAddr)
 		} else {
-			s.log.Debug("gossip: member held dead not reached", "node", id, "addr", addr, "err", err)
+			s.log.Debug("gossip: member held dead not reached", "node", m.NodeID, "addr", m.GossipAddr, "err", err)
 		}
 	}
 }
