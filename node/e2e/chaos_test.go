@@ -259,7 +259,11 @@ func chaosRun(t *testing.T, trainAt, nbase int, partition bool) {
 		time.Sleep(3 * time.Second)
 		victim.restart()
 		t.Logf("cycle %d: %s restarted at %v", cycle, victim.id, h.since())
-		chaosWaitServing(t, victim, name, 30*time.Second)
+		if trainAt < 0 {
+			cdWaitReady(t, victim, name, 30*time.Second)
+		} else {
+			chaosWaitServing(t, victim, name, 30*time.Second) // trained or not yet
+		}
 		live.add(victim)
 		if cycle%3 == 2 {
 			// The next kill comes while this node may still be catching
