@@ -65,20 +65,25 @@ func topCap(k int) int {
 func topBuf(kp int) int { return max(2*kp, 512) }
 
 // scanShared is the dynamic shared memory of one sq8_scan block: the
-// selection buffer (8-byte ids, then 4-byte distances), the query-derived
-// vector (a or w), and for L2 the step vector, each padded (sharedVec).
+// selection buffer (8-byte ids, then 4-byte distances), then for L2 the
+// (a, Step) pairs (sharedPairs), for IP the weights w (sharedVec), each
+// padded.
 func scanShared(kp, dp int, m ivf.Metric) int {
-	n := topBuf(kp)*12 + sharedVec(dp)*4
+	n := topBuf(kp) * 12
 	if m == ivf.L2 {
-		n += sharedVec(dp) * 4
+		return n + sharedPairs(dp)*8
 	}
-	return n
+	return n + sharedVec(dp)*4
 }
 
-// sharedVec is the length in floats of a per-dimension vector in the scan
+// sharedVec is the length in floats of the IP weight vector in the scan
 // kernel's shared memory: dp plus one float of padding per 32 against
 // bank conflicts (sq8_svec).
 func sharedVec(dp int) int { return dp + dp>>5 }
+
+// sharedPairs is the length in float pairs of the L2 (a, Step) table: dp
+// plus one pair of padding per 16 (sq8_spairs).
+func sharedPairs(dp int) int { return dp + dp>>4 }
 
 // mergeShared is the dynamic shared memory of one sq8_merge block.
 func mergeShared(kp int) int { return topBuf(kp) * 12 }

@@ -168,8 +168,8 @@ func TestSharedMemoryLimits(t *testing.T) {
 		fits   bool
 	}{
 		{128, 10, ivf.L2, true}, {784, 1024, ivf.L2, true}, {1792, 1024, ivf.L2, true},
-		{2960, 1024, ivf.L2, true}, {2961, 1024, ivf.L2, false}, {5200, 10, ivf.L2, true}, {5201, 10, ivf.L2, false},
-		{4448, 512, ivf.L2, true}, {4449, 512, ivf.L2, false}, {8912, 512, ivf.IP, true}, {8913, 512, ivf.IP, false},
+		{2880, 1024, ivf.L2, true}, {2881, 1024, ivf.L2, false}, {5040, 10, ivf.L2, true}, {5041, 10, ivf.L2, false},
+		{4320, 512, ivf.L2, true}, {4321, 512, ivf.L2, false}, {8912, 512, ivf.IP, true}, {8913, 512, ivf.IP, false},
 		{5936, 1024, ivf.IP, true}, {5937, 1024, ivf.IP, false}, {10400, 256, ivf.IP, true}, {10401, 256, ivf.IP, false},
 		{65536, 1, ivf.IP, false},
 	} {

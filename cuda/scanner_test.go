@@ -584,5 +584,8 @@ func TestLayoutMatchesHeader(t *testing.T) {
 		if dp := padDim(d); sharedVec(dp) != hostmath.SVec(dp) {
 			t.Fatalf("dp %d: Go shared vector %d floats, C %d", dp, sharedVec(dp), hostmath.SVec(dp))
 		}
+		if dp := padDim(d); sharedPairs(dp) != hostmath.SPairs(dp) {
+			t.Fatalf("dp %d: Go shared pairs %d, C %d", dp, sharedPairs(dp), hostmath.SPairs(dp))
+		}
 	}
 }

@@ -16,8 +16,13 @@ package hostmath
 // rebuilds this package.
 #include "sq8.h"
 
-static void hm_l2_rows(const float *a, const float *s, const unsigned char *codes, int n, int dp, int lanes, float *out) {
-	for (int i = 0; i < n; i++) out[i] = sq8_l2_dist(a, s, codes + (long)i * dp, dp, lanes);
+// The kernel keeps (a_j, Step_j) as pairs; as is dp of them, dense.
+static void hm_l2_rows(const float *a, const float *s, sq8_f2 *as, const unsigned char *codes, int n, int dp, int lanes, float *out) {
+	for (int j = 0; j < dp; j++) {
+		as[j].x = a[j];
+		as[j].y = s[j];
+	}
+	for (int i = 0; i < n; i++) out[i] = sq8_l2_dist(as, codes + (long)i * dp, dp, lanes);
 }
 
 static void hm_ip_rows(float base, const float *w, const unsigned char *codes, int n, int dp, int lanes, float *out) {
@@ -35,6 +40,7 @@ static void hm_ip_prep(const float *q, const float *step, float *w, int n) {
 static int hm_pad(int d) { return sq8_pad(d); }
 static int hm_lanes(int dp) { return sq8_lanes(dp); }
 static int hm_svec(int dp) { return sq8_svec(dp); }
+static int hm_spairs(int dp) { return sq8_spairs(dp); }
 static int hm_less(float d1, unsigned long long i1, float d2, unsigned long long i2) { return sq8_less(d1, i1, d2, i2); }
 static int hm_deleted(const unsigned int *tomb, int e) { return sq8_deleted(tomb, e); }
 */
@@ -60,6 +66,10 @@ func Pad(dim int) int { return int(C.hm_pad(C.int(dim))) }
 // SVec is sq8_svec: the padded length of a per-dimension vector of dp
 // components in the scan kernel's shared memory.
 func SVec(dp int) int { return int(C.hm_svec(C.int(dp))) }
+
+// SPairs is sq8_spairs: the padded length, in pairs of floats, of the
+// (a, Step) table of dp components in the scan kernel's shared memory.
+func SPairs(dp int) int { return int(C.hm_spairs(C.int(dp))) }
 
 // Lanes is sq8_lanes: the threads that score one row of dp codes.
 func Lanes(dp int) int { return int(C.hm_lanes(C.int(dp))) }
@@ -104,7 +114,8 @@ func L2Rows(a, s []float32, codes []byte, dp, lanes int, out []float32) {
 	if len(out) == 0 {
 		return
 	}
-	C.hm_l2_rows(fp(a), fp(s), (*C.uchar)(unsafe.Pointer(&codes[0])), C.int(len(out)), C.int(dp), C.int(lanes), fp(out))
+	as := make([]float32, 2*dp)
+	C.hm_l2_rows(fp(a), fp(s), (*C.sq8_f2)(unsafe.Pointer(&as[0])), (*C.uchar)(unsafe.Pointer(&codes[0])), C.int(len(out)), C.int(dp), C.int(lanes), fp(out))
 }
 
 // IPRows scores len(out) padded rows as the GPU does (sq8_ip_dist). w

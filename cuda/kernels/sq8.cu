@@ -153,16 +153,18 @@ sq8_scan(const float *__restrict__ queries,   /* nq × dp */
 	t.k = b.k;
 	t.id = (u64 *)sq8_smem;
 	t.d = (float *)(t.id + t.buf);
-	/* a (L2) or w (IP), and Step (L2): sq8_svec(dp) floats each, component
-	 * j at sq8_sidx(j) (padded against bank conflicts, see sq8.h). */
+	/* L2: the (a, Step) pairs, sq8_spairs(dp) of them, component j's at
+	 * sq8_pidx(j); IP: w, sq8_svec(dp) floats, component j at sq8_sidx(j)
+	 * (both padded against bank conflicts, see sq8.h). t.d ends 8-byte
+	 * aligned: buf is a power of two of at least 512. */
 	float *vec = t.d + t.buf;
-	float *stp = vec + sq8_svec(dp);
+	sq8_f2 *as = (sq8_f2 *)vec;
 	sq8_top_init(t);
 
 	const float *q = queries + (long long)b.query * dp;
 	for (int j = threadIdx.x; j < dp; j += blockDim.x) {
 		if (l2)
-			stp[sq8_sidx(j)] = vstep[j];
+			as[sq8_pidx(j)].y = vstep[j];
 		else
 			vec[sq8_sidx(j)] = sq8_ip_prep(q[j], vstep[j]);
 	}
@@ -178,7 +180,7 @@ sq8_scan(const float *__restrict__ queries,   /* nq × dp */
 		if (l2) {
 			const float *c = centroids + (long long)pr.list * dp;
 			__syncthreads();
-			for (int j = threadIdx.x; j < dp; j += blockDim.x) vec[sq8_sidx(j)] = sq8_l2_prep(q[j], c[j], vmin[j]);
+			for (int j = threadIdx.x; j < dp; j += blockDim.x) as[sq8_pidx(j)].x = sq8_l2_prep(q[j], c[j], vmin[j]);
 			__syncthreads();
 		}
 		const unsigned char *codes = (const unsigned char *)pr.codes;
@@ -194,7 +196,7 @@ sq8_scan(const float *__restrict__ queries,   /* nq × dp */
 				float part = 0.0f;
 				if (v < rn) {
 					const unsigned char *row = codes + (long long)e * dp;
-					part = l2 ? sq8_l2_lane(vec, stp, row, dp, lane, lanes) : sq8_ip_lane(vec, row, dp, lane, lanes);
+					part = l2 ? sq8_l2_lane(as, row, dp, lane, lanes) : sq8_ip_lane(vec, row, dp, lane, lanes);
 				}
 				for (int o = lanes / 2; o > 0; o /= 2) part += __shfl_xor_sync(0xffffffffu, part, o, lanes);
 				if (v < rn && lane == 0 && !sq8_deleted(tomb, e)) {

@@ -76,9 +76,9 @@ SQ8_HD int sq8_lanes(int dp) {
 	return w;
 }
 
-/* sq8_svec is the length, in floats, of a per-dimension vector (a, Step or
- * w) of dp components in the scan kernel's shared memory, and sq8_sidx
- * where component j sits: one float of padding after every 32. Lane l of a
+/* sq8_svec is the length, in floats, of the IP weight vector w of dp
+ * components in the scan kernel's shared memory, and sq8_sidx where
+ * component j sits: one float of padding after every 32. Lane l of a
  * warp reads component 16·l + m of its chunk at the same time as the other
  * lanes; unpadded, those 32 reads fall on two banks (a 16-way conflict, the
  * kernel's main cost at 784-d); padded, on 32 different ones
@@ -89,6 +89,23 @@ SQ8_HD int sq8_svec(int dp) { return dp + (dp >> 5); }
 SQ8_HD int sq8_sidx(int j) {
 #ifdef __CUDA_ARCH__
 	return j + (j >> 5);
+#else
+	return j;
+#endif
+}
+
+/* L2 keeps a_j and Step_j side by side, a pair of floats per component,
+ * so that a lane reads both with one 8-byte shared load (two 4-byte loads
+ * per code byte before). sq8_spairs is the length of that table in pairs,
+ * sq8_pidx where component j's pair sits: one pair of padding after every
+ * 16. A warp's 8-byte loads are served a half-warp at a time; lane l
+ * reads pair 17·l + m, words 34·l + 2m and the next, on banks 2·l + 2m
+ * and 2·l + 2m + 1: sixteen lanes, 32 different banks. On the host the
+ * table is dense (sq8_pidx the identity); as ever only addresses differ. */
+SQ8_HD int sq8_spairs(int dp) { return dp + (dp >> 4); }
+SQ8_HD int sq8_pidx(int j) {
+#ifdef __CUDA_ARCH__
+	return j + (j >> 4);
 #else
 	return j;
 #endif
@@ -145,23 +162,36 @@ SQ8_HD float sq8_l2_term(float a, float s, float code) {
 	return t * t;
 }
 
-/* sq8_l2_lane is lane's share of Σ_j (a_j − s_j·code_j)² over the row:
- * its chunks in order, each chunk's 16 terms in dimension order. A chunk
- * starts at a multiple of 16, so its 16 components never straddle a
- * padding float: they sit at sq8_sidx(i) + 0..15. */
-SQ8_HD float sq8_l2_lane(const float *a, const float *s, const unsigned char *row, int dp, int lane, int lanes) {
+/* sq8_pair reads pair m of a table of (a, Step) pairs: one 8-byte load
+ * on the device. */
+#ifdef __CUDACC__
+typedef float2 sq8_f2;
+#else
+typedef struct sq8_f2 {
+	float x, y;
+} sq8_f2;
+#endif
+SQ8_HD sq8_f2 sq8_pair(const sq8_f2 *p, int m) { return p[m]; }
+
+/* sq8_l2_lane is lane's share of Σ_j (a_j − s_j·code_j)² over the row, as
+ * (a_j, s_j) = as[sq8_pidx(j)]: its chunks in order, each chunk's 16 terms
+ * in dimension order. A chunk starts at a multiple of 16, so its 16
+ * components never straddle a padding pair: they sit at sq8_pidx(i) +
+ * 0..15. */
+SQ8_HD float sq8_l2_lane(const sq8_f2 *as, const unsigned char *row, int dp, int lane, int lanes) {
 	float acc = 0.0f;
 	for (int i = lane * SQ8_CHUNK; i < dp; i += lanes * SQ8_CHUNK) {
 		unsigned int w[4];
 		sq8_load16(row + i, w);
-		const float *ac = a + sq8_sidx(i), *sc = s + sq8_sidx(i);
+		const sq8_f2 *pc = as + sq8_pidx(i);
 		for (int b = 0; b < 4; b++) {
 			unsigned int x = w[b];
 			const int m = 4 * b;
-			acc += sq8_l2_term(ac[m], sc[m], sq8_code(x, 0));
-			acc += sq8_l2_term(ac[m + 1], sc[m + 1], sq8_code(x, 1));
-			acc += sq8_l2_term(ac[m + 2], sc[m + 2], sq8_code(x, 2));
-			acc += sq8_l2_term(ac[m + 3], sc[m + 3], sq8_code(x, 3));
+			sq8_f2 p0 = sq8_pair(pc, m), p1 = sq8_pair(pc, m + 1), p2 = sq8_pair(pc, m + 2), p3 = sq8_pair(pc, m + 3);
+			acc += sq8_l2_term(p0.x, p0.y, sq8_code(x, 0));
+			acc += sq8_l2_term(p1.x, p1.y, sq8_code(x, 1));
+			acc += sq8_l2_term(p2.x, p2.y, sq8_code(x, 2));
+			acc += sq8_l2_term(p3.x, p3.y, sq8_code(x, 3));
 		}
 	}
 	return acc;
@@ -198,10 +228,11 @@ SQ8_HD float sq8_butterfly(float *p, int lanes) {
 	return p[0];
 }
 
-/* sq8_l2_dist is the whole L2 distance of one row as the GPU computes it. */
-SQ8_HD float sq8_l2_dist(const float *a, const float *s, const unsigned char *row, int dp, int lanes) {
+/* sq8_l2_dist is the whole L2 distance of one row as the GPU computes it;
+ * as holds dp pairs (a_j, Step_j). */
+SQ8_HD float sq8_l2_dist(const sq8_f2 *as, const unsigned char *row, int dp, int lanes) {
 	float p[SQ8_MAX_LANES];
-	for (int l = 0; l < lanes; l++) p[l] = sq8_l2_lane(a, s, row, dp, l, lanes);
+	for (int l = 0; l < lanes; l++) p[l] = sq8_l2_lane(as, row, dp, l, lanes);
 	return sq8_butterfly(p, lanes);
 }
 
