@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"lookalike/coordinator"
@@ -85,9 +86,11 @@ func (c *ClusterOptions) validate() []error {
 // clusterRuntime runs membership, bootstrap and the leader's
 // reconciliation of the Raft configuration and node table with gossip.
 type clusterRuntime struct {
-	o     ClusterOptions
-	cs    *coordinator.Server
-	ml    *membership.Membership
+	o  ClusterOptions
+	cs *coordinator.Server
+	// ml is set by start, after Open: goroutines Open starts (a copy to a
+	// joiner) may ask for a peer's address first (httpAddr).
+	ml    atomic.Pointer[membership.Membership]
 	log   *slog.Logger
 	id    string
 	nudge chan struct{}
@@ -116,11 +119,14 @@ func clusterForwarder(cr *clusterRuntime, tlsConf *tls.Config, apiKey string) co
 	return f.forward
 }
 
+// gossip is the node's membership, nil before start.
+func (cr *clusterRuntime) gossip() *membership.Membership { return cr.ml.Load() }
+
 // httpAddr is a node's HTTP address: gossip's while the member is not
 // dead, else the node table's.
 func (cr *clusterRuntime) httpAddr(id string) string {
-	if cr.ml != nil {
-		if m, ok := cr.ml.Member(id); ok && m.State != membership.Dead {
+	if ml := cr.gossip(); ml != nil {
+		if m, ok := ml.Member(id); ok && m.State != membership.Dead {
 			return m.HTTPAddr
 		}
 	}
@@ -157,7 +163,7 @@ func (cr *clusterRuntime) start(n *Node, httpAddr string, tls bool) error {
 	if err != nil {
 		return err
 	}
-	cr.ml = ml
+	cr.ml.Store(ml)
 	tables, cancel := cr.cs.Watch()
 	cr.wg.Add(2)
 	go func() {
@@ -184,7 +190,8 @@ func (cr *clusterRuntime) start(n *Node, httpAddr string, tls bool) error {
 // primary), and it waits, at most limit, until the table no longer names
 // it in any shard, so gateways stop routing to it before its API closes.
 func (cr *clusterRuntime) handOff(limit time.Duration) {
-	if cr.ml == nil {
+	ml := cr.gossip()
+	if ml == nil {
 		return
 	}
 	deadline := time.Now().Add(limit)
@@ -198,11 +205,11 @@ func (cr *clusterRuntime) handOff(limit time.Duration) {
 	// the others' writes stop coming here before this node stops
 	// answering them (a backup that stops answering costs each write in
 	// flight to it the primary's removal of it and one lease).
-	if err := cr.ml.SetFlags(cr.ml.Flags()|membership.FlagLeaving, time.Second); err != nil {
+	if err := ml.SetFlags(ml.Flags()|membership.FlagLeaving, time.Second); err != nil {
 		cr.log.Warn("cluster: gossip metadata", "err", err)
 	}
 	cr.drain(deadline)
-	if err := cr.ml.Leave(time.Second); err != nil {
+	if err := ml.Leave(time.Second); err != nil {
 		cr.log.Warn("cluster: leave gossip", "err", err)
 	}
 	for time.Now().Before(deadline) {
@@ -231,7 +238,7 @@ func (cr *clusterRuntime) handOff(limit time.Duration) {
 // deadline passes.
 func (cr *clusterRuntime) drain(deadline time.Time) {
 	alive := map[string]bool{}
-	for _, m := range cr.ml.Members() {
+	for _, m := range cr.gossip().Members() {
 		if m.State == membership.Alive && m.Flags&membership.FlagLeaving == 0 {
 			alive[m.NodeID] = true
 		}
@@ -276,13 +283,14 @@ func (cr *clusterRuntime) drain(deadline time.Time) {
 
 // close leaves gossip and stops the goroutines.
 func (cr *clusterRuntime) close() error {
-	if cr.ml == nil {
+	ml := cr.gossip()
+	if ml == nil {
 		return nil
 	}
 	close(cr.stop)
 	cr.wg.Wait()
-	_ = cr.ml.Leave(time.Second)
-	return cr.ml.Close()
+	_ = ml.Leave(time.Second)
+	return ml.Close()
 }
 
 func (cr *clusterRuntime) loop() {
@@ -298,7 +306,7 @@ func (cr *clusterRuntime) loop() {
 		}
 		if cr.peers != nil {
 			dead := map[string]bool{}
-			for _, m := range cr.ml.Members() {
+			for _, m := range cr.gossip().Members() {
 				if m.State == membership.Dead {
 					dead[m.NodeID] = true
 				}
@@ -313,8 +321,8 @@ func (cr *clusterRuntime) loop() {
 			cr.maybeBootstrap()
 			continue
 		}
-		if cr.ml.Flags()&membership.FlagRaft == 0 {
-			if err := cr.ml.SetFlags(cr.ml.Flags()|membership.FlagRaft, time.Second); err != nil {
+		if ml := cr.gossip(); ml.Flags()&membership.FlagRaft == 0 {
+			if err := ml.SetFlags(ml.Flags()|membership.FlagRaft, time.Second); err != nil {
 				cr.log.Warn("cluster: gossip metadata", "err", err)
 			}
 		}
@@ -337,7 +345,7 @@ func (cr *clusterRuntime) maybeBootstrap() {
 		return
 	}
 	var live []membership.Member
-	for _, m := range cr.ml.Members() {
+	for _, m := range cr.gossip().Members() {
 		if m.State == membership.Dead {
 			continue
 		}
@@ -396,7 +404,7 @@ func (cr *clusterRuntime) reconcile(conf []coordinator.Member) {
 		}
 	}
 	const timeout = 5 * time.Second
-	members := cr.ml.Members()
+	members := cr.gossip().Members()
 	for _, m := range members {
 		if m.State != membership.Alive {
 			continue
@@ -522,7 +530,7 @@ func (cr *clusterRuntime) replaceDeadVoters(conf []coordinator.Member, members [
 // dead keeps its set (searches say "partial" until one comes back).
 func (cr *clusterRuntime) failover() {
 	dead := map[string]bool{}
-	for _, m := range cr.ml.Members() {
+	for _, m := range cr.gossip().Members() {
 		if m.State == membership.Dead {
 			dead[m.NodeID] = true
 		}
@@ -563,7 +571,7 @@ func (cr *clusterRuntime) failover() {
 func (cr *clusterRuntime) restore() {
 	alive := map[string]bool{}
 	leaving := map[string]bool{}
-	for _, m := range cr.ml.Members() {
+	for _, m := range cr.gossip().Members() {
 		if m.State == membership.Alive {
 			alive[m.NodeID] = true
 		}
@@ -706,8 +714,8 @@ func (cr *clusterRuntime) info() ClusterInfo {
 		c.RaftAddr, c.HTTPAddr = n.RaftAddr, n.HTTPAddr
 	}
 	var members []membership.Member
-	if cr.ml != nil {
-		members = cr.ml.Members()
+	if ml := cr.gossip(); ml != nil {
+		members = ml.Members()
 	}
 	for _, m := range members {
 		c := get(m.NodeID)

@@ -116,10 +116,14 @@ func (m *RaftMetadata) alive(id string) bool {
 	if id == m.nodeID {
 		return true
 	}
-	if m.cluster == nil || m.cluster.ml == nil {
+	if m.cluster == nil {
 		return false
 	}
-	mem, ok := m.cluster.ml.Member(id)
+	ml := m.cluster.gossip()
+	if ml == nil {
+		return false
+	}
+	mem, ok := ml.Member(id)
 	return ok && mem.State != membership.Dead
 }
 
