@@ -516,12 +516,12 @@ func chaosDup(hits []proto.Hit) string {
 const chaosGhost = 0.5
 
 // check reads every id through every node and returns how many are
-// present (the same on every node, or the test fails). The nodes are
-// checked side by side. An id searched at more than chaosOlderCap
-// vectors of its history (a long chaos, or a race-built one, writes
-// dozens per id) is searched at its last chaosOlderCap/2 and at as many
-// others drawn at random: the race-built training chaos spent 7 of its
-// 10.6 minutes searching at 12,041 older vectors through each node.
+// present (the same on every node, or the test fails). An id with more
+// than chaosOlderCap vectors in its history (a long chaos, or a
+// race-built one, writes dozens an id) is searched at its last
+// chaosOlderCap/2 and at as many others drawn at random, and always at
+// the one it reads as: the race-built training chaos spent 7 of its 10.6
+// minutes searching at 12,041 older vectors through each node.
 func (h *chaosHistory) check(t *testing.T, nodes []*clusterNode, path string, nlist int) int {
 	t.Helper()
 	h.mu.Lock()
@@ -560,90 +560,79 @@ func (h *chaosHistory) check(t *testing.T, nodes []*clusterNode, path string, nl
 		}
 		return res.Hits, nil
 	}
-	var (
-		bmu sync.Mutex
-		bad []string
-	)
+	var bad []string
 	fail := func(format string, args ...any) {
-		bmu.Lock()
 		bad = append(bad, fmt.Sprintf(format, args...))
-		bmu.Unlock()
 	}
-	counts := make([]int, len(nodes))
-	older := make([]int, len(nodes))
-	var wg sync.WaitGroup
-	for ci, c := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for _, id := range ids {
-				hist := h.ids[id]
-				allowed := append([]chaosState{hist.acked}, hist.maybe...)
-				var it proto.Item
-				st, err := cdCall(c.server, 30*time.Second, "GET", path+"/items/"+id+"?vector=true", nil, &it)
-				var got chaosState
-				switch st {
-				case 404:
-				case 200:
-					var m struct{ I int }
-					if err := json.Unmarshal(it.Meta, &m); err != nil || m.I == 0 {
-						fail("%s through %s: metadata %s", id, c.id, it.Meta)
-						continue
-					}
-					got = chaosState{seq: m.I, vector: it.Vector}
-				default:
-					fail("GET %s through %s: %d %v", id, c.id, st, err)
+	present := -1
+	for _, c := range nodes {
+		n := 0
+		for _, id := range ids {
+			hist := h.ids[id]
+			allowed := append([]chaosState{hist.acked}, hist.maybe...)
+			var it proto.Item
+			st, err := cdCall(c.server, 30*time.Second, "GET", path+"/items/"+id+"?vector=true", nil, &it)
+			var got chaosState
+			switch st {
+			case 404:
+			case 200:
+				var m struct{ I int }
+				if err := json.Unmarshal(it.Meta, &m); err != nil || m.I == 0 {
+					fail("%s through %s: metadata %s", id, c.id, it.Meta)
 					continue
 				}
-				history := func() string {
-					return "; its last operations:\n    " + strings.Join(hist.log[max(0, len(hist.log)-6):], "\n    ")
+				got = chaosState{seq: m.I, vector: it.Vector}
+			default:
+				fail("GET %s through %s: %d %v", id, c.id, st, err)
+				continue
+			}
+			history := func() string {
+				return "; its last operations:\n    " + strings.Join(hist.log[max(0, len(hist.log)-6):], "\n    ")
+			}
+			i := slices.IndexFunc(allowed, func(s chaosState) bool { return s.seq == got.seq })
+			switch {
+			case i < 0:
+				fail("%s through %s reads as write %d; allowed: the acknowledged %d, or of unknown outcome %v%s", id, c.id, got.seq, hist.acked.seq, seqs(hist.maybe), history())
+				continue
+			case got.seq != 0 && !slices.Equal(got.vector, allowed[i].vector):
+				fail("%s through %s: write %d's metadata with another vector", id, c.id, got.seq)
+				continue
+			}
+			// Search at the vector it has, and at older ones.
+			at := vectors[id]
+			if got.seq != 0 && !slices.ContainsFunc(at, func(s chaosState) bool { return s.seq == got.seq }) {
+				at = append(slices.Clone(at), allowed[i])
+			}
+			for _, s := range at {
+				hits, err := search(c, s.vector)
+				if err != nil {
+					fail("%s: %v", id, err)
+					break
 				}
-				i := slices.IndexFunc(allowed, func(s chaosState) bool { return s.seq == got.seq })
+				if c == nodes[0] {
+					h.olderChecked++
+				}
+				hit := slices.IndexFunc(hits, func(x proto.Hit) bool { return x.ID == id && x.Score < chaosGhost })
 				switch {
-				case i < 0:
-					fail("%s through %s reads as write %d; allowed: the acknowledged %d, or of unknown outcome %v%s", id, c.id, got.seq, hist.acked.seq, seqs(hist.maybe), history())
-					continue
-				case got.seq != 0 && !slices.Equal(got.vector, allowed[i].vector):
-					fail("%s through %s: write %d's metadata with another vector", id, c.id, got.seq)
-					continue
-				}
-				// Search at the vector it has, and at older ones.
-				at := vectors[id]
-				if got.seq != 0 && !slices.ContainsFunc(at, func(s chaosState) bool { return s.seq == got.seq }) {
-					at = append(slices.Clone(at), allowed[i])
-				}
-				for _, s := range at {
-					hits, err := search(c, s.vector)
-					if err != nil {
-						fail("%s: %v", id, err)
-						break
-					}
-					older[ci]++
-					hit := slices.IndexFunc(hits, func(x proto.Hit) bool { return x.ID == id && x.Score < chaosGhost })
-					switch {
-					case s.seq == got.seq && (hit < 0 || hits[0].Score > chaosGhost):
-						fail("%s through %s: a search at its vector (write %d) does not find it first: %s%s", id, c.id, s.seq, cdHits(hits), history())
-					case s.seq != got.seq && hit >= 0:
-						fail("%s through %s: a search at its older vector (write %d; it reads as %d) finds it at %.4f: a copy left behind%s", id, c.id, s.seq, got.seq, hits[hit].Score, history())
-					}
-				}
-				if got.seq != 0 {
-					counts[ci]++
+				case s.seq == got.seq && (hit < 0 || hits[0].Score > chaosGhost):
+					fail("%s through %s: a search at its vector (write %d) does not find it first: %s%s", id, c.id, s.seq, cdHits(hits), history())
+				case s.seq != got.seq && hit >= 0:
+					fail("%s through %s: a search at its older vector (write %d; it reads as %d) finds it at %.4f: a copy left behind%s", id, c.id, s.seq, got.seq, hits[hit].Score, history())
 				}
 			}
-		}()
-	}
-	wg.Wait()
-	h.olderChecked = older[0]
-	for ci := 1; ci < len(nodes); ci++ {
-		if counts[ci] != counts[0] {
-			fail("%d ids present through %s, %d through %s", counts[ci], nodes[ci].id, counts[0], nodes[0].id)
+			if got.seq != 0 {
+				n++
+			}
 		}
+		if present >= 0 && n != present {
+			fail("%d ids present through %s, %d through %s", n, c.id, present, nodes[0].id)
+		}
+		present = n
 	}
 	if len(bad) > 0 {
 		t.Errorf("%d wrong reads; first: %s", len(bad), strings.Join(bad[:min(8, len(bad))], "\n  "))
 	}
-	return counts[0]
+	return present
 }
 
 // chaosOlderCap bounds the vectors of its history an id is searched at
