@@ -122,13 +122,22 @@ func clusterForwarder(cr *clusterRuntime, tlsConf *tls.Config, apiKey string) co
 // gossip is the node's membership, nil before start.
 func (cr *clusterRuntime) gossip() *membership.Membership { return cr.ml.Load() }
 
+// liveMember returns member id as gossip shows it, if gossip runs and
+// does not hold it dead.
+func (cr *clusterRuntime) liveMember(id string) (membership.Member, bool) {
+	if ml := cr.gossip(); ml != nil {
+		if m, ok := ml.Member(id); ok && m.State != membership.Dead {
+			return m, true
+		}
+	}
+	return membership.Member{}, false
+}
+
 // httpAddr is a node's HTTP address: gossip's while the member is not
 // dead, else the node table's.
 func (cr *clusterRuntime) httpAddr(id string) string {
-	if ml := cr.gossip(); ml != nil {
-		if m, ok := ml.Member(id); ok && m.State != membership.Dead {
-			return m.HTTPAddr
-		}
+	if m, ok := cr.liveMember(id); ok {
+		return m.HTTPAddr
 	}
 	if cr.cs != nil {
 		if n, ok := cr.cs.Table().Node(id); ok {

@@ -11,7 +11,6 @@ import (
 	"lookalike/coordinator"
 	"lookalike/coordinator/meta"
 	"lookalike/ivf"
-	"lookalike/node/membership"
 )
 
 // RaftMetadata is Metadata over the Raft coordinator (package
@@ -119,12 +118,8 @@ func (m *RaftMetadata) alive(id string) bool {
 	if m.cluster == nil {
 		return false
 	}
-	ml := m.cluster.gossip()
-	if ml == nil {
-		return false
-	}
-	mem, ok := ml.Member(id)
-	return ok && mem.State != membership.Dead
+	_, ok := m.cluster.liveMember(id)
+	return ok
 }
 
 // leaseDuration is how long a node of a cluster keeps serving after it
