@@ -40,7 +40,7 @@ func TestClusterChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three server processes and kills them in turn")
 	}
-	chaosRun(t, -1, 1000, false)
+	chaosRun(t, chaosOpts{trainAt: -1, nbase: 1000})
 }
 
 // TestClusterChaosPartition is TestClusterChaos with network partitions
@@ -54,7 +54,22 @@ func TestClusterChaosPartition(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three server processes in network namespaces")
 	}
-	chaosRun(t, -1, 1000, true)
+	chaosRun(t, chaosOpts{trainAt: -1, nbase: 1000, partition: true})
+}
+
+// TestClusterChaosRestore is TestClusterChaos with --restore-delay
+// negative: when a node dies, the leader copies its shards at once to the
+// live node that lacks them (a full copy, under the writers' load) instead
+// of waiting for it to come back, and the node that comes back finds its
+// shards whole without it and drops its copies (purgeUnheld), until a
+// later kill makes it the only node to copy them to again. So the full
+// copies, the purges and the directory partitions' copies run under the
+// kills, where TestClusterChaos (60 s) only ever catches a node up.
+func TestClusterChaosRestore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three server processes and kills them in turn")
+	}
+	chaosRun(t, chaosOpts{trainAt: -1, nbase: 1000, restoreDelay: -time.Second})
 }
 
 // TestClusterChaosTraining is TestClusterChaos on a collection that
@@ -77,18 +92,34 @@ func TestClusterChaosTraining(t *testing.T) {
 		// node of 20,000 items here, and the test 6.5 minutes.
 		nbase = 8_000
 	}
-	chaosRun(t, 0, nbase, false)
+	chaosRun(t, chaosOpts{trainAt: 0, nbase: nbase})
 }
 
-// chaosRun is TestClusterChaos over nbase base items (a multiple of
-// 500). With trainAt ≥ 0 the collection starts untrained (the base items
-// in the buffer shards), and the train call goes just before kill number
-// trainAt: k-means and the move of the buffer to the lists run under the
-// kills and the writers' upserts and deletes. LOOKALIKE_CHAOS_TERM=1
-// makes every other stop (the second, fourth, …) a SIGTERM, the load
-// leaving the node first, as behind a load balancer. With partition,
-// the faults are network partitions (TestClusterChaosPartition).
-func chaosRun(t *testing.T, trainAt, nbase int, partition bool) {
+// chaosOpts is what a chaos test varies.
+type chaosOpts struct {
+	// trainAt ≥ 0: the collection starts untrained (the base items in the
+	// buffer shards), and the train call goes just before kill number
+	// trainAt: k-means and the move of the buffer to the lists run under
+	// the kills and the writers' upserts and deletes.
+	trainAt int
+	// nbase is the base items (a multiple of 500).
+	nbase int
+	// partition: the faults are network partitions
+	// (TestClusterChaosPartition), not kills.
+	partition bool
+	// restoreDelay is the servers' --restore-delay; 0 means 60 s, longer
+	// than any node stays down, so a shard is only ever caught up.
+	restoreDelay time.Duration
+}
+
+// chaosRun is TestClusterChaos as o says. For soaks by hand:
+// LOOKALIKE_CHAOS_TERM=1 makes every other stop (the second, fourth, …) a
+// SIGTERM, the load leaving the node first, as behind a load balancer;
+// LOOKALIKE_CHAOS_RESTORE_DELAY sets o.restoreDelay (the training or
+// partition chaos with restores); LOOKALIKE_CHAOS_SEED (a number) picks
+// other victims and another load than CI's runs.
+func chaosRun(t *testing.T, o chaosOpts) {
+	trainAt, nbase, partition := o.trainAt, o.nbase, o.partition
 	begin := time.Now()
 	term := os.Getenv("LOOKALIKE_CHAOS_TERM") != ""
 	const (
@@ -105,7 +136,27 @@ func chaosRun(t *testing.T, trainAt, nbase int, partition bool) {
 		}
 		cycles = n
 	}
-	flags := []string{"--auto-train-at", "-1", "--restore-delay", "60s"}
+	// seed varies the victims and the load (0: the runs CI makes).
+	var seed uint64
+	if s := os.Getenv("LOOKALIKE_CHAOS_SEED"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("LOOKALIKE_CHAOS_SEED=%q: want a number", s)
+		}
+		seed = n
+		t.Logf("seed %d", seed)
+	}
+	if s := os.Getenv("LOOKALIKE_CHAOS_RESTORE_DELAY"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d == 0 {
+			t.Fatalf("LOOKALIKE_CHAOS_RESTORE_DELAY=%q: want a non-zero duration", s)
+		}
+		o.restoreDelay = d
+	}
+	if o.restoreDelay == 0 {
+		o.restoreDelay = 60 * time.Second
+	}
+	flags := []string{"--auto-train-at", "-1", "--restore-delay", o.restoreDelay.String()}
 	var net *nsNet
 	var nodes []*clusterNode
 	if partition {
@@ -135,6 +186,8 @@ func chaosRun(t *testing.T, trainAt, nbase int, partition bool) {
 	if trainAt >= 0 {
 		wantLists = 0
 	}
+	placed := &chaosPlaced{coll: name}
+	placed.see(chaosWaitWhole(t, nodes, name, wantLists, 60*time.Second))
 
 	h := newChaosHistory(begin)
 	live := &chaosLive{nodes: slices.Clone(nodes)}
@@ -144,7 +197,7 @@ func chaosRun(t *testing.T, trainAt, nbase int, partition bool) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			chaosWriter(h, live, stop, path, d, w, perW, uint64(w)+900)
+			chaosWriter(h, live, stop, path, d, w, perW, uint64(w)+900+seed*1000)
 		}()
 	}
 	if trainAt >= 0 {
@@ -176,7 +229,7 @@ func chaosRun(t *testing.T, trainAt, nbase int, partition bool) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(s)+950, 3))
+			r := rand.New(rand.NewPCG(uint64(s)+950+seed*1000, 3))
 			for {
 				select {
 				case <-stop:
@@ -208,7 +261,7 @@ func chaosRun(t *testing.T, trainAt, nbase int, partition bool) {
 	}
 
 	// The kills: a random node each time, the leader on the second.
-	r := rand.New(rand.NewPCG(77, 78))
+	r := rand.New(rand.NewPCG(77+seed, 78))
 	for cycle := range cycles {
 		time.Sleep(1500 * time.Millisecond) // writes run on the whole cluster first
 		cu, err := nodes[r.IntN(len(nodes))].cluster()
@@ -247,7 +300,7 @@ func chaosRun(t *testing.T, trainAt, nbase int, partition bool) {
 				t.Logf("cycle %d: the next cut does not wait for %s to catch up", cycle, victim.id)
 				continue
 			}
-			chaosWaitWhole(t, nodes, name, wantLists, 60*time.Second)
+			placed.see(chaosWaitWhole(t, nodes, name, wantLists, 60*time.Second))
 			t.Logf("cycle %d: every shard whole again %v after the cut", cycle, time.Since(cut).Round(time.Millisecond))
 			continue
 		}
@@ -278,8 +331,8 @@ func chaosRun(t *testing.T, trainAt, nbase int, partition bool) {
 			t.Logf("cycle %d: %s back %v after the kill; the next kill does not wait for it to catch up", cycle, victim.id, time.Since(killed).Round(time.Millisecond))
 			continue
 		}
-		chaosWaitWhole(t, nodes, name, wantLists, 60*time.Second)
-		t.Logf("cycle %d: %s back and every shard whole again %v after the kill", cycle, victim.id, time.Since(killed).Round(time.Millisecond))
+		placed.see(chaosWaitWhole(t, nodes, name, wantLists, 60*time.Second))
+		t.Logf("cycle %d: %s back and every shard whole again %v after the kill; %d shard moves so far", cycle, victim.id, time.Since(killed).Round(time.Millisecond), placed.moved)
 	}
 	time.Sleep(1500 * time.Millisecond)
 	close(stop)
@@ -290,9 +343,12 @@ func chaosRun(t *testing.T, trainAt, nbase int, partition bool) {
 		}
 		t.Logf("trained and ready on every node at %v", h.since())
 	}
-	chaosWaitWhole(t, nodes, name, nlist, 60*time.Second)
-	t.Logf("chaos over at %v: %s; searches %d, %d failed, %d naming an id twice",
-		time.Since(begin).Round(time.Millisecond), h.summary(), searches, searchFail, searchDup)
+	placed.see(chaosWaitWhole(t, nodes, name, nlist, 60*time.Second))
+	t.Logf("chaos over at %v: %s; searches %d, %d failed, %d naming an id twice; %d times a shard was found whole on another pair of nodes",
+		time.Since(begin).Round(time.Millisecond), h.summary(), searches, searchFail, searchDup, placed.moved)
+	if o.restoreDelay < 0 && placed.moved == 0 {
+		t.Errorf("no shard was ever restored on another node: the test did not exercise what it is for")
+	}
 	if len(searchWhy) > 0 {
 		t.Logf("failed searches, the first %d: %s", len(searchWhy), strings.Join(searchWhy, "; "))
 	}
@@ -650,7 +706,7 @@ func seqs(states []chaosState) []int {
 // chaosWaitWhole waits until every node sees a leader, every node alive
 // and every shard of coll (lists, buffer and id directory) with two
 // in-sync replicas on live nodes, covering nlist lists (any when 0).
-func chaosWaitWhole(t *testing.T, nodes []*clusterNode, coll string, nlist int, limit time.Duration) {
+func chaosWaitWhole(t *testing.T, nodes []*clusterNode, coll string, nlist int, limit time.Duration) proto.Cluster {
 	t.Helper()
 	whole := func(cu proto.Cluster) bool {
 		if nlist > 0 && cdSumLists(cu, coll) != nlist || cu.Leader == "" {
@@ -668,10 +724,35 @@ func chaosWaitWhole(t *testing.T, nodes []*clusterNode, coll string, nlist int, 
 		}
 		return true
 	}
+	var cu proto.Cluster
 	for _, c := range nodes {
-		if cu, ok := cdPoll(c, limit, whole); !ok {
+		var ok bool
+		if cu, ok = cdPoll(c, limit, whole); !ok {
 			t.Fatalf("not whole within %v in %s's view:%s\nnodes: %+v", limit, c.id, cdShardsString(cu.Shards), cu.Nodes)
 		}
+	}
+	return cu
+}
+
+// chaosPlaced tracks where the shards of a collection are: moved counts
+// the shards found on another pair of nodes than when last seen whole
+// (a copy restored the replication factor elsewhere).
+type chaosPlaced struct {
+	coll  string
+	at    map[string]string // shard → its replicas, sorted
+	moved int
+}
+
+func (p *chaosPlaced) see(cu proto.Cluster) {
+	if p.at == nil {
+		p.at = map[string]string{}
+	}
+	for _, s := range cdDataShards(cu, p.coll) {
+		rs := fmt.Sprint(slices.Sorted(slices.Values(s.Replicas)))
+		if was, ok := p.at[s.Shard]; ok && was != rs {
+			p.moved++
+		}
+		p.at[s.Shard] = rs
 	}
 }
 
