@@ -795,3 +795,100 @@ func chaosCheckBase(t *testing.T, nodes []*clusterNode, path string, nbase int) 
 		}
 	}
 }
+
+// TestClusterConcurrentUpserts: eight clients upsert the same 40 user ids
+// at once through all three nodes for 20 s, with no fault at all; then
+// every id must read alike through every node, as one of the writes made
+// of it, and be found by a search at that vector, and the counts must
+// agree. It reproduces an open bug (docs/node.md, "Concurrent upserts
+// of one user id"): two upserts of one id to lists of different shards,
+// each finding the other's list already in the id's entry (named by an
+// earlier write, still young), evict each other's new copy, and since an
+// eviction goes to every holder directly, not down the shard's stream,
+// the replicas of a shard can disagree: on 2026-11-28 an acknowledged id
+// read as absent through one node and present through another in 2 of 3
+// runs (4 to 11 wrong reads a run). The fix needs a version on every
+// copy. Until then it runs only with LOOKALIKE_E2E_KNOWN_BUGS=1, so that
+// CI stays a signal; it is to be ungated with the fix.
+func TestClusterConcurrentUpserts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three server processes")
+	}
+	if os.Getenv("LOOKALIKE_E2E_KNOWN_BUGS") == "" {
+		t.Skip("reproduces an open bug (docs/node.md, \"Concurrent upserts of one user id\"); LOOKALIKE_E2E_KNOWN_BUGS=1 runs it")
+	}
+	const (
+		d, nlist, nbase = 16, 8, 1000
+		name            = "concurrent"
+		path            = "/v1/collections/" + name
+		ids, writers    = 40, 8
+	)
+	nodes := cdStartCluster(t, 3, "--auto-train-at", "-1")
+	cdLogTails(t, nodes, 60)
+	cdWaitFormed(t, nodes)
+	cdSeedTrained(t, nodes, name, d, nlist, nbase, 71)
+	chaosWaitWhole(t, nodes, name, nlist, 60*time.Second)
+	h := newChaosHistory(time.Now())
+	stop := time.Now().Add(20 * time.Second)
+	seq, failed := 0, 0
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(w)+500, 9))
+			for time.Now().Before(stop) {
+				id := fmt.Sprintf("s-%d", r.IntN(ids))
+				h.mu.Lock()
+				seq++
+				s := chaosState{seq: seq, vector: vec(r, d)}
+				c := h.ids[id]
+				if c == nil {
+					c = &chaosID{}
+					h.ids[id] = c
+				}
+				c.seen = append(c.seen, s)
+				h.mu.Unlock()
+				body, _ := json.Marshal(proto.Insert{Items: []proto.InsertItem{{ID: id, Vector: s.vector, Meta: []byte(fmt.Sprintf(`{"i":%d}`, s.seq))}}})
+				via := nodes[r.IntN(len(nodes))]
+				sent := h.since()
+				st, _ := cdCall(via.server, 15*time.Second, "POST", path+"/vectors", body, nil)
+				h.mu.Lock()
+				if st != 200 {
+					failed++
+				}
+				if len(c.log) < 200 {
+					c.log = append(c.log, fmt.Sprintf("%v–%v write %d through %s: %d", sent, h.since(), s.seq, via.id, st))
+				}
+				h.mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d upserts of %d ids, %d failed", seq, ids, failed)
+	// Concurrent writes may end in any order: an id may read as any of
+	// them (but alike through every node, and with one copy).
+	for _, c := range h.ids {
+		c.maybe = slices.Clone(c.seen)
+		c.acked = c.seen[len(c.seen)-1]
+	}
+	present := h.check(t, nodes, path, nlist)
+	reads := map[string]string{}
+	for _, c := range nodes {
+		var col proto.Collection
+		if st, err := cdCall(c.server, 30*time.Second, "GET", path, nil, &col); st != 200 {
+			t.Errorf("GET %s through %s: %d %v", path, c.id, st, err)
+		} else if col.Count != int64(nbase+present) {
+			t.Errorf("through %s the count is %d, want %d", c.id, col.Count, nbase+present)
+		}
+		for id := range h.ids {
+			var it proto.Item
+			st, _ := cdCall(c.server, 30*time.Second, "GET", path+"/items/"+id, nil, &it)
+			got := fmt.Sprintf("%d %s", st, it.Meta)
+			if was, ok := reads[id]; ok && was != got {
+				t.Errorf("%s reads as %q through %s, %q through %s", id, got, c.id, was, nodes[0].id)
+			}
+			reads[id] = got
+		}
+	}
+}
