@@ -114,3 +114,51 @@ func benchApplyParallel(b *testing.B, prefill int, random bool) {
 	wg.Wait()
 	b.ReportMetric(float64(next.Load()-start)/b.Elapsed().Seconds(), "vectors/s")
 }
+
+// BenchmarkApplySequences: batches of 1,000 new items after 200,000,
+// whose internal ids come from three increasing sequences at once, two
+// thirds of each stretch here (an id directory's partition primaries
+// hand out the versions, and the third shard's items go elsewhere:
+// node/dist.go, "Versions"). How the id set bounds its runs decides
+// whether the new ids need a lookup in the id index.
+func BenchmarkApplySequences(b *testing.B) {
+	s, err := Open(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const dim, n, prefill = 128, 1000, 200_000
+	vecs := make([][]float32, n)
+	for i := range vecs {
+		vecs[i] = vecOf(uint64(i), dim)
+	}
+	for done := uint64(0); done < prefill; done += 10_000 {
+		bt := NewBatch(1, 99, dim)
+		for i := range uint64(10_000) {
+			id := done + i + 1
+			bt.Put(Item{UserID: benchUserID(id, true), ID: id, List: uint32(id % 1024), Vector: vecs[i%n]})
+		}
+		if _, err := s.Apply(ctx, bt); err != nil {
+			b.Fatal(err)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	next := []uint64{1 << 20, 1 << 30, 1 << 40}
+	b.SetBytes(int64(n * dim * 4))
+	b.ReportAllocs()
+	q := 0
+	for b.Loop() {
+		bt := NewBatch(1, 0, dim)
+		for i := 0; i < n; next[q]++ {
+			if rng.IntN(3) > 0 {
+				id := next[q]
+				bt.Put(Item{UserID: benchUserID(id, true), ID: id, List: uint32(id % 1024), Vector: vecs[i]})
+				i++
+			}
+		}
+		q = (q + 1) % len(next)
+		if _, err := s.Apply(ctx, bt); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

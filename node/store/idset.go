@@ -7,8 +7,9 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// maxIDRuns bounds the runs an idSet keeps; past it the set folds them
-// into its floor, which stays correct (more ids get looked up) and small.
+// maxIDRuns bounds the runs an idSet keeps; past it the set merges the
+// runs closest together (coalesce), which stays correct (the ids of a
+// merged gap get looked up) and small.
 const maxIDRuns = 4096
 
 // idSet knows, per collection, which internal ids cannot be held, so that
@@ -80,9 +81,38 @@ func (s *idSet) add(ids []uint64) {
 		i = j
 	}
 	if len(s.runs) > maxIDRuns {
-		s.floor = max(s.floor, s.runs[len(s.runs)-1].hi)
-		s.runs = s.runs[:0]
+		s.coalesce(maxIDRuns / 2)
 	}
+}
+
+// coalesce merges the runs separated by the smallest gaps until at most
+// n are left: the ids of a merged gap count as maybe held and are looked
+// up if they ever come, which is rare, as a gap is mostly ids handed to
+// items of shards held elsewhere. It used to fold every run into the
+// floor, which made every id below the highest one written a lookup:
+// where a collection's ids come from several increasing sequences at
+// once (an id directory's partitions version its copies: node/dist.go,
+// "Versions"), that was most new ids, a read of the id index each.
+func (s *idSet) coalesce(n int) {
+	if n < 1 || len(s.runs) <= n {
+		return
+	}
+	gaps := make([]uint64, len(s.runs)-1)
+	for i := 1; i < len(s.runs); i++ {
+		gaps[i-1] = s.runs[i].lo - s.runs[i-1].hi
+	}
+	sorted := slices.Clone(gaps)
+	slices.Sort(sorted)
+	limit := sorted[len(s.runs)-n-1] // merging every gap up to it leaves n runs at most
+	out := s.runs[:1]
+	for i := 1; i < len(s.runs); i++ {
+		if gaps[i-1] <= limit {
+			out[len(out)-1].hi = s.runs[i].hi
+		} else {
+			out = append(out, s.runs[i])
+		}
+	}
+	s.runs = out
 }
 
 func (s *idSet) addRun(r idRun) {

@@ -33,6 +33,9 @@ func TestIDSetFree(t *testing.T) {
 				added[id] = true
 			}
 			s.add(ids)
+			if rng.IntN(8) == 0 {
+				s.coalesce(rng.IntN(6) + 1)
+			}
 			for id := uint64(0); id < 5100; id++ {
 				if s.free(id) && (added[id] || id <= floor) {
 					t.Fatalf("seed %d: id %d reported free (floor %d, runs %v)", seed, id, s.floor, s.runs)
@@ -43,6 +46,38 @@ func TestIDSetFree(t *testing.T) {
 					t.Fatalf("seed %d: runs not disjoint and apart: %v", seed, s.runs)
 				}
 			}
+		}
+	}
+}
+
+// TestIDSetSequences: ids from three increasing sequences at once, each
+// batch's ids a scattered two thirds of a stretch of each (an id
+// directory's partitions hand out versions; the third shard's ids go
+// elsewhere). Past maxIDRuns the set merges the closest runs, and the
+// next ids of every sequence are still known free; folding the runs
+// into the floor, as it used to, left only the highest sequence's.
+func TestIDSetSequences(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	s := &idSet{}
+	next := []uint64{1_000, 1_000_000, 2_000_000}
+	for range 400 {
+		for q := range next {
+			var ids []uint64
+			for range 100 {
+				if rng.IntN(3) > 0 {
+					ids = append(ids, next[q])
+				}
+				next[q]++
+			}
+			s.add(ids)
+		}
+	}
+	if len(s.runs) > maxIDRuns {
+		t.Fatalf("%d runs, want at most %d", len(s.runs), maxIDRuns)
+	}
+	for q, id := range next {
+		if !s.free(id) {
+			t.Errorf("sequence %d: its next id %d is not known free (floor %d, %d runs)", q, id, s.floor, len(s.runs))
 		}
 	}
 }
