@@ -86,10 +86,16 @@ type collection struct {
 	// (copy.go, "Two copies of a user id"; under mu): kept is what the
 	// evictions seen while copies come in kept, held the copied items
 	// held back until one decides.
-	kept    map[string]keptID
-	held    map[string]heldItem
-	swept   time.Time // the last sweepLocked that looked
-	purging atomic.Bool
+	kept  map[string]keptID
+	held  map[string]heldItem
+	swept time.Time // the last sweepLocked that looked
+	// evicted is, on a collection with an id directory, the highest
+	// version each recent eviction kept of a user id (under mu): a write
+	// of a lower version arriving after it is superseded (dist.go,
+	// "Versions").
+	evicted      map[string]keptID
+	evictedSwept time.Time
+	purging      atomic.Bool
 	// moving says whether this node moves the buffer to the lists.
 	moving atomic.Bool
 	// dir: this is a collection's id directory (directory.go), never

@@ -482,6 +482,15 @@ func (n *Node) applyCopy(ctx context.Context, call *proto.RPCCopy) (*proto.RPCCo
 				keep = append(keep, i) // a partition is one shard: no other copy
 				continue
 			}
+			if rt.versioned() {
+				// Versions decide (dist.go, "Versions"): a copy older than one
+				// this node holds of its user id, or than one an eviction here
+				// kept, is skipped; a newer one replaces what it holds.
+				if !c.superseded(rt, it.UserID, ids[i]) {
+					keep = append(keep, i)
+				}
+				continue
+			}
 			if k, ok := c.keptID(it.UserID); ok {
 				if k == ids[i] {
 					keep = append(keep, i)

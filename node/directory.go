@@ -265,14 +265,16 @@ func (rt *route) partition(userID string) int { return int(meta.BufferShard(user
 
 // dirWrite sends directory operations (ops[i] on users[i]'s entry, RPCWrite.Dir
 // op) to the primaries of their partitions, in parallel, and returns the
-// entries as they were (DirAdd).
-func (n *Node) dirWrite(ctx context.Context, rt *route, op uint8, ops []WriteItem) ([][]byte, error) {
+// entries as they were and the internal ids of the entries' writes
+// (versions: dist.go, "Versions").
+func (n *Node) dirWrite(ctx context.Context, rt *route, op uint8, ops []WriteItem) ([][]byte, []uint64, error) {
 	byPart := map[int][]int{}
 	for i, it := range ops {
 		p := rt.partition(it.UserID)
 		byPart[p] = append(byPart[p], i)
 	}
 	prior := make([][]byte, len(ops))
+	ids := make([]uint64, len(ops))
 	errs := make(chan error, len(byPart))
 	for p, idx := range byPart {
 		part := make([]WriteItem, len(idx))
@@ -281,9 +283,9 @@ func (n *Node) dirWrite(ctx context.Context, rt *route, op uint8, ops []WriteIte
 		}
 		go func() {
 			w, err := n.distWrite(ctx, rt.dir[p].Name, part, nil, op, nil)
-			if err == nil && op == proto.DirAdd {
+			if err == nil {
 				for j, i := range idx {
-					prior[i] = w.prior[j]
+					ids[i], prior[i] = w.ids[j], w.prior[j]
 				}
 			}
 			errs <- err
@@ -296,24 +298,29 @@ func (n *Node) dirWrite(ctx context.Context, rt *route, op uint8, ops []WriteIte
 		}
 	}
 	if first != nil {
-		return nil, fmt.Errorf("id directory: %w", first)
+		return nil, nil, fmt.Errorf("id directory: %w", first)
 	}
-	return prior, nil
+	return prior, ids, nil
 }
 
 // dirAdd adds the lists that the items of todo are about to be written
 // to (set by groupWrites) to their entries, and merges the lists of each
-// item's entry as it was into prior.
-func (n *Node) dirAdd(ctx context.Context, rt *route, items []WriteItem, todo []int, prior [][]int32) error {
+// item's entry as it was into prior. version, when set, gets each item's
+// version: the internal id of its entry's write, under which the item is
+// written (dist.go, "Versions").
+func (n *Node) dirAdd(ctx context.Context, rt *route, items []WriteItem, todo []int, prior [][]int32, version []uint64) error {
 	ops := make([]WriteItem, len(todo))
 	for j, i := range todo {
 		ops[j] = dirItem(items[i].UserID, items[i].list)
 	}
-	was, err := n.dirWrite(ctx, rt, proto.DirAdd, ops)
+	was, ids, err := n.dirWrite(ctx, rt, proto.DirAdd, ops)
 	if err != nil {
 		return err
 	}
 	for j, i := range todo {
+		if version != nil {
+			version[i] = ids[j]
+		}
 		refs, err := decodeEntry(was[j])
 		if err != nil {
 			return fmt.Errorf("id directory entry of %q: %w", items[i].UserID, err)
@@ -340,7 +347,7 @@ func (n *Node) dirPrune(ctx context.Context, rt *route, users []string, lists []
 	if len(ops) == 0 {
 		return
 	}
-	if _, err := n.dirWrite(ctx, rt, proto.DirPrune, ops); err != nil {
+	if _, _, err := n.dirWrite(ctx, rt, proto.DirPrune, ops); err != nil {
 		n.log.Debug("id directory not pruned", "collection", rt.c.Name, "ids", len(ops), "err", err)
 	}
 }
@@ -492,19 +499,44 @@ func (n *Node) evictListed(ctx context.Context, rt *route, items []WriteItem, id
 // dirDelete deletes userID from a collection with an id directory: from
 // the shards its entry names (and its buffer shard while there is one),
 // then prunes the entry. It returns the copies one node removed.
+//
+// Once trained, it first rewrites the entry (a prune of no list: the
+// entry as it was, under a new internal id v, above the version of every
+// copy written so far, those from before versions included, since a
+// partition's primary starts a fresh range of ids), and the delete is an
+// eviction that keeps v: it removes every copy so far and a late one,
+// but not the copy of an upsert whose entry write came after (its
+// version is higher), so a delete and an upsert of one id at once end
+// alike on every replica ("Versions" in dist.go).
 func (n *Node) dirDelete(ctx context.Context, rt *route, userID string) (int, error) {
 	if err := rt.leased(); err != nil {
 		return 0, err
 	}
-	lists, err := n.dirLists(ctx, rt, userID)
-	if err != nil {
-		return 0, err
+	var lists []int32
+	var version uint64
+	if rt.trained() {
+		was, ids, err := n.dirWrite(ctx, rt, proto.DirPrune, []WriteItem{dirItem(userID)})
+		if err != nil {
+			return 0, err
+		}
+		refs, err := decodeEntry(was[0])
+		if err != nil {
+			return 0, fmt.Errorf("id directory entry of %q: %w", userID, err)
+		}
+		for _, r := range refs {
+			lists = append(lists, r.List)
+		}
+		version = ids[0]
 	}
 	calls := func(rt *route) map[string]*proto.RPCDelete {
 		out := map[string]*proto.RPCDelete{}
 		for _, s := range rt.listedShards(userID, lists) {
 			for _, node := range holders(s) {
-				out[node] = &proto.RPCDelete{Collection: rt.c.Name, UserIDs: []string{userID}}
+				call := &proto.RPCDelete{Collection: rt.c.Name, UserIDs: []string{userID}}
+				if version != 0 {
+					call.Keep = []uint64{version}
+				}
+				out[node] = call
 			}
 		}
 		return out

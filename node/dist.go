@@ -255,13 +255,25 @@ func (n *Node) distInsert(ctx context.Context, name string, items []WriteItem, p
 	defer cancel()
 	items, preset, back := lastOfEach(items, preset)
 	prior := make([][]int32, len(items)) // the lists each id's entry named before
+	// Without preset ids (the buffer's move presets its own), an item is
+	// written under its version, the id of its entry's write ("Versions").
+	var version []uint64
+	if preset == nil {
+		version = make([]uint64, len(items))
+		preset = version
+	}
 	prepare := func(rt *route, todo []int) error {
 		if rt.dir == nil || !rt.trained() {
 			// Untrained: a user id's copy is in its buffer shard, known
 			// from the id alone.
+			if version != nil {
+				for _, i := range todo {
+					version[i] = 0 // allocated by the primary
+				}
+			}
 			return nil
 		}
-		return n.dirAdd(ctx, rt, items, todo, prior)
+		return n.dirAdd(ctx, rt, items, todo, prior, version)
 	}
 	w, err := n.distWrite(ctx, name, items, preset, 0, prepare)
 	if err != nil {
@@ -318,7 +330,7 @@ func lastOfEach(items []WriteItem, preset []uint64) ([]WriteItem, []uint64, func
 type written struct {
 	ids     []uint64   // each item's internal id
 	applied [][]string // the nodes that applied each item
-	prior   [][]byte   // DirAdd: each item's entry before
+	prior   [][]byte   // a directory operation: each item's entry before
 	rt      *route     // the last route written through
 }
 
@@ -330,7 +342,7 @@ type written struct {
 func (n *Node) distWrite(ctx context.Context, name string, items []WriteItem, preset []uint64, dir uint8,
 	prepare func(rt *route, todo []int) error) (*written, error) {
 	w := &written{ids: make([]uint64, len(items)), applied: make([][]string, len(items))}
-	if dir == proto.DirAdd {
+	if dir != 0 {
 		w.prior = make([][]byte, len(items))
 	}
 	todo := make([]int, len(items))
@@ -1487,10 +1499,18 @@ func (c *collection) searchProbes(q []float32, k, refine int, probes []ivf.Probe
 // is no old one to look up, unless a copy into this node is in progress
 // (it may bring one in; then every id is checked as before).
 func (c *collection) evict(ctx context.Context, users []string, keep []uint64, applied []bool) (int, error) {
+	versioned := false
+	if rt := c.n.localRoute(c.meta.Name); rt != nil {
+		versioned = rt.versioned()
+	}
 	stale := func(i int) (bool, error) {
 		id, _, err := c.n.locate(c.meta.Name, users[i])
 		if errors.Is(err, ErrNoItem) {
 			return false, nil
+		}
+		if versioned {
+			// Only an older copy goes: a concurrent upsert's may be newer.
+			return err == nil && id < keep[i], err
 		}
 		return err == nil && id != keep[i], err
 	}
@@ -1524,6 +1544,9 @@ func (c *collection) evict(ctx context.Context, users []string, keep []uint64, a
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if versioned {
+		c.noteEvicted(users, keep)
+	}
 	// A copy coming in must not bring back the old copies, nor skip the
 	// kept one (copy.go, "Two copies of a user id").
 	c.noteKept(users, keep)
@@ -1549,6 +1572,119 @@ func (c *collection) evict(ctx context.Context, users []string, keep []uint64, a
 		}
 	}
 	return n, nil
+}
+
+// Versions. On a collection with an id directory an internal id is also
+// the version of a user id's copy: each upsert writes its copy under the
+// internal id of the directory entry write that named its list (DirAdd,
+// distInsert), and a partition's primary hands those out in the order
+// of the entry's writes, a new primary from a fresh range
+// (writeAsPrimary). So of two copies of a user id the higher id is the
+// newer, and:
+//   - an eviction removes only copies older than the one it keeps: two
+//     upserts of one id at once, each finding the other's list named in
+//     the entry, no longer evict each other's copy (before, each did, on
+//     the nodes its eviction reached before or after the other's write:
+//     replicas of a shard disagreed, TestClusterConcurrentUpserts);
+//   - a write (on the primary and on every backup) skips a copy when
+//     this node holds a newer one of its user id, in any shard, or an
+//     eviction that kept a newer one has passed here within the settle
+//     time (evicted): an eviction that arrives before the older write
+//     it makes obsolete still wins;
+//   - a delete by id first rewrites the id's entry (a prune of no list),
+//     and is an eviction keeping that write's id (dirDelete): an upsert
+//     whose entry write came later survives it on every replica;
+//   - a joining replica applies a copied item unless it is superseded
+//     the same way (applyCopy), instead of holding back one of two
+//     copies until an eviction decides (copy.go, "Two copies of a user
+//     id", which still serves collections without a directory).
+// docs/node.md, "Concurrent upserts of one user id".
+
+// versioned says whether the collection's internal ids version its
+// copies: it has an id directory.
+func (rt *route) versioned() bool { return rt.c.IDPartitions > 0 }
+
+// superseded says whether this node holds a newer copy of user than the
+// one of internal id id, or what an eviction kept says there is one;
+// mu is held. Without versions, any other id is newer: only the buffer's
+// move presets ids there, and it must never overwrite a write.
+func (c *collection) superseded(rt *route, user string, id uint64) bool {
+	cur, _, err := c.n.locate(c.meta.Name, user)
+	if !rt.versioned() {
+		return err == nil && cur != id
+	}
+	if e, ok := c.evicted[user]; ok && e.id > id && time.Since(e.at) < c.n.dirSettle() {
+		return true
+	}
+	return err == nil && cur > id
+}
+
+// dropSuperseded returns keep less the items superseded here (ids[i],
+// when not 0, being items[i]'s id: superseded); mu is held. The store's
+// filter of user ids spares the lookup of an id never held here (a new
+// id, the bulk of an ingest): every write of a versioned collection
+// carries its id, and a lookup per item on every replica cost the
+// ingest a store read per vector.
+func (c *collection) dropSuperseded(rt *route, items []WriteItem, ids []uint64, keep []int) []int {
+	var check []int
+	var users []string
+	for _, i := range keep {
+		if ids[i] != 0 {
+			check = append(check, i)
+			users = append(users, items[i].UserID)
+		}
+	}
+	if len(check) == 0 {
+		return keep
+	}
+	may := c.mayHoldLocked(users)
+	drop := map[int]bool{}
+	for j, i := range check {
+		if may != nil && !may[j] {
+			// Not held here: only what an eviction kept can supersede it.
+			if e, ok := c.evicted[users[j]]; ok && rt.versioned() && e.id > ids[i] && time.Since(e.at) < c.n.dirSettle() {
+				drop[i] = true
+			}
+			continue
+		}
+		if c.superseded(rt, users[j], ids[i]) {
+			drop[i] = true
+		}
+	}
+	if len(drop) == 0 {
+		return keep
+	}
+	out := make([]int, 0, len(keep)-len(drop))
+	for _, i := range keep {
+		if !drop[i] {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// noteEvicted records the versions an eviction kept (evicted), and
+// forgets those older than the settle time, at most once a second;
+// mu is held.
+func (c *collection) noteEvicted(users []string, keep []uint64) {
+	now := time.Now()
+	if c.evicted == nil {
+		c.evicted = map[string]keptID{}
+	}
+	if now.Sub(c.evictedSwept) > time.Second {
+		c.evictedSwept = now
+		settle := c.n.dirSettle()
+		for u, e := range c.evicted {
+			if now.Sub(e.at) > settle {
+				delete(c.evicted, u)
+			}
+		}
+	}
+	for i, u := range users {
+		if e, ok := c.evicted[u]; !ok || keep[i] >= e.id {
+			c.evicted[u] = keptID{id: keep[i], at: now}
+		}
+	}
 }
 
 // evictBuffered deletes the copies of user ids that are still buffered.

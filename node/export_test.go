@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"time"
+
+	"lookalike/coordinator/meta"
 )
 
 // Hooks for the external tests of this package (package node_test).
@@ -197,3 +199,31 @@ func underLock(n *Node, name string, fn func(c *collection)) error {
 
 // EmptyGob is the empty reply a callee writes (rpc.go).
 var EmptyGob = emptyGob
+
+// Superseded is collection.superseded on a collection of this node, as
+// if it had an id directory (versioned) or not.
+func Superseded(n *Node, name, user string, id uint64, versioned bool) (bool, error) {
+	c, err := n.collection(name)
+	if err != nil {
+		return false, err
+	}
+	rt := &route{c: &meta.Collection{}}
+	if versioned {
+		rt.c.IDPartitions = 1
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.superseded(rt, user, id), nil
+}
+
+// NoteEvicted records what an eviction of a versioned collection kept.
+func NoteEvicted(n *Node, name, user string, keep uint64) error {
+	c, err := n.collection(name)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.noteEvicted([]string{user}, []uint64{keep})
+	return nil
+}

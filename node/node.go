@@ -751,6 +751,17 @@ type idAllocator struct {
 	next, end uint64
 }
 
+// freshBlock drops what is left of the current range: the next take
+// reserves a new one, above every id any node was handed before. A
+// directory partition's new primary calls it before its first entry, so
+// that the ids it hands out, which version an id's copies, are above
+// its predecessors' (writeAsPrimary).
+func (a *idAllocator) freshBlock() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.next = a.end
+}
+
 func (a *idAllocator) take(ctx context.Context, n int) ([]uint64, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()

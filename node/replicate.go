@@ -175,21 +175,44 @@ func (c *collection) writeAsPrimary(ctx context.Context, rt *route, items []Writ
 			}
 		}
 	}
-	fresh, err := c.n.ids.take(ctx, need)
-	if err != nil {
-		return nil, nil, err
-	}
 	ids := slices.Clone(preset)
-	for _, i := range keep {
-		if ids[i] == 0 {
-			ids[i], fresh = fresh[0], fresh[1:]
+	assign := func(fresh []uint64) {
+		for _, i := range keep {
+			if ids[i] == 0 {
+				ids[i], fresh = fresh[0], fresh[1:]
+			}
+		}
+		for i, it := range items {
+			ids[i] = ids[last[it.UserID]]
 		}
 	}
-	for i, it := range items {
-		ids[i] = ids[last[it.UserID]]
+	if merge == nil {
+		fresh, err := c.n.ids.take(ctx, need)
+		if err != nil {
+			return nil, nil, err
+		}
+		assign(fresh)
 	}
 
 	c.mu.Lock()
+	if merge != nil {
+		// An id directory's entry: its internal id is the version of the
+		// user id's copy the gateway writes next (distInsert), so it is
+		// taken here, under the lock that orders the entry's writes: a
+		// later DirAdd of a user id gets a higher id. A primary new to
+		// the partition (it applied entries from another node, or has
+		// just opened it: dirMergeAt's dirSince) starts a fresh range,
+		// above every id its predecessors handed out.
+		if c.dirForeign || c.dirSince == 0 {
+			c.n.ids.freshBlock()
+		}
+		fresh, err := c.n.ids.take(ctx, need)
+		if err != nil {
+			c.mu.Unlock()
+			return nil, nil, err
+		}
+		assign(fresh)
+	}
 	// The table as of now, under the lock that copies change their
 	// joiners under: one that has just been promoted is in the replica
 	// set here (the caller's route may predate it), so the write waits
@@ -202,19 +225,10 @@ func (c *collection) writeAsPrimary(ctx context.Context, rt *route, items []Writ
 		rt = cur
 	}
 	if preset != nil {
-		// A preset id is the buffer's move: skip an item whose user id got
-		// a newer copy meanwhile.
-		k := 0
-		for _, i := range keep {
-			if preset[i] != 0 {
-				if curID, _, err := c.n.locate(c.meta.Name, items[i].UserID); err == nil && curID != preset[i] {
-					continue
-				}
-			}
-			keep[k] = i
-			k++
-		}
-		keep = keep[:k]
+		// A preset id is the buffer's move, or on a collection with an id
+		// directory the version its entry gave the write: skip an item
+		// whose user id got a newer copy meanwhile.
+		keep = c.dropSuperseded(rt, items, preset, keep)
 	}
 	if err := ctx.Err(); err != nil {
 		c.mu.Unlock()
@@ -534,11 +548,18 @@ func (c *collection) applyAsBackup(ctx context.Context, from string, stream, seq
 		}
 		return err
 	}
+	c.mu.Lock()
+	// On a collection with an id directory, a copy older than one this
+	// node holds of its user id (in another shard: a concurrent upsert's)
+	// or than one an eviction kept is skipped, as on the primary, which
+	// skipped it if it held the newer one too (dist.go, "Versions").
 	keep := make([]int, len(items))
 	for i := range keep {
 		keep[i] = i
 	}
-	c.mu.Lock()
+	if rt := c.n.localRoute(c.meta.Name); rt != nil && rt.versioned() {
+		keep = c.dropSuperseded(rt, items, ids, keep)
+	}
 	for _, it := range items {
 		c.touch(it.UserID)
 	}
