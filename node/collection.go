@@ -95,6 +95,7 @@ type collection struct {
 	// "Versions").
 	evicted      map[string]keptID
 	evictedSwept time.Time
+	evictedFull  time.Time // when the bound last stopped a mark (logged)
 	purging      atomic.Bool
 	// moving says whether this node moves the buffer to the lists.
 	moving atomic.Bool

@@ -1663,6 +1663,16 @@ func (c *collection) dropSuperseded(rt *route, items []WriteItem, ids []uint64, 
 	return out
 }
 
+// maxEvictedMarks bounds what noteEvicted remembers per collection and
+// node: about 100 MB at most. A re-import that moves every id to another
+// list evicts each one once; at the cluster's ingest rate here (about
+// 40,000 vectors a second) a node would otherwise keep a mark for each of
+// the last settle time's, over a million. A mark matters only while an
+// older write of its user id may still arrive (two writes of one id at
+// once), so past the bound new marks are not kept, and such a race could
+// again leave two copies until the id's next write.
+const maxEvictedMarks = 1 << 20
+
 // noteEvicted records the versions an eviction kept (evicted), and
 // forgets those older than the settle time, at most once a second;
 // mu is held.
@@ -1681,7 +1691,16 @@ func (c *collection) noteEvicted(users []string, keep []uint64) {
 		}
 	}
 	for i, u := range users {
-		if e, ok := c.evicted[u]; !ok || keep[i] >= e.id {
+		e, ok := c.evicted[u]
+		if !ok && len(c.evicted) >= maxEvictedMarks {
+			if now.Sub(c.evictedFull) > time.Minute {
+				c.evictedFull = now
+				c.n.log.Warn("versions: too many recent evictions to remember them all; an older write racing one may leave two copies until the id's next write",
+					"collection", c.meta.Name, "marks", len(c.evicted))
+			}
+			continue
+		}
+		if !ok || keep[i] >= e.id {
 			c.evicted[u] = keptID{id: keep[i], at: now}
 		}
 	}
