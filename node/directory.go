@@ -385,21 +385,26 @@ func (n *Node) dirLookup(ctx context.Context, rt *route, userID string) ([]int32
 			if !reply.Found {
 				return nil, nil
 			}
-			refs, err := decodeEntry(reply.Item.Meta)
-			if err != nil {
-				return nil, err
-			}
-			lists := make([]int32, len(refs))
-			for i, r := range refs {
-				lists[i] = r.List
-			}
-			return lists, nil
+			return entryLists(reply.Item.Meta)
 		}
 		lastErr = err
 		if ctx.Err() != nil {
 			return nil, err
 		}
 	}
+}
+
+// entryLists decodes an entry into the lists it names.
+func entryLists(b []byte) ([]int32, error) {
+	refs, err := decodeEntry(b)
+	if err != nil {
+		return nil, err
+	}
+	lists := make([]int32, len(refs))
+	for i, r := range refs {
+		lists[i] = r.List
+	}
+	return lists, nil
 }
 
 // dirLists is dirLookup where the entry can name a list: before
@@ -519,12 +524,8 @@ func (n *Node) dirDelete(ctx context.Context, rt *route, userID string) (int, er
 		if err != nil {
 			return 0, err
 		}
-		refs, err := decodeEntry(was[0])
-		if err != nil {
+		if lists, err = entryLists(was[0]); err != nil {
 			return 0, fmt.Errorf("id directory entry of %q: %w", userID, err)
-		}
-		for _, r := range refs {
-			lists = append(lists, r.List)
 		}
 		version = ids[0]
 	}

@@ -265,12 +265,8 @@ func (n *Node) distInsert(ctx context.Context, name string, items []WriteItem, p
 	prepare := func(rt *route, todo []int) error {
 		if rt.dir == nil || !rt.trained() {
 			// Untrained: a user id's copy is in its buffer shard, known
-			// from the id alone.
-			if version != nil {
-				for _, i := range todo {
-					version[i] = 0 // allocated by the primary
-				}
-			}
+			// from the id alone; the primary allocates its id (version
+			// stays 0).
 			return nil
 		}
 		return n.dirAdd(ctx, rt, items, todo, prior, version)
@@ -1613,10 +1609,14 @@ func (c *collection) superseded(rt *route, user string, id uint64) bool {
 	if !rt.versioned() {
 		return err == nil && cur != id
 	}
-	if e, ok := c.evicted[user]; ok && e.id > id && time.Since(e.at) < c.n.dirSettle() {
-		return true
-	}
-	return err == nil && cur > id
+	return c.evictedAbove(user, id) || err == nil && cur > id
+}
+
+// evictedAbove says whether an eviction here kept a copy of user newer
+// than id within the settle time (noteEvicted); mu is held.
+func (c *collection) evictedAbove(user string, id uint64) bool {
+	e, ok := c.evicted[user]
+	return ok && e.id > id && time.Since(e.at) < c.n.dirSettle()
 }
 
 // dropSuperseded returns keep less the items superseded here (ids[i],
@@ -1642,7 +1642,7 @@ func (c *collection) dropSuperseded(rt *route, items []WriteItem, ids []uint64, 
 	for j, i := range check {
 		if may != nil && !may[j] {
 			// Not held here: only what an eviction kept can supersede it.
-			if e, ok := c.evicted[users[j]]; ok && rt.versioned() && e.id > ids[i] && time.Since(e.at) < c.n.dirSettle() {
+			if rt.versioned() && c.evictedAbove(users[j], ids[i]) {
 				drop[i] = true
 			}
 			continue
