@@ -50,6 +50,10 @@ type collection struct {
 	// that no sweep deletes. retired is under gate.
 	gate    sync.RWMutex
 	retired bool
+	// commits counts the batches committed to the store (applyStore;
+	// under mu): an eviction that looked up its ids without the lock
+	// looks again at every one when a batch landed meanwhile (evict).
+	commits uint64
 
 	// The cluster data plane (dist.go, replicate.go): followMu serialises
 	// loading centroids trained elsewhere; dropping says whether the
@@ -432,6 +436,7 @@ func (c *collection) applyStore(b *Batch) (removed []Removed, wait func() error,
 	if err != nil {
 		return nil, nil, err
 	}
+	c.commits++
 	for _, o := range removed {
 		c.dropMem(o.ID, o.List)
 	}

@@ -1527,6 +1527,7 @@ func (c *collection) evict(ctx context.Context, users []string, keep []uint64, a
 			maybe = append(maybe, i)
 		}
 	}
+	commits := c.commits
 	c.mu.Unlock()
 	var cand []int
 	for _, i := range maybe {
@@ -1542,6 +1543,32 @@ func (c *collection) evict(ctx context.Context, users []string, keep []uint64, a
 	defer c.mu.Unlock()
 	if versioned {
 		c.noteEvicted(users, keep)
+	}
+	if versioned && c.commits != commits {
+		// A write landed since the lookups: it may have brought an older
+		// copy of an id found clean (an older write, applied before the
+		// mark above could stop it), so every id is looked at again.
+		// (Without versions any other id goes, a newer write's too: the
+		// ids found clean are left as before.)
+		// TestClusterConcurrentUpserts saw it: a delete's eviction missed
+		// a concurrent older upsert on one replica of its shard, applied
+		// between the two steps, which the other replica's eviction
+		// removed, and the replicas disagreed.
+		// (A node that applied an id's kept copy holds it, or a newer
+		// one, and skips an older write: applied still holds.)
+		cand = cand[:0]
+		may = c.mayHoldLocked(users)
+		if len(c.incoming) > 0 {
+			applied = nil
+		}
+		for i := range users {
+			if applied != nil && applied[i] {
+				continue
+			}
+			if may == nil || may[i] {
+				cand = append(cand, i)
+			}
+		}
 	}
 	// A copy coming in must not bring back the old copies, nor skip the
 	// kept one (copy.go, "Two copies of a user id").
