@@ -44,6 +44,10 @@ type ClusterOptions struct {
 	// (only what changed while it was away travels) and keeps its place.
 	// 0: 30 s; negative: copy at once.
 	RestoreDelay time.Duration
+	// DirSweep is how often the node sweeps the id directory partitions
+	// it is the primary of for ids left with two copies, or entries
+	// naming lists that hold none (sweep.go). 0: 1 min; negative: never.
+	DirSweep time.Duration
 	// GossipKey encrypts gossip (16, 24 or 32 bytes; every node needs the
 	// same one). Nil: gossip in the clear.
 	GossipKey []byte
@@ -175,6 +179,16 @@ func (cr *clusterRuntime) start(n *Node, httpAddr string, tls bool) error {
 	cr.ml.Store(ml)
 	tables, cancel := cr.cs.Watch()
 	cr.wg.Add(2)
+	if every := cr.o.DirSweep; every >= 0 {
+		if every == 0 {
+			every = time.Minute
+		}
+		cr.wg.Add(1)
+		go func() {
+			defer cr.wg.Done()
+			n.sweepLoop(every, cr.stop)
+		}()
+	}
 	go func() {
 		defer cr.wg.Done()
 		defer cancel()

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"time"
 
 	"lookalike/coordinator/meta"
+	"lookalike/internal/failpoint"
 	"lookalike/proto"
 )
 
@@ -443,6 +445,10 @@ func (rt *route) listedShards(userID string, lists []int32) map[placeKey]meta.Sh
 	return out
 }
 
+// exitBeforeEvict is the failpoint exit-before-evict (package
+// failpoint): a test's gateway exits in evictListed after the write.
+var exitBeforeEvict = failpoint.Enabled("exit-before-evict")
+
 // evictListed is the eviction after an upsert on a collection with an
 // id directory: each item's old copies can only be in the lists its
 // entry named before the write (prior), so the eviction goes only to the
@@ -462,6 +468,12 @@ func (n *Node) evictListed(ctx context.Context, rt *route, items []WriteItem, id
 	}
 	if !anyOld && len(rt.c.Buffer) == 0 {
 		return nil
+	}
+	if anyOld && exitBeforeEvict {
+		// A gateway killed here leaves the old copies and the entries
+		// naming their lists to the directory sweep (sweep.go).
+		n.log.Error("failpoint exit-before-evict: exiting between an upsert's write and its eviction")
+		os.Exit(3)
 	}
 	calls := func(rt *route) map[string]*proto.RPCDelete {
 		out := map[string]*proto.RPCDelete{}

@@ -107,20 +107,37 @@ func (n *Node) catchUp() bool {
 	if !ok || n.peers == nil || rm.s.IsLeader() {
 		return false
 	}
-	leader := rm.s.Leader().ID
-	if leader == "" {
-		return false
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
+	v, err := n.askLeaderVersion(ctx)
+	if err != nil {
+		return false
+	}
+	if rm.s.Table().Version() >= v {
+		return false
+	}
+	return rm.waitVersion(ctx, v) == nil
+}
+
+// askLeaderVersion returns the Raft leader's table version: its own on
+// the leader, else from a call to it.
+func (n *Node) askLeaderVersion(ctx context.Context) (uint64, error) {
+	rm, ok := n.meta.(*RaftMetadata)
+	if !ok || n.peers == nil {
+		return 0, fmt.Errorf("%w: not in a cluster", ErrNotLeader)
+	}
+	if rm.s.IsLeader() {
+		return rm.s.Table().Version(), nil
+	}
+	leader := rm.s.Leader().ID
+	if leader == "" {
+		return 0, fmt.Errorf("%w: no leader known", ErrUnavailable)
+	}
 	var r proto.RPCVersionReply
 	if err := n.peers.call(ctx, leader, proto.OpVersion, &struct{}{}, &r); err != nil {
-		return false
+		return 0, err
 	}
-	if rm.s.Table().Version() >= r.Version {
-		return false
-	}
-	return rm.waitVersion(ctx, r.Version) == nil
+	return r.Version, nil
 }
 
 // leased fails with ErrCutOff when this node's lease has ended.
@@ -1244,6 +1261,18 @@ const nameSlack = 2
 func (n *Node) getLocal(call *proto.RPCGet) (*proto.RPCGetReply, error) {
 	if err := n.lease(); err != nil {
 		return nil, err
+	}
+	if call.Version > 0 {
+		// The caller decides by what replicas of the table at Version
+		// hold (the directory sweep): answer by that table or a newer.
+		if p, ok := n.meta.(placer); ok {
+			ctx, cancel := context.WithTimeout(n.ctx, time.Second)
+			err := p.waitVersion(ctx, call.Version)
+			cancel()
+			if err != nil {
+				return nil, fmt.Errorf("%w: table version %d not reached: %v", ErrStaleEpoch, call.Version, err)
+			}
+		}
 	}
 	c, err := n.collection(call.Collection)
 	if err != nil {

@@ -43,7 +43,7 @@ func newMetrics(n *Node) *metrics {
 		Name: "lookalike_http_requests_total",
 		Help: "HTTP requests by route and status code.",
 	}, []string{"route", "code"})
-	m.reg.MustRegister(m.latency, m.requests, n.nodesContacted, n.scans.waiting, n.scans.refused, n.extraCalls, n.copyItems, n.rpcServed, n.shedGauge, nodeCollector{n},
+	m.reg.MustRegister(m.latency, m.requests, n.nodesContacted, n.scans.waiting, n.scans.refused, n.extraCalls, n.copyItems, n.rpcServed, n.dirSwept, n.shedGauge, nodeCollector{n},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if ss, ok := n.store.(StorageStats); ok {
 		m.reg.MustRegister(storageCollector{ss})

@@ -64,6 +64,9 @@ type Node struct {
 	copyItems *prometheus.CounterVec
 	// rpcServed counts the internal calls served, by op.
 	rpcServed *prometheus.CounterVec
+	// dirSwept counts the entries the directory sweep settled, by outcome
+	// (sweep.go).
+	dirSwept *prometheus.CounterVec
 	// scanner is Options.Scanner behind a CPU fallback (scanner.go); nil
 	// without one (ivf's CPU kernels).
 	scanner *fallbackScanner
@@ -107,6 +110,10 @@ func Open(opts Options, meta Metadata, store Storage) (*Node, error) {
 		Name: "lookalike_copy_items_total",
 		Help: "Items of the shards this node copied as a primary to joining replicas: sent, or held by the joiner already (kept; a replica catching up).",
 	}, []string{"result"})
+	n.dirSwept = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lookalike_dir_sweep_entries_total",
+		Help: "Id directory entries naming several lists that this node's sweep settled: evicted (older copies of the id removed), pruned (lists holding no copy removed from the entry), skipped (a shard had no replica that answered; tried again at the next sweep).",
+	}, []string{"outcome"})
 	n.rpcServed = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lookalike_rpc_served_total",
 		Help: "Internal calls this node served, by op (a node's calls to itself run in process and are not counted).",

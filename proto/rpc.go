@@ -149,6 +149,10 @@ type RPCGet struct {
 	UserID         string
 	WithVector     bool
 	WithAttachment bool
+	// Version, when set, is the table version the caller read the shards
+	// by: the callee answers by that table or a newer one, waiting up to
+	// a second for it (the directory sweep; added 2026-11-28).
+	Version uint64
 }
 
 // RPCGetReply is the item, if the callee holds it.

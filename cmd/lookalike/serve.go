@@ -123,6 +123,7 @@ the file. SIGTERM or Ctrl-C shuts down gracefully.`,
 	f.BoolVar(&o.Cluster.Voter, "voter", false, "be a Raft voter even when the cluster has three (by default the first three nodes vote, later ones do not)")
 	f.DurationVar(&o.Cluster.DeadVoterGrace, "dead-voter-grace", 30*time.Second, "how long a voter may be dead before the leader replaces it with a live non-voter and removes it from Raft (negative: never)")
 	f.DurationVar(&o.Cluster.RestoreDelay, "restore-delay", 30*time.Second, "how long a shard that lost a replica waits for that node to come back and catch up before it is copied to another node (negative: copy at once)")
+	f.DurationVar(&o.Cluster.DirSweep, "dir-sweep", time.Minute, "how often to sweep the id directory partitions this node leads for ids left with two copies (a gateway that died between an upsert's write and its eviction) and lists that hold no copy (negative: never)")
 	f.StringVar(&gossipKey, "gossip-key", "", "encrypt gossip with this key: base64 of 16, 24 or 32 bytes, the same on every node (e.g. head -c32 /dev/urandom | base64)")
 	f.BoolVar(&quiet, "quiet", false, "log warnings and errors only")
 	f.StringVar(&debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof) on this address (off by default; no keys: keep it on loopback)")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,7 +31,9 @@ import (
 //   - no older vector of an id finds it (no copy left behind by an
 //     upsert that moved it to another shard, nor by a delete);
 //   - no search answer names an id twice;
-//   - the count is the base items plus the ids present.
+//   - the count is the base items plus the ids present;
+//   - all of that again once the entries have settled and the directory
+//     sweep (every 2 s here) has run on them (sweepRecheck).
 //
 // The kill after every third comes as soon as the node killed before it
 // answers again, while that node may still be catching up. LOOKALIKE_CHAOS_CYCLES sets
@@ -40,7 +43,7 @@ func TestClusterChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three server processes and kills them in turn")
 	}
-	chaosRun(t, chaosOpts{trainAt: -1, nbase: 1000})
+	chaosRun(t, chaosOpts{trainAt: -1, nbase: 1000, sweepCheck: true})
 }
 
 // TestClusterChaosPartition is TestClusterChaos with network partitions
@@ -110,6 +113,10 @@ type chaosOpts struct {
 	// restoreDelay is the servers' --restore-delay; 0 means 60 s, longer
 	// than any node stays down, so a shard is only ever caught up.
 	restoreDelay time.Duration
+	// sweepCheck: once the checks have passed, wait until every entry
+	// the chaos left has settled and the directory sweep (every 2 s
+	// here) has run on it, and check again.
+	sweepCheck bool
 }
 
 // chaosRun is TestClusterChaos as o says. For soaks by hand:
@@ -156,7 +163,8 @@ func chaosRun(t *testing.T, o chaosOpts) {
 	if o.restoreDelay == 0 {
 		o.restoreDelay = 60 * time.Second
 	}
-	flags := []string{"--auto-train-at", "-1", "--restore-delay", o.restoreDelay.String()}
+	// The directory sweep every 2 s (1 min by default): sweepCheck.
+	flags := []string{"--auto-train-at", "-1", "--restore-delay", o.restoreDelay.String(), "--dir-sweep", "2s"}
 	var net *nsNet
 	var nodes []*clusterNode
 	if partition {
@@ -360,19 +368,65 @@ func chaosRun(t *testing.T, o chaosOpts) {
 	checkStart := time.Now()
 	present := h.check(t, nodes, path, nlist)
 	chaosCheckBase(t, nodes, path, nbase)
-	for _, c := range nodes {
-		var col proto.Collection
-		if st, err := cdCall(c.server, 30*time.Second, "GET", path, nil, &col); st != 200 {
-			t.Errorf("GET %s through %s: %d %v", path, c.id, st, err)
-		} else if col.Count != int64(nbase+present) {
-			t.Errorf("through %s the count is %d, want %d (%d base items and the %d chaos ids present)", c.id, col.Count, nbase+present, nbase, present)
-		}
-	}
+	chaosCheckCount(t, nodes, path, nbase+present, fmt.Sprintf("%d base items and the %d chaos ids present", nbase, present))
 	t.Logf("checked %d ids (%d present) and %d older vectors through %d nodes in %v; whole test %v",
 		len(h.ids), present, h.olderChecked, len(nodes), time.Since(checkStart).Round(time.Millisecond), time.Since(begin).Round(time.Millisecond))
 	if searchDup > 0 {
 		t.Errorf("%d of %d searches during the chaos named an id twice:\n  %s", searchDup, searches, strings.Join(h.dups, "\n  "))
 	}
+	if o.sweepCheck && !t.Failed() {
+		sweepRecheck(t, nodes, path, nlist, nbase, h)
+	}
+}
+
+// chaosCheckCount checks that the collection's count through every node
+// is want (what says what it counts).
+func chaosCheckCount(t *testing.T, nodes []*clusterNode, path string, want int, what string) {
+	t.Helper()
+	for _, c := range nodes {
+		var col proto.Collection
+		if st, err := cdCall(c.server, 30*time.Second, "GET", path, nil, &col); st != 200 {
+			t.Errorf("GET %s through %s: %d %v", path, c.id, st, err)
+		} else if col.Count != int64(want) {
+			t.Errorf("through %s the count is %d, want %d (%s)", c.id, col.Count, want, what)
+		}
+	}
+}
+
+// sweepDone sums lookalike_dir_sweep_entries_total over the nodes, by
+// outcome.
+func sweepDone(t *testing.T, nodes []*clusterNode) map[string]float64 {
+	t.Helper()
+	done := map[string]float64{}
+	re := regexp.MustCompile(`(?m)^lookalike_dir_sweep_entries_total\{outcome="(\w+)"\} (\S+)$`)
+	for _, c := range nodes {
+		m, err := cdMetrics(c.server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range re.FindAllStringSubmatch(m, -1) {
+			v, _ := strconv.ParseFloat(s[2], 64)
+			done[s[1]] += v
+		}
+	}
+	return done
+}
+
+// sweepRecheck waits until the entries written up to now have settled
+// (the settle time, 50 s, then two sweeps at 2 s) and checks every id
+// and the counts again through every node: whatever the directory sweep
+// did, each id must still read as one of its allowed states, once. It
+// logs what the sweeps did (lookalike_dir_sweep_entries_total) and
+// returns the entries they settled, all outcomes but skipped.
+func sweepRecheck(t *testing.T, nodes []*clusterNode, path string, nlist, nbase int, h *chaosHistory) int {
+	t.Helper()
+	time.Sleep(55 * time.Second)
+	present := h.check(t, nodes, path, nlist)
+	chaosCheckCount(t, nodes, path, nbase+present, "after the sweeps")
+	done := sweepDone(t, nodes)
+	t.Logf("after the sweeps: %d ids present, checked again; entries settled: %.0f evicted, %.0f pruned, %.0f skipped",
+		present, done["evicted"], done["pruned"], done["skipped"])
+	return int(done["evicted"] + done["pruned"])
 }
 
 // chaosLive is the nodes that are up, for the load to pick from.
@@ -807,7 +861,10 @@ func chaosCheckBase(t *testing.T, nodes []*clusterNode, path string, nbase int) 
 // each other's new copy, each on the nodes its eviction reached before
 // or after the other's write: in 2 of 3 runs an acknowledged id read as
 // absent through one node and present through another (4 to 11 wrong
-// reads a run).
+// reads a run). Then, with the directory sweep every 2 s, it waits for
+// the entries to settle and checks again (sweepRecheck): the upserts
+// leave entries naming lists that hold no copy, which the sweep must
+// prune (some entry settled) without changing a read.
 func TestClusterConcurrentUpserts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three server processes")
@@ -818,7 +875,7 @@ func TestClusterConcurrentUpserts(t *testing.T) {
 		path            = "/v1/collections/" + name
 		ids, writers    = 40, 8
 	)
-	nodes := cdStartCluster(t, 3, "--auto-train-at", "-1")
+	nodes := cdStartCluster(t, 3, "--auto-train-at", "-1", "--dir-sweep", "2s")
 	cdLogTails(t, nodes, 60)
 	cdWaitFormed(t, nodes)
 	cdSeedTrained(t, nodes, name, d, nlist, nbase, 71)
@@ -861,12 +918,14 @@ func TestClusterConcurrentUpserts(t *testing.T) {
 				if st != 200 && st != 204 && !(del && st == 404) {
 					failed++
 				}
-				if len(c.log) < 200 {
-					what := fmt.Sprintf("write %d", s.seq)
-					if del {
-						what = "delete"
-					}
-					c.log = append(c.log, fmt.Sprintf("%v–%v %s through %s: %d", sent, h.since(), what, via.id, st))
+				what := fmt.Sprintf("write %d", s.seq)
+				if del {
+					what = "delete"
+				}
+				// The last 200: a divergence shows at the end.
+				c.log = append(c.log, fmt.Sprintf("%v–%v %s through %s: %d", sent, h.since(), what, via.id, st))
+				if len(c.log) > 400 {
+					c.log = slices.Clone(c.log[len(c.log)-200:])
 				}
 				h.mu.Unlock()
 			}
@@ -884,22 +943,36 @@ func TestClusterConcurrentUpserts(t *testing.T) {
 		c.maybe = slices.Clone(c.seen)
 	}
 	present := h.check(t, nodes, path, nlist)
-	reads := map[string]string{}
-	for _, c := range nodes {
-		var col proto.Collection
-		if st, err := cdCall(c.server, 30*time.Second, "GET", path, nil, &col); st != 200 {
-			t.Errorf("GET %s through %s: %d %v", path, c.id, st, err)
-		} else if col.Count != int64(nbase+present) {
-			t.Errorf("through %s the count is %d, want %d", c.id, col.Count, nbase+present)
-		}
-		for id := range h.ids {
-			var it proto.Item
-			st, _ := cdCall(c.server, 30*time.Second, "GET", path+"/items/"+id, nil, &it)
-			got := fmt.Sprintf("%d %s", st, it.Meta)
-			if was, ok := reads[id]; ok && was != got {
-				t.Errorf("%s reads as %q through %s, %q through %s", id, got, c.id, was, nodes[0].id)
+	readAll := func() map[string]string {
+		reads := map[string]string{}
+		for _, c := range nodes {
+			for id := range h.ids {
+				var it proto.Item
+				st, _ := cdCall(c.server, 30*time.Second, "GET", path+"/items/"+id, nil, &it)
+				got := fmt.Sprintf("%d %s", st, it.Meta)
+				if was, ok := reads[id]; ok && was != got {
+					l := h.ids[id].log
+					t.Errorf("%s reads as %q through %s, %q through %s; its last operations:\n    %s", id, got, c.id, was, nodes[0].id, strings.Join(l[max(0, len(l)-8):], "\n    "))
+				}
+				reads[id] = got
 			}
-			reads[id] = got
+		}
+		return reads
+	}
+	chaosCheckCount(t, nodes, path, nbase+present, "the ids present")
+	before := readAll()
+	if t.Failed() {
+		return
+	}
+	// The concurrent upserts leave entries naming lists that hold no
+	// copy (each spared the other's list): the directory sweep prunes
+	// them, and no read may change.
+	if settled := sweepRecheck(t, nodes, path, nlist, nbase, h); settled == 0 {
+		t.Errorf("the directory sweep settled no entry after the concurrent upserts")
+	}
+	for id, got := range readAll() {
+		if before[id] != got {
+			t.Errorf("%s read as %q before the sweeps, as %q after", id, before[id], got)
 		}
 	}
 }
