@@ -114,6 +114,14 @@ type collection struct {
 	// set.
 	dirSince   int64
 	dirForeign bool
+	// dirMerges counts the merges of entries here (dirMergeAt; under
+	// mu). The directory sweep skips a partition whose last scan found
+	// no entry naming several lists, settled or not, when no merge came
+	// since (sweptMerges, sweptIdle; sweep.go): an idle partition is not
+	// scanned every minute.
+	dirMerges   uint64
+	sweptMerges uint64
+	sweptIdle   bool
 }
 
 // WriteItem is one item of an upsert, validated by the caller's decoder.

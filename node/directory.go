@@ -209,6 +209,7 @@ func (c *collection) dirMergeAt(op uint8, items []WriteItem, keep []int, now int
 	if c.dirForeign || c.dirSince == 0 {
 		c.dirSince, c.dirForeign = now, false
 	}
+	c.dirMerges++
 	users := make([]string, len(keep))
 	for j, i := range keep {
 		users[j] = items[i].UserID

@@ -116,9 +116,15 @@ func (n *Node) sweepPartition(ctx context.Context, rt *route, i int) (map[sweepO
 	}
 	pc.mu.Lock()
 	since, fresh := pc.dirSince, pc.dirForeign || pc.dirSince == 0
+	merges := pc.dirMerges
+	if pc.sweptIdle && pc.sweptMerges == merges && !fresh {
+		pc.mu.Unlock()
+		return nil, nil // nothing merged since a scan found nothing to settle
+	}
 	pc.mu.Unlock()
 	settle := n.dirSettle().Milliseconds()
 	var cands []sweepCandidate
+	unsettled := 0 // entries naming several lists, not all settled
 	err = eachEntryPart(n.store, d.Name, func(part []Entry) error {
 		began := time.Now()
 		now := began.UnixMilli()
@@ -128,6 +134,7 @@ func (n *Node) sweepPartition(ctx context.Context, rt *route, i int) (map[sweepO
 				continue
 			}
 			if !fresh && slices.ContainsFunc(refs, func(r dirRef) bool { return now-max(r.Added, since) <= settle }) {
+				unsettled++
 				continue
 			}
 			lists := make([]int32, len(refs))
@@ -150,6 +157,9 @@ func (n *Node) sweepPartition(ctx context.Context, rt *route, i int) (map[sweepO
 	if err != nil && !errors.Is(err, errSweepFull) {
 		return nil, err
 	}
+	pc.mu.Lock()
+	pc.sweptMerges, pc.sweptIdle = merges, len(cands) == 0 && unsettled == 0
+	pc.mu.Unlock()
 	if len(cands) == 0 {
 		return nil, nil
 	}
