@@ -1576,15 +1576,15 @@ func (c *collection) evict(ctx context.Context, users []string, keep []uint64, a
 	if versioned && c.commits != commits {
 		// A write landed since the lookups: it may have brought an older
 		// copy of an id found clean (an older write, applied before the
-		// mark above could stop it), so every id is looked at again.
-		// (Without versions any other id goes, a newer write's too: the
-		// ids found clean are left as before.)
-		// TestClusterConcurrentUpserts saw it: a delete's eviction missed
-		// a concurrent older upsert on one replica of its shard, applied
-		// between the two steps, which the other replica's eviction
-		// removed, and the replicas disagreed.
-		// (A node that applied an id's kept copy holds it, or a newer
-		// one, and skips an older write: applied still holds.)
+		// mark above could stop it), which would stay here while the
+		// shard's other replica, whose eviction ran wholly before or
+		// after that write, skipped or removed it. So every id is looked
+		// at again, but those whose kept copy this node applied: it holds
+		// that version or a newer one, which an older write cannot
+		// replace. (A failure of TestClusterConcurrentUpserts had this
+		// signature; inferred, not reproduced: docs/node.md. Without
+		// versions any other id goes, a newer write's too, so the ids
+		// found clean are left as before.)
 		cand = cand[:0]
 		may = c.mayHoldLocked(users)
 		if len(c.incoming) > 0 {

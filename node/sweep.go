@@ -122,39 +122,17 @@ func (n *Node) sweepPartition(ctx context.Context, rt *route, i int) (map[sweepO
 		return nil, nil // nothing merged since a scan found nothing to settle
 	}
 	pc.mu.Unlock()
-	settle := n.dirSettle().Milliseconds()
-	var cands []sweepCandidate
-	unsettled := 0 // entries naming several lists, not all settled
-	err = eachEntryPart(n.store, d.Name, func(part []Entry) error {
-		began := time.Now()
-		now := began.UnixMilli()
-		for _, e := range part {
-			refs, err := decodeEntry(e.Value)
-			if err != nil || len(refs) < 2 {
-				continue
-			}
-			if !fresh && slices.ContainsFunc(refs, func(r dirRef) bool { return now-max(r.Added, since) <= settle }) {
-				unsettled++
-				continue
-			}
-			lists := make([]int32, len(refs))
-			for j, r := range refs {
-				lists[j] = r.List
-			}
-			cands = append(cands, sweepCandidate{e.UserID, lists})
-		}
-		if len(cands) >= maxSweepEntries {
-			return errSweepFull
-		}
-		// Paced: a part's scan, then nine times as long idle.
+	// Paced: a part's scan, then nine times as long idle.
+	pace := func(took time.Duration) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(9 * time.Since(began)):
+		case <-time.After(9 * took):
+			return nil
 		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, errSweepFull) {
+	}
+	cands, unsettled, err := sweepScan(n.store, d.Name, since, n.dirSettle().Milliseconds(), fresh, pace)
+	if err != nil {
 		return nil, err
 	}
 	pc.mu.Lock()
@@ -189,6 +167,44 @@ func (n *Node) sweepPartition(ctx context.Context, rt *route, i int) (map[sweepO
 		}
 	}
 	return done, nil
+}
+
+// sweepScan reads the entries of partition coll and returns those naming
+// several lists, every list settled (its last add, or since when later,
+// more than settle milliseconds ago; every entry naming several lists
+// when fresh), at most about maxSweepEntries, and how many more named
+// several lists not all settled. pace is called after each part of
+// entries with the time the part took.
+func sweepScan(st Storage, coll string, since, settle int64, fresh bool, pace func(took time.Duration) error) ([]sweepCandidate, int, error) {
+	var cands []sweepCandidate
+	unsettled := 0
+	err := eachEntryPart(st, coll, func(part []Entry) error {
+		began := time.Now()
+		now := began.UnixMilli()
+		for _, e := range part {
+			refs, err := decodeEntry(e.Value)
+			if err != nil || len(refs) < 2 {
+				continue
+			}
+			if !fresh && slices.ContainsFunc(refs, func(r dirRef) bool { return now-max(r.Added, since) <= settle }) {
+				unsettled++
+				continue
+			}
+			lists := make([]int32, len(refs))
+			for j, r := range refs {
+				lists[j] = r.List
+			}
+			cands = append(cands, sweepCandidate{e.UserID, lists})
+		}
+		if len(cands) >= maxSweepEntries {
+			return errSweepFull
+		}
+		return pace(time.Since(began))
+	})
+	if err != nil && !errors.Is(err, errSweepFull) {
+		return nil, 0, err
+	}
+	return cands, unsettled, nil
 }
 
 var errSweepFull = errors.New("sweep: enough entries for one round")
