@@ -376,14 +376,7 @@ func (n *Node) dirLookup(ctx context.Context, rt *route, userID string) ([]int32
 			return nil, lastErr
 		}
 		avoid[node] = true
-		var reply *proto.RPCGetReply
-		var err error
-		if node == rt.self {
-			reply, err = n.getLocal(call)
-		} else {
-			reply = new(proto.RPCGetReply)
-			err = n.peers.call(ctx, node, proto.OpGet, call, reply)
-		}
+		reply, err := n.getAt(ctx, rt, node, call)
 		if err == nil {
 			if !reply.Found {
 				return nil, nil
@@ -395,6 +388,15 @@ func (n *Node) dirLookup(ctx context.Context, rt *route, userID string) ([]int32
 			return nil, err
 		}
 	}
+}
+
+// getAt sends call to node: in process when it is this node.
+func (n *Node) getAt(ctx context.Context, rt *route, node string, call *proto.RPCGet) (*proto.RPCGetReply, error) {
+	if node == rt.self {
+		return n.getLocal(call)
+	}
+	reply := new(proto.RPCGetReply)
+	return reply, n.peers.call(ctx, node, proto.OpGet, call, reply)
 }
 
 // entryLists decodes an entry into the lists it names.
@@ -542,20 +544,7 @@ func (n *Node) dirDelete(ctx context.Context, rt *route, userID string) (int, er
 		}
 		version = ids[0]
 	}
-	calls := func(rt *route) map[string]*proto.RPCDelete {
-		out := map[string]*proto.RPCDelete{}
-		for _, s := range rt.listedShards(userID, lists) {
-			for _, node := range holders(s) {
-				call := &proto.RPCDelete{Collection: rt.c.Name, UserIDs: []string{userID}}
-				if version != 0 {
-					call.Keep = []uint64{version}
-				}
-				out[node] = call
-			}
-		}
-		return out
-	}
-	removed, err := n.deleteAt(ctx, rt, calls)
+	removed, err := n.deleteAt(ctx, rt, listedDeletes(userID, lists, version))
 	if err != nil {
 		return 0, err
 	}
@@ -563,34 +552,104 @@ func (n *Node) dirDelete(ctx context.Context, rt *route, userID string) (int, er
 	return removed, nil
 }
 
+// listedDeletes is deleteAt's calls for one user id whose entry names
+// lists: a delete to every holder of those lists' shards (listedShards),
+// keeping the copy of internal id keep and newer ones unless keep is 0.
+func listedDeletes(userID string, lists []int32, keep uint64) func(rt *route) map[string]*proto.RPCDelete {
+	return func(rt *route) map[string]*proto.RPCDelete {
+		out := map[string]*proto.RPCDelete{}
+		for _, s := range rt.listedShards(userID, lists) {
+			for _, node := range holders(s) {
+				call := &proto.RPCDelete{Collection: rt.c.Name, UserIDs: []string{userID}}
+				if keep != 0 {
+					call.Keep = []uint64{keep}
+				}
+				out[node] = call
+			}
+		}
+		return out
+	}
+}
+
 // dirGet reads userID's item from one replica of each shard its entry
-// names (this node first), and returns the first copy found.
+// names, all at once (this node for the shards it holds), and returns
+// the newest copy found (the highest version). Two copies live side by
+// side until an upsert's eviction or the directory sweep removes the
+// older (a gateway that died between its write and its eviction), and
+// every node must answer the newer one. A replica whose call fails is
+// replaced by another of its shard's; a shard that no replica answers
+// fails the read, for the copy it holds may be the newest.
 func (n *Node) dirGet(ctx context.Context, rt *route, call *proto.RPCGet) (*Item, error) {
 	lists, err := n.dirLists(ctx, rt, call.UserID)
 	if err != nil {
 		return nil, err
 	}
-	var nodes []string
-	load := map[string]int{}
-	local := false
-	for _, s := range rt.listedShards(call.UserID, lists) {
-		node, ok := rt.pick(s, load, nil)
-		if !ok {
-			continue
+	shards := rt.listedShards(call.UserID, lists)
+	if len(shards) == 0 {
+		return nil, fmt.Errorf("%w: %q", ErrNoItem, call.UserID)
+	}
+	type answer struct {
+		node  string
+		reply *proto.RPCGetReply
+		err   error
+	}
+	var newest *proto.RPCItem
+	answered := map[placeKey]bool{}
+	avoid := map[string]bool{}
+	var lastErr error
+	for {
+		load := map[string]int{}
+		on := map[string][]placeKey{} // node → the shards it answers for
+		for k, s := range shards {
+			if answered[k] {
+				continue
+			}
+			node, ok := rt.pick(s, load, avoid)
+			if !ok {
+				if lastErr == nil {
+					lastErr = fmt.Errorf("%w: no live replica of shard %d of collection %q", ErrUnavailable, s.ID, rt.c.Name)
+				}
+				return nil, fmt.Errorf("%q: %w", call.UserID, lastErr)
+			}
+			load[node]++
+			on[node] = append(on[node], k)
 		}
-		load[node]++
-		if node == rt.self {
-			local = true
-		} else if !slices.Contains(nodes, node) {
-			nodes = append(nodes, node)
+		if len(on) == 0 {
+			break
+		}
+		answers := make(chan answer, len(on))
+		for node := range on {
+			go func() {
+				r, err := n.getAt(ctx, rt, node, call)
+				answers <- answer{node, r, err}
+			}()
+		}
+		for range on {
+			a := <-answers
+			if a.err != nil {
+				if classify(a.err) == callFatal && !errors.Is(a.err, ErrStaleEpoch) && !errors.Is(a.err, ErrNoCollection) && !errors.Is(a.err, ErrClosed) {
+					return nil, a.err // a bad request, or the caller gone
+				}
+				// That replica is behind, going away, out or overloaded:
+				// ask another of its shard's.
+				avoid[a.node], lastErr = true, a.err
+				continue
+			}
+			for _, k := range on[a.node] {
+				answered[k] = true
+			}
+			if a.reply.Found && (newest == nil || a.reply.Item.ID > newest.ID) {
+				newest = &a.reply.Item
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("%q: %w", call.UserID, err)
 		}
 	}
-	if local {
-		if it, err := n.getLocal(call); err == nil && it.Found {
-			return itemOf(&it.Item)
-		}
+	if newest == nil {
+		return nil, fmt.Errorf("%w: %q", ErrNoItem, call.UserID)
 	}
-	return n.getFrom(ctx, nodes, call)
+	return itemOf(newest)
 }
 
 // A partition's entries live in the store as entries

@@ -1539,23 +1539,30 @@ func (c *collection) evict(ctx context.Context, users []string, keep []uint64, a
 		}
 		return err == nil && id != keep[i], err
 	}
-	// The user id filter drops the ids never seen here (new ids, the
-	// common case) without a read; directory reads for the rest, without
-	// the lock, so writes here need not wait for them.
+	// maybeLocked picks the ids that may have a stale copy here: not
+	// applied by this node, and passed by the user id filter, which
+	// drops the ids never seen here (new ids, the common case) without
+	// a read. mu is held.
+	maybeLocked := func() []int {
+		may := c.mayHoldLocked(users)
+		if len(c.incoming) > 0 {
+			applied = nil
+		}
+		var out []int
+		for i := range users {
+			if applied != nil && applied[i] {
+				continue
+			}
+			if may == nil || may[i] {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
+	// Directory reads for those, without the lock, so writes here need
+	// not wait for them.
 	c.mu.Lock()
-	may := c.mayHoldLocked(users)
-	if len(c.incoming) > 0 {
-		applied = nil
-	}
-	var maybe []int
-	for i := range users {
-		if applied != nil && applied[i] {
-			continue
-		}
-		if may == nil || may[i] {
-			maybe = append(maybe, i)
-		}
-	}
+	maybe := maybeLocked()
 	commits := c.commits
 	c.mu.Unlock()
 	var cand []int
@@ -1585,19 +1592,7 @@ func (c *collection) evict(ctx context.Context, users []string, keep []uint64, a
 		// signature; inferred, not reproduced: docs/node.md. Without
 		// versions any other id goes, a newer write's too, so the ids
 		// found clean are left as before.)
-		cand = cand[:0]
-		may = c.mayHoldLocked(users)
-		if len(c.incoming) > 0 {
-			applied = nil
-		}
-		for i := range users {
-			if applied != nil && applied[i] {
-				continue
-			}
-			if may == nil || may[i] {
-				cand = append(cand, i)
-			}
-		}
+		cand = maybeLocked()
 	}
 	// A copy coming in must not bring back the old copies, nor skip the
 	// kept one (copy.go, "Two copies of a user id").

@@ -131,7 +131,11 @@ func (n *Node) sweepPartition(ctx context.Context, rt *route, i int) (map[sweepO
 			return nil
 		}
 	}
-	cands, unsettled, err := sweepScan(n.store, d.Name, since, n.dirSettle().Milliseconds(), fresh, pace)
+	limit := maxSweepEntries
+	if fresh {
+		limit = 1 // one entry to rewrite (below)
+	}
+	cands, unsettled, err := sweepScan(n.store, d.Name, since, n.dirSettle().Milliseconds(), fresh, limit, pace)
 	if err != nil {
 		return nil, err
 	}
@@ -172,10 +176,10 @@ func (n *Node) sweepPartition(ctx context.Context, rt *route, i int) (map[sweepO
 // sweepScan reads the entries of partition coll and returns those naming
 // several lists, every list settled (its last add, or since when later,
 // more than settle milliseconds ago; every entry naming several lists
-// when fresh), at most about maxSweepEntries, and how many more named
-// several lists not all settled. pace is called after each part of
-// entries with the time the part took.
-func sweepScan(st Storage, coll string, since, settle int64, fresh bool, pace func(took time.Duration) error) ([]sweepCandidate, int, error) {
+// when fresh), at most limit (the scan stops there), and how many
+// entries read named several lists not all settled. pace is called
+// after each part of entries with the time the part took.
+func sweepScan(st Storage, coll string, since, settle int64, fresh bool, limit int, pace func(took time.Duration) error) ([]sweepCandidate, int, error) {
 	var cands []sweepCandidate
 	unsettled := 0
 	err := eachEntryPart(st, coll, func(part []Entry) error {
@@ -195,9 +199,9 @@ func sweepScan(st Storage, coll string, since, settle int64, fresh bool, pace fu
 				lists[j] = r.List
 			}
 			cands = append(cands, sweepCandidate{e.UserID, lists})
-		}
-		if len(cands) >= maxSweepEntries {
-			return errSweepFull
+			if len(cands) >= limit {
+				return errSweepFull
+			}
 		}
 		return pace(time.Since(began))
 	})
@@ -234,13 +238,7 @@ func (n *Node) sweepEntry(ctx context.Context, rt *route, user string, lists []i
 	answers := make(chan answer, len(on))
 	for node := range on {
 		go func() {
-			if node == rt.self {
-				r, err := n.getLocal(call)
-				answers <- answer{node, r, err}
-				return
-			}
-			r := new(proto.RPCGetReply)
-			err := n.peers.call(ctx, node, proto.OpGet, call, r)
+			r, err := n.getAt(ctx, rt, node, call)
 			answers <- answer{node, r, err}
 		}()
 	}
@@ -285,16 +283,7 @@ func (n *Node) sweepEntry(ctx context.Context, rt *route, user string, lists []i
 	}
 	out := sweepPruned
 	if older {
-		calls := func(rt *route) map[string]*proto.RPCDelete {
-			m := map[string]*proto.RPCDelete{}
-			for _, s := range rt.listedShards(user, lists) {
-				for _, node := range holders(s) {
-					m[node] = &proto.RPCDelete{Collection: rt.c.Name, UserIDs: []string{user}, Keep: []uint64{newest.ID}}
-				}
-			}
-			return m
-		}
-		if _, err := n.deleteAt(ctx, rt, calls); err != nil {
+		if _, err := n.deleteAt(ctx, rt, listedDeletes(user, lists, newest.ID)); err != nil {
 			return "", err
 		}
 		out = sweepEvicted

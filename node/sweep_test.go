@@ -62,7 +62,7 @@ func TestSweepScan(t *testing.T) {
 		return out
 	}
 	// Several lists: i%4 is 2 or 3. Settled: even. So i%4 == 2.
-	cands, unsettled, err := sweepScan(st, coll, now-3_600_000, settle, false, none)
+	cands, unsettled, err := sweepScan(st, coll, now-3_600_000, settle, false, 1000, none)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,12 +80,19 @@ func TestSweepScan(t *testing.T) {
 		t.Errorf("lists of %s: %v, want [0 1]", c.user, c.lists)
 	}
 	// Since a second ago (a new primary): nothing has settled.
-	if cands, unsettled, err = sweepScan(st, coll, now-1000, settle, false, none); err != nil || len(cands) != 0 || unsettled != 50 {
+	if cands, unsettled, err = sweepScan(st, coll, now-1000, settle, false, 1000, none); err != nil || len(cands) != 0 || unsettled != 50 {
 		t.Errorf("since a second ago: %d candidates, %d unsettled, %v; want 0, 50", len(cands), unsettled, err)
 	}
 	// Fresh: every entry naming several lists, whatever its age.
-	if cands, _, err = sweepScan(st, coll, 0, settle, true, none); err != nil || len(cands) != 50 {
+	if cands, _, err = sweepScan(st, coll, 0, settle, true, 1000, none); err != nil || len(cands) != 50 {
 		t.Errorf("fresh: %d candidates, %v; want 50", len(cands), err)
+	}
+	// The scan stops at the limit: a new primary rewrites one entry.
+	if cands, _, err = sweepScan(st, coll, 0, settle, true, 1, none); err != nil || !slices.Equal(users(cands), []string{"u0000002"}) {
+		t.Errorf("fresh, limit 1: candidates %v, %v; want [u0000002]", users(cands), err)
+	}
+	if cands, _, err = sweepScan(st, coll, now-3_600_000, settle, false, 3, none); err != nil || !slices.Equal(users(cands), want[:3]) {
+		t.Errorf("limit 3: candidates %v, %v; want %v", users(cands), err, want[:3])
 	}
 }
 
@@ -97,7 +104,7 @@ func BenchmarkSweepScan(b *testing.B) {
 	now := time.Now().UnixMilli()
 	st, coll := sweepEntries(b, 1_000_000, func(int) int64 { return now })
 	for b.Loop() {
-		if _, _, err := sweepScan(st, coll, now, 50_000, false, func(time.Duration) error { return nil }); err != nil {
+		if _, _, err := sweepScan(st, coll, now, 50_000, false, maxSweepEntries, func(time.Duration) error { return nil }); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -15,7 +15,9 @@ import (
 // its eviction (the failpoint exit-before-evict, package
 // internal/failpoint) leaves two copies of each id the upsert moved to a
 // list of another shard: the old vector still finds the id and the count
-// is too high. The directory sweep (node/sweep.go) must then remove the
+// is too high. Reads by id must answer the upsert's write through every
+// node at once (dirGet answers the newest copy of those the entry's
+// shards hold). The directory sweep (node/sweep.go) must then remove the
 // older copies, once the entries' lists have settled (about 50 s with
 // the default call timeout), so that through every node each id reads as
 // the upsert's write, is found at its new vector and not at its old one,
@@ -100,6 +102,23 @@ func TestClusterDirSweep(t *testing.T) {
 		t.Fatalf("the failpoint left no id with two copies (none found at its old vector; count %d): the test exercises nothing", n0)
 	}
 
+	// Reads by id answer the newest copy through every node already
+	// (dirGet reads every shard the entry names).
+	readsNewest := func(when string) {
+		t.Helper()
+		for _, c := range nodes {
+			for i, id := range ids {
+				var it proto.Item
+				if st, err := cdCall(c.server, 30*time.Second, "GET", path+"/items/"+id+"?vector=true", nil, &it); st != 200 {
+					t.Errorf("%s: GET %s through %s: %d %v", when, id, c.id, st, err)
+				} else if want := fmt.Sprintf(`{"i":%d}`, 5000+i); string(it.Meta) != want || !slices.Equal(it.Vector, vecs[i]) {
+					t.Errorf("%s: %s through %s reads as %s, want the upsert's %s", when, id, c.id, it.Meta, want)
+				}
+			}
+		}
+	}
+	readsNewest("before the sweep")
+
 	// The sweep settles them.
 	settled := func() string {
 		for _, c := range nodes {
@@ -128,14 +147,9 @@ func TestClusterDirSweep(t *testing.T) {
 		time.Sleep(2 * time.Second)
 	}
 	t.Logf("the count is %d and no id is found at its old vector through every node %v after the write", nbase, time.Since(wrote).Round(time.Millisecond))
+	readsNewest("after the sweep")
 	for _, c := range nodes {
 		for i, id := range ids {
-			var it proto.Item
-			if st, err := cdCall(c.server, 30*time.Second, "GET", path+"/items/"+id+"?vector=true", nil, &it); st != 200 {
-				t.Errorf("GET %s through %s: %d %v", id, c.id, st, err)
-			} else if want := fmt.Sprintf(`{"i":%d}`, 5000+i); string(it.Meta) != want || !slices.Equal(it.Vector, vecs[i]) {
-				t.Errorf("%s through %s reads as %s, want the upsert's %s", id, c.id, it.Meta, want)
-			}
 			if !at(search(c, vecs[i]), id) {
 				t.Errorf("%s through %s: not found at its new vector", id, c.id)
 			}
