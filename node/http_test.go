@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -263,6 +264,58 @@ func TestRPCBinaryBody(t *testing.T) {
 		if resp.StatusCode != http.StatusConflict || derr != nil || e.Code != "invalid" || !strings.Contains(e.Message, tc.msg) {
 			t.Errorf("%s: status %d, %+v (%v), want 409 invalid: ...%s...", tc.name, resp.StatusCode, e, derr, tc.msg)
 		}
+	}
+}
+
+// TestRPCGetBinary: a get call in the binary layout is answered in it
+// (found, and not found), and one in gob still in gob.
+func TestRPCGetBinary(t *testing.T) {
+	c, _ := newAPI(t, node.APIOptions{})
+	c.want("POST", "/v1/collections", `{"name":"c","metric":"l2","dim":2}`, 201, "")
+	c.want("POST", "/v1/collections/c/vectors", `{"items":[{"id":"b","vector":[3,4],"meta":{"x":1}}]}`, 200, "")
+	post := func(ctype string, body []byte) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("POST", c.base+"/v1/internal/shard/"+proto.OpGet, bytes.NewReader(body))
+		req.Header.Set("Content-Type", ctype)
+		req.Header.Set(proto.RPCHeader, proto.RPCVersion)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	for _, tc := range []struct {
+		user  string
+		found bool
+	}{{"b", true}, {"nope", false}} {
+		call, err := (&proto.RPCGet{Collection: "c", UserID: tc.user, WithVector: true}).MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := post(proto.RPCBinaryContentType, call)
+		raw, _ := io.ReadAll(resp.Body)
+		var r proto.RPCGetReply
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != proto.RPCBinaryContentType {
+			t.Fatalf("binary get of %s: status %d, %s: %q", tc.user, resp.StatusCode, resp.Header.Get("Content-Type"), raw)
+		}
+		if err := r.UnmarshalBinary(raw); err != nil || r.Found != tc.found {
+			t.Fatalf("binary get of %s: %+v %v, want found %t", tc.user, r, err, tc.found)
+		}
+		if tc.found {
+			if v, _ := proto.UnpackVector(r.Item.Vector); r.Item.UserID != "b" || string(r.Item.Meta) != `{"x":1}` || !slices.Equal(v, []float32{3, 4}) {
+				t.Fatalf("binary get of b: %+v (vector %v)", r.Item, v)
+			}
+		}
+	}
+	var g bytes.Buffer
+	if err := gob.NewEncoder(&g).Encode(&proto.RPCGet{Collection: "c", UserID: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	resp := post(proto.RPCContentType, g.Bytes())
+	var r proto.RPCGetReply
+	if err := gob.NewDecoder(resp.Body).Decode(&r); resp.StatusCode != 200 || err != nil || !r.Found || r.Item.UserID != "b" || r.Item.Vector != nil {
+		t.Fatalf("gob get of b: status %d, %+v %v", resp.StatusCode, r, err)
 	}
 }
 

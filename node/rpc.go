@@ -62,7 +62,7 @@ func (a *api) rpc(w http.ResponseWriter, r *http.Request) error {
 	if v := r.Header.Get(proto.RPCHeader); v != proto.RPCVersion {
 		return proto.Errorf(proto.BadRequest, "internal RPC version %q, this node speaks %q", v, proto.RPCVersion)
 	}
-	// A binary body (the write path's calls) says so in its content type;
+	// A binary body (the write path's calls, get) says so in its content type;
 	// the search call is binary whatever its content type (it has been
 	// since version 1 began). The reply comes back in the format of the
 	// call.
@@ -106,7 +106,7 @@ func (a *api) rpc(w http.ResponseWriter, r *http.Request) error {
 		}
 	case proto.OpGet:
 		var c proto.RPCGet
-		if err = dec.Decode(&c); err == nil {
+		if err = decode(&c); err == nil {
 			reply, err = n.getLocal(&c)
 		}
 	case proto.OpDelete:

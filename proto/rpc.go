@@ -621,6 +621,74 @@ func (d *RPCDeleteReply) UnmarshalBinary(b []byte) error {
 	return r.done("delete reply")
 }
 
+// The get call and its reply (a read by id: the directory entry, then
+// the copy) have binary layouts too (since 2026-11-28): as gob, each
+// side of every call compiled its types afresh.
+
+// MarshalBinary implements encoding.BinaryMarshaler.
+func (g *RPCGet) MarshalBinary() ([]byte, error) {
+	b := make([]byte, 0, 3*binary.MaxVarintLen64+1+len(g.Collection)+len(g.UserID))
+	b = appendString(b, g.Collection)
+	b = binary.AppendUvarint(b, g.Epoch)
+	b = appendString(b, g.UserID)
+	flags := byte(0)
+	if g.WithVector {
+		flags |= 1
+	}
+	if g.WithAttachment {
+		flags |= 2
+	}
+	b = append(b, flags)
+	return binary.AppendUvarint(b, g.Version), nil
+}
+
+// UnmarshalBinary implements encoding.BinaryUnmarshaler.
+func (g *RPCGet) UnmarshalBinary(b []byte) error {
+	r := binReader{b: b}
+	g.Collection = r.string()
+	g.Epoch = r.uvarint()
+	g.UserID = r.string()
+	flags := r.byte()
+	if flags > 3 {
+		r.fail("get flags")
+	}
+	g.WithVector, g.WithAttachment = flags&1 != 0, flags&2 != 0
+	g.Version = r.uvarint()
+	return r.done("get call")
+}
+
+// MarshalBinary implements encoding.BinaryMarshaler. A reply that found
+// nothing carries no item.
+func (g *RPCGetReply) MarshalBinary() ([]byte, error) {
+	if !g.Found {
+		it := &g.Item
+		if it.UserID != "" || it.ID != 0 || it.List != 0 || it.Vector != nil || it.Meta != nil || it.Attachment != nil {
+			return nil, fmt.Errorf("get reply: an item with found false")
+		}
+		return []byte{0}, nil
+	}
+	items := []RPCItem{g.Item}
+	return appendItems(append(make([]byte, 0, 1+itemsSize(items)), 1), items), nil
+}
+
+// UnmarshalBinary implements encoding.BinaryUnmarshaler.
+func (g *RPCGetReply) UnmarshalBinary(b []byte) error {
+	r := binReader{b: b}
+	*g = RPCGetReply{}
+	switch r.byte() {
+	case 0:
+	case 1:
+		if items := r.items(); len(items) == 1 {
+			g.Found, g.Item = true, items[0]
+		} else {
+			r.fail("get reply items")
+		}
+	default:
+		r.fail("get reply found")
+	}
+	return r.done("get reply")
+}
+
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)

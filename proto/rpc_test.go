@@ -62,6 +62,8 @@ func rpcValues() []any {
 		&RPCSearchReply{Hits: []RPCHit{{ID: 1, Dist: 0.1, UserID: "u", Meta: []byte("{}")}}},
 		&RPCGet{Collection: "c", UserID: "u", WithVector: true},
 		&RPCGetReply{Found: true, Item: it},
+		&RPCGet{Collection: "c~ids~0", Epoch: 4, UserID: "u", WithAttachment: true, Version: 1 << 35},
+		&RPCGetReply{},
 		&RPCDelete{Collection: "c", UserIDs: []string{"u"}, Keep: []uint64{4}},
 		&RPCDelete{Collection: "c", Epoch: 3, UserIDs: []string{"a", "b", "c", "d", "e", "f", "g", "h", "i"}, Keep: []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9},
 			Applied: []bool{true, false, false, true, false, false, false, false, true}},
@@ -132,8 +134,14 @@ func TestRPCBinaryRoundTrip(t *testing.T) {
 			t.Fatalf("%T: a trailing byte decoded", v)
 		}
 	}
-	if n < 7 {
-		t.Fatalf("%d binary types, want 7", n)
+	if n < 9 {
+		t.Fatalf("%d binary types, want 9", n)
+	}
+	if _, err := (&RPCGetReply{Item: RPCItem{UserID: "u"}}).MarshalBinary(); err == nil {
+		t.Fatal("a get reply with an item and found false encoded")
+	}
+	if _, err := (&RPCGetReply{Found: true, Item: RPCItem{UserID: "u"}}).MarshalBinary(); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := (&RPCDelete{UserIDs: []string{"a"}, Keep: []uint64{1, 2}}).MarshalBinary(); err == nil {
 		t.Fatal("a delete with more kept ids than user ids encoded")
@@ -162,7 +170,7 @@ func FuzzRPCDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// The binary layouts: what decodes encodes and decodes back equal.
 		for _, v := range []encodingBinary{new(RPCSearch), new(RPCSearchReply), new(RPCWrite), new(RPCWriteReply),
-			new(RPCReplicate), new(RPCDelete), new(RPCDeleteReply)} {
+			new(RPCReplicate), new(RPCDelete), new(RPCDeleteReply), new(RPCGet), new(RPCGetReply)} {
 			if v.UnmarshalBinary(data) != nil {
 				continue
 			}
