@@ -882,7 +882,7 @@ wait:
 	for _, r := range replies {
 		all += len(r)
 	}
-	res.Hits = nameHits(ivf.MergeTopK(all, replies...), req.K, rt.c.Metric, named, func(id uint64) (Item, error) { return n.store.Item(name, id) })
+	res.Hits = nameHits(ivf.MergeTopK(all, replies...), req.K, rt.c.Metric, rt.versioned(), named, func(id uint64) (Item, error) { return n.store.Item(name, id) })
 	return res, nil
 }
 
@@ -894,13 +894,18 @@ wait:
 // since the scan) is skipped, and the next takes its place, as when the
 // callee names.
 //
-// A user id is named once, at its best score: while an upsert moves an
-// item to a list of another shard, its new copy is written before the
-// old one is evicted, and a search between the two found both
-// (TestClusterChaos saw it in about 1 search in 8,000 during its kills).
-// One node never answers so: its store keeps one copy per user id.
-func nameHits(merged []ivf.Hit, k int, metric ivf.Metric, named map[uint64]proto.RPCHit, item func(id uint64) (Item, error)) []Hit {
+// A user id is named once: while an upsert moves an item to a list of
+// another shard, its new copy is written before the old one is evicted,
+// and a search between the two found both (TestClusterChaos saw it in
+// about 1 search in 8,000 during its kills); so does one after a gateway
+// died between the two, until the directory sweep evicts the old copy.
+// With versioned (the collection has an id directory, whose internal ids
+// are versions: "Versions" below) the newer copy is named, at its own
+// score, whichever scored better; else the best-scored one. One node
+// never answers so: its store keeps one copy per user id.
+func nameHits(merged []ivf.Hit, k int, metric ivf.Metric, versioned bool, named map[uint64]proto.RPCHit, item func(id uint64) (Item, error)) []Hit {
 	out := make([]Hit, 0, min(k, len(merged)))
+	ids := make([]uint64, 0, cap(out)) // ids[i] is out[i]'s internal id
 	for _, h := range merged {
 		if len(out) == k {
 			break
@@ -913,10 +918,16 @@ func nameHits(merged []ivf.Hit, k int, metric ivf.Metric, named map[uint64]proto
 			}
 			nh = proto.RPCHit{UserID: it.UserID, Meta: it.Meta}
 		}
-		if slices.ContainsFunc(out, func(x Hit) bool { return x.UserID == nh.UserID }) {
-			continue
+		if i := slices.IndexFunc(out, func(x Hit) bool { return x.UserID == nh.UserID }); i >= 0 {
+			if !versioned || h.ID < ids[i] {
+				continue
+			}
+			// An older copy ranked first: it goes, and this one takes
+			// its place in score order (merged is in order).
+			out, ids = slices.Delete(out, i, i+1), slices.Delete(ids, i, i+1)
 		}
 		out = append(out, Hit{UserID: nh.UserID, Score: metric.Score(h.Dist), Meta: nh.Meta})
+		ids = append(ids, h.ID)
 	}
 	return out
 }
