@@ -467,8 +467,10 @@ func (l *nsLoad) sample(format string, args ...any) {
 // routes. The majority takes writes again within 15 s, the cut-off node
 // refuses writes (503 unavailable) and, 5 s after the cut, searches
 // (leases), the majority agrees on one leader that is not the cut-off
-// node; after healing, the node follows the same leader within 20 s;
-// every acknowledged id is then read through every majority node, and no
+// node; after healing, the node follows the same leader within 20 s,
+// and reads through it of ids acknowledged during the cut are answered
+// or refused, never stale (404), while its table catches up; every
+// acknowledged id is then read through every majority node, and no
 // search through the majority failed.
 func TestClusterPartition(t *testing.T) {
 	if testing.Short() {
@@ -689,6 +691,9 @@ func TestClusterPartition(t *testing.T) {
 	// The cut.
 	net.partition(vi)
 	cut := time.Now()
+	load.mu.Lock()
+	ackedAtCut := len(load.acked)
+	load.mu.Unlock()
 	t.Logf("partitioned %s (%s) from the others", victim.id, net.ns[vi-1])
 	for _, c := range majority { // harness check: the routes take effect
 		if reached, ok := nsReach(net.ns[vi-1], c.http); ok && reached {
@@ -916,8 +921,56 @@ func TestClusterPartition(t *testing.T) {
 	partitioned := time.Since(cut)
 
 	// (4) heal: within 20 s the victim reports the majority's leader.
+	// From the heal on, for 10 s, reads by id through the victim of ids
+	// the majority acknowledged during the cut (written without it) are
+	// answered, or refused (503: cut off, or still catching up with the
+	// leader): never 404, a stale read of a table that still lists the
+	// victim as in sync.
+	load.mu.Lock()
+	during := slices.Clone(load.acked[ackedAtCut:])
+	load.mu.Unlock()
 	net.heal(vi)
 	healed := time.Now()
+	type staleProbe struct {
+		answered, refused, stale int
+		firstAnswer              time.Duration
+		samples                  []string
+	}
+	var sp staleProbe
+	var spMu sync.Mutex
+	staleDone := make(chan struct{})
+	var swg sync.WaitGroup
+	for w := range 8 { // the window between the lease's return and the table's catch-up is short
+		swg.Add(1)
+		go func() {
+			defer swg.Done()
+			pr := rand.New(rand.NewPCG(111, uint64(w)))
+			for time.Since(healed) < 10*time.Second && len(during) > 0 {
+				id := during[pr.IntN(len(during))]
+				var it proto.Item
+				st, code, err := nsCall(victim, 5*time.Second, "GET", path+"/items/"+id, nil, &it)
+				spMu.Lock()
+				switch {
+				case st == 200 && it.ID == id:
+					if sp.answered == 0 {
+						sp.firstAnswer = time.Since(healed)
+					}
+					sp.answered++
+				case st == 503 || st == 0:
+					sp.refused++
+				default:
+					sp.stale++
+					if len(sp.samples) < 5 {
+						sp.samples = append(sp.samples, fmt.Sprintf("%v after the heal: %s: %d %s %v", time.Since(healed).Round(time.Millisecond), id, st, code, err))
+					}
+				}
+				spMu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	go func() { swg.Wait(); close(staleDone) }()
+	t.Cleanup(func() { <-staleDone })
 	if reached, ok := nsReach(net.ns[vi-1], majority[0].http); ok && !reached {
 		t.Fatalf("after healing %s cannot reach %s", victim.id, majority[0].id)
 	}
@@ -934,6 +987,20 @@ func TestClusterPartition(t *testing.T) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	<-staleDone
+	t.Logf("(4) reads through %s of the %d ids acknowledged during the cut, for 10 s from the heal: %d answered (the first %v after the heal), %d refused, %d stale",
+		victim.id, len(during), sp.answered, sp.firstAnswer.Round(time.Millisecond), sp.refused, sp.stale)
+	for _, line := range strings.Split(victim.log.String(), "\n") {
+		if strings.Contains(line, "lease: serving again") {
+			t.Logf("(4) %s's log: %s", victim.id, line)
+		}
+	}
+	if sp.stale > 0 {
+		t.Errorf("(4) %d reads through %s after the heal were neither answered nor refused (stale):\n  %s", sp.stale, victim.id, strings.Join(sp.samples, "\n  "))
+	}
+	if sp.answered == 0 && len(during) > 0 {
+		t.Errorf("(4) no read through %s answered within 10 s of the heal", victim.id)
 	}
 	stopLoad()
 	pwg.Wait() // the victim's probes still out: their acknowledgements count
