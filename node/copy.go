@@ -1160,51 +1160,94 @@ func (n *Node) countLocal(call *proto.RPCCount) (int64, error) {
 }
 
 // distCount counts a collection's items on one in-sync replica of each
-// shard. While training's move runs, an item may count twice (buffer and
-// list).
-func (n *Node) distCount(ctx context.Context, rt *route) (int64, error) {
+// shard, the calls in parallel; a shard whose replica fails is counted on
+// another, and one that no replica answers is named in missing (the
+// count is then partial: until 2026-11-28 such a shard was left out
+// silently, a failed call was not retried on another replica, and
+// describe fell back on this node's own count). While training's move
+// runs, an item may count twice (buffer and list).
+func (n *Node) distCount(ctx context.Context, rt *route) (total int64, missing []string, err error) {
+	if err := rt.leased(); err != nil {
+		return 0, nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	byNode := map[string]*proto.RPCCount{}
-	load := map[string]int{}
-	add := func(s meta.Shard) *proto.RPCCount {
-		node, ok := rt.pick(s, load, nil)
-		if !ok {
-			return nil
-		}
-		load[node]++
-		if byNode[node] == nil {
-			byNode[node] = &proto.RPCCount{Collection: rt.c.Name}
-		}
-		return byNode[node]
+	type part struct {
+		name   string
+		shard  meta.Shard
+		lists  []int32
+		buffer bool
 	}
-	for _, s := range rt.c.Shards.Shards {
-		if cc := add(s); cc != nil {
-			for _, l := range rt.c.Shards.Lists(s.ID) {
-				cc.Lists = append(cc.Lists, int32(l))
+	var parts []part
+	for i, s := range rt.c.Shards.Shards {
+		p := part{name: fmt.Sprintf("%s/%d", rt.c.Name, i), shard: s}
+		for _, l := range rt.c.Shards.Lists(s.ID) {
+			p.lists = append(p.lists, int32(l))
+		}
+		parts = append(parts, p)
+	}
+	for i, s := range rt.c.Buffer {
+		parts = append(parts, part{name: fmt.Sprintf("%s/buffer/%d", rt.c.Name, i), shard: s, buffer: true})
+	}
+	done := make([]bool, len(parts))
+	avoid := map[string]bool{}
+	for {
+		load := map[string]int{}
+		calls := map[string]*proto.RPCCount{}
+		of := map[string][]int{} // node → the parts its call counts
+		for i, p := range parts {
+			if done[i] {
+				continue
+			}
+			node, ok := rt.pick(p.shard, load, avoid)
+			if !ok || ctx.Err() != nil {
+				missing, done[i] = append(missing, p.name), true
+				continue
+			}
+			load[node]++
+			cc := calls[node]
+			if cc == nil {
+				cc = &proto.RPCCount{Collection: rt.c.Name}
+				calls[node] = cc
+			}
+			cc.Lists = append(cc.Lists, p.lists...)
+			cc.Buffer = cc.Buffer || p.buffer
+			of[node] = append(of[node], i)
+		}
+		if len(calls) == 0 {
+			return total, missing, nil
+		}
+		type answer struct {
+			node  string
+			count int64
+			err   error
+		}
+		answers := make(chan answer, len(calls))
+		for node, cc := range calls {
+			go func() {
+				if node == rt.self {
+					v, err := n.countLocal(cc)
+					answers <- answer{node, v, err}
+					return
+				}
+				var r proto.RPCCountReply
+				err := n.peers.call(ctx, node, proto.OpCount, cc, &r)
+				answers <- answer{node, r.Count, err}
+			}()
+		}
+		for range calls {
+			a := <-answers
+			if a.err != nil {
+				if errors.Is(a.err, ErrInvalid) || errors.Is(a.err, context.Canceled) {
+					return 0, nil, a.err
+				}
+				avoid[a.node] = true // its parts: another replica, or missing
+				continue
+			}
+			total += a.count
+			for _, i := range of[a.node] {
+				done[i] = true
 			}
 		}
 	}
-	for _, s := range rt.c.Buffer {
-		if cc := add(s); cc != nil {
-			cc.Buffer = true
-		}
-	}
-	var total int64
-	for node, cc := range byNode {
-		if node == rt.self {
-			v, err := n.countLocal(cc)
-			if err != nil {
-				return 0, err
-			}
-			total += v
-			continue
-		}
-		var r proto.RPCCountReply
-		if err := n.peers.call(ctx, node, proto.OpCount, cc, &r); err != nil {
-			return 0, err
-		}
-		total += r.Count
-	}
-	return total, nil
 }

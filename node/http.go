@@ -315,7 +315,7 @@ func toProto(s CollectionStatus) proto.Collection {
 	return proto.Collection{
 		Name: s.Name, Dim: s.Dim, Metric: proto.Metric(s.Metric.String()), NList: proto.NList(s.NList),
 		Replicas: s.Replicas, Model: s.Model, ModelHash: s.ModelHash, Count: s.Count, State: proto.State(s.State.String()),
-		TrainedNList: s.TrainedNList, Epoch: s.Epoch,
+		TrainedNList: s.TrainedNList, Epoch: s.Epoch, Partial: s.CountMissing != nil, MissingShards: s.CountMissing,
 	}
 }
 
@@ -338,6 +338,9 @@ func (a *api) createCollection(w http.ResponseWriter, r *http.Request) error {
 func (a *api) listCollections(w http.ResponseWriter, r *http.Request) error {
 	out := proto.Collections{Collections: []proto.Collection{}}
 	for _, s := range a.n.Collections() {
+		if s.CountErr != nil {
+			return s.CountErr // this node cut off or catching up: no stale listing
+		}
 		out.Collections = append(out.Collections, toProto(s))
 	}
 	return writeJSON(w, http.StatusOK, out)
@@ -349,6 +352,9 @@ func (a *api) getCollection(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s, err := a.n.Describe(c)
+	if err == nil {
+		err = s.CountErr
+	}
 	if err != nil {
 		return err
 	}

@@ -93,7 +93,9 @@ func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range c.n.Collections() {
-		ch <- prometheus.MustNewConstMetric(descVectors, prometheus.GaugeValue, float64(s.Count), s.Name)
+		if s.CountErr == nil && s.CountMissing == nil { // left out rather than wrong
+			ch <- prometheus.MustNewConstMetric(descVectors, prometheus.GaugeValue, float64(s.Count), s.Name)
+		}
 		ch <- prometheus.MustNewConstMetric(descLists, prometheus.GaugeValue, float64(s.Lists), s.Name)
 		ch <- prometheus.MustNewConstMetric(descState, prometheus.GaugeValue, float64(s.State), s.Name)
 		ch <- prometheus.MustNewConstMetric(descEpoch, prometheus.GaugeValue, float64(s.Epoch), s.Name)

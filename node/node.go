@@ -371,6 +371,13 @@ type CollectionStatus struct {
 	Epoch        uint64
 	TrainedNList int
 	Lists        int // ivf lists held here
+	// CountErr says why Count is not known (0 then): on a cluster, this
+	// node is cut off or catching up with the leader's table. The API
+	// answers 503 rather than a wrong count; metrics leave the gauge out.
+	CountErr error
+	// CountMissing names the shards no replica of which answered its
+	// count (distCount): Count sums the others (partial).
+	CountMissing []string
 }
 
 // CreateCollection proposes a new collection and opens it. With a Model
@@ -419,7 +426,11 @@ func (n *Node) CreateCollection(ctx context.Context, m CollectionMeta) (Collecti
 	if err := n.Sync(); err != nil {
 		return CollectionStatus{}, err
 	}
-	return n.Describe(m.Name)
+	s, err := n.Describe(m.Name)
+	if s.CountErr != nil || s.CountMissing != nil {
+		s.Count, s.CountErr, s.CountMissing = 0, nil, nil // created a moment ago: nothing in it
+	}
+	return s, err
 }
 
 // DropCollection proposes the drop, closes the collection and deletes its
@@ -465,13 +476,14 @@ func (n *Node) describe(name string, count bool) (CollectionStatus, error) {
 		if m.State == Ready && m.Buffered {
 			s.State = Training
 		}
+		// This node's own count is not the collection's: unknown until
+		// the replicas answer.
+		s.Count = 0
 		if count {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			if cnt, err := n.distCount(ctx, rt); err == nil {
-				s.Count = cnt
-			} else {
-				n.log.Debug("count of a distributed collection", "collection", name, "err", err)
+			if s.Count, s.CountMissing, s.CountErr = n.distCount(ctx, rt); s.CountErr != nil {
+				s.CountErr = fmt.Errorf("collection %q: count: %w", name, s.CountErr)
 			}
 		}
 	}

@@ -117,6 +117,11 @@ type Collection struct {
 	TrainedNList int `json:"trained_nlist"`
 	// Epoch is the collection's table epoch; it grows at each training.
 	Epoch uint64 `json:"epoch"`
+	// Partial is true when, on a cluster, some shards had no replica
+	// answering their count: Count then sums the others only, and
+	// MissingShards names the missing ones (as a search's do).
+	Partial       bool     `json:"partial,omitempty"`
+	MissingShards []string `json:"missing_shards,omitempty"`
 }
 
 // Collections is the body of GET /v1/collections, sorted by name.

@@ -385,7 +385,7 @@ func chaosCheckCount(t *testing.T, nodes []*clusterNode, path string, want int, 
 	t.Helper()
 	for _, c := range nodes {
 		var col proto.Collection
-		if st, err := cdCall(c.server, 30*time.Second, "GET", path, nil, &col); st != 200 {
+		if st, err := cdRetry(c.server, 30*time.Second, "GET", path, nil, &col); st != 200 {
 			t.Errorf("GET %s through %s: %d %v", path, c.id, st, err)
 		} else if col.Count != int64(want) {
 			t.Errorf("through %s the count is %d, want %d (%s)", c.id, col.Count, want, what)

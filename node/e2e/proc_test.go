@@ -291,11 +291,24 @@ func (s *server) must(method, path string, body any, want int, out any) {
 	}
 }
 
+// collection describes name. A node of a cluster answers 503 while it
+// is catching up with the Raft leader's table (after its start or a
+// lapse of its lease) or cannot count a shard; that is retried for up to
+// 10 s, as a client would.
 func (s *server) collection(name string) proto.Collection {
 	s.t.Helper()
-	var c proto.Collection
-	s.must("GET", "/v1/collections/"+name, nil, 200, &c)
-	return c
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var c proto.Collection
+		st, _, err := s.call("GET", "/v1/collections/"+name, proto.JSONContentType, nil, &c)
+		if st == 200 {
+			return c
+		}
+		if st != 503 || time.Now().After(deadline) {
+			s.t.Fatalf("GET /v1/collections/%s: status %d, want 200 (%v)", name, st, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (s *server) waitReady(name string) proto.Collection {
