@@ -52,6 +52,7 @@ func TestClusterDirSweep(t *testing.T) {
 	gw.env = []string{"LOOKALIKE_FAILPOINTS=exit-before-evict"}
 	gw.restart()
 	chaosWaitWhole(t, nodes, name, nlist, 60*time.Second)
+	cdWaitReady(t, gw, name, 60*time.Second) // caught up with the leader's table: serving
 	ids := make([]string, moved)
 	vecs := make([][]float32, moved)
 	r = rand.New(rand.NewPCG(seed, 2))
@@ -109,7 +110,7 @@ func TestClusterDirSweep(t *testing.T) {
 		for _, c := range nodes {
 			for i, id := range ids {
 				var it proto.Item
-				if st, err := cdCall(c.server, 30*time.Second, "GET", path+"/items/"+id+"?vector=true", nil, &it); st != 200 {
+				if st, err := cdRetry(c.server, 30*time.Second, "GET", path+"/items/"+id+"?vector=true", nil, &it); st != 200 {
 					t.Errorf("%s: GET %s through %s: %d %v", when, id, c.id, st, err)
 				} else if want := fmt.Sprintf(`{"i":%d}`, 5000+i); string(it.Meta) != want || !slices.Equal(it.Vector, vecs[i]) {
 					t.Errorf("%s: %s through %s reads as %s, want the upsert's %s", when, id, c.id, it.Meta, want)
