@@ -179,13 +179,6 @@ func (cr *clusterRuntime) start(n *Node, httpAddr string, tls bool) error {
 	cr.ml.Store(ml)
 	tables, cancel := cr.cs.Watch()
 	cr.wg.Add(2)
-	if rm, ok := n.meta.(*RaftMetadata); ok {
-		cr.wg.Add(1)
-		go func() {
-			defer cr.wg.Done()
-			n.watchLease(rm, cr.stop)
-		}()
-	}
 	if every := cr.o.DirSweep; every >= 0 {
 		if every == 0 {
 			every = time.Minute

@@ -339,7 +339,7 @@ func (a *api) listCollections(w http.ResponseWriter, r *http.Request) error {
 	out := proto.Collections{Collections: []proto.Collection{}}
 	for _, s := range a.n.Collections() {
 		if s.CountErr != nil {
-			return s.CountErr // this node cut off or catching up: no stale listing
+			return s.CountErr // this node cut off: no stale listing
 		}
 		out.Collections = append(out.Collections, toProto(s))
 	}

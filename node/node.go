@@ -372,7 +372,7 @@ type CollectionStatus struct {
 	TrainedNList int
 	Lists        int // ivf lists held here
 	// CountErr says why Count is not known (0 then): on a cluster, this
-	// node is cut off or catching up with the leader's table. The API
+	// node is cut off from the Raft leader. The API
 	// answers 503 rather than a wrong count; metrics leave the gauge out.
 	CountErr error
 	// CountMissing names the shards no replica of which answered its

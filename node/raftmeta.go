@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"lookalike/coordinator"
@@ -21,12 +20,6 @@ type RaftMetadata struct {
 	s       *coordinator.Server
 	nodeID  string
 	cluster *clusterRuntime // nil on one node; set before serving
-
-	// behind is set while this node hears from the leader but its table
-	// may still be older than the leader's: from its start, and after
-	// each lapse of its lease, until the lease watch (watchLease) has
-	// seen its table reach the leader's version. lease fails meanwhile.
-	behind atomic.Bool
 }
 
 // NewRaftMetadata wraps an open coordinator server.
@@ -149,70 +142,7 @@ func (m *RaftMetadata) lease() error {
 	case d > leaseDuration:
 		return fmt.Errorf("%w: no contact with the Raft leader for %v (lease %v)", ErrCutOff, d.Round(time.Millisecond), leaseDuration)
 	}
-	if m.behind.Load() {
-		return fmt.Errorf("%w: catching up with the Raft leader's table (after a start or a lapse of the lease)", ErrCutOff)
-	}
 	return nil
-}
-
-// leaseWatchEvery is how often watchLease looks at the leader's last
-// contact.
-const leaseWatchEvery = 20 * time.Millisecond
-
-// watchLease keeps behind (until stop closes): a node whose lease lapsed
-// (cut off, stopped, overloaded) may hear from the leader again before
-// its table has caught up with what happened meanwhile. Raft's
-// heartbeats carry no log, so the first one after a cut gives the lease
-// back at once, while the table may still list this node as an in-sync
-// replica of a shard that the majority took it out of and wrote to
-// without it: a read served then missed acknowledged writes
-// (TestClusterPartition saw a 404 for one 1.5 s after a heal). So after
-// a lapse (seen as such, or as a gap longer than the lease between two
-// contacts it saw) and at the start, the node asks the leader for its
-// table version and serves again once its own table is as new: the read
-// barrier of catchUp, once per lapse.
-func (n *Node) watchLease(m *RaftMetadata, stop <-chan struct{}) {
-	tick := time.NewTicker(leaseWatchEvery)
-	defer tick.Stop()
-	var last time.Time // the leader's last contact as last seen
-	var lapsed time.Time
-	for {
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
-		}
-		now := time.Now()
-		d := m.s.LastContact()
-		if d < 0 || d > leaseDuration {
-			if !m.behind.Swap(true) {
-				lapsed = now
-			}
-			continue
-		}
-		contact := now.Add(-d)
-		if !last.IsZero() && contact.Sub(last) > leaseDuration-leaseWatchEvery && !m.behind.Swap(true) {
-			lapsed = now
-		}
-		last = contact
-		if !m.behind.Load() {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(n.ctx, time.Second)
-		v, err := n.askLeaderVersion(ctx)
-		if err == nil {
-			err = m.waitVersion(ctx, v)
-		}
-		cancel()
-		if err != nil {
-			continue // asked again at the next tick
-		}
-		m.behind.Store(false)
-		if !lapsed.IsZero() {
-			n.log.Info("lease: serving again, the table caught up with the leader's", "version", v, "after", time.Since(lapsed).Round(time.Millisecond))
-			lapsed = time.Time{}
-		}
-	}
 }
 
 // LiveNodes returns the nodes the table has up.

@@ -254,7 +254,6 @@ func Run(ctx context.Context, opts ServerOptions, ready func(httpAddr string)) (
 	if o.Cluster.enabled() {
 		no.peers = newPeers(cr.tls, o.API.APIKey, cr.httpAddr)
 		cr.cs, rm.cluster = cs, cr
-		rm.behind.Store(true) // until the lease watch sees the table caught up (watchLease)
 	}
 	n, err := Open(no, rm, st)
 	if err != nil {
