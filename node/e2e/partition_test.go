@@ -992,18 +992,11 @@ func TestClusterPartition(t *testing.T) {
 	<-staleDone
 	t.Logf("(4) reads through %s of the %d ids acknowledged during the cut, for 10 s from the heal: %d answered (the first %v after the heal), %d refused, %d stale",
 		victim.id, len(during), sp.answered, sp.firstAnswer.Round(time.Millisecond), sp.refused, sp.stale)
-	for _, line := range strings.Split(victim.log.String(), "\n") {
-		if strings.Contains(line, "lease: serving again") {
-			t.Logf("(4) %s's log: %s", victim.id, line)
-		}
-	}
 	if sp.stale > 0 {
-		// Logged, not failed, for now: the lease watch (node/raftmeta.go)
-		// took these from 5–8 a run to none in 5 runs by hand, but a
-		// race-built run in fresh-ci on 2026-11-28 still saw 1 of 4,158,
-		// 130 ms after the node served again with its table caught up,
-		// whose cause is not found yet (docs/node.md, "Leases"). Make it
-		// an error again once it is.
+		// Logged, not failed, for now: a lease watch tried on 2026-11-28
+		// (reverted) took these from 5–8 a run to nearly none, but not
+		// all, and cost a cut-off gateway's evictions (docs/node.md,
+		// "Leases"). Make it an error once they are fixed.
 		t.Logf("(4) STALE: %d reads through %s after the heal were neither answered nor refused:\n  %s", sp.stale, victim.id, strings.Join(sp.samples, "\n  "))
 	}
 	if sp.answered == 0 && len(during) > 0 {
